@@ -1,0 +1,366 @@
+/* libsako — grocery recommendations from cold start onwards. MIT licence, see LICENSE. */
+#ifndef SAKO_H
+#define SAKO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * @file sako.h
+ * The only public header of libsako, and its specification: anything not declared
+ * here is not API.
+ *
+ * An engine (::sako_engine) ranks the products of a categorised catalog for a user
+ * by Thompson sampling over Beta posteriors of each product's reward rate. A new or
+ * rarely seen product starts from its category's pooled posterior (empirical Bayes,
+ * backing off aisle -> department -> whole catalog), so a new yoghurt starts where
+ * yoghurts are. Every accepted event is appended to an event log in one SQLite file
+ * in the same transaction that updates the stored state; the file is all an engine
+ * needs to come back exactly as it was.
+ *
+ * Caveats
+ * - A handle may be shared by threads: sako_recommend() may run concurrently with
+ *   itself and with sako_update()/sako_retrain()/catalog upserts, which are
+ *   serialised internally; a reader never sees a half-applied batch. sako_close()
+ *   must not run concurrently with any other call on the same handle.
+ * - Do not use a handle across fork(); open a new one in the child.
+ * - One process should write to a database file at a time. A second writer gets
+ *   ::SAKO_BUSY after the busy timeout; it is refused, never silently merged.
+ * - Ids are integers in [1, ::SAKO_ID_MAX]; 0 means "none" where an id is optional.
+ *   The bound keeps ids exact in JSON and in IEEE doubles.
+ * - Do not keep database files on network filesystems (SQLite's WAL needs shared
+ *   memory between the processes on one host).
+ * - The error message of sako_errmsg() is per thread and valid until that thread's
+ *   next libsako call.
+ */
+
+/* ---------------------------------------------------------------- versions */
+
+#define SAKO_VERSION_MAJOR 0
+#define SAKO_VERSION_MINOR 1
+#define SAKO_VERSION_PATCH 0
+#define SAKO_VERSION_NUMBER \
+    (SAKO_VERSION_MAJOR * 10000 + SAKO_VERSION_MINOR * 100 + SAKO_VERSION_PATCH)
+#define SAKO_VERSION_STRING "0.1.0"
+
+#if defined(_WIN32)
+#define SAKO_API
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define SAKO_API __attribute__((visibility("default")))
+#else
+#define SAKO_API
+#endif
+
+/* ------------------------------------------------------------ status codes */
+
+/**
+ * Status codes. Every call that can fail returns one of these; SAKO_OK is 0 and
+ * failures are negative. Values are stable and never renumbered; new codes may be
+ * added, so treat an unknown negative value as ::SAKO_ERROR.
+ */
+enum sako_status {
+    SAKO_OK = 0,        /**< success */
+    SAKO_ERROR = -1,    /**< internal error (a bug, or an SQLite failure not listed below) */
+    SAKO_NOMEM = -2,    /**< out of memory; nothing was changed */
+    SAKO_INVALID = -3,  /**< an argument is invalid (NaN, negative, bad type, duplicate...) */
+    SAKO_NOTFOUND = -4, /**< an id names no known item or category */
+    SAKO_RANGE = -5,    /**< a size or count exceeds a documented limit */
+    SAKO_IO = -6,       /**< the disk failed or is full; the operation was not applied */
+    SAKO_CORRUPT = -7,  /**< the file is not a libsako database, or is damaged */
+    SAKO_BUSY = -8,     /**< the database is locked by another connection; retry later */
+    SAKO_MISUSE = -9,   /**< the library was called wrongly (NULL handle or out-pointer) */
+    SAKO_VERSION = -10  /**< the database was written by a newer libsako schema */
+};
+
+/* ------------------------------------------------------------------ limits */
+
+#define SAKO_ID_MAX ((int64_t)9007199254740991LL) /**< 2^53 - 1, largest valid id */
+#define SAKO_MAX_K 1000          /**< largest k sako_recommend() accepts */
+#define SAKO_MAX_BATCH 1000000   /**< largest batch of events or catalog entries */
+#define SAKO_MAX_EXCLUDE 10000   /**< largest exclude or recent list of a query */
+#define SAKO_MAX_NAME 256        /**< longest category name in bytes, without the NUL */
+#define SAKO_MAX_DEPTH 8         /**< deepest category chain (department -> aisle is 2) */
+
+/* ------------------------------------------------------------------- types */
+
+/** The engine: opaque, created by sako_init(), destroyed by sako_close(). */
+typedef struct sako_engine sako_engine;
+
+/** Kinds of feedback. The reward each kind gives is set in ::sako_options. */
+typedef enum sako_event_type {
+    SAKO_EVENT_IMPRESSION = 0, /**< the item was shown to the user */
+    SAKO_EVENT_CLICK = 1,      /**< the user opened the item */
+    SAKO_EVENT_CART = 2,       /**< the user put the item in the basket */
+    SAKO_EVENT_PURCHASE = 3    /**< the user bought the item */
+} sako_event_type;
+#define SAKO_EVENT_TYPES 4
+
+/** How hard a commit tries to reach the disk (each level names what it gives up). */
+typedef enum sako_durability {
+    /** WAL + synchronous=FULL: an acknowledged batch survives kill -9 and power loss. */
+    SAKO_DURABLE_FULL = 0,
+    /** WAL + synchronous=NORMAL: survives kill -9; the last batches may roll back
+     *  on power loss or OS crash (atomicity and consistency kept, not durability). */
+    SAKO_DURABLE_NORMAL = 1,
+    /** synchronous=OFF: survives kill -9 only; a power loss may damage the file. */
+    SAKO_DURABLE_OFF = 2
+} sako_durability;
+
+/** What an event for an item not in the catalog does. */
+typedef enum sako_unknown_item {
+    /** The whole batch is refused with ::SAKO_NOTFOUND naming the entry (default). */
+    SAKO_UNKNOWN_REJECT = 0,
+    /** The item is created, active, directly under the catalog root (no category). */
+    SAKO_UNKNOWN_CREATE = 1
+} sako_unknown_item;
+
+/** Which prior a new item starts from. */
+typedef enum sako_prior {
+    /** Its category's pooled posterior mean, with prior_strength pseudo-observations
+     *  (empirical Bayes, backing off aisle -> department -> catalog). Default. */
+    SAKO_PRIOR_CATEGORY = 0,
+    /** Beta(1, 1) for every item: the original system, kept for comparisons. */
+    SAKO_PRIOR_FLAT = 1
+} sako_prior;
+
+/** Engine options. Initialise with ::SAKO_OPTIONS_INIT, then change fields. */
+typedef struct sako_options {
+    unsigned version;             /**< ::SAKO_OPTIONS_VERSION */
+    /* Model. Stored in the database when it is created; on reopen the stored values
+     * win unless `reconfigure` is set (posteriors are then recomputed from the
+     * stored evidence, which is never lost). */
+    double reward_click;          /**< added to a per click (0.7) */
+    double reward_cart;           /**< added to a per add-to-cart (0.85) */
+    double reward_purchase;       /**< added to a per purchase (1.0) */
+    double penalty_impression;    /**< added to b per impression without click (1.0) */
+    int prior;                    /**< a ::sako_prior (SAKO_PRIOR_CATEGORY) */
+    double prior_strength;        /**< pseudo-observations of an item prior (2.0) */
+    double category_shrinkage;    /**< pseudo-observations pulling a category to its parent (20.0) */
+    uint64_t prior_refresh_events;/**< refresh category priors every N events; 0 = only on retrain (10000) */
+    /* Run time. Not stored. */
+    uint64_t seed;                /**< RNG seed; 0 picks one from the clock */
+    int durability;               /**< a ::sako_durability (SAKO_DURABLE_FULL) */
+    int unknown_items;            /**< a ::sako_unknown_item (SAKO_UNKNOWN_REJECT) */
+    int busy_timeout_ms;          /**< wait this long for another writer's lock (5000) */
+    int reconfigure;              /**< 1: the model fields above replace the stored ones (0) */
+} sako_options;
+
+#define SAKO_OPTIONS_VERSION 1
+#define SAKO_OPTIONS_INIT \
+    { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 2.0, 20.0, 10000, \
+      0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0 }
+
+/** A category of products: a department (no parent) or an aisle (parent = department). */
+typedef struct sako_category {
+    int64_t id;         /**< in [1, SAKO_ID_MAX] */
+    int64_t parent_id;  /**< 0 for none, else an existing category or one earlier in the batch */
+    const char *name;   /**< UTF-8, at most SAKO_MAX_NAME bytes; NULL keeps the stored name */
+} sako_category;
+
+/** A product. Inactive items (out of stock, delisted) are never recommended. */
+typedef struct sako_item {
+    int64_t id;          /**< in [1, SAKO_ID_MAX] */
+    int64_t category_id; /**< 0 for none (catalog root), else a known category */
+    int active;          /**< 1 recommendable, 0 not */
+    int64_t added_at;    /**< time added, unix milliseconds; 0 = now */
+} sako_item;
+
+/** One piece of feedback. */
+typedef struct sako_event {
+    int64_t user_id;     /**< in [1, SAKO_ID_MAX]; unknown users are created */
+    int64_t item_id;     /**< a catalog item (see ::sako_unknown_item) */
+    int type;            /**< a ::sako_event_type */
+    int64_t time;        /**< unix milliseconds, >= 0; 0 = now; out of order is accepted */
+    int64_t rec_id;      /**< the recommendation it answers, 0 for none */
+} sako_event;
+
+/** What to recommend. Initialise with ::SAKO_QUERY_INIT. */
+typedef struct sako_query {
+    unsigned version;        /**< ::SAKO_QUERY_VERSION */
+    int64_t user_id;         /**< in [1, SAKO_ID_MAX], or 0 for an anonymous user */
+    int k;                   /**< results wanted, 0..SAKO_MAX_K */
+    int64_t category_id;     /**< 0 for the whole catalog, else a category (subtree) */
+    const int64_t *exclude;  /**< items never to return (unknown ids are ignored) */
+    size_t n_exclude;        /**< at most SAKO_MAX_EXCLUDE */
+    const int64_t *recent;   /**< items the user just viewed, newest first (reserved for personalisation) */
+    size_t n_recent;         /**< at most SAKO_MAX_EXCLUDE */
+} sako_query;
+
+#define SAKO_QUERY_VERSION 1
+#define SAKO_QUERY_INIT { SAKO_QUERY_VERSION, 0, 20, 0, NULL, 0, NULL, 0 }
+
+/** Which part of the model produced a recommendation. */
+typedef enum sako_source {
+    SAKO_SOURCE_THOMPSON = 1 /**< a draw from the item's Beta posterior */
+} sako_source;
+
+/** One recommended item. */
+typedef struct sako_rec {
+    int64_t item_id;
+    double score;   /**< the sampled reward rate, in [0, 1]; results are sorted by it, descending */
+    int source;     /**< a ::sako_source */
+} sako_rec;
+
+/** An item's evidence and posterior. */
+typedef struct sako_item_info {
+    int64_t id;
+    int64_t category_id;
+    int active;
+    int64_t added_at;        /**< unix ms */
+    int64_t last_event_at;   /**< unix ms of its newest event, 0 if none */
+    double impressions, clicks, carts, purchases; /**< event counts */
+    double prior_mean;       /**< mean of the prior it starts from */
+    double alpha, beta;      /**< the Beta posterior sampled by sako_recommend() */
+} sako_item_info;
+
+/** Engine-wide figures. */
+typedef struct sako_stats {
+    uint64_t n_items;           /**< items in the catalog */
+    uint64_t n_active_items;    /**< of which recommendable */
+    uint64_t n_categories;
+    uint64_t n_users;           /**< users seen in events */
+    uint64_t n_events;          /**< events in the log */
+    uint64_t events_since_refresh; /**< events since the category priors were last refreshed */
+    int64_t model_version;      /**< increases with every retrain (0 before the first) */
+    double global_mean;         /**< pooled reward rate of the whole catalog */
+} sako_stats;
+
+/* ------------------------------------------------------------------ engine */
+
+/**
+ * Open or create an engine on a database file.
+ *
+ * @param[out] out   the new engine; set to NULL on failure
+ * @param[in]  path  a file path (created if missing), or NULL / ":memory:" for a
+ *                   private in-memory database (nothing persists)
+ * @param[in]  opts  options, or NULL for the defaults
+ * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options;
+ *         SAKO_CORRUPT if the file is not a libsako database or is damaged;
+ *         SAKO_VERSION if its schema is newer than this library; SAKO_IO if it
+ *         cannot be opened or created; SAKO_BUSY if locked; SAKO_NOMEM.
+ * @note Release the engine with sako_close(). @since 0.1
+ */
+SAKO_API int sako_init(sako_engine **out, const char *path, const sako_options *opts);
+
+/**
+ * Close an engine and free everything it holds. Acknowledged events are already on
+ * disk, so there is nothing to flush. NULL is a harmless no-op.
+ * @note Must not run concurrently with any other call on the handle. @since 0.1
+ */
+SAKO_API void sako_close(sako_engine *engine);
+
+/* ----------------------------------------------------------------- catalog */
+
+/**
+ * Insert or update categories, atomically.
+ *
+ * A parent must exist already or appear earlier in the batch; a change of parent
+ * that would make a cycle or exceed SAKO_MAX_DEPTH is refused.
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine, or NULL cats with n > 0);
+ *         SAKO_INVALID (id out of range, duplicate id, bad name, cycle, too deep);
+ *         SAKO_NOTFOUND (unknown parent); SAKO_RANGE (n > SAKO_MAX_BATCH);
+ *         SAKO_IO, SAKO_BUSY, SAKO_NOMEM. On failure nothing is applied and
+ *         sako_errmsg() names the entry's index and the reason.
+ * @since 0.1
+ */
+SAKO_API int sako_categories_upsert(sako_engine *engine, const sako_category *cats, size_t n);
+
+/**
+ * Insert or update items, atomically. A new item starts with no evidence (its
+ * posterior is its category's prior); an existing item keeps its evidence when its
+ * category or active flag changes.
+ * @return as sako_categories_upsert(); SAKO_NOTFOUND for an unknown category.
+ * @since 0.1
+ */
+SAKO_API int sako_items_upsert(sako_engine *engine, const sako_item *items, size_t n);
+
+/* ------------------------------------------------------------------ events */
+
+/**
+ * Record a batch of feedback events and apply them to the model at once.
+ *
+ * Rewards: an item's posterior is Beta(a, b) with
+ * a = prior_a + reward_click*clicks + reward_cart*carts + reward_purchase*purchases,
+ * b = prior_b + penalty_impression*max(0, impressions - clicks): an impression that
+ * was followed by a click counts as the click, not as a miss (the original rule).
+ * The batch is validated whole first; one bad entry rejects it all, and the
+ * message names the entry's index and the reason. When this returns SAKO_OK the
+ * events are in the log and, with SAKO_DURABLE_FULL, on stable storage.
+ * @param[in] events  n events; NULL allowed only when n is 0 (a no-op)
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_INVALID (bad id, type or time);
+ *         SAKO_NOTFOUND (unknown item under SAKO_UNKNOWN_REJECT);
+ *         SAKO_RANGE (n > SAKO_MAX_BATCH); SAKO_IO; SAKO_BUSY; SAKO_NOMEM.
+ * @since 0.1
+ */
+SAKO_API int sako_update(sako_engine *engine, const sako_event *events, size_t n);
+
+/* --------------------------------------------------------------- recommend */
+
+/**
+ * Recommend up to q->k items: the top k of one joint Thompson draw over the active
+ * items of the catalog (or of q->category_id and its sub-categories), minus
+ * q->exclude. Fewer than k eligible items gives all of them.
+ *
+ * @param[out] out    caller-owned array of capacity cap (>= q->k)
+ * @param[out] n_out  number of results written
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine, q, n_out, or out with cap > 0);
+ *         SAKO_INVALID (k < 0, bad id, wrong query version); SAKO_RANGE
+ *         (k > SAKO_MAX_K, cap < k, too long a list) — checked before any work;
+ *         SAKO_NOTFOUND (unknown category).
+ * @note Thread-safe; allocates nothing per call in the steady state. @since 0.1
+ */
+SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *out,
+                            size_t cap, size_t *n_out);
+
+/* ----------------------------------------------------------------- retrain */
+
+/**
+ * Rebuild the model from the event log: every item's evidence and every category
+ * prior is recomputed, then swapped in atomically while recommendations go on.
+ * The result equals the online state after a prior refresh, bit for bit.
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_IO; SAKO_BUSY; SAKO_NOMEM; SAKO_CORRUPT if
+ *         the log names items that no longer exist.
+ * @since 0.1
+ */
+SAKO_API int sako_retrain(sako_engine *engine);
+
+/* ----------------------------------------------------------- introspection */
+
+/** Evidence and posterior of one item. @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID,
+ *  SAKO_NOTFOUND. @since 0.1 */
+SAKO_API int sako_item_get(sako_engine *engine, int64_t item_id, sako_item_info *out);
+
+/** Mean of the prior an item of this category starts from (0 = catalog root).
+ *  @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID, SAKO_NOTFOUND. @since 0.1 */
+SAKO_API int sako_category_prior(sako_engine *engine, int64_t category_id, double *mean_out);
+
+/** Engine-wide figures. @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
+SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
+
+/** The options in force: the model fields as stored in the database, the run-time
+ *  fields as given to sako_init() (seed as actually used). @return SAKO_OK or
+ *  SAKO_MISUSE. @since 0.1 */
+SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
+
+/* ------------------------------------------------------------- diagnostics */
+
+/** SAKO_VERSION_NUMBER of the library actually linked. @since 0.1 */
+SAKO_API int sako_version_number(void);
+/** SAKO_VERSION_STRING of the library actually linked. @since 0.1 */
+SAKO_API const char *sako_version_string(void);
+/** A static description of a status code ("unknown status" for others). @since 0.1 */
+SAKO_API const char *sako_errstr(int status);
+/** The detailed message of this thread's last failed call ("" after success). Owned
+ *  by the library; valid until this thread's next libsako call. @since 0.1 */
+SAKO_API const char *sako_errmsg(void);
+/** 1: the library was built thread-safe (always, in this version). @since 0.1 */
+SAKO_API int sako_threadsafe(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SAKO_H */

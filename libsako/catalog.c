@@ -1,0 +1,500 @@
+/* The catalog: categories (a tree of at most SAKO_MAX_DEPTH levels) and items.
+ *
+ * Upserts follow one pattern, so that a batch is all or nothing: validate every
+ * entry, reserve every byte of memory the change will need, write it to SQLite in
+ * one transaction, and only after the commit publish it in memory under the write
+ * lock (a step that can no longer fail). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+/* ------------------------------------------------------------ growth */
+
+static int grow(void **ptr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return SAKO_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*ptr, ncap * elem);
+    if (!p)
+        return sako__error(SAKO_NOMEM, "out of memory growing an array to %zu entries", ncap);
+    *ptr = p;
+    *cap = ncap;
+    return SAKO_OK;
+}
+
+int sako__catalog_reserve_items(sako_engine *e, size_t extra)
+{
+    size_t need = e->n_items + extra;
+    if (need > (size_t)UINT32_MAX - 1)
+        return sako__error(SAKO_RANGE, "catalog would exceed %u items", UINT32_MAX - 1);
+    if (need > e->cap_items) {
+        size_t cap = e->cap_items;
+        int rc = grow((void **)&e->items, &cap, need, sizeof *e->items);
+        if (rc)
+            return rc;
+        size_t cap2 = e->cap_items;
+        rc = grow((void **)&e->posterior, &cap2, need, sizeof *e->posterior);
+        if (rc)
+            return rc;
+        /* Both arrays now hold at least `need`; keep the smaller capacity. */
+        e->cap_items = cap < cap2 ? cap : cap2;
+    }
+    return sako__idmap_reserve(&e->item_index, extra);
+}
+
+int sako__catalog_reserve_members(sako_engine *e, uint32_t category, size_t extra)
+{
+    if (category == SAKO_NONE)
+        return grow((void **)&e->root_members, &e->cap_root_members,
+                    e->n_root_members + extra, sizeof(uint32_t));
+    sako_category_state *c = &e->categories[category];
+    return grow((void **)&c->members, &c->cap_members, c->n_members + extra, sizeof(uint32_t));
+}
+
+void sako__catalog_member_add(sako_engine *e, uint32_t item)
+{
+    sako_item_state *it = &e->items[item];
+    if (it->category == SAKO_NONE) {
+        it->member_pos = (uint32_t)e->n_root_members;
+        e->root_members[e->n_root_members++] = item;
+    } else {
+        sako_category_state *c = &e->categories[it->category];
+        it->member_pos = (uint32_t)c->n_members;
+        c->members[c->n_members++] = item;
+    }
+}
+
+void sako__catalog_member_remove(sako_engine *e, uint32_t item)
+{
+    sako_item_state *it = &e->items[item];
+    uint32_t *list;
+    size_t *n;
+    if (it->category == SAKO_NONE) {
+        list = e->root_members;
+        n = &e->n_root_members;
+    } else {
+        list = e->categories[it->category].members;
+        n = &e->categories[it->category].n_members;
+    }
+    /* Swap with the last member; O(1). */
+    uint32_t last = list[--*n];
+    list[it->member_pos] = last;
+    e->items[last].member_pos = it->member_pos;
+}
+
+uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, int active,
+                                int64_t added_at)
+{
+    uint32_t i = (uint32_t)e->n_items++;
+    sako_item_state *it = &e->items[i];
+    memset(it, 0, sizeof *it);
+    it->id = id;
+    it->category = category;
+    it->active = (uint8_t)(active != 0);
+    it->added_at = added_at;
+    it->dirty = 1;
+    sako__idmap_put(&e->item_index, id, i);
+    sako__catalog_member_add(e, i);
+    if (it->active)
+        e->n_active++;
+    sako__model_update_posterior(e, i);
+    return i;
+}
+
+/* Each category's subtree list: itself and every descendant, for category filters. */
+int sako__catalog_rebuild_subtrees(sako_engine *e)
+{
+    size_t nc = e->n_categories;
+    size_t *counts = calloc(nc ? nc : 1, sizeof *counts);
+    if (!counts)
+        return sako__error(SAKO_NOMEM, "out of memory indexing categories");
+    for (size_t c = 0; c < nc; c++)
+        for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
+            counts[x]++;
+    uint32_t **lists = calloc(nc ? nc : 1, sizeof *lists);
+    if (!lists) {
+        free(counts);
+        return sako__error(SAKO_NOMEM, "out of memory indexing categories");
+    }
+    for (size_t c = 0; c < nc; c++) {
+        lists[c] = malloc(counts[c] * sizeof(uint32_t));
+        if (!lists[c]) {
+            for (size_t j = 0; j < c; j++)
+                free(lists[j]);
+            free(lists);
+            free(counts);
+            return sako__error(SAKO_NOMEM, "out of memory indexing categories");
+        }
+        counts[c] = 0;
+    }
+    for (size_t c = 0; c < nc; c++)
+        for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
+            lists[x][counts[x]++] = (uint32_t)c;
+    for (size_t c = 0; c < nc; c++) {
+        free(e->categories[c].subtree);
+        e->categories[c].subtree = lists[c];
+        e->categories[c].n_subtree = counts[c];
+    }
+    free(lists);
+    free(counts);
+    return SAKO_OK;
+}
+
+void sako__catalog_free(sako_engine *e)
+{
+    for (size_t c = 0; c < e->n_categories; c++) {
+        free(e->categories[c].name);
+        free(e->categories[c].members);
+        free(e->categories[c].subtree);
+    }
+    free(e->categories);
+    free(e->items);
+    free(e->posterior);
+    free(e->root_members);
+    free(e->users);
+    sako__idmap_free(&e->item_index);
+    sako__idmap_free(&e->category_index);
+    sako__idmap_free(&e->user_index);
+}
+
+/* ------------------------------------------------------- categories */
+
+/* Depth of category c under a parent map; 0 if the chain loops or is too deep. */
+static int chain_depth(const uint32_t *parent, uint32_t c)
+{
+    int d = 0;
+    for (uint32_t x = c; x != SAKO_NONE; x = parent[x])
+        if (++d > SAKO_MAX_DEPTH)
+            return 0;
+    return d;
+}
+
+int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_categories_upsert: engine is NULL");
+    if (!cats && n > 0)
+        return sako__error(SAKO_MISUSE, "sako_categories_upsert: categories is NULL but n = %zu", n);
+    if (n > SAKO_MAX_BATCH)
+        return sako__error(SAKO_RANGE, "sako_categories_upsert: %zu categories exceed the batch limit %d",
+                           n, SAKO_MAX_BATCH);
+    sako__error_clear();
+    if (n == 0)
+        return SAKO_OK;
+
+    pthread_mutex_lock(&e->write_mutex);
+    int rc = SAKO_OK;
+    size_t nc = e->n_categories;
+    size_t total = nc + n;
+    /* Staging: the parent map after the batch, and the index each entry maps to. */
+    uint32_t *parent = malloc(total * sizeof *parent);
+    uint32_t *target = malloc(n * sizeof *target);
+    int *batch_of = malloc(total * sizeof *batch_of); /* which entry last set it, or -1 */
+    sako_idmap staged = { 0 };
+    if (!parent || !target || !batch_of || sako__idmap_reserve(&staged, n)) {
+        rc = sako__error(SAKO_NOMEM, "out of memory staging %zu categories", n);
+        goto done;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        parent[c] = e->categories[c].parent;
+        batch_of[c] = -1;
+    }
+    size_t n_new = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sako_category *in = &cats[i];
+        if (!sako__valid_id(in->id)) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: id %lld is out of range [1, 2^53-1]",
+                             i, (long long)in->id);
+            goto done;
+        }
+        if (in->parent_id != 0 && !sako__valid_id(in->parent_id)) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: parent_id %lld is out of range",
+                             i, (long long)in->parent_id);
+            goto done;
+        }
+        if (in->parent_id == in->id) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: id %lld is its own parent",
+                             i, (long long)in->id);
+            goto done;
+        }
+        if (in->name && strlen(in->name) > SAKO_MAX_NAME) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: name longer than %d bytes",
+                             i, SAKO_MAX_NAME);
+            goto done;
+        }
+        if (sako__idmap_get(&staged, in->id) != SAKO_NONE) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: id %lld appears twice in the batch",
+                             i, (long long)in->id);
+            goto done;
+        }
+        uint32_t idx = sako__idmap_get(&e->category_index, in->id);
+        if (idx == SAKO_NONE)
+            idx = (uint32_t)(nc + n_new++);
+        target[i] = idx;
+        sako__idmap_put(&staged, in->id, (uint32_t)i);
+        uint32_t p = SAKO_NONE;
+        if (in->parent_id != 0) {
+            p = sako__idmap_get(&e->category_index, in->parent_id);
+            if (p == SAKO_NONE) {
+                uint32_t j = sako__idmap_get(&staged, in->parent_id);
+                if (j != SAKO_NONE)
+                    p = target[j];
+            }
+            if (p == SAKO_NONE) {
+                rc = sako__error(SAKO_NOTFOUND,
+                                 "category [%zu]: parent %lld is neither known nor earlier in the batch",
+                                 i, (long long)in->parent_id);
+                goto done;
+            }
+        }
+        parent[idx] = p;
+        batch_of[idx] = (int)i;
+    }
+    /* The final tree must have no cycle and no chain deeper than SAKO_MAX_DEPTH. A
+     * bad chain always passes through an entry of this batch; name the first one. */
+    for (size_t c = 0; c < nc + n_new; c++) {
+        if (chain_depth(parent, (uint32_t)c) != 0)
+            continue;
+        int culprit = -1, steps = 0;
+        for (uint32_t x = (uint32_t)c; x != SAKO_NONE && steps <= 2 * SAKO_MAX_DEPTH + 2;
+             x = parent[x], steps++)
+            if (batch_of[x] >= 0) {
+                culprit = batch_of[x];
+                break;
+            }
+        rc = sako__error(SAKO_INVALID, "category [%d]: the parent makes a cycle or a chain deeper than %d",
+                         culprit, SAKO_MAX_DEPTH);
+        goto done;
+    }
+
+    /* Reserve memory before touching the database. */
+    if (grow((void **)&e->categories, &e->cap_categories, nc + n_new, sizeof *e->categories) ||
+        sako__idmap_reserve(&e->category_index, n_new)) {
+        rc = SAKO_NOMEM;
+        goto done;
+    }
+    char **names = calloc(n, sizeof *names);
+    if (!names) {
+        rc = sako__error(SAKO_NOMEM, "out of memory copying category names");
+        goto done;
+    }
+    for (size_t i = 0; i < n && rc == SAKO_OK; i++) {
+        const char *src = cats[i].name ? cats[i].name
+                          : target[i] < nc ? e->categories[target[i]].name : "";
+        names[i] = strdup(src ? src : "");
+        if (!names[i])
+            rc = sako__error(SAKO_NOMEM, "out of memory copying category names");
+    }
+    /* New categories start at their parent's current mean: what a refresh would give
+     * them with no evidence of their own. Parents precede children in the batch. */
+    double *means = malloc(n * sizeof *means);
+    if (!means && rc == SAKO_OK)
+        rc = sako__error(SAKO_NOMEM, "out of memory staging category priors");
+    for (size_t i = 0; i < n && rc == SAKO_OK; i++) {
+        uint32_t p = parent[target[i]];
+        if (target[i] < nc) {
+            means[i] = e->categories[target[i]].prior_mean;
+        } else if (p == SAKO_NONE) {
+            means[i] = e->root_mean;
+        } else if (p < nc) {
+            means[i] = e->categories[p].prior_mean;
+        } else {
+            means[i] = means[batch_of[p]];
+        }
+    }
+
+    if (rc == SAKO_OK)
+        rc = sako__store_begin(e);
+    if (rc == SAKO_OK) {
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(e->db,
+            "INSERT INTO categories(id, parent_id, name, prior_mean) VALUES(?1, ?2, ?3, ?4) "
+            "ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name",
+            -1, &st, NULL);
+        for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
+            sqlite3_bind_int64(st, 1, cats[i].id);
+            sqlite3_bind_int64(st, 2, cats[i].parent_id);
+            sqlite3_bind_text(st, 3, names[i], -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 4, means[i]);
+            src = sqlite3_step(st);
+            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
+        }
+        if (src != SQLITE_OK)
+            rc = sako__error_sqlite(e->db, src, "writing categories");
+        sqlite3_finalize(st);
+        if (rc == SAKO_OK)
+            rc = sako__store_commit(e);
+        else
+            sako__store_rollback(e);
+    }
+    if (rc == SAKO_OK) {
+        pthread_rwlock_wrlock(&e->lock);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t idx = target[i];
+            sako_category_state *c = &e->categories[idx];
+            if (idx >= nc) {
+                memset(c, 0, sizeof *c);
+                c->id = cats[i].id;
+                c->prior_mean = means[i];
+                sako__idmap_put(&e->category_index, c->id, idx);
+            } else {
+                free(c->name);
+            }
+            c->name = names[i];
+            names[i] = NULL;
+            c->parent = parent[idx];
+        }
+        e->n_categories = nc + n_new;
+        /* Subtree lists are rebuilt; on NOMEM the old lists stay (stale but safe). */
+        sako__catalog_rebuild_subtrees(e);
+        pthread_rwlock_unlock(&e->lock);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(means);
+done:
+    free(parent);
+    free(target);
+    free(batch_of);
+    sako__idmap_free(&staged);
+    pthread_mutex_unlock(&e->write_mutex);
+    return rc;
+}
+
+/* ------------------------------------------------------------ items */
+
+int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_items_upsert: engine is NULL");
+    if (!items && n > 0)
+        return sako__error(SAKO_MISUSE, "sako_items_upsert: items is NULL but n = %zu", n);
+    if (n > SAKO_MAX_BATCH)
+        return sako__error(SAKO_RANGE, "sako_items_upsert: %zu items exceed the batch limit %d",
+                           n, SAKO_MAX_BATCH);
+    sako__error_clear();
+    if (n == 0)
+        return SAKO_OK;
+
+    pthread_mutex_lock(&e->write_mutex);
+    int rc = SAKO_OK;
+    int64_t now = sako__now_ms();
+    uint32_t *cat = malloc(n * sizeof *cat);
+    uint32_t *existing = malloc(n * sizeof *existing);
+    size_t *extra_members = calloc(e->n_categories + 1, sizeof *extra_members);
+    sako_idmap staged = { 0 };
+    if (!cat || !existing || !extra_members || sako__idmap_reserve(&staged, n)) {
+        rc = sako__error(SAKO_NOMEM, "out of memory staging %zu items", n);
+        goto done;
+    }
+    size_t n_new = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sako_item *in = &items[i];
+        if (!sako__valid_id(in->id)) {
+            rc = sako__error(SAKO_INVALID, "item [%zu]: id %lld is out of range [1, 2^53-1]",
+                             i, (long long)in->id);
+            goto done;
+        }
+        if (in->active != 0 && in->active != 1) {
+            rc = sako__error(SAKO_INVALID, "item [%zu]: active = %d is not 0 or 1", i, in->active);
+            goto done;
+        }
+        if (in->added_at < 0 || in->added_at > SAKO_TIME_MAX) {
+            rc = sako__error(SAKO_INVALID, "item [%zu]: added_at %lld is not a unix time in ms",
+                             i, (long long)in->added_at);
+            goto done;
+        }
+        if (sako__idmap_get(&staged, in->id) != SAKO_NONE) {
+            rc = sako__error(SAKO_INVALID, "item [%zu]: id %lld appears twice in the batch",
+                             i, (long long)in->id);
+            goto done;
+        }
+        sako__idmap_put(&staged, in->id, (uint32_t)i);
+        cat[i] = SAKO_NONE;
+        if (in->category_id != 0) {
+            if (!sako__valid_id(in->category_id)) {
+                rc = sako__error(SAKO_INVALID, "item [%zu]: category_id %lld is out of range",
+                                 i, (long long)in->category_id);
+                goto done;
+            }
+            cat[i] = sako__idmap_get(&e->category_index, in->category_id);
+            if (cat[i] == SAKO_NONE) {
+                rc = sako__error(SAKO_NOTFOUND, "item [%zu]: unknown category %lld",
+                                 i, (long long)in->category_id);
+                goto done;
+            }
+        }
+        existing[i] = sako__idmap_get(&e->item_index, in->id);
+        if (existing[i] == SAKO_NONE)
+            n_new++;
+        if (existing[i] == SAKO_NONE || e->items[existing[i]].category != cat[i])
+            extra_members[cat[i] == SAKO_NONE ? e->n_categories : cat[i]]++;
+    }
+    rc = sako__catalog_reserve_items(e, n_new);
+    for (size_t c = 0; c <= e->n_categories && rc == SAKO_OK; c++)
+        if (extra_members[c])
+            rc = sako__catalog_reserve_members(e, c == e->n_categories ? SAKO_NONE : (uint32_t)c,
+                                               extra_members[c]);
+    if (rc)
+        goto done;
+
+    rc = sako__store_begin(e);
+    if (rc)
+        goto done;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(e->db,
+        "INSERT INTO items(id, category_id, active, added_at) VALUES(?1, ?2, ?3, ?4) "
+        "ON CONFLICT(id) DO UPDATE SET category_id = excluded.category_id, active = excluded.active",
+        -1, &st, NULL);
+    for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
+        sqlite3_bind_int64(st, 1, items[i].id);
+        sqlite3_bind_int64(st, 2, items[i].category_id);
+        sqlite3_bind_int(st, 3, items[i].active);
+        sqlite3_bind_int64(st, 4, items[i].added_at ? items[i].added_at : now);
+        src = sqlite3_step(st);
+        src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
+    }
+    if (src != SQLITE_OK)
+        rc = sako__error_sqlite(e->db, src, "writing items");
+    sqlite3_finalize(st);
+    if (rc == SAKO_OK)
+        rc = sako__store_commit(e);
+    else
+        sako__store_rollback(e);
+    if (rc)
+        goto done;
+
+    pthread_rwlock_wrlock(&e->lock);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = existing[i];
+        if (x == SAKO_NONE) {
+            sako__catalog_add_item(e, items[i].id, cat[i], items[i].active,
+                                   items[i].added_at ? items[i].added_at : now);
+            continue;
+        }
+        sako_item_state *it = &e->items[x];
+        if (it->category != cat[i]) {
+            sako__catalog_member_remove(e, x);
+            it->category = cat[i];
+            sako__catalog_member_add(e, x);
+            sako__model_update_posterior(e, x); /* the prior is its new category's */
+        }
+        if (it->active != items[i].active) {
+            e->n_active += items[i].active ? 1 : (size_t)-1;
+            it->active = (uint8_t)items[i].active;
+        }
+    }
+    pthread_rwlock_unlock(&e->lock);
+done:
+    free(cat);
+    free(existing);
+    free(extra_members);
+    sako__idmap_free(&staged);
+    pthread_mutex_unlock(&e->write_mutex);
+    return rc;
+}

@@ -1,0 +1,155 @@
+/* sako_update(): validate a batch whole, log it, then apply it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+int sako__users_reserve(sako_engine *e, size_t extra)
+{
+    size_t need = e->n_users + extra;
+    if (need > (size_t)UINT32_MAX - 1)
+        return sako__error(SAKO_RANGE, "more than %u users", UINT32_MAX - 1);
+    if (need > e->cap_users) {
+        size_t cap = e->cap_users ? e->cap_users : 64;
+        while (cap < need)
+            cap *= 2;
+        sako_user_state *u = realloc(e->users, cap * sizeof *u);
+        if (!u)
+            return sako__error(SAKO_NOMEM, "out of memory growing users to %zu", cap);
+        e->users = u;
+        e->cap_users = cap;
+    }
+    return sako__idmap_reserve(&e->user_index, extra);
+}
+
+static int check_event(const sako_event *ev, size_t i)
+{
+    if (!sako__valid_id(ev->user_id))
+        return sako__error(SAKO_INVALID, "event [%zu]: user_id %lld is out of range [1, 2^53-1]",
+                           i, (long long)ev->user_id);
+    if (!sako__valid_id(ev->item_id))
+        return sako__error(SAKO_INVALID, "event [%zu]: item_id %lld is out of range [1, 2^53-1]",
+                           i, (long long)ev->item_id);
+    if (ev->type < 0 || ev->type >= SAKO_EVENT_TYPES)
+        return sako__error(SAKO_INVALID, "event [%zu]: type %d is not a sako_event_type", i, ev->type);
+    if (ev->time < 0 || ev->time > SAKO_TIME_MAX)
+        return sako__error(SAKO_INVALID, "event [%zu]: time %lld is not a unix time in ms",
+                           i, (long long)ev->time);
+    if (ev->rec_id != 0 && !sako__valid_id(ev->rec_id))
+        return sako__error(SAKO_INVALID, "event [%zu]: rec_id %lld is out of range", i,
+                           (long long)ev->rec_id);
+    return SAKO_OK;
+}
+
+int sako_update(sako_engine *e, const sako_event *events, size_t n)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_update: engine is NULL");
+    if (!events && n > 0)
+        return sako__error(SAKO_MISUSE, "sako_update: events is NULL but n = %zu", n);
+    if (n > SAKO_MAX_BATCH)
+        return sako__error(SAKO_RANGE, "sako_update: %zu events exceed the batch limit %d",
+                           n, SAKO_MAX_BATCH);
+    sako__error_clear();
+    if (n == 0)
+        return SAKO_OK;
+
+    pthread_mutex_lock(&e->write_mutex);
+    int rc = SAKO_OK;
+    int64_t now = sako__now_ms();
+    /* A private copy: times resolved, item indices looked up once. */
+    sako_event *ev = malloc(n * sizeof *ev);
+    uint32_t *item = malloc(n * sizeof *item);
+    sako_idmap created = { 0 }; /* unknown items this batch creates (SAKO_UNKNOWN_CREATE) */
+    size_t n_created = 0;
+    if (!ev || !item) {
+        rc = sako__error(SAKO_NOMEM, "out of memory staging %zu events", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = check_event(&events[i], i)))
+            goto done;
+        ev[i] = events[i];
+        if (ev[i].time == 0)
+            ev[i].time = now;
+        item[i] = sako__idmap_get(&e->item_index, ev[i].item_id);
+        if (item[i] != SAKO_NONE)
+            continue;
+        if (e->opts.unknown_items == SAKO_UNKNOWN_REJECT) {
+            rc = sako__error(SAKO_NOTFOUND, "event [%zu]: unknown item %lld", i,
+                             (long long)ev[i].item_id);
+            goto done;
+        }
+        if ((rc = sako__idmap_reserve(&created, 1)))
+            goto done;
+        if (sako__idmap_get(&created, ev[i].item_id) == SAKO_NONE)
+            sako__idmap_put(&created, ev[i].item_id, (uint32_t)n_created++);
+    }
+    /* Every byte the apply step needs, before anything is written. */
+    if ((rc = sako__users_reserve(e, n)) || (rc = sako__catalog_reserve_items(e, n_created)) ||
+        (rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created)))
+        goto done;
+
+    if ((rc = sako__store_begin(e)))
+        goto done;
+    if (n_created) {
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(e->db, "INSERT INTO items(id, category_id, active, added_at) "
+                                     "VALUES(?1, 0, 1, ?2) ON CONFLICT(id) DO NOTHING", -1, &st, NULL);
+        for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
+            if (item[i] != SAKO_NONE)
+                continue;
+            sqlite3_bind_int64(st, 1, ev[i].item_id);
+            sqlite3_bind_int64(st, 2, now);
+            src = sqlite3_step(st);
+            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
+        }
+        sqlite3_finalize(st);
+        if (src != SQLITE_OK)
+            rc = sako__error_sqlite(e->db, src, "creating unknown items");
+    }
+    int64_t seq = 0;
+    if (rc == SAKO_OK)
+        rc = sako__store_append_batch(e, ev, n, &seq);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(e, "n_events", (int64_t)(e->n_events + n));
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(e, "events_since_refresh",
+                                      (int64_t)(e->events_since_refresh + n));
+    if (rc == SAKO_OK)
+        rc = sako__store_commit(e);
+    else
+        sako__store_rollback(e);
+    if (rc)
+        goto done;
+
+    /* Acknowledged: publish. Nothing below can fail. */
+    pthread_rwlock_wrlock(&e->lock);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = item[i];
+        if (x == SAKO_NONE) {
+            x = sako__idmap_get(&e->item_index, ev[i].item_id);
+            if (x == SAKO_NONE)
+                x = sako__catalog_add_item(e, ev[i].item_id, SAKO_NONE, 1, now);
+        }
+        sako__model_apply_event(e, &ev[i], x);
+    }
+    e->n_events += n;
+    e->events_since_refresh += n;
+    e->events_since_checkpoint += n;
+    pthread_rwlock_unlock(&e->lock);
+
+    /* Housekeeping in its own transaction: the batch is already safe, so a failure
+     * here is reported nowhere but retried after the next batch. */
+    if (e->params.prior_refresh_events && e->events_since_refresh >= e->params.prior_refresh_events)
+        sako__refresh_epoch(e, NULL);
+    else if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
+        sako__checkpoint_now(e);
+    sako__error_clear();
+done:
+    free(ev);
+    free(item);
+    sako__idmap_free(&created);
+    pthread_mutex_unlock(&e->write_mutex);
+    return rc;
+}

@@ -1,0 +1,242 @@
+/* The Beta-Bernoulli model: rewards -> evidence, category priors by empirical Bayes.
+ *
+ * An item's evidence is A = sum over types of reward[type] * count[type] successes
+ * and B = penalty * max(0, impressions - clicks) failures. Its posterior is
+ * Beta(s*m + A, s*(1-m) + B) where m is the prior mean of its category and s the
+ * prior strength. The category means form a hierarchy (empirical Bayes with
+ * back-off): m_root = (A_all + 1) / (A_all + B_all + 2), and for a category c with
+ * parent p, m_c = (A_c + k*m_p) / (A_c + B_c + k), where A_c, B_c pool the evidence
+ * of every item in c's subtree and k is the category shrinkage. A category with
+ * little evidence thus sits at its parent's mean; one with much at its own rate.
+ *
+ * Means change only at a refresh (a "prior epoch"), so one event changes exactly
+ * one item's posterior. Pooled sums are taken over integer-valued counts before
+ * weighting, so they are exact and independent of summation order: a retrain
+ * from the log reproduces them bit for bit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+/* Means are kept strictly inside (0, 1) so that both Beta shapes stay positive. */
+#define MEAN_FLOOR 1e-9
+
+static double clamp_mean(double m)
+{
+    if (!(m > MEAN_FLOOR))
+        return MEAN_FLOOR;
+    if (m > 1.0 - MEAN_FLOOR)
+        return 1.0 - MEAN_FLOOR;
+    return m;
+}
+
+void sako__params_from_options(sako_model_params *p, const sako_options *o)
+{
+    memset(p, 0, sizeof *p);
+    p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
+    p->reward[SAKO_EVENT_CLICK] = o->reward_click;
+    p->reward[SAKO_EVENT_CART] = o->reward_cart;
+    p->reward[SAKO_EVENT_PURCHASE] = o->reward_purchase;
+    p->penalty_impression = o->penalty_impression;
+    p->prior = o->prior;
+    p->prior_strength = o->prior_strength;
+    p->category_shrinkage = o->category_shrinkage;
+    p->prior_refresh_events = o->prior_refresh_events;
+}
+
+static int check_weight(const char *name, double v, int strictly_positive)
+{
+    if (!isfinite(v) || v < 0.0 || (strictly_positive && v == 0.0) || v > 1e6)
+        return sako__error(SAKO_INVALID, "options: %s = %g must be a finite number in %s",
+                           name, v, strictly_positive ? "(0, 1e6]" : "[0, 1e6]");
+    return SAKO_OK;
+}
+
+int sako__options_validate(const sako_options *o)
+{
+    int rc;
+    if (o->version != SAKO_OPTIONS_VERSION)
+        return sako__error(SAKO_INVALID, "options: version %u is not %d (use SAKO_OPTIONS_INIT)",
+                           o->version, SAKO_OPTIONS_VERSION);
+    if ((rc = check_weight("reward_click", o->reward_click, 0)) ||
+        (rc = check_weight("reward_cart", o->reward_cart, 0)) ||
+        (rc = check_weight("reward_purchase", o->reward_purchase, 0)) ||
+        (rc = check_weight("penalty_impression", o->penalty_impression, 0)) ||
+        (rc = check_weight("prior_strength", o->prior_strength, 1)) ||
+        (rc = check_weight("category_shrinkage", o->category_shrinkage, 1)))
+        return rc;
+    if (o->prior != SAKO_PRIOR_CATEGORY && o->prior != SAKO_PRIOR_FLAT)
+        return sako__error(SAKO_INVALID, "options: prior = %d is not a sako_prior", o->prior);
+    if (o->durability < SAKO_DURABLE_FULL || o->durability > SAKO_DURABLE_OFF)
+        return sako__error(SAKO_INVALID, "options: durability = %d is not a sako_durability",
+                           o->durability);
+    if (o->unknown_items != SAKO_UNKNOWN_REJECT && o->unknown_items != SAKO_UNKNOWN_CREATE)
+        return sako__error(SAKO_INVALID, "options: unknown_items = %d is not a sako_unknown_item",
+                           o->unknown_items);
+    if (o->busy_timeout_ms < 0)
+        return sako__error(SAKO_INVALID, "options: busy_timeout_ms = %d is negative",
+                           o->busy_timeout_ms);
+    if (o->reconfigure != 0 && o->reconfigure != 1)
+        return sako__error(SAKO_INVALID, "options: reconfigure = %d is not 0 or 1", o->reconfigure);
+    return SAKO_OK;
+}
+
+/* Successes and failures of some counts under the model's rewards. */
+static void evidence(const sako_model_params *p, const sako_counts *c, double *a, double *b)
+{
+    *a = p->reward[SAKO_EVENT_CLICK] * c->n[SAKO_EVENT_CLICK] +
+         p->reward[SAKO_EVENT_CART] * c->n[SAKO_EVENT_CART] +
+         p->reward[SAKO_EVENT_PURCHASE] * c->n[SAKO_EVENT_PURCHASE];
+    double misses = c->n[SAKO_EVENT_IMPRESSION] - c->n[SAKO_EVENT_CLICK];
+    *b = p->penalty_impression * (misses > 0.0 ? misses : 0.0);
+}
+
+/* Pooled counts, kept per type so that weighting happens once, after exact sums. */
+typedef struct pooled {
+    double n[SAKO_EVENT_TYPES];
+    double misses;
+} pooled;
+
+static void pool_add(pooled *dst, const sako_counts *c)
+{
+    for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+        dst->n[t] += c->n[t];
+    double m = c->n[SAKO_EVENT_IMPRESSION] - c->n[SAKO_EVENT_CLICK];
+    dst->misses += m > 0.0 ? m : 0.0;
+}
+
+static void pooled_evidence(const sako_model_params *p, const pooled *s, double *a, double *b)
+{
+    *a = p->reward[SAKO_EVENT_CLICK] * s->n[SAKO_EVENT_CLICK] +
+         p->reward[SAKO_EVENT_CART] * s->n[SAKO_EVENT_CART] +
+         p->reward[SAKO_EVENT_PURCHASE] * s->n[SAKO_EVENT_PURCHASE];
+    *b = p->penalty_impression * s->misses;
+}
+
+int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
+                               double *root_out, double *cat_means_out)
+{
+    size_t nc = e->n_categories;
+    pooled *sums = calloc(nc ? nc : 1, sizeof *sums);
+    uint32_t *order = malloc((nc ? nc : 1) * sizeof *order);
+    if (!sums || !order) {
+        free(sums);
+        free(order);
+        return sako__error(SAKO_NOMEM, "out of memory refreshing category priors");
+    }
+    pooled all;
+    memset(&all, 0, sizeof all);
+    for (size_t i = 0; i < e->n_items; i++) {
+        const sako_item_state *it = &e->items[i];
+        const sako_counts *ct = counts ? &counts[i] : &it->counts;
+        pool_add(&all, ct);
+        /* Credit the item's category and every ancestor (depth <= SAKO_MAX_DEPTH). */
+        for (uint32_t c = it->category; c != SAKO_NONE; c = e->categories[c].parent)
+            pool_add(&sums[c], ct);
+    }
+    double a, b;
+    pooled_evidence(&e->params, &all, &a, &b);
+    double root = clamp_mean((a + 1.0) / (a + b + 2.0));
+
+    /* Parents before children: order categories by depth. */
+    size_t n_ordered = 0;
+    for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
+        for (size_t c = 0; c < nc; c++) {
+            int d = 0;
+            for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
+                d++;
+            if (d == depth)
+                order[n_ordered++] = (uint32_t)c;
+        }
+    double k = e->params.category_shrinkage;
+    for (size_t j = 0; j < n_ordered; j++) {
+        uint32_t c = order[j];
+        uint32_t parent = e->categories[c].parent;
+        double mp = parent == SAKO_NONE ? root : cat_means_out[parent];
+        pooled_evidence(&e->params, &sums[c], &a, &b);
+        cat_means_out[c] = clamp_mean((a + k * mp) / (a + b + k));
+    }
+    *root_out = root;
+    free(sums);
+    free(order);
+    return SAKO_OK;
+}
+
+double sako__model_prior_mean(const sako_engine *e, uint32_t category)
+{
+    if (e->params.prior == SAKO_PRIOR_FLAT)
+        return 0.5;
+    return category == SAKO_NONE ? e->root_mean : e->categories[category].prior_mean;
+}
+
+static void posterior_of(const sako_model_params *p, const sako_counts *c, double mean,
+                         double *a, double *b)
+{
+    double ea, eb;
+    evidence(p, c, &ea, &eb);
+    if (p->prior == SAKO_PRIOR_FLAT) {
+        *a = 1.0 + ea;
+        *b = 1.0 + eb;
+        return;
+    }
+    *a = p->prior_strength * mean + ea;
+    *b = p->prior_strength * (1.0 - mean) + eb;
+}
+
+void sako__model_posterior(const sako_engine *e, uint32_t item, double *a, double *b)
+{
+    const sako_item_state *it = &e->items[item];
+    posterior_of(&e->params, &it->counts, sako__model_prior_mean(e, it->category), a, b);
+}
+
+void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
+                                      double root, const double *cat_means, sako_beta *dst)
+{
+    for (size_t i = 0; i < e->n_items; i++) {
+        uint32_t c = e->items[i].category;
+        double a, b;
+        posterior_of(&e->params, counts ? &counts[i] : &e->items[i].counts,
+                     c == SAKO_NONE ? root : cat_means[c], &a, &b);
+        sako__beta_set(&dst[i], a, b);
+    }
+}
+
+void sako__model_update_posterior(sako_engine *e, uint32_t item)
+{
+    double a, b;
+    sako__model_posterior(e, item, &a, &b);
+    sako__beta_set(&e->posterior[item], a, b);
+}
+
+void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst)
+{
+    for (size_t i = 0; i < e->n_items; i++) {
+        double a, b;
+        sako__model_posterior(e, (uint32_t)i, &a, &b);
+        sako__beta_set(&dst[i], a, b);
+    }
+}
+
+void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item)
+{
+    sako_item_state *it = &e->items[item];
+    it->counts.n[ev->type] += 1.0;
+    if (ev->time > it->last_event_at)
+        it->last_event_at = ev->time;
+    it->dirty = 1;
+    sako__model_update_posterior(e, item);
+
+    uint32_t u = sako__idmap_get(&e->user_index, ev->user_id);
+    if (u == SAKO_NONE) {
+        u = (uint32_t)e->n_users++;
+        memset(&e->users[u], 0, sizeof e->users[u]);
+        e->users[u].id = ev->user_id;
+        sako__idmap_put(&e->user_index, ev->user_id, u);
+    }
+    sako_user_state *us = &e->users[u];
+    us->n_events++;
+    if (ev->time > us->last_event_at)
+        us->last_event_at = ev->time;
+    us->dirty = 1;
+}

@@ -1,0 +1,245 @@
+/* sako_recommend(): the exact top k of one joint Thompson draw.
+ *
+ * Every eligible item gets one draw from its Beta posterior; a min-heap of size k
+ * keeps the best so far, so selection costs O(n log k) without sorting the
+ * catalog. Working memory comes from a per-engine pool, so a steady stream of
+ * requests allocates nothing. Each request draws from its own RNG stream
+ * (seed, request number), so a single-threaded run with a fixed seed repeats. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+/* ------------------------------------------------------------ scratch */
+
+static sako_scratch *scratch_acquire(sako_engine *e)
+{
+    pthread_mutex_lock(&e->scratch_mutex);
+    sako_scratch *s = e->scratch_free;
+    if (s)
+        e->scratch_free = s->next;
+    pthread_mutex_unlock(&e->scratch_mutex);
+    if (s)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->heap_score = malloc(SAKO_MAX_K * sizeof *s->heap_score);
+    s->heap_item = malloc(SAKO_MAX_K * sizeof *s->heap_item);
+    s->excluded = malloc(SAKO_MAX_EXCLUDE * sizeof *s->excluded);
+    if (!s->heap_score || !s->heap_item || !s->excluded) {
+        free(s->heap_score);
+        free(s->heap_item);
+        free(s->excluded);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void scratch_release(sako_engine *e, sako_scratch *s)
+{
+    pthread_mutex_lock(&e->scratch_mutex);
+    s->next = e->scratch_free;
+    e->scratch_free = s;
+    pthread_mutex_unlock(&e->scratch_mutex);
+}
+
+void sako__scratch_free_all(sako_engine *e)
+{
+    sako_scratch *s = e->scratch_free;
+    while (s) {
+        sako_scratch *next = s->next;
+        free(s->heap_score);
+        free(s->heap_item);
+        free(s->excluded);
+        free(s);
+        s = next;
+    }
+    e->scratch_free = NULL;
+}
+
+/* --------------------------------------------------------------- heap */
+
+typedef struct topk {
+    double *score;
+    uint32_t *item;
+    size_t n, k;
+    const uint32_t *excluded;
+    size_t n_excluded;
+} topk;
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int is_excluded(const topk *h, uint32_t item)
+{
+    if (h->n_excluded == 0)
+        return 0;
+    return bsearch(&item, h->excluded, h->n_excluded, sizeof item, cmp_u32) != NULL;
+}
+
+static void sift_down(topk *h, size_t i)
+{
+    double s = h->score[i];
+    uint32_t it = h->item[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && h->score[c + 1] < h->score[c])
+            c++;
+        if (h->score[c] >= s)
+            break;
+        h->score[i] = h->score[c];
+        h->item[i] = h->item[c];
+        i = c;
+    }
+    h->score[i] = s;
+    h->item[i] = it;
+}
+
+static void offer(topk *h, double score, uint32_t item)
+{
+    if (h->n < h->k) {
+        if (is_excluded(h, item))
+            return;
+        size_t i = h->n++;
+        while (i > 0 && h->score[(i - 1) / 2] > score) {
+            h->score[i] = h->score[(i - 1) / 2];
+            h->item[i] = h->item[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h->score[i] = score;
+        h->item[i] = item;
+    } else if (score > h->score[0] && !is_excluded(h, item)) {
+        h->score[0] = score;
+        h->item[0] = item;
+        sift_down(h, 0);
+    }
+}
+
+/* -------------------------------------------------------------- draws */
+
+static void draw_members(const sako_engine *e, const uint32_t *members, size_t n, topk *h,
+                         sako_rng *rng)
+{
+    for (size_t j = 0; j < n; j++) {
+        uint32_t i = members[j];
+        if (e->items[i].active)
+            offer(h, sako__beta_sample(&e->posterior[i], rng), i);
+    }
+}
+
+static void draw_all(const sako_engine *e, topk *h, sako_rng *rng)
+{
+    for (size_t i = 0; i < e->n_items; i++)
+        if (e->items[i].active)
+            offer(h, sako__beta_sample(&e->posterior[i], rng), (uint32_t)i);
+}
+
+static int check_ids(const int64_t *ids, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!sako__valid_id(ids[i]))
+            return sako__error(SAKO_INVALID, "query: %s[%zu] = %lld is out of range [1, 2^53-1]",
+                               what, i, (long long)ids[i]);
+    return SAKO_OK;
+}
+
+static int validate_query(const sako_query *q, size_t cap)
+{
+    if (q->version != SAKO_QUERY_VERSION)
+        return sako__error(SAKO_INVALID, "query: version %u is not %d (use SAKO_QUERY_INIT)",
+                           q->version, SAKO_QUERY_VERSION);
+    if (q->k < 0)
+        return sako__error(SAKO_INVALID, "query: k = %d is negative", q->k);
+    if (q->k > SAKO_MAX_K)
+        return sako__error(SAKO_RANGE, "query: k = %d exceeds SAKO_MAX_K = %d", q->k, SAKO_MAX_K);
+    if (cap < (size_t)q->k)
+        return sako__error(SAKO_RANGE, "query: output capacity %zu is smaller than k = %d", cap, q->k);
+    if (q->user_id != 0 && !sako__valid_id(q->user_id))
+        return sako__error(SAKO_INVALID, "query: user_id %lld is out of range", (long long)q->user_id);
+    if (q->category_id != 0 && !sako__valid_id(q->category_id))
+        return sako__error(SAKO_INVALID, "query: category_id %lld is out of range",
+                           (long long)q->category_id);
+    if (q->n_exclude > SAKO_MAX_EXCLUDE || q->n_recent > SAKO_MAX_EXCLUDE)
+        return sako__error(SAKO_RANGE, "query: exclude (%zu) or recent (%zu) longer than %d",
+                           q->n_exclude, q->n_recent, SAKO_MAX_EXCLUDE);
+    if ((!q->exclude && q->n_exclude) || (!q->recent && q->n_recent))
+        return sako__error(SAKO_MISUSE, "query: a NULL list with a non-zero length");
+    int rc = check_ids(q->exclude, q->n_exclude, "exclude");
+    return rc ? rc : check_ids(q->recent, q->n_recent, "recent");
+}
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const sako_rec *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return (x->item_id > y->item_id) - (x->item_id < y->item_id);
+}
+
+int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t cap, size_t *n_out)
+{
+    if (n_out)
+        *n_out = 0;
+    if (!e || !q || !n_out || (!out && cap > 0))
+        return sako__error(SAKO_MISUSE, "sako_recommend: NULL engine, query, output or count");
+    int rc = validate_query(q, cap);
+    if (rc)
+        return rc;
+    sako__error_clear();
+    if (q->k == 0)
+        return SAKO_OK;
+
+    sako_scratch *s = scratch_acquire(e);
+    if (!s)
+        return sako__error(SAKO_NOMEM, "out of memory for a request's working memory");
+    uint64_t request = __atomic_fetch_add(&e->request_counter, 1, __ATOMIC_RELAXED);
+    sako_rng rng;
+    sako__rng_seed(&rng, e->seed ^ (request * 0xd1342543de82ef95ULL));
+
+    pthread_rwlock_rdlock(&e->lock);
+    uint32_t cat = SAKO_NONE;
+    if (q->category_id != 0) {
+        cat = sako__idmap_get(&e->category_index, q->category_id);
+        if (cat == SAKO_NONE) {
+            rc = sako__error(SAKO_NOTFOUND, "query: unknown category %lld", (long long)q->category_id);
+            goto done;
+        }
+    }
+    topk h = { s->heap_score, s->heap_item, 0, (size_t)q->k, s->excluded, 0 };
+    for (size_t j = 0; j < q->n_exclude; j++) {
+        uint32_t x = sako__idmap_get(&e->item_index, q->exclude[j]);
+        if (x != SAKO_NONE)
+            s->excluded[h.n_excluded++] = x;
+    }
+    if (h.n_excluded > 1)
+        qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
+
+    if (cat == SAKO_NONE) {
+        draw_all(e, &h, &rng);
+    } else {
+        const sako_category_state *c = &e->categories[cat];
+        for (size_t j = 0; j < c->n_subtree; j++) {
+            const sako_category_state *sub = &e->categories[c->subtree[j]];
+            draw_members(e, sub->members, sub->n_members, &h, &rng);
+        }
+    }
+    for (size_t j = 0; j < h.n; j++) {
+        out[j].item_id = e->items[h.item[j]].id;
+        out[j].score = h.score[j];
+        out[j].source = SAKO_SOURCE_THOMPSON;
+    }
+    *n_out = h.n;
+done:
+    pthread_rwlock_unlock(&e->lock);
+    scratch_release(e, s);
+    if (rc == SAKO_OK && *n_out > 1)
+        qsort(out, *n_out, sizeof *out, by_score_desc);
+    return rc;
+}
