@@ -51,7 +51,18 @@ double sako__beta_sample(const sako_beta *beta, sako_rng *rng)
         double y = sako__gamma_ge1(b, beta->cb, rng);
         return x / (x + y);
     }
-    /* A shape below 1: ratio in log space, 1 / (1 + Y/X). */
+    /* One shape below 1 but not tiny: Gamma(a) = Gamma(a+1) U^(1/a) cannot underflow,
+     * since U >= 2^-53 and exp(-36.8/0.06) is still a normal double. */
+    if (a >= 0.06 && b >= 0.06) {
+        double x = a >= 1.0 ? sako__gamma_ge1(a, beta->ca, rng)
+                            : sako__gamma_ge1(a + 1.0, beta->ca, rng) *
+                                  exp(log(sako__rng_uniform(rng)) / a);
+        double y = b >= 1.0 ? sako__gamma_ge1(b, beta->cb, rng)
+                            : sako__gamma_ge1(b + 1.0, beta->cb, rng) *
+                                  exp(log(sako__rng_uniform(rng)) / b);
+        return x / (x + y);
+    }
+    /* A tiny shape: ratio in log space, 1 / (1 + Y/X), so that 0/0 cannot happen. */
     double lx = log_gamma_variate(a, beta->ca, rng);
     double ly = log_gamma_variate(b, beta->cb, rng);
     return 1.0 / (1.0 + exp(ly - lx));

@@ -11,8 +11,14 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+static void zig_build(void);
+static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
+
 void sako__rng_seed(sako_rng *rng, uint64_t seed)
 {
+    /* Every stream is seeded before its first normal: build the tables here, off
+     * the per-sample path. */
+    pthread_once(&zig_once, zig_build);
     for (int i = 0; i < 4; i++)
         rng->s[i] = splitmix64(&seed);
 }
@@ -26,7 +32,6 @@ void sako__rng_seed(sako_rng *rng, uint64_t seed)
 
 static double zig_x[ZIG_LAYERS + 1];
 static double zig_f[ZIG_LAYERS + 1];
-static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
 
 static void zig_build(void)
 {
@@ -44,7 +49,6 @@ static void zig_build(void)
 
 double sako__rng_normal(sako_rng *r)
 {
-    pthread_once(&zig_once, zig_build);
     for (;;) {
         uint64_t bits = sako__rng_next(r);
         int layer = (int)(bits & 0xff);

@@ -9,7 +9,8 @@ typedef struct sako_rng {
     uint64_t s[4];
 } sako_rng;
 
-/* Seed from one 64-bit value (expanded with splitmix64, so any seed is fine). */
+/* Seed from one 64-bit value (expanded with splitmix64, so any seed is fine).
+ * Also builds the normal sampler's tables on first use: seed before sampling. */
 void sako__rng_seed(sako_rng *rng, uint64_t seed);
 
 static inline uint64_t sako__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

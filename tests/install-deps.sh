@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs what building and testing libsako needs on a Debian-like machine, when
+# it is missing: a C compiler, pkg-config, SQLite's headers, libcheck, SWIG, and a
+# Python able to make virtual environments and compile extensions. Idempotent and
+# quiet when everything is present. Needs root (or sudo) only when it installs.
+set -eu
+
+missing=""
+command -v cc >/dev/null 2>&1 || missing="$missing build-essential"
+command -v make >/dev/null 2>&1 || missing="$missing make"
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+pkg-config --exists sqlite3 2>/dev/null || missing="$missing libsqlite3-dev"
+pkg-config --exists check 2>/dev/null || missing="$missing check libsubunit-dev"
+command -v swig >/dev/null 2>&1 || missing="$missing swig"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+    python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' \
+        >/dev/null 2>&1 || missing="$missing python3-dev"
+fi
+if [ "${SAKO_WITH_WRK:-0}" = 1 ]; then
+    command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+fi
+
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
