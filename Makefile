@@ -89,7 +89,63 @@ install: all
 	ln -sf libsako.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsako.so
 	cp $(BUILD)/libsako.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
-clean:
-	rm -rf build build-asan build-tsan
+# ------------------------------------------------ crash test (kill -9)
+$(BUILD)/kill9: tests/crash/kill9.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) $(CFLAGS) -o $@ tests/crash/kill9.c $(STATIC) $(LDFLAGS) $(SAKO_LIBS)
 
-.PHONY: all check asan tsan bench example install clean
+KILLS ?= 20
+crashtest: $(BUILD)/kill9
+	$(BUILD)/kill9 $(KILLS) $(BUILD)/tmp
+
+# ------------------------------------------------ the two README commands
+VENV ?= .venv
+PY   := $(VENV)/bin/python
+
+deps:
+	sh tests/install-deps.sh
+
+venv: deps
+	bash bindings/python/setup_venv.sh $(abspath $(VENV))
+
+python: venv
+
+# The main job: the service on 127.0.0.1:$(PORT) over var/sako.db (created with the
+# demo catalog on first start). API keys come from SAKO_CLIENT_KEYS/SAKO_ADMIN_KEYS,
+# or from var/api-keys, generated on first start and printed.
+PORT ?= 8000
+serve: venv
+	@mkdir -p var
+	@if [ -z "$${SAKO_CLIENT_KEYS:-}$${SAKO_ADMIN_KEYS:-}" ] && [ ! -f var/api-keys ]; then \
+	    umask 077; $(PY) -c 'import secrets; print("client:" + secrets.token_urlsafe(24)); print("admin:" + secrets.token_urlsafe(24))' > var/api-keys; \
+	fi
+	@if [ -f var/api-keys ] && [ -z "$${SAKO_CLIENT_KEYS:-}$${SAKO_ADMIN_KEYS:-}" ]; then \
+	    client=$$(sed -n 's/^client://p' var/api-keys | head -1); \
+	    echo ""; echo "libsako service on http://127.0.0.1:$(PORT)  (API docs: http://127.0.0.1:$(PORT)/docs)"; \
+	    echo "keys in var/api-keys. Try:"; \
+	    echo "  curl -s -X POST http://127.0.0.1:$(PORT)/v1/recommendations -H 'X-API-Key: '$$client -H 'Content-Type: application/json' -d '{\"user_id\": 1, \"k\": 5}'"; \
+	    echo ""; \
+	    exec $(VENV)/bin/sako serve --db var/sako.db --port $(PORT) --keys-file var/api-keys; \
+	else \
+	    exec $(VENV)/bin/sako serve --db var/sako.db --port $(PORT); \
+	fi
+
+# The whole test suite: C (plain, ASan+UBSan, TSan), kill -9 crash test, Python
+# binding, service and evaluation-harness tests.
+test: deps
+	$(MAKE) all check
+	$(MAKE) asan
+	$(MAKE) tsan
+	$(MAKE) crashtest
+	bash bindings/python/setup_venv.sh $(abspath $(VENV))
+	$(PY) -m pytest -q -p no:cacheprovider bindings/python/tests
+
+# Branch coverage of libsako/*.c by the C suite (gcov).
+coverage:
+	$(MAKE) BUILD=build-cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check
+	cd build-cov/obj && gcov -b -o . ../../libsako/*.c > ../coverage.txt 2>/dev/null; \
+	    grep -A3 "^File 'libsako" ../coverage.txt | grep -E "File|Lines|Branches" || true
+
+clean:
+	rm -rf build build-asan build-tsan build-cov
+
+.PHONY: all check asan tsan bench example install clean crashtest deps venv python serve test coverage
