@@ -72,6 +72,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     e->opts = *opts;
     sako__params_from_options(&e->params, opts);
     e->root_mean = 0.5;
+    e->lock_fd = -1;
     e->seed = opts->seed ? opts->seed
                          : (uint64_t)sako__now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
     e->opts.seed = e->seed;

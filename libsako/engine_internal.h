@@ -101,6 +101,7 @@ typedef struct sako_model_params {
 struct sako_engine {
     sqlite3 *db;
     int in_memory;
+    int lock_fd;                 /* flock()ed "<path>-lock": one engine per file, -1 if none */
     sako_options opts;           /* run-time options as given (model part overwritten by stored) */
     sako_model_params params;
 

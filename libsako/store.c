@@ -5,8 +5,12 @@
  * it. A batch is one row holding its events packed in a blob, written in the same
  * transaction as the bookkeeping it changes, so what was acknowledged is on disk
  * and a reopen replays the tail after the checkpoint to come back exactly. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,9 +240,35 @@ static int migrate(sako_engine *e, int64_t from)
     return SAKO_OK;
 }
 
+/* Two engines on one file would each keep their own in-memory state and overwrite
+ * each other's bookkeeping: an advisory lock on a side file keeps one engine per
+ * file (readers such as backup tools are not affected). */
+static int lock_file(sako_engine *e, const char *path)
+{
+    size_t len = strlen(path);
+    char *name = malloc(len + 6);
+    if (!name)
+        return sako__error(SAKO_NOMEM, "out of memory");
+    memcpy(name, path, len);
+    memcpy(name + len, "-lock", 6);
+    e->lock_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(name);
+    if (e->lock_fd < 0)
+        return sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
+    if (flock(e->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        close(e->lock_fd);
+        e->lock_fd = -1;
+        return busy ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
+                    : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
+    }
+    return SAKO_OK;
+}
+
 int sako__store_open(sako_engine *e, const char *path)
 {
     e->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
+    e->lock_fd = -1;
     if (!e->in_memory) {
         /* Refuse anything that is not SQLite before SQLite touches it. */
         FILE *f = fopen(path, "rb");
@@ -249,6 +279,11 @@ int sako__store_open(sako_engine *e, const char *path)
             if (got > 0 && (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0))
                 return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
         }
+    }
+    if (!e->in_memory) {
+        int lrc = lock_file(e, path);
+        if (lrc)
+            return lrc;
     }
     int rc = sqlite3_open_v2(e->in_memory ? ":memory:" : path, &e->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -612,4 +647,7 @@ void sako__store_close(sako_engine *e)
     if (e->db)
         sqlite3_close_v2(e->db);
     e->db = NULL;
+    if (e->lock_fd >= 0)
+        close(e->lock_fd);
+    e->lock_fd = -1;
 }
