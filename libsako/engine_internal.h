@@ -16,7 +16,7 @@
 #define SAKO_TIME_MAX ((int64_t)253402300799999LL) /* 9999-12-31, unix ms */
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen
  * replays a bounded tail of the event log. */
-#define SAKO_CHECKPOINT_EVENTS 200000
+#define SAKO_CHECKPOINT_EVENTS 500000
 
 /* ------------------------------------------------------------ errors */
 
@@ -205,8 +205,8 @@ void sako__scratch_free_all(sako_engine *e);
 /* Replay the logged batches after `after_batch`: into `counts` (one per item) when
  * given, else into the engine's items and users as sako_update() would. */
 int sako__replay_log(sako_engine *e, int64_t after_batch, sako_counts *counts);
-/* A new prior epoch: fresh priors, a checkpoint, published atomically. With `counts`
- * (a retrain) those counts replace the items' and the model version increases. */
+/* A new prior epoch: fresh priors, published atomically. With `counts` (a retrain)
+ * those counts replace the items', are checkpointed, and the model version increases. */
 int sako__refresh_epoch(sako_engine *e, const sako_counts *counts);
 /* Checkpoint only (no new priors). */
 int sako__checkpoint_now(sako_engine *e);

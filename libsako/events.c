@@ -143,7 +143,7 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
      * here is reported nowhere but retried after the next batch. */
     if (e->params.prior_refresh_events && e->events_since_refresh >= e->params.prior_refresh_events)
         sako__refresh_epoch(e, NULL);
-    else if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
+    if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__checkpoint_now(e);
     sako__error_clear();
 done:

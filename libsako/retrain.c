@@ -95,7 +95,9 @@ int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
             rc = sako__error_sqlite(e->db, src, "writing category priors");
         if (rc == SAKO_OK)
             rc = sako__store_set_meta_real(e, "root_mean", root);
-        if (rc == SAKO_OK)
+        /* Counts are stored by checkpoints, independently of epochs; only a
+         * retrain, which may change them, must write them now. */
+        if (rc == SAKO_OK && counts)
             rc = sako__store_checkpoint(e, counts);
         if (rc == SAKO_OK)
             rc = sako__store_set_meta_int(e, "events_since_refresh", 0);
@@ -126,20 +128,20 @@ int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
         for (size_t c = 0; c < nc; c++)
             e->categories[c].prior_mean = means[c];
         e->root_mean = root;
-        for (size_t i = 0; i < e->n_items; i++) {
-            if (counts)
+        if (counts) {
+            for (size_t i = 0; i < e->n_items; i++) {
                 e->items[i].counts = counts[i];
-            e->items[i].dirty = 0;
+                e->items[i].dirty = 0;
+            }
+            for (size_t u = 0; u < e->n_users; u++)
+                e->users[u].dirty = 0;
+            e->events_since_checkpoint = 0;
+            e->model_version++;
         }
-        for (size_t u = 0; u < e->n_users; u++)
-            e->users[u].dirty = 0;
         sako_beta *old = e->posterior;
         e->posterior = post;
         post = old;
         e->events_since_refresh = 0;
-        e->events_since_checkpoint = 0;
-        if (counts)
-            e->model_version++;
         pthread_rwlock_unlock(&e->lock);
     }
     free(means);
