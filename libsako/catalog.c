@@ -102,6 +102,7 @@ uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, i
     if (it->active)
         e->n_active++;
     sako__model_update_posterior(e, i);
+    sako__domains_item_changed(e, i, SAKO_NONE, 0);
     return i;
 }
 
@@ -162,6 +163,31 @@ void sako__catalog_free(sako_engine *e)
 }
 
 /* ------------------------------------------------------- categories */
+
+/* 1 when s is well-formed UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF): names travel to JSON and Python, which need valid text. */
+static int valid_utf8(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s++;
+        if (c < 0x80)
+            continue;
+        int extra;
+        unsigned cp, min;
+        if ((c & 0xe0) == 0xc0) { extra = 1; cp = c & 0x1f; min = 0x80; }
+        else if ((c & 0xf0) == 0xe0) { extra = 2; cp = c & 0x0f; min = 0x800; }
+        else if ((c & 0xf8) == 0xf0) { extra = 3; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        for (int i = 0; i < extra; i++, s++) {
+            if ((*s & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (*s & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+    }
+    return 1;
+}
 
 /* Depth of category c under a parent map; 0 if the chain loops or is too deep. */
 static int chain_depth(const uint32_t *parent, uint32_t c)
@@ -224,6 +250,10 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
         if (in->name && strlen(in->name) > SAKO_MAX_NAME) {
             rc = sako__error(SAKO_INVALID, "category [%zu]: name longer than %d bytes",
                              i, SAKO_MAX_NAME);
+            goto done;
+        }
+        if (in->name && !valid_utf8((const unsigned char *)in->name)) {
+            rc = sako__error(SAKO_INVALID, "category [%zu]: name is not valid UTF-8", i);
             goto done;
         }
         if (sako__idmap_get(&staged, in->id) != SAKO_NONE) {
@@ -352,6 +382,8 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
         /* Subtree lists are rebuilt; on NOMEM the old lists stay (stale but safe). */
         sako__catalog_rebuild_subtrees(e);
         pthread_rwlock_unlock(&e->lock);
+        /* The tree changed shape: every category domain's membership may have. */
+        sako__domains_rebuild(e);
     }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
@@ -478,6 +510,8 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
             continue;
         }
         sako_item_state *it = &e->items[x];
+        uint32_t old_category = it->category;
+        int was_active = it->active;
         if (it->category != cat[i]) {
             sako__catalog_member_remove(e, x);
             it->category = cat[i];
@@ -488,7 +522,10 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
             e->n_active += items[i].active ? 1 : (size_t)-1;
             it->active = (uint8_t)items[i].active;
         }
+        if (old_category != it->category || was_active != it->active)
+            sako__domains_item_changed(e, x, old_category, was_active);
     }
+    sako__domains_maintain(e);
     pthread_rwlock_unlock(&e->lock);
 done:
     free(cat);

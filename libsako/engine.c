@@ -90,6 +90,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
         sako_close(e);
         return rc;
     }
+    sako__domains_rebuild(e);
     sako__error_clear();
     *out = e;
     return SAKO_OK;
@@ -108,6 +109,7 @@ void sako_close(sako_engine *e)
     }
     sako__store_close(e);
     sako__scratch_free_all(e);
+    sako__domains_free(e->domains);
     sako__catalog_free(e);
     pthread_rwlock_destroy(&e->lock);
     pthread_mutex_destroy(&e->write_mutex);

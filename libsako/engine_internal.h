@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "pruned_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 
@@ -14,6 +15,10 @@
 #define SAKO_SCHEMA_VERSION 1       /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 #define SAKO_TIME_MAX ((int64_t)253402300799999LL) /* 9999-12-31, unix ms */
+/* Categories with fewer active items than this are brute-forced, not pruned. */
+#define SAKO_DOMAIN_MIN 2048
+/* The k the pruned samplers are first tuned for; larger requests raise it. */
+#define SAKO_DOMAIN_DEFAULT_K 20
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen
  * replays a bounded tail of the event log. */
 #define SAKO_CHECKPOINT_EVENTS 500000
@@ -58,6 +63,7 @@ typedef struct sako_item_state {
     uint32_t member_pos;   /* position in its category's member list */
     uint8_t active;
     uint8_t dirty;         /* counts changed since the last checkpoint */
+    uint32_t batch_mark;   /* last update batch that touched it (dedupe) */
     sako_counts counts;
 } sako_item_state;
 
@@ -79,6 +85,15 @@ typedef struct sako_user_state {
     uint8_t dirty;
 } sako_user_state;
 
+/* The pruned samplers in use (domains.c). */
+typedef struct sako_domains {
+    sako_pruned *root;          /* every active item */
+    sako_pruned **by_category;  /* per category (subtree); NULL when small */
+    size_t n_categories;        /* categories when built */
+    int k_target;               /* k the thresholds are tuned for */
+    int broken;                 /* a mirror step failed: brute-force until rebuilt */
+} sako_domains;
+
 /* A recommend call's private working memory, pooled so the hot path allocates nothing. */
 typedef struct sako_scratch {
     struct sako_scratch *next;
@@ -86,6 +101,9 @@ typedef struct sako_scratch {
     uint32_t *heap_item;
     uint32_t *excluded;       /* sorted item indices to skip */
     size_t n_excluded;
+    sako_pruned_scratch *pruned;
+    uint32_t *members;        /* pruned results: k + exclusions */
+    double *values;
 } sako_scratch;
 
 /* Model parameters stored in the database. */
@@ -133,6 +151,9 @@ struct sako_engine {
     int64_t model_version;
 
     /* recommend */
+    sako_domains *domains;       /* NULL until built */
+    uint32_t k_hint;             /* atomic: largest k + exclusions asked of a domain */
+    uint32_t batch_seq;          /* update batches applied, for batch_mark */
     uint64_t seed;
     uint64_t request_counter;    /* atomic; each request's RNG stream */
     pthread_mutex_t scratch_mutex;
@@ -200,6 +221,15 @@ int sako__valid_id(int64_t id);
 
 /* recommend.c */
 void sako__scratch_free_all(sako_engine *e);
+
+/* domains.c */
+int sako__domains_build(const sako_engine *e, const sako_beta *post, int k_target,
+                        sako_domains **out);
+void sako__domains_free(sako_domains *d);
+void sako__domains_item_changed(sako_engine *e, uint32_t item, uint32_t old_category,
+                                int was_active);
+void sako__domains_maintain(sako_engine *e);
+void sako__domains_rebuild(sako_engine *e);
 
 /* retrain.c */
 /* Replay the logged batches after `after_batch`: into `counts` (one per item) when

@@ -123,7 +123,8 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
     if (rc)
         goto done;
 
-    /* Acknowledged: publish. Nothing below can fail. */
+    /* Acknowledged: publish. Nothing below can fail (a sampling domain that cannot
+     * follow marks itself broken and is rebuilt later). */
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < n; i++) {
         uint32_t x = item[i];
@@ -131,9 +132,20 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
             x = sako__idmap_get(&e->item_index, ev[i].item_id);
             if (x == SAKO_NONE)
                 x = sako__catalog_add_item(e, ev[i].item_id, SAKO_NONE, 1, now);
+            item[i] = x;
         }
         sako__model_apply_event(e, &ev[i], x);
     }
+    /* Each touched item's new posterior goes to the samplers once per batch. */
+    uint32_t mark = ++e->batch_seq;
+    for (size_t i = 0; i < n; i++) {
+        sako_item_state *it = &e->items[item[i]];
+        if (it->batch_mark == mark)
+            continue;
+        it->batch_mark = mark;
+        sako__domains_item_changed(e, item[i], it->category, it->active);
+    }
+    sako__domains_maintain(e);
     e->n_events += n;
     e->events_since_refresh += n;
     e->events_since_checkpoint += n;
@@ -141,7 +153,8 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
 
     /* Housekeeping in its own transaction: the batch is already safe, so a failure
      * here is reported nowhere but retried after the next batch. */
-    if (e->params.prior_refresh_events && e->events_since_refresh >= e->params.prior_refresh_events)
+    if (e->params.prior_refresh_events && e->events_since_refresh >= e->params.prior_refresh_events &&
+        e->events_since_refresh >= 2 * e->n_active)
         sako__refresh_epoch(e, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__checkpoint_now(e);

@@ -1,8 +1,10 @@
 /* sako_recommend(): the exact top k of one joint Thompson draw.
  *
- * Every eligible item gets one draw from its Beta posterior; a min-heap of size k
- * keeps the best so far, so selection costs O(n log k) without sorting the
- * catalog. Working memory comes from a per-engine pool, so a steady stream of
+ * Large domains (the catalog, big categories) go through their pruned sampler
+ * (pruned.c), which draws only the items that can reach the top. Small ones, and
+ * any domain whose sampler is not ready for this k, are brute-forced: every
+ * eligible item gets one draw from its Beta posterior and a min-heap of size k
+ * keeps the best, O(n log k) without sorting the catalog. Both are exact. Working memory comes from a per-engine pool, so a steady stream of
  * requests allocates nothing. Each request draws from its own RNG stream
  * (seed, request number), so a single-threaded run with a fixed seed repeats. */
 #include <stdlib.h>
@@ -11,6 +13,17 @@
 #include "engine_internal.h"
 
 /* ------------------------------------------------------------ scratch */
+
+static void scratch_destroy(sako_scratch *s)
+{
+    sako__pruned_scratch_free(s->pruned);
+    free(s->members);
+    free(s->values);
+    free(s->heap_score);
+    free(s->heap_item);
+    free(s->excluded);
+    free(s);
+}
 
 static sako_scratch *scratch_acquire(sako_engine *e)
 {
@@ -24,14 +37,15 @@ static sako_scratch *scratch_acquire(sako_engine *e)
     s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    size_t most = SAKO_MAX_K + SAKO_MAX_EXCLUDE;
     s->heap_score = malloc(SAKO_MAX_K * sizeof *s->heap_score);
     s->heap_item = malloc(SAKO_MAX_K * sizeof *s->heap_item);
     s->excluded = malloc(SAKO_MAX_EXCLUDE * sizeof *s->excluded);
-    if (!s->heap_score || !s->heap_item || !s->excluded) {
-        free(s->heap_score);
-        free(s->heap_item);
-        free(s->excluded);
-        free(s);
+    s->members = malloc(most * sizeof *s->members);
+    s->values = malloc(most * sizeof *s->values);
+    if (!s->heap_score || !s->heap_item || !s->excluded || !s->members || !s->values ||
+        sako__pruned_scratch_create(&s->pruned) != SAKO_OK) {
+        scratch_destroy(s);
         return NULL;
     }
     return s;
@@ -50,10 +64,7 @@ void sako__scratch_free_all(sako_engine *e)
     sako_scratch *s = e->scratch_free;
     while (s) {
         sako_scratch *next = s->next;
-        free(s->heap_score);
-        free(s->heap_item);
-        free(s->excluded);
-        free(s);
+        scratch_destroy(s);
         s = next;
     }
     e->scratch_free = NULL;
@@ -141,6 +152,30 @@ static void draw_all(const sako_engine *e, topk *h, sako_rng *rng)
             offer(h, sako__beta_sample(&e->posterior[i], rng), (uint32_t)i);
 }
 
+/* The pruned sampler of this request's domain, if it is worth using: it must
+ * exist, be intact, and expect at least `want` candidates above its threshold
+ * (otherwise its exact completion is O(n) and slower than brute force). */
+static sako_pruned *pick_domain(sako_engine *e, uint32_t cat, size_t want)
+{
+    sako_domains *d = e->domains;
+    if (!d || d->broken)
+        return NULL;
+    sako_pruned *p = cat == SAKO_NONE ? d->root
+                     : cat < d->n_categories ? d->by_category[cat] : NULL;
+    if (!p)
+        return NULL;
+    if (want > (size_t)d->k_target) {
+        /* Ask the next writer to retune for this k. */
+        uint32_t hint = want > 4 * SAKO_MAX_K ? 4 * SAKO_MAX_K : (uint32_t)want;
+        uint32_t cur = __atomic_load_n(&e->k_hint, __ATOMIC_RELAXED);
+        while (hint > cur &&
+               !__atomic_compare_exchange_n(&e->k_hint, &cur, hint, 1, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED))
+            ;
+    }
+    return sako__pruned_sum_p(p) >= (double)want ? p : NULL;
+}
+
 static int check_ids(const int64_t *ids, size_t n, const char *what)
 {
     for (size_t i = 0; i < n; i++)
@@ -221,6 +256,28 @@ int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t ca
     if (h.n_excluded > 1)
         qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
 
+    sako_pruned *dom = pick_domain(e, cat, h.k + h.n_excluded);
+    if (dom) {
+        /* The top k + |exclude| of the draw hold the top k of the rest. */
+        size_t got = 0;
+        rc = sako__pruned_topk(dom, (int)(h.k + h.n_excluded), &rng, s->pruned, s->members,
+                               s->values, &got);
+        if (rc) {
+            rc = sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
+            goto done;
+        }
+        size_t w = 0;
+        for (size_t j = 0; j < got && w < h.k; j++) {
+            if (is_excluded(&h, s->members[j]))
+                continue;
+            out[w].item_id = e->items[s->members[j]].id;
+            out[w].score = s->values[j];
+            out[w].source = SAKO_SOURCE_THOMPSON;
+            w++;
+        }
+        *n_out = w;
+        goto done;
+    }
     if (cat == SAKO_NONE) {
         draw_all(e, &h, &rng);
     } else {

@@ -121,9 +121,13 @@ int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
         else
             sako__store_rollback(e);
     }
+    sako_domains *domains = NULL;
     if (rc == SAKO_OK) {
         /* Computed before taking the lock: readers keep sampling the old epoch. */
         sako__model_fill_posteriors_with(e, counts, root, means, post);
+        int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+        if (sako__domains_build(e, post, k, &domains) != SAKO_OK)
+            domains = NULL; /* queries brute-force until the next rebuild */
         pthread_rwlock_wrlock(&e->lock);
         for (size_t c = 0; c < nc; c++)
             e->categories[c].prior_mean = means[c];
@@ -141,9 +145,13 @@ int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
         sako_beta *old = e->posterior;
         e->posterior = post;
         post = old;
+        sako_domains *old_domains = e->domains;
+        e->domains = domains;
+        domains = old_domains;
         e->events_since_refresh = 0;
         pthread_rwlock_unlock(&e->lock);
     }
+    sako__domains_free(domains);
     free(means);
     free(post);
     return rc;

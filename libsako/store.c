@@ -298,6 +298,19 @@ int sako__store_open(sako_engine *e, const char *path)
         (rc = query_int(e, "SELECT count(*) FROM sqlite_schema", &n_tables)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
 
+    int fresh = app_id == 0 && version == 0 && n_tables == 0;
+    if (!fresh && app_id != SAKO_APPLICATION_ID)
+        return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another application",
+                           path ? path : ":memory:");
+    if (version > SAKO_SCHEMA_VERSION)
+        return sako__error(SAKO_VERSION, "schema version %lld is newer than this library's %d "
+                           "(libsako %s)", (long long)version, SAKO_SCHEMA_VERSION,
+                           SAKO_VERSION_STRING);
+    if (!fresh && version < 1)
+        return sako__error(SAKO_CORRUPT, "schema version %lld is not a libsako schema",
+                           (long long)version);
+    /* Only a file known to be ours (or empty) is switched to WAL: a refused file
+     * must be left exactly as it was. */
     if (!e->in_memory) {
         static const char *const sync[] = { "FULL", "NORMAL", "OFF" };
         char sql[96];
@@ -306,18 +319,8 @@ int sako__store_open(sako_engine *e, const char *path)
         if ((rc = exec(e, sql, "setting the journal mode")))
             return rc;
     }
-    if (app_id == 0 && version == 0 && n_tables == 0)
+    if (fresh)
         return create_schema(e);
-    if (app_id != SAKO_APPLICATION_ID)
-        return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another application",
-                           path ? path : ":memory:");
-    if (version > SAKO_SCHEMA_VERSION)
-        return sako__error(SAKO_VERSION, "schema version %lld is newer than this library's %d "
-                           "(libsako %s)", (long long)version, SAKO_SCHEMA_VERSION,
-                           SAKO_VERSION_STRING);
-    if (version < 1)
-        return sako__error(SAKO_CORRUPT, "schema version %lld is not a libsako schema",
-                           (long long)version);
     if ((rc = migrate(e, version)))
         return rc;
     rc = sqlite3_prepare_v2(e->db, "INSERT OR REPLACE INTO sako_meta(key, value) VALUES(?1, ?2)",
