@@ -127,6 +127,36 @@ void sako__domains_maintain(sako_engine *e)
             d->broken = 1;
 }
 
+/* Catalogs up to this size get their samplers before sako_init() returns; larger
+ * ones get them from a background thread so that opening stays fast. */
+#define SAKO_DOMAIN_SYNC_ITEMS 100000
+
+static void *builder_main(void *arg)
+{
+    sako_engine *e = arg;
+    pthread_mutex_lock(&e->write_mutex);
+    sako__domains_rebuild(e);
+    pthread_mutex_unlock(&e->write_mutex);
+    return NULL;
+}
+
+void sako__domains_start(sako_engine *e)
+{
+    if (e->n_items > SAKO_DOMAIN_SYNC_ITEMS &&
+        pthread_create(&e->domains_builder, NULL, builder_main, e) == 0) {
+        e->domains_builder_running = 1;
+        return;
+    }
+    sako__domains_rebuild(e);
+}
+
+void sako__domains_join(sako_engine *e)
+{
+    if (e->domains_builder_running)
+        pthread_join(e->domains_builder, NULL);
+    e->domains_builder_running = 0;
+}
+
 /* Build a new set from the current posteriors and swap it in (writer, no lock
  * held: readers go on with the old set). On failure the old set is marked broken. */
 void sako__domains_rebuild(sako_engine *e)

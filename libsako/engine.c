@@ -90,7 +90,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
         sako_close(e);
         return rc;
     }
-    sako__domains_rebuild(e);
+    sako__domains_start(e);
     sako__error_clear();
     *out = e;
     return SAKO_OK;
@@ -100,6 +100,7 @@ void sako_close(sako_engine *e)
 {
     if (!e)
         return;
+    sako__domains_join(e);
     /* Fold the log tail into the stored counts so the next open replays little.
      * Best effort: the log already holds every acknowledged event. */
     if (e->db && e->st_set_meta && !e->in_memory && e->events_since_checkpoint > 0) {

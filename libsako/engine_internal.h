@@ -152,6 +152,8 @@ struct sako_engine {
 
     /* recommend */
     sako_domains *domains;       /* NULL until built */
+    pthread_t domains_builder;   /* builds the first set after a large open */
+    int domains_builder_running;
     uint32_t k_hint;             /* atomic: largest k + exclusions asked of a domain */
     uint32_t batch_seq;          /* update batches applied, for batch_mark */
     uint64_t seed;
@@ -230,6 +232,10 @@ void sako__domains_item_changed(sako_engine *e, uint32_t item, uint32_t old_cate
                                 int was_active);
 void sako__domains_maintain(sako_engine *e);
 void sako__domains_rebuild(sako_engine *e);
+/* The first build after open: synchronous for small catalogs, else on a thread of
+ * its own holding the writer mutex (queries brute-force meanwhile). */
+void sako__domains_start(sako_engine *e);
+void sako__domains_join(sako_engine *e);
 
 /* retrain.c */
 /* Replay the logged batches after `after_batch`: into `counts` (one per item) when

@@ -485,26 +485,8 @@ static int load_items(sako_engine *e)
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     if ((rc = sako__catalog_reserve_items(e, (size_t)count)))
         return rc;
-    /* Member lists sized in one pass over the categories' counts. */
     sqlite3_stmt *st;
-    if ((rc = prepare_read(e, "SELECT category_id, count(*) FROM items GROUP BY category_id", &st)))
-        return rc;
     int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t cid = sqlite3_column_int64(st, 0);
-        uint32_t c = cid == 0 ? SAKO_NONE : sako__idmap_get(&e->category_index, cid);
-        if (cid != 0 && c == SAKO_NONE) {
-            sqlite3_finalize(st);
-            return corrupt("item in an unknown category", (long long)cid);
-        }
-        if ((rc = sako__catalog_reserve_members(e, c, (size_t)sqlite3_column_int64(st, 1)))) {
-            sqlite3_finalize(st);
-            return rc;
-        }
-    }
-    if ((rc = finish_read(e, st, step)))
-        return rc;
-
     if ((rc = prepare_read(e, "SELECT id, category_id, active, added_at, n_impression, n_click,"
                               " n_cart, n_purchase, last_event_at FROM items", &st)))
         return rc;
@@ -514,7 +496,7 @@ static int load_items(sako_engine *e)
         int active = sqlite3_column_int(st, 2);
         uint32_t c = cid == 0 ? SAKO_NONE : sako__idmap_get(&e->category_index, cid);
         int bad = !sako__valid_id(id) || (cid != 0 && c == SAKO_NONE) || (active != 0 && active != 1) ||
-                  e->n_items >= (size_t)count || sako__idmap_get(&e->item_index, id) != SAKO_NONE;
+                  e->n_items >= (size_t)count;
         sako_counts counts;
         for (int t = 0; t < SAKO_EVENT_TYPES; t++) {
             counts.n[t] = sqlite3_column_double(st, 4 + t);
@@ -524,12 +506,22 @@ static int load_items(sako_engine *e)
             sqlite3_finalize(st);
             return corrupt("item row out of range", (long long)id);
         }
+        /* Member lists grow by doubling here (amortised O(1)). */
+        if ((rc = sako__catalog_reserve_members(e, c, 1))) {
+            sqlite3_finalize(st);
+            return rc;
+        }
         uint32_t i = sako__catalog_add_item(e, id, c, active, sqlite3_column_int64(st, 3));
         e->items[i].counts = counts;
         e->items[i].last_event_at = sqlite3_column_int64(st, 8);
         e->items[i].dirty = 0;
     }
-    return finish_read(e, st, step);
+    if ((rc = finish_read(e, st, step)))
+        return rc;
+    /* A repeated id would have overwritten its map entry: the counts would differ. */
+    if (e->item_index.count != e->n_items)
+        return corrupt("an item id appears twice", 0);
+    return SAKO_OK;
 }
 
 static int load_users(sako_engine *e)
