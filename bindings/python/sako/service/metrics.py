@@ -1,0 +1,106 @@
+"""Prometheus metrics of the service: requests and latency per route, events ingested,
+recommendations served, and the engine's model version and catalog size (read from
+the engine at scrape time)."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_TYPE_NAMES = ("impression", "click", "cart", "purchase")
+_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _EngineCollector:
+    def __init__(self, get_engine: Callable[[], Any]) -> None:
+        self._get = get_engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        e = self._get()
+        if e is None or e.closed:
+            return
+        try:
+            s = e.stats()
+        except Exception:  # a closed engine during shutdown: no sample
+            return
+        for name, doc, value in (
+            ("sako_model_version", "Model version (increases with every retrain)", s.model_version),
+            ("sako_catalog_items", "Items in the catalog", s.n_items),
+            ("sako_catalog_active_items", "Recommendable items", s.n_active_items),
+            ("sako_catalog_categories", "Categories", s.n_categories),
+            ("sako_users", "Users seen in events", s.n_users),
+            ("sako_event_log_events", "Events in the log", s.n_events),
+            ("sako_global_mean", "Pooled reward rate of the catalog", s.global_mean),
+        ):
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], float(value))
+            yield g
+
+
+class Metrics:
+    """A private registry (several apps may live in one process, e.g. in tests)."""
+
+    def __init__(self, get_engine: Callable[[], Any]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("sako_http_requests", "HTTP requests",
+                                ("method", "route", "status"), registry=self.registry)
+        self.latency = Histogram("sako_http_request_duration_seconds", "HTTP request latency",
+                                 ("method", "route"), buckets=_BUCKETS, registry=self.registry)
+        self.events = Counter("sako_events_ingested", "Events accepted", ("type",),
+                              registry=self.registry)
+        self.recommendations = Counter("sako_recommendations", "Recommendation requests served",
+                                       registry=self.registry)
+        self.registry.register(_EngineCollector(get_engine))
+        self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
+        self._event_children = [self.events.labels(t) for t in _TYPE_NAMES]
+        metrics = self
+
+        class _Middleware:
+            def __init__(self, app: Any) -> None:
+                self.app = app
+
+            async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+                if scope["type"] != "http":
+                    await self.app(scope, receive, send)
+                    return
+                t0 = time.perf_counter()
+                status = 500
+
+                async def send_wrapper(message: Dict[str, Any]) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                finally:
+                    metrics.observe(scope, status, time.perf_counter() - t0)
+
+        self.middleware = _Middleware
+
+    def observe(self, scope: Dict[str, Any], status: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        key = (scope.get("method", ""), path, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (self.requests.labels(key[0], path, str(status)),
+                    self.latency.labels(key[0], path))
+            if len(self._children) < 1000:
+                self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def count_events(self, types: np.ndarray) -> None:
+        counts = np.bincount(types, minlength=4)
+        for t, c in enumerate(counts[:4].tolist()):
+            if c:
+                self._event_children[t].inc(c)
+
+    def render(self) -> Tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
