@@ -26,6 +26,9 @@ typedef struct pr_entry {
     sako_beta beta;
 } pr_entry;
 
+/* One cache line: checked at compile time (a negative array size otherwise). */
+typedef char pr_entry_is_one_cache_line[sizeof(pr_entry) == 64 ? 1 : -1];
+
 typedef struct pr_bucket {
     pr_entry *e;
     size_t n, cap;
@@ -160,6 +163,7 @@ static void entry_fill(pr_entry *e, uint32_t member, const sako_beta *beta,
     *j = bucket_of(e->p, &e->r);
 }
 
+/* Entry arrays are aligned to 64 bytes so that an entry is one cache line. */
 static int bucket_reserve(pr_bucket *b, size_t more)
 {
     if (b->n + more <= b->cap)
@@ -167,10 +171,13 @@ static int bucket_reserve(pr_bucket *b, size_t more)
     size_t cap = b->cap ? b->cap * 2 : 16;
     while (cap < b->n + more)
         cap *= 2;
-    pr_entry *e = realloc(b->e, cap * sizeof *e);
-    if (!e)
+    void *mem;
+    if (posix_memalign(&mem, 64, cap * sizeof(pr_entry)) != 0)
         return SAKO_NOMEM;
-    b->e = e;
+    if (b->n)
+        memcpy(mem, b->e, b->n * sizeof(pr_entry));
+    free(b->e);
+    b->e = mem;
     b->cap = cap;
     return SAKO_OK;
 }
@@ -273,27 +280,54 @@ void sako__pruned_remove(sako_pruned *p, uint32_t member)
         p->sum_p = 0.0; /* drop the rounding drift of the running sum */
 }
 
+/* A rebuild meets the same posterior many times (every cold item of a category has
+ * its prior), so tails are remembered by (a, b) in a small direct-mapped cache. */
+#define TAIL_CACHE_BITS 12
+
+static size_t tail_cache_slot(const sako_beta *beta)
+{
+    uint64_t x, y;
+    memcpy(&x, &beta->a, sizeof x);
+    memcpy(&y, &beta->b, sizeof y);
+    return (size_t)(((x * 0x9E3779B97F4A7C15ULL) ^ (y * 0xC2B2AE3D27D4EB4FULL)) >>
+                    (64 - TAIL_CACHE_BITS));
+}
+
 int sako__pruned_rebuild(sako_pruned *p, double t)
 {
     pr_bucket fresh[NB];
     memset(fresh, 0, sizeof fresh);
     sako_tbeta_dom dom;
     sako__tbeta_dom_set(&dom, t);
+    /* a = 0 marks an empty cache line; without memory the cache is simply skipped */
+    pr_entry *cache = calloc((size_t)1 << TAIL_CACHE_BITS, sizeof *cache);
     /* Build the new buckets beside the old ones, so that a failure changes nothing. */
     for (int oj = 0; oj < NB; oj++) {
         const pr_bucket *ob = &p->bucket[oj];
         for (size_t i = 0; i < ob->n; i++) {
-            pr_entry e;
+            const sako_beta *beta = &ob->e[i].beta;
+            pr_entry e, *ce = cache ? &cache[tail_cache_slot(beta)] : NULL;
             int j;
-            entry_fill(&e, ob->e[i].member, &ob->e[i].beta, &dom, &j);
+            if (ce && ce->beta.a == beta->a && ce->beta.b == beta->b) {
+                e = *ce;
+                e.member = ob->e[i].member;
+                e.beta = *beta;
+                j = bucket_of(e.p, &e.r);
+            } else {
+                entry_fill(&e, ob->e[i].member, beta, &dom, &j);
+                if (ce)
+                    *ce = e;
+            }
             if (bucket_reserve(&fresh[j], 1) != SAKO_OK) {
                 for (int f = 0; f < NB; f++)
                     free(fresh[f].e);
+                free(cache);
                 return SAKO_NOMEM;
             }
             fresh[j].e[fresh[j].n++] = e;
         }
     }
+    free(cache);
     p->mask = 0;
     p->sum_p = 0.0;
     p->dom = dom;
@@ -478,38 +512,66 @@ static int scratch_reserve(sako_pruned_scratch *s, size_t k)
     return SAKO_OK;
 }
 
+/* Landed entries are gathered in small batches and prefetched before any is read:
+ * in a large domain each one is a cache miss, and overlapping them is most of the
+ * speed. The order (bucket, then index) is kept, as draw_below() relies on it. */
+#define LANDING_BATCH 32
+
+typedef struct pr_landings {
+    const pr_entry *e[LANDING_BATCH];
+    uint8_t j[LANDING_BATCH];
+    size_t i[LANDING_BATCH];
+    int n;
+} pr_landings;
+
+/* Keeps each landed entry with probability r, draws it above t, records it. */
+static void take_landings(const sako_pruned *p, sako_rng *rng, sako_pruned_scratch *s,
+                          pr_heap *h, pr_landings *l, size_t *ns)
+{
+    for (int q = 0; q < l->n; q++) {
+        const pr_entry *e = l->e[q];
+        if (sako__rng_uniform(rng) <= e->r) {
+            double x = sako__tbeta_upper(&e->beta, &p->dom, e->p, (int)e->method, e->c, rng);
+            if (*ns < h->cap) {
+                s->sj[*ns] = l->j[q];
+                s->si[*ns] = l->i[q];
+            }
+            (*ns)++;
+            heap_push(h, x, e->member);
+        }
+    }
+    l->n = 0;
+}
+
 /* Draws S and keeps the best of it in h; returns |S|. The positions of the first
  * h->cap members of S are recorded (in visiting order) for the completion. */
 static size_t draw_above(const sako_pruned *p, sako_rng *rng, sako_pruned_scratch *s,
                          pr_heap *h)
 {
     size_t ns = 0;
+    pr_landings l;
+    l.n = 0;
     for (uint64_t mask = p->mask; mask; mask &= mask - 1) {
         int j = __builtin_ctzll(mask);
         const pr_bucket *b = &p->bucket[j];
-        size_t i = 0;
-        for (;;) {
+        for (size_t i = 0;; i++) {
             if (j > 0) { /* skip to the next landing: Geometric(2^-j) failures */
                 double g = floor(log(sako__rng_uniform(rng)) * p->skip_inv[j]);
                 if (g >= (double)(b->n - i))
                     break;
                 i += (size_t)g;
             } else if (i >= b->n) {
-                break;
+                break; /* bucket 0 (p >= 1/2): every entry lands */
             }
-            const pr_entry *e = &b->e[i];
-            if (sako__rng_uniform(rng) <= e->r) {
-                double x = sako__tbeta_upper(&e->beta, &p->dom, e->p, (int)e->method, e->c, rng);
-                if (ns < h->cap) {
-                    s->sj[ns] = (uint8_t)j;
-                    s->si[ns] = i;
-                }
-                ns++;
-                heap_push(h, x, e->member);
-            }
-            i++;
+            __builtin_prefetch(&b->e[i]);
+            l.e[l.n] = &b->e[i];
+            l.j[l.n] = (uint8_t)j;
+            l.i[l.n] = i;
+            if (++l.n == LANDING_BATCH)
+                take_landings(p, rng, s, h, &l, &ns);
         }
     }
+    take_landings(p, rng, s, h, &l, &ns);
     return ns;
 }
 
