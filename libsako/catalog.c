@@ -525,8 +525,8 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
         if (old_category != it->category || was_active != it->active)
             sako__domains_item_changed(e, x, old_category, was_active);
     }
-    sako__domains_maintain(e);
     pthread_rwlock_unlock(&e->lock);
+    sako__domains_maintain(e);
 done:
     free(cat);
     free(existing);

@@ -28,6 +28,38 @@ void sako__domains_free(sako_domains *d)
     free(d);
 }
 
+/* A fresh sampler over the active items of one category's subtree (SAKO_NONE: the
+ * whole catalog), tuned for k. Reads engine state only: the caller holds the
+ * writer mutex, so nothing changes underneath, and readers are not blocked. */
+static int build_one(const sako_engine *e, const sako_beta *post, uint32_t cat, int k,
+                     sako_rng *rng, sako_pruned **out)
+{
+    sako_pruned *p = NULL;
+    int rc = sako__pruned_create(&p);
+    if (cat == SAKO_NONE) {
+        for (size_t i = 0; i < e->n_items && rc == SAKO_OK; i++)
+            if (e->items[i].active)
+                rc = sako__pruned_set(p, (uint32_t)i, &post[i]);
+    } else {
+        const sako_category_state *c = &e->categories[cat];
+        for (size_t j = 0; j < c->n_subtree && rc == SAKO_OK; j++) {
+            const sako_category_state *sub = &e->categories[c->subtree[j]];
+            for (size_t m = 0; m < sub->n_members && rc == SAKO_OK; m++)
+                if (e->items[sub->members[m]].active)
+                    rc = sako__pruned_set(p, sub->members[m], &post[sub->members[m]]);
+        }
+    }
+    /* The threshold comes from draws of its own stream, never a query's. */
+    if (rc == SAKO_OK)
+        rc = sako__pruned_retune(p, k, rng);
+    if (rc != SAKO_OK) {
+        sako__pruned_free(p);
+        return sako__error(SAKO_NOMEM, "out of memory building a sampling domain");
+    }
+    *out = p;
+    return SAKO_OK;
+}
+
 int sako__domains_build(const sako_engine *e, const sako_beta *post, int k_target,
                         sako_domains **out)
 {
@@ -46,27 +78,13 @@ int sako__domains_build(const sako_engine *e, const sako_beta *post, int k_targe
         if (e->items[i].active)
             for (uint32_t c = e->items[i].category; c != SAKO_NONE; c = e->categories[c].parent)
                 active[c]++;
-    if ((rc = sako__pruned_create(&d->root)))
-        goto fail;
-    for (size_t c = 0; c < nc; c++)
-        if (active[c] >= SAKO_DOMAIN_MIN && (rc = sako__pruned_create(&d->by_category[c])))
-            goto fail;
-    for (size_t i = 0; i < e->n_items; i++) {
-        if (!e->items[i].active)
-            continue;
-        if ((rc = sako__pruned_set(d->root, (uint32_t)i, &post[i])))
-            goto fail;
-        for (uint32_t c = e->items[i].category; c != SAKO_NONE; c = e->categories[c].parent)
-            if (d->by_category[c] && (rc = sako__pruned_set(d->by_category[c], (uint32_t)i, &post[i])))
-                goto fail;
-    }
-    /* The thresholds come from draws of their own stream, never a query's. */
     sako_rng rng;
     sako__rng_seed(&rng, e->seed ^ 0x7e57ab1eULL ^ (uint64_t)e->n_events);
-    if ((rc = sako__pruned_retune(d->root, k_target, &rng)))
+    if ((rc = build_one(e, post, SAKO_NONE, k_target, &rng, &d->root)))
         goto fail;
     for (size_t c = 0; c < nc; c++)
-        if (d->by_category[c] && (rc = sako__pruned_retune(d->by_category[c], k_target, &rng)))
+        if (active[c] >= SAKO_DOMAIN_MIN &&
+            (rc = build_one(e, post, (uint32_t)c, k_target, &rng, &d->by_category[c])))
             goto fail;
     free(active);
     *out = d;
@@ -74,7 +92,7 @@ int sako__domains_build(const sako_engine *e, const sako_beta *post, int k_targe
 fail:
     free(active);
     sako__domains_free(d);
-    return rc == SAKO_NOMEM ? sako__error(SAKO_NOMEM, "out of memory building sampling domains") : rc;
+    return rc;
 }
 
 /* Mirror item i's state (active flag, category, posterior) into every domain on
@@ -106,8 +124,10 @@ void sako__domains_item_changed(sako_engine *e, uint32_t i, uint32_t old_categor
         d->broken = 1;
 }
 
-/* Retune every domain whose expected candidate count left its band. Called by a
- * writer holding the write lock. */
+/* Replace every sampler whose expected candidate count left its band (or that is
+ * tuned for a smaller k than queries ask for) by a fresh one. The O(n) builds run
+ * outside the lock, readers going on with the old samplers; only the pointer swap
+ * takes the write lock. Called by a writer holding the writer mutex, not the lock. */
 void sako__domains_maintain(sako_engine *e)
 {
     sako_domains *d = e->domains;
@@ -116,15 +136,31 @@ void sako__domains_maintain(sako_engine *e)
     int want = (int)__atomic_load_n(&e->k_hint, __ATOMIC_RELAXED);
     int k = want > d->k_target ? want : d->k_target;
     int all = k != d->k_target;
-    d->k_target = k;
     sako_rng rng;
     sako__rng_seed(&rng, e->seed ^ 0x5eed5eedULL ^ (uint64_t)e->n_events);
-    if ((all || sako__pruned_needs_retune(d->root, k)) && sako__pruned_retune(d->root, k, &rng))
-        d->broken = 1;
-    for (size_t c = 0; c < d->n_categories && !d->broken; c++)
-        if (d->by_category[c] && (all || sako__pruned_needs_retune(d->by_category[c], k)) &&
-            sako__pruned_retune(d->by_category[c], k, &rng))
+    for (size_t c = 0; c <= d->n_categories; c++) {
+        /* c == n_categories stands for the root. */
+        sako_pruned **slot = c == d->n_categories ? &d->root : &d->by_category[c];
+        if (!*slot || !(all || sako__pruned_needs_retune(*slot, k)))
+            continue;
+        sako_pruned *fresh = NULL;
+        if (build_one(e, e->posterior, c == d->n_categories ? SAKO_NONE : (uint32_t)c, k, &rng,
+                      &fresh) != SAKO_OK) {
+            pthread_rwlock_wrlock(&e->lock);
             d->broken = 1;
+            pthread_rwlock_unlock(&e->lock);
+            sako__error_clear();
+            return;
+        }
+        pthread_rwlock_wrlock(&e->lock);
+        sako_pruned *old = *slot;
+        *slot = fresh;
+        pthread_rwlock_unlock(&e->lock);
+        sako__pruned_free(old);
+    }
+    pthread_rwlock_wrlock(&e->lock);
+    d->k_target = k;
+    pthread_rwlock_unlock(&e->lock);
 }
 
 /* Catalogs up to this size get their samplers before sako_init() returns; larger

@@ -16,7 +16,7 @@
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 #define SAKO_TIME_MAX ((int64_t)253402300799999LL) /* 9999-12-31, unix ms */
 /* Categories with fewer active items than this are brute-forced, not pruned. */
-#define SAKO_DOMAIN_MIN 2048
+#define SAKO_DOMAIN_MIN 256
 /* The k the pruned samplers are first tuned for; larger requests raise it. */
 #define SAKO_DOMAIN_DEFAULT_K 20
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen

@@ -145,11 +145,11 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
         it->batch_mark = mark;
         sako__domains_item_changed(e, item[i], it->category, it->active);
     }
-    sako__domains_maintain(e);
     e->n_events += n;
     e->events_since_refresh += n;
     e->events_since_checkpoint += n;
     pthread_rwlock_unlock(&e->lock);
+    sako__domains_maintain(e);
 
     /* Housekeeping in its own transaction: the batch is already safe, so a failure
      * here is reported nowhere but retried after the next batch. */
