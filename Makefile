@@ -139,6 +139,16 @@ test: deps
 	bash bindings/python/setup_venv.sh $(abspath $(VENV))
 	$(PY) -m pytest -q -p no:cacheprovider bindings/python/tests
 
+# The evaluation harness (docs/evaluation.md and docs/figures/, ~6-12 min here).
+eval: venv
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) -m sako.eval all --out docs
+
+# The Python/service benchmark (docs/benchmarks-python.md, ~4 min, needs wrk).
+bench-python: venv
+	SAKO_WITH_WRK=1 sh tests/install-deps.sh
+	bash bindings/python/bench/run.sh
+
 # Branch coverage of libsako/*.c by the C suite (gcov).
 coverage:
 	$(MAKE) BUILD=build-cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check
@@ -148,4 +158,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench example install clean crashtest deps venv python serve test coverage
+.PHONY: all check asan tsan bench example install clean crashtest deps venv python serve test coverage eval bench-python

@@ -140,9 +140,9 @@ typedef struct sako_options {
     int prior;                    /**< a ::sako_prior (SAKO_PRIOR_CATEGORY) */
     double prior_strength;        /**< pseudo-observations of an item prior (2.0) */
     double category_shrinkage;    /**< pseudo-observations pulling a category to its parent (20.0) */
-    /** Refresh category priors every N events, but never more often than every
-     *  2 x (active items) events, so that a refresh's O(catalog) cost stays a small
-     *  share of ingest; 0 = only on retrain (10000) */
+    /** Refresh category priors after N events once the log has also grown by 25 %
+     *  since the last refresh: every N events at first, geometrically spaced later
+     *  (a refresh costs O(catalog)); 0 = only on retrain (10000) */
     uint64_t prior_refresh_events;
     /* Run time. Not stored. */
     uint64_t seed;                /**< RNG seed; 0 picks one from the clock */

@@ -15,6 +15,8 @@
 #define SAKO_SCHEMA_VERSION 1       /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 #define SAKO_TIME_MAX ((int64_t)253402300799999LL) /* 9999-12-31, unix ms */
+/* A prior refresh also waits until the evidence grew by this share (see model.c). */
+#define SAKO_REFRESH_GROWTH 0.25
 /* Categories with fewer active items than this are brute-forced, not pruned. */
 #define SAKO_DOMAIN_MIN 256
 /* The k the pruned samplers are first tuned for; larger requests raise it. */
@@ -193,6 +195,8 @@ int sako__options_validate(const sako_options *o);
 int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
                                double *root_out, double *cat_means_out);
 double sako__model_prior_mean(const sako_engine *e, uint32_t category);
+/* Whether the events since the last refresh call for a new prior epoch. */
+int sako__refresh_due(const sako_engine *e);
 void sako__model_posterior(const sako_engine *e, uint32_t item, double *a, double *b);
 void sako__model_update_posterior(sako_engine *e, uint32_t item);
 /* The whole posterior array into `dst` (n_items entries), from the current state

@@ -153,8 +153,7 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
 
     /* Housekeeping in its own transaction: the batch is already safe, so a failure
      * here is reported nowhere but retried after the next batch. */
-    if (e->params.prior_refresh_events && e->events_since_refresh >= e->params.prior_refresh_events &&
-        e->events_since_refresh >= 2 * e->n_active)
+    if (sako__refresh_due(e))
         sako__refresh_epoch(e, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__checkpoint_now(e);

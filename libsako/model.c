@@ -163,6 +163,20 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
     return SAKO_OK;
 }
 
+/* Refresh after prior_refresh_events events, and once the evidence has also grown
+ * by SAKO_REFRESH_GROWTH since the last refresh. Early on, when every event moves
+ * the pooled means, that is every prior_refresh_events; later, when they hardly
+ * move, refreshes (each O(catalog), since every posterior changes) space out
+ * geometrically, so their total cost grows with the log of the event count. */
+int sako__refresh_due(const sako_engine *e)
+{
+    uint64_t since = e->events_since_refresh, every = e->params.prior_refresh_events;
+    if (every == 0 || since < every)
+        return 0;
+    uint64_t before = e->n_events - since;
+    return (double)since >= SAKO_REFRESH_GROWTH * (double)before;
+}
+
 double sako__model_prior_mean(const sako_engine *e, uint32_t category)
 {
     if (e->params.prior == SAKO_PRIOR_FLAT)
