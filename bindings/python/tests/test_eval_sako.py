@@ -1,0 +1,64 @@
+"""libsako behind the harness's policy interface (skips only if the binding isn't built)."""
+import numpy as np
+import pytest
+
+pytest.importorskip("sako.eval", reason="the sako package is not importable")
+from sako.eval import sako_adapter as A  # noqa: E402
+from sako.eval import sim  # noqa: E402
+from sako.eval.policies import CLICK, IMPRESSION, PolicyCatalog, PURCHASE  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not A.available(), reason=f"libsako binding not built: {A.why_unavailable()}")
+
+
+def catalog(n=60):
+    return PolicyCatalog(np.arange(n) % 6, np.array([0, 0, 1, 1, 2, 2]))
+
+
+@pytest.mark.parametrize("prior", ["category", "flat"])
+def test_recommend_distinct_active_and_excluded(prior):
+    p = A.SakoPolicy(prior, seed=5)
+    c = catalog()
+    c.active[50:] = False
+    p.reset(c)
+    rng = np.random.default_rng(0)
+    r = p.recommend(1, 10, rng, exclude=[0, 1, 2])
+    assert len(r) == 10 and len(set(r.tolist())) == 10
+    assert np.all(r < 50) and not {0, 1, 2} & set(r.tolist())
+    p.add_items([55], 1_700_000_000_000)
+    seen = set()
+    for _ in range(200):
+        seen.update(p.recommend(1, 20, rng).tolist())
+    assert 55 in seen and not seen & set(range(50, 55)) and not seen & set(range(56, 60))
+    p.close()
+
+
+def test_learns_from_events():
+    p = A.SakoPolicy("category", seed=5)
+    p.reset(catalog())
+    n = 400
+    users = np.ones(4 * n, dtype=np.int64)
+    items = np.r_[np.full(3 * n, 7), np.arange(n) % 60]
+    types = np.r_[np.full(n, IMPRESSION), np.full(n, CLICK), np.full(n, PURCHASE), np.full(n, IMPRESSION)]
+    p.update(users, items, types, np.full(4 * n, 1_700_000_000_000))
+    rng = np.random.default_rng(1)
+    tops = [int(p.recommend(1, 1, rng)[0]) for _ in range(20)]
+    assert tops.count(7) >= 18
+    p.close()
+
+
+def test_runs_in_the_simulator_deterministically():
+    calib = sim.Calibration(1.6, 0.9, None, "test defaults")
+    cfg = sim.SimConfig(n_items=500, n_users=30, n_requests=60, k=5, seed=2)
+    a = sim.simulate(cfg, [A.SakoPolicy("category", seed=9)], calib, keep_shown=True)
+    b = sim.simulate(cfg, [A.SakoPolicy("category", seed=9)], calib, keep_shown=True)
+    for x, y in zip(a.trajectories[0].shown, b.trajectories[0].shown):
+        np.testing.assert_array_equal(x, y)
+    assert a.trajectories[0].value.sum() > 0
+
+
+def test_refresh_probe_reports_engine_state():
+    aisle = np.arange(300) % 6
+    out = A.refresh_probe(aisle, np.array([0, 0, 1, 1, 2, 2]), 1500, batch=500)
+    assert out["n_events"] == 1500 and out["n_items"] == 300
+    assert 0 <= out["events_since_refresh"] <= 1500
+    assert isinstance(out["refreshed"], bool)
