@@ -138,11 +138,11 @@ typedef struct sako_options {
     double reward_purchase;       /**< added to a per purchase (1.0) */
     double penalty_impression;    /**< added to b per impression without click (1.0) */
     int prior;                    /**< a ::sako_prior (SAKO_PRIOR_CATEGORY) */
-    double prior_strength;        /**< pseudo-observations of an item prior (2.0) */
+    double prior_strength;        /**< pseudo-observations of an item prior (20.0) */
     double category_shrinkage;    /**< pseudo-observations pulling a category to its parent (20.0) */
     /** Refresh category priors after N events once the log has also grown by 25 %
      *  since the last refresh: every N events at first, geometrically spaced later
-     *  (a refresh costs O(catalog)); 0 = only on retrain (10000) */
+     *  (a refresh costs O(catalog)); 0 = only on retrain (1000) */
     uint64_t prior_refresh_events;
     /* Run time. Not stored. */
     uint64_t seed;                /**< RNG seed; 0 picks one from the clock */
@@ -154,7 +154,7 @@ typedef struct sako_options {
 
 #define SAKO_OPTIONS_VERSION 1
 #define SAKO_OPTIONS_INIT \
-    { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 2.0, 20.0, 10000, \
+    { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
