@@ -200,11 +200,16 @@ def sim_section(res, figs: Figures, seconds: float, probe: dict | None = None) -
                          if "prior_strength=" in r["policy"] or "retrain every" in r["policy"]
                          or (r["policy"].startswith("reference") and sako_cat is not None)]
         if head["sweep"]:
+            try:
+                from sako import default_options
+                default_kappa = f"{default_options()['prior_strength']:g}"
+            except ImportError:  # the binding is not built: the numpy reference ran instead
+                default_kappa = "unknown (binding not built)"
             L.append("Other configurations (prior_strength = pseudo-observations of an item's category "
-                     "prior; libsako's default is 2): " +
+                     f"prior; libsako's default is {default_kappa}): " +
                      "; ".join(f"{n}: ratio {v:.2f}" for n, v in head["sweep"]) + ".\n")
         if ref and sako_cat:
-            L.append(f"The numpy reference of the documented rule (priors refreshed every 10,000 events) reaches a ratio of "
+            L.append(f"The numpy reference of the category-prior rule (priors refreshed every 10,000 events) reaches a ratio of "
                      f"{ref['regret_pop'] / orig['regret_pop']:.2f}.\n")
     L.append(f"![cumulative regret]({f_regret})\n")
     L.append(f"![click and purchase rates]({f_rates})\n")
