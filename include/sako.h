@@ -28,8 +28,14 @@ extern "C" {
  *   serialised internally; a reader never sees a half-applied batch. sako_close()
  *   must not run concurrently with any other call on the same handle.
  * - Do not use a handle across fork(); open a new one in the child.
- * - One process should write to a database file at a time. A second writer gets
- *   ::SAKO_BUSY after the busy timeout; it is refused, never silently merged.
+ * - One engine owns a database file at a time (an advisory lock on "<path>-lock",
+ *   a file left in place after close): a second sako_init() on the same file, in
+ *   this process or another, gets ::SAKO_BUSY at once. Another SQLite connection
+ *   holding the write lock makes a commit wait busy_timeout_ms, then ::SAKO_BUSY.
+ * - A fixed seed repeats a single-threaded run within one process. Draws follow
+ *   the in-memory item order, which a reopen rebuilds in id order, so after a
+ *   reopen the same seed gives other (equally distributed) recommendations unless
+ *   items were added in id order.
  * - Ids are integers in [1, ::SAKO_ID_MAX]; 0 means "none" where an id is optional.
  *   The bound keeps ids exact in JSON and in IEEE doubles.
  * - Do not keep database files on network filesystems (SQLite's WAL needs shared
@@ -130,7 +136,8 @@ typedef enum sako_prior {
 /** Engine options. Initialise with ::SAKO_OPTIONS_INIT, then change fields. */
 typedef struct sako_options {
     unsigned version;             /**< ::SAKO_OPTIONS_VERSION */
-    /* Model. Stored in the database when it is created; on reopen the stored values
+    /* Model. Rewards are finite and in [0, 1e6]; strengths in (0, 1e6].
+     * Stored in the database when it is created; on reopen the stored values
      * win unless `reconfigure` is set (posteriors are then recomputed from the
      * stored evidence, which is never lost). */
     double reward_click;          /**< added to a per click (0.7) */
@@ -169,7 +176,7 @@ typedef struct sako_item {
     int64_t id;          /**< in [1, SAKO_ID_MAX] */
     int64_t category_id; /**< 0 for none (catalog root), else a known category */
     int active;          /**< 1 recommendable, 0 not */
-    int64_t added_at;    /**< time added, unix milliseconds; 0 = now */
+    int64_t added_at;    /**< time added, unix milliseconds up to year 9999; 0 = now */
 } sako_item;
 
 /** One piece of feedback. */
@@ -177,7 +184,7 @@ typedef struct sako_event {
     int64_t user_id;     /**< in [1, SAKO_ID_MAX]; unknown users are created */
     int64_t item_id;     /**< a catalog item (see ::sako_unknown_item) */
     int type;            /**< a ::sako_event_type */
-    int64_t time;        /**< unix milliseconds, >= 0; 0 = now; out of order is accepted */
+    int64_t time;        /**< unix milliseconds up to year 9999; 0 = now; out of order is accepted */
     int64_t rec_id;      /**< the recommendation it answers, 0 for none */
 } sako_event;
 
@@ -229,7 +236,7 @@ typedef struct sako_stats {
     uint64_t n_events;          /**< events in the log */
     uint64_t events_since_refresh; /**< events since the category priors were last refreshed */
     int64_t model_version;      /**< increases with every retrain (0 before the first) */
-    double global_mean;         /**< pooled reward rate of the whole catalog */
+    double global_mean;         /**< the catalog's prior mean (A+1)/(A+B+2) as of the last refresh */
 } sako_stats;
 
 /* ------------------------------------------------------------------ engine */
@@ -310,7 +317,8 @@ SAKO_API int sako_update(sako_engine *engine, const sako_event *events, size_t n
  *
  * @param[out] out    caller-owned array of capacity cap (>= q->k)
  * @param[out] n_out  number of results written
- * @return SAKO_OK; SAKO_MISUSE (NULL engine, q, n_out, or out with cap > 0);
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine, q, n_out, or out with cap > 0, or a
+ *         NULL exclude/recent list with a non-zero length);
  *         SAKO_INVALID (k < 0, bad id, wrong query version); SAKO_RANGE
  *         (k > SAKO_MAX_K, cap < k, too long a list) — checked before any work;
  *         SAKO_NOTFOUND (unknown category).

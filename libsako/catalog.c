@@ -301,9 +301,16 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
         goto done;
     }
 
-    /* Reserve memory before touching the database. */
-    if (grow((void **)&e->categories, &e->cap_categories, nc + n_new, sizeof *e->categories) ||
-        sako__idmap_reserve(&e->category_index, n_new)) {
+    /* Reserve memory before touching the database. Growing may move e->categories
+     * and the category index, which concurrent sako_recommend() calls read under
+     * the read lock: hold the write lock while they move (found by
+     * tests/check_threads.c under ASan/TSan: heap-use-after-free). */
+    pthread_rwlock_wrlock(&e->lock);
+    int grow_rc = grow((void **)&e->categories, &e->cap_categories, nc + n_new,
+                       sizeof *e->categories) ||
+                  sako__idmap_reserve(&e->category_index, n_new);
+    pthread_rwlock_unlock(&e->lock);
+    if (grow_rc) {
         rc = SAKO_NOMEM;
         goto done;
     }
@@ -467,11 +474,17 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
         if (existing[i] == SAKO_NONE || e->items[existing[i]].category != cat[i])
             extra_members[cat[i] == SAKO_NONE ? e->n_categories : cat[i]]++;
     }
+    /* Growing may move e->items, e->posterior, the item index and member lists,
+     * which concurrent readers use under the read lock: hold the write lock while
+     * they move (found by tests/check_threads.c: heap-use-after-free in
+     * draw_members after a realloc in sako__catalog_reserve_members). */
+    pthread_rwlock_wrlock(&e->lock);
     rc = sako__catalog_reserve_items(e, n_new);
     for (size_t c = 0; c <= e->n_categories && rc == SAKO_OK; c++)
         if (extra_members[c])
             rc = sako__catalog_reserve_members(e, c == e->n_categories ? SAKO_NONE : (uint32_t)c,
                                                extra_members[c]);
+    pthread_rwlock_unlock(&e->lock);
     if (rc)
         goto done;
 

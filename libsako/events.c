@@ -85,9 +85,15 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
         if (sako__idmap_get(&created, ev[i].item_id) == SAKO_NONE)
             sako__idmap_put(&created, ev[i].item_id, (uint32_t)n_created++);
     }
-    /* Every byte the apply step needs, before anything is written. */
-    if ((rc = sako__users_reserve(e, n)) || (rc = sako__catalog_reserve_items(e, n_created)) ||
-        (rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created)))
+    /* Every byte the apply step needs, before anything is written. Growing may
+     * move arrays that concurrent readers use under the read lock (items,
+     * posteriors, the item index, the root's members): hold the write lock while
+     * they move (see the same fix in sako_items_upsert). */
+    pthread_rwlock_wrlock(&e->lock);
+    if (!(rc = sako__users_reserve(e, n)) && !(rc = sako__catalog_reserve_items(e, n_created)))
+        rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created);
+    pthread_rwlock_unlock(&e->lock);
+    if (rc)
         goto done;
 
     if ((rc = sako__store_begin(e)))

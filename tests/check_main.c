@@ -1,0 +1,31 @@
+/* The libcheck runner: every suite in one SRunner.
+ *
+ * Fork mode is libcheck's default (each test in its own process, so a crash fails
+ * one test); CK_FORK=no turns it off for valgrind or a debugger. CK_RUN_SUITE and
+ * CK_RUN_CASE select suites and cases, CK_VERBOSITY the output. */
+#include "check_sako.h"
+
+/* Written separately (libsako/pruned.c); optional at link time. */
+Suite *suite_pruned(void) __attribute__((weak));
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite_errors());
+    srunner_add_suite(sr, suite_engine());
+    srunner_add_suite(sr, suite_catalog());
+    srunner_add_suite(sr, suite_events());
+    srunner_add_suite(sr, suite_recommend());
+    srunner_add_suite(sr, suite_persist());
+    srunner_add_suite(sr, suite_retrain());
+    srunner_add_suite(sr, suite_sampler());
+    srunner_add_suite(sr, suite_bandit());
+    srunner_add_suite(sr, suite_threads());
+    if (suite_pruned)
+        srunner_add_suite(sr, suite_pruned());
+    /* CK_FORK_GETENV: fork unless CK_FORK=no. */
+    srunner_set_fork_status(sr, CK_FORK_GETENV);
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
