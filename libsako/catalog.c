@@ -201,19 +201,11 @@ static int chain_depth(const uint32_t *parent, uint32_t c)
 
 int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_categories_upsert: engine is NULL");
-    if (!cats && n > 0)
-        return sako__error(SAKO_MISUSE, "sako_categories_upsert: categories is NULL but n = %zu", n);
-    if (n > SAKO_MAX_BATCH)
-        return sako__error(SAKO_RANGE, "sako_categories_upsert: %zu categories exceed the batch limit %d",
-                           n, SAKO_MAX_BATCH);
-    sako__error_clear();
-    if (n == 0)
-        return SAKO_OK;
+    int rc = sako__check_batch(e, cats, n, "sako_categories_upsert", "categories");
+    if (rc != SAKO_OK || n == 0)
+        return rc;
 
     pthread_mutex_lock(&e->write_mutex);
-    int rc = SAKO_OK;
     size_t nc = e->n_categories;
     size_t total = nc + n;
     /* Staging: the parent map after the batch, and the index each entry maps to. */
@@ -409,19 +401,11 @@ done:
 
 int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_items_upsert: engine is NULL");
-    if (!items && n > 0)
-        return sako__error(SAKO_MISUSE, "sako_items_upsert: items is NULL but n = %zu", n);
-    if (n > SAKO_MAX_BATCH)
-        return sako__error(SAKO_RANGE, "sako_items_upsert: %zu items exceed the batch limit %d",
-                           n, SAKO_MAX_BATCH);
-    sako__error_clear();
-    if (n == 0)
-        return SAKO_OK;
+    int rc = sako__check_batch(e, items, n, "sako_items_upsert", "items");
+    if (rc != SAKO_OK || n == 0)
+        return rc;
 
     pthread_mutex_lock(&e->write_mutex);
-    int rc = SAKO_OK;
     int64_t now = sako__now_ms();
     uint32_t *cat = malloc(n * sizeof *cat);
     uint32_t *existing = malloc(n * sizeof *existing);

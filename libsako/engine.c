@@ -17,6 +17,20 @@ int sako__valid_id(int64_t id)
     return id >= 1 && id <= SAKO_ID_MAX;
 }
 
+int sako__check_batch(const sako_engine *e, const void *entries, size_t n, const char *fn,
+                      const char *what)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "%s: engine is NULL", fn);
+    if (!entries && n > 0)
+        return sako__error(SAKO_MISUSE, "%s: %s is NULL but n = %zu", fn, what, n);
+    if (n > SAKO_MAX_BATCH)
+        return sako__error(SAKO_RANGE, "%s: %zu %s exceed the batch limit %d", fn, n, what,
+                           SAKO_MAX_BATCH);
+    sako__error_clear();
+    return SAKO_OK;
+}
+
 int sako_version_number(void) { return SAKO_VERSION_NUMBER; }
 const char *sako_version_string(void) { return SAKO_VERSION_STRING; }
 int sako_threadsafe(void) { return 1; }

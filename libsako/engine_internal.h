@@ -224,6 +224,10 @@ int sako__users_reserve(sako_engine *e, size_t extra);
 /* engine.c */
 int64_t sako__now_ms(void);
 int sako__valid_id(int64_t id);
+/* The checks every batch call starts with (engine, entries pointer, batch limit);
+ * SAKO_OK to go on. `fn` and `what` name the call and its entries in messages. */
+int sako__check_batch(const sako_engine *e, const void *entries, size_t n, const char *fn,
+                      const char *what);
 
 /* recommend.c */
 void sako__scratch_free_all(sako_engine *e);

@@ -43,19 +43,11 @@ static int check_event(const sako_event *ev, size_t i)
 
 int sako_update(sako_engine *e, const sako_event *events, size_t n)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_update: engine is NULL");
-    if (!events && n > 0)
-        return sako__error(SAKO_MISUSE, "sako_update: events is NULL but n = %zu", n);
-    if (n > SAKO_MAX_BATCH)
-        return sako__error(SAKO_RANGE, "sako_update: %zu events exceed the batch limit %d",
-                           n, SAKO_MAX_BATCH);
-    sako__error_clear();
-    if (n == 0)
-        return SAKO_OK;
+    int rc = sako__check_batch(e, events, n, "sako_update", "events");
+    if (rc != SAKO_OK || n == 0)
+        return rc;
 
     pthread_mutex_lock(&e->write_mutex);
-    int rc = SAKO_OK;
     int64_t now = sako__now_ms();
     /* A private copy: times resolved, item indices looked up once. */
     sako_event *ev = malloc(n * sizeof *ev);
