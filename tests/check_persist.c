@@ -236,6 +236,26 @@ START_TEST(test_kill9_replays_log)
 }
 END_TEST
 
+/* 30 recommend calls (whole catalog, category 1, category 3 in turn) give the same
+ * items and bit-identical scores on both engines. */
+static void expect_same_recommendations(sako_engine *a, sako_engine *b)
+{
+    sako_query q = SAKO_QUERY_INIT;
+    q.k = 7;
+    for (int call = 0; call < 30; call++) {
+        q.category_id = call % 3 == 0 ? 0 : call % 3 == 1 ? 1 : 3;
+        sako_rec ra[7], rb[7];
+        size_t na, nb;
+        ck_assert_ok(sako_recommend(a, &q, ra, 7, &na));
+        ck_assert_ok(sako_recommend(b, &q, rb, 7, &nb));
+        ck_assert_uint_eq(na, nb);
+        for (size_t i = 0; i < na; i++)
+            ck_assert_msg(ra[i].item_id == rb[i].item_id && sk_same_double(ra[i].score, rb[i].score),
+                          "call %d rank %zu: %" PRId64 " (%.17g) vs %" PRId64 " (%.17g)", call, i,
+                          ra[i].item_id, ra[i].score, rb[i].item_id, rb[i].score);
+    }
+}
+
 /* Same seed, same state, same calls: the same recommendations whether or not the
  * engine was closed and reopened in between. */
 START_TEST(test_reopen_same_recommendations)
@@ -251,21 +271,7 @@ START_TEST(test_reopen_same_recommendations)
     wl_run(b, 0, 8);
     sako_close(a);
     a = sk_open_opts(p1, &o);
-    sako_query q = SAKO_QUERY_INIT;
-    q.k = 7;
-    for (int call = 0; call < 30; call++) {
-        q.category_id = call % 3 == 0 ? 0 : call % 3 == 1 ? 1 : 3;
-        sako_rec ra[7], rb[7];
-        size_t na, nb;
-        ck_assert_ok(sako_recommend(a, &q, ra, 7, &na));
-        ck_assert_ok(sako_recommend(b, &q, rb, 7, &nb));
-        ck_assert_uint_eq(na, nb);
-        for (size_t i = 0; i < na; i++) {
-            ck_assert_msg(ra[i].item_id == rb[i].item_id && sk_same_double(ra[i].score, rb[i].score),
-                          "call %d rank %zu: %" PRId64 " (%.17g) vs %" PRId64 " (%.17g)", call, i,
-                          ra[i].item_id, ra[i].score, rb[i].item_id, rb[i].score);
-        }
-    }
+    expect_same_recommendations(a, b);
     sako_close(a);
     sako_close(b);
     sk_remove_db(p1);
@@ -299,20 +305,7 @@ START_TEST(test_reopen_same_recommendations_shuffled)
     }
     sako_close(a);
     a = sk_open_opts(p1, &o);
-    sako_query q = SAKO_QUERY_INIT;
-    q.k = 7;
-    for (int call = 0; call < 30; call++) {
-        q.category_id = call % 3 == 0 ? 0 : call % 3 == 1 ? 1 : 3;
-        sako_rec ra[7], rb[7];
-        size_t na, nb;
-        ck_assert_ok(sako_recommend(a, &q, ra, 7, &na));
-        ck_assert_ok(sako_recommend(b, &q, rb, 7, &nb));
-        ck_assert_uint_eq(na, nb);
-        for (size_t i = 0; i < na; i++)
-            ck_assert_msg(ra[i].item_id == rb[i].item_id && sk_same_double(ra[i].score, rb[i].score),
-                          "call %d rank %zu: %" PRId64 " (%.17g) vs %" PRId64 " (%.17g)", call, i,
-                          ra[i].item_id, ra[i].score, rb[i].item_id, rb[i].score);
-    }
+    expect_same_recommendations(a, b);
     sako_close(a);
     sako_close(b);
     sk_remove_db(p1);
