@@ -4,10 +4,12 @@
  * entry, reserve every byte of memory the change will need, write it to SQLite in
  * one transaction, and only after the commit publish it in memory under the write
  * lock (a step that can no longer fail). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+#include "model_internal.h"
 
 /* ------------------------------------------------------------ growth */
 
@@ -55,7 +57,7 @@ int sako__catalog_reserve_members(sako_engine *e, uint32_t category, size_t extr
     return grow((void **)&c->members, &c->cap_members, c->n_members + extra, sizeof(uint32_t));
 }
 
-void sako__catalog_member_add(sako_engine *e, uint32_t item)
+static void member_add(sako_engine *e, uint32_t item)
 {
     sako_item_state *it = &e->items[item];
     if (it->category == SAKO_NONE) {
@@ -68,7 +70,7 @@ void sako__catalog_member_add(sako_engine *e, uint32_t item)
     }
 }
 
-void sako__catalog_member_remove(sako_engine *e, uint32_t item)
+static void member_remove(sako_engine *e, uint32_t item)
 {
     sako_item_state *it = &e->items[item];
     uint32_t *list;
@@ -98,7 +100,7 @@ uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, i
     it->added_at = added_at;
     it->dirty = 1;
     sako__idmap_put(&e->item_index, id, i);
-    sako__catalog_member_add(e, i);
+    member_add(e, i);
     if (it->active)
         e->n_active++;
     sako__model_update_posterior(e, i);
@@ -107,7 +109,7 @@ uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, i
 }
 
 /* Each category's subtree list: itself and every descendant, for category filters. */
-int sako__catalog_rebuild_subtrees(sako_engine *e)
+static int rebuild_subtrees(sako_engine *e)
 {
     size_t nc = e->n_categories;
     size_t *counts = calloc(nc ? nc : 1, sizeof *counts);
@@ -156,10 +158,117 @@ void sako__catalog_free(sako_engine *e)
     free(e->items);
     free(e->posterior);
     free(e->root_members);
-    free(e->users);
     sako__idmap_free(&e->item_index);
     sako__idmap_free(&e->category_index);
-    sako__idmap_free(&e->user_index);
+}
+
+/* ------------------------------------------------------------- load */
+
+static int corrupt(const char *what, long long id)
+{
+    return sako__error(SAKO_CORRUPT, "database damaged: %s (id %lld)", what, id);
+}
+
+typedef struct load_state {
+    sako_engine *e;
+    size_t count;
+    int64_t *parent_ids;  /* categories: each one's stored parent id */
+} load_state;
+
+static int categories_begin(void *payload, size_t count)
+{
+    load_state *ls = payload;
+    sako_engine *e = ls->e;
+    ls->count = count;
+    e->categories = calloc(count + 1, sizeof *e->categories);
+    ls->parent_ids = malloc((count + 1) * sizeof *ls->parent_ids);
+    if (!e->categories || !ls->parent_ids || sako__idmap_reserve(&e->category_index, count))
+        return sako__error(SAKO_NOMEM, "out of memory loading %zu categories", count);
+    e->cap_categories = count + 1;
+    return SAKO_OK;
+}
+
+static int category_row(void *payload, const sako_category_row *r)
+{
+    load_state *ls = payload;
+    sako_engine *e = ls->e;
+    if (e->n_categories >= ls->count)
+        return corrupt("more categories than counted", (long long)r->id);
+    sako_category_state *c = &e->categories[e->n_categories];
+    c->id = r->id;
+    ls->parent_ids[e->n_categories] = r->parent_id;
+    c->prior_mean = r->prior_mean;
+    c->name = strdup(r->name);
+    if (!c->name)
+        return sako__error(SAKO_NOMEM, "out of memory loading category names");
+    e->n_categories++;
+    if (!sako__idmap_valid_id(c->id) || !(c->prior_mean > 0.0 && c->prior_mean < 1.0))
+        return corrupt("category row out of range", (long long)c->id);
+    sako__idmap_put(&e->category_index, c->id, (uint32_t)(e->n_categories - 1));
+    return SAKO_OK;
+}
+
+/* Parents resolved once every category is known; the tree must be one. */
+static int link_categories(sako_engine *e, const int64_t *parent_ids)
+{
+    for (size_t c = 0; c < e->n_categories; c++) {
+        e->categories[c].parent = parent_ids[c] == 0 ? SAKO_NONE
+                                  : sako__idmap_get(&e->category_index, parent_ids[c]);
+        if (parent_ids[c] != 0 && e->categories[c].parent == SAKO_NONE)
+            return corrupt("category with an unknown parent", (long long)e->categories[c].id);
+    }
+    for (size_t c = 0; c < e->n_categories; c++) {
+        int d = 0;
+        for (uint32_t x = (uint32_t)c; x != SAKO_NONE && d <= SAKO_MAX_DEPTH; x = e->categories[x].parent)
+            d++;
+        if (d > SAKO_MAX_DEPTH)
+            return corrupt("category tree has a cycle or is too deep", (long long)e->categories[c].id);
+    }
+    return rebuild_subtrees(e);
+}
+
+static int items_begin(void *payload, size_t count)
+{
+    load_state *ls = payload;
+    ls->count = count;
+    return sako__catalog_reserve_items(ls->e, count);
+}
+
+static int item_row(void *payload, const sako_item_row *r)
+{
+    load_state *ls = payload;
+    sako_engine *e = ls->e;
+    uint32_t c = r->category_id == 0 ? SAKO_NONE : sako__idmap_get(&e->category_index, r->category_id);
+    int bad = !sako__idmap_valid_id(r->id) || (r->category_id != 0 && c == SAKO_NONE) ||
+              (r->active != 0 && r->active != 1) || e->n_items >= ls->count;
+    for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+        bad |= !isfinite(r->counts.n[t]) || r->counts.n[t] < 0.0;
+    if (bad)
+        return corrupt("item row out of range", (long long)r->id);
+    /* Member lists grow by doubling here (amortised O(1)). */
+    int rc = sako__catalog_reserve_members(e, c, 1);
+    if (rc)
+        return rc;
+    uint32_t i = sako__catalog_add_item(e, r->id, c, r->active, r->added_at);
+    e->items[i].counts = r->counts;
+    e->items[i].last_event_at = r->last_event_at;
+    e->items[i].dirty = 0;
+    return SAKO_OK;
+}
+
+int sako__catalog_load(sako_engine *e)
+{
+    load_state ls = { e, 0, NULL };
+    int rc = sako__store_read_categories(&e->store, categories_begin, category_row, &ls);
+    if (rc == SAKO_OK)
+        rc = link_categories(e, ls.parent_ids);
+    free(ls.parent_ids);
+    if (rc == SAKO_OK)
+        rc = sako__store_read_items(&e->store, items_begin, item_row, &ls);
+    /* A repeated id would have overwritten its map entry: the counts would differ. */
+    if (rc == SAKO_OK && e->item_index.count != e->n_items)
+        rc = corrupt("an item id appears twice", 0);
+    return rc;
 }
 
 /* ------------------------------------------------------- categories */
@@ -201,7 +310,7 @@ static int chain_depth(const uint32_t *parent, uint32_t c)
 
 int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
 {
-    int rc = sako__check_batch(e, cats, n, "sako_categories_upsert", "categories");
+    int rc = sako__engine_check_batch(e, cats, n, "sako_categories_upsert", "categories");
     if (rc != SAKO_OK || n == 0)
         return rc;
 
@@ -224,12 +333,12 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
     size_t n_new = 0;
     for (size_t i = 0; i < n; i++) {
         const sako_category *in = &cats[i];
-        if (!sako__valid_id(in->id)) {
+        if (!sako__idmap_valid_id(in->id)) {
             rc = sako__error(SAKO_INVALID, "category [%zu]: id %lld is out of range [1, 2^53-1]",
                              i, (long long)in->id);
             goto done;
         }
-        if (in->parent_id != 0 && !sako__valid_id(in->parent_id)) {
+        if (in->parent_id != 0 && !sako__idmap_valid_id(in->parent_id)) {
             rc = sako__error(SAKO_INVALID, "category [%zu]: parent_id %lld is out of range",
                              i, (long long)in->parent_id);
             goto done;
@@ -337,28 +446,13 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
     }
 
     if (rc == SAKO_OK)
-        rc = sako__store_begin(e);
+        rc = sako__store_begin(&e->store);
     if (rc == SAKO_OK) {
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(e->db,
-            "INSERT INTO categories(id, parent_id, name, prior_mean) VALUES(?1, ?2, ?3, ?4) "
-            "ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name",
-            -1, &st, NULL);
-        for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
-            sqlite3_bind_int64(st, 1, cats[i].id);
-            sqlite3_bind_int64(st, 2, cats[i].parent_id);
-            sqlite3_bind_text(st, 3, names[i], -1, SQLITE_STATIC);
-            sqlite3_bind_double(st, 4, means[i]);
-            src = sqlite3_step(st);
-            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
-        }
-        if (src != SQLITE_OK)
-            rc = sako__error_sqlite(e->db, src, "writing categories");
-        sqlite3_finalize(st);
+        rc = sako__store_write_categories(&e->store, cats, names, means, n);
         if (rc == SAKO_OK)
-            rc = sako__store_commit(e);
+            rc = sako__store_commit(&e->store);
         else
-            sako__store_rollback(e);
+            sako__store_rollback(&e->store);
     }
     if (rc == SAKO_OK) {
         pthread_rwlock_wrlock(&e->lock);
@@ -379,7 +473,7 @@ int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
         }
         e->n_categories = nc + n_new;
         /* Subtree lists are rebuilt; on NOMEM the old lists stay (stale but safe). */
-        sako__catalog_rebuild_subtrees(e);
+        rebuild_subtrees(e);
         pthread_rwlock_unlock(&e->lock);
         /* The tree changed shape: every category domain's membership may have. */
         sako__domains_rebuild(e);
@@ -401,12 +495,12 @@ done:
 
 int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
 {
-    int rc = sako__check_batch(e, items, n, "sako_items_upsert", "items");
+    int rc = sako__engine_check_batch(e, items, n, "sako_items_upsert", "items");
     if (rc != SAKO_OK || n == 0)
         return rc;
 
     pthread_mutex_lock(&e->write_mutex);
-    int64_t now = sako__now_ms();
+    int64_t now = sako__engine_now_ms();
     uint32_t *cat = malloc(n * sizeof *cat);
     uint32_t *existing = malloc(n * sizeof *existing);
     size_t *extra_members = calloc(e->n_categories + 1, sizeof *extra_members);
@@ -418,7 +512,7 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
     size_t n_new = 0;
     for (size_t i = 0; i < n; i++) {
         const sako_item *in = &items[i];
-        if (!sako__valid_id(in->id)) {
+        if (!sako__idmap_valid_id(in->id)) {
             rc = sako__error(SAKO_INVALID, "item [%zu]: id %lld is out of range [1, 2^53-1]",
                              i, (long long)in->id);
             goto done;
@@ -440,7 +534,7 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
         sako__idmap_put(&staged, in->id, (uint32_t)i);
         cat[i] = SAKO_NONE;
         if (in->category_id != 0) {
-            if (!sako__valid_id(in->category_id)) {
+            if (!sako__idmap_valid_id(in->category_id)) {
                 rc = sako__error(SAKO_INVALID, "item [%zu]: category_id %lld is out of range",
                                  i, (long long)in->category_id);
                 goto done;
@@ -472,29 +566,14 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
     if (rc)
         goto done;
 
-    rc = sako__store_begin(e);
+    rc = sako__store_begin(&e->store);
     if (rc)
         goto done;
-    sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(e->db,
-        "INSERT INTO items(id, category_id, active, added_at) VALUES(?1, ?2, ?3, ?4) "
-        "ON CONFLICT(id) DO UPDATE SET category_id = excluded.category_id, active = excluded.active",
-        -1, &st, NULL);
-    for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
-        sqlite3_bind_int64(st, 1, items[i].id);
-        sqlite3_bind_int64(st, 2, items[i].category_id);
-        sqlite3_bind_int(st, 3, items[i].active);
-        sqlite3_bind_int64(st, 4, items[i].added_at ? items[i].added_at : now);
-        src = sqlite3_step(st);
-        src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
-    }
-    if (src != SQLITE_OK)
-        rc = sako__error_sqlite(e->db, src, "writing items");
-    sqlite3_finalize(st);
+    rc = sako__store_write_items(&e->store, items, n, now);
     if (rc == SAKO_OK)
-        rc = sako__store_commit(e);
+        rc = sako__store_commit(&e->store);
     else
-        sako__store_rollback(e);
+        sako__store_rollback(&e->store);
     if (rc)
         goto done;
 
@@ -510,9 +589,9 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
         uint32_t old_category = it->category;
         int was_active = it->active;
         if (it->category != cat[i]) {
-            sako__catalog_member_remove(e, x);
+            member_remove(e, x);
             it->category = cat[i];
-            sako__catalog_member_add(e, x);
+            member_add(e, x);
             sako__model_update_posterior(e, x); /* the prior is its new category's */
         }
         if (it->active != items[i].active) {

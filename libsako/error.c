@@ -1,8 +1,9 @@
 /* Status codes, their static descriptions, and the per-thread detailed message. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine_internal.h"
+#include "error_internal.h"
 
 /* Thread-local so that a message survives a released GIL and a failed sako_init(). */
 static __thread char last_message[512];

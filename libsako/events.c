@@ -3,31 +3,19 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "model_internal.h"
+#include "retrain_internal.h"
 
-int sako__users_reserve(sako_engine *e, size_t extra)
-{
-    size_t need = e->n_users + extra;
-    if (need > (size_t)UINT32_MAX - 1)
-        return sako__error(SAKO_RANGE, "more than %u users", UINT32_MAX - 1);
-    if (need > e->cap_users) {
-        size_t cap = e->cap_users ? e->cap_users : 64;
-        while (cap < need)
-            cap *= 2;
-        sako_user_state *u = realloc(e->users, cap * sizeof *u);
-        if (!u)
-            return sako__error(SAKO_NOMEM, "out of memory growing users to %zu", cap);
-        e->users = u;
-        e->cap_users = cap;
-    }
-    return sako__idmap_reserve(&e->user_index, extra);
-}
+/* Write every dirty item back (a checkpoint) at least this often, so that a reopen
+ * replays a bounded tail of the event log. */
+#define SAKO_CHECKPOINT_EVENTS 500000
 
 static int check_event(const sako_event *ev, size_t i)
 {
-    if (!sako__valid_id(ev->user_id))
+    if (!sako__idmap_valid_id(ev->user_id))
         return sako__error(SAKO_INVALID, "event [%zu]: user_id %lld is out of range [1, 2^53-1]",
                            i, (long long)ev->user_id);
-    if (!sako__valid_id(ev->item_id))
+    if (!sako__idmap_valid_id(ev->item_id))
         return sako__error(SAKO_INVALID, "event [%zu]: item_id %lld is out of range [1, 2^53-1]",
                            i, (long long)ev->item_id);
     if (ev->type < 0 || ev->type >= SAKO_EVENT_TYPES)
@@ -35,7 +23,7 @@ static int check_event(const sako_event *ev, size_t i)
     if (ev->time < 0 || ev->time > SAKO_TIME_MAX)
         return sako__error(SAKO_INVALID, "event [%zu]: time %lld is not a unix time in ms",
                            i, (long long)ev->time);
-    if (ev->rec_id != 0 && !sako__valid_id(ev->rec_id))
+    if (ev->rec_id != 0 && !sako__idmap_valid_id(ev->rec_id))
         return sako__error(SAKO_INVALID, "event [%zu]: rec_id %lld is out of range", i,
                            (long long)ev->rec_id);
     return SAKO_OK;
@@ -43,12 +31,12 @@ static int check_event(const sako_event *ev, size_t i)
 
 int sako_update(sako_engine *e, const sako_event *events, size_t n)
 {
-    int rc = sako__check_batch(e, events, n, "sako_update", "events");
+    int rc = sako__engine_check_batch(e, events, n, "sako_update", "events");
     if (rc != SAKO_OK || n == 0)
         return rc;
 
     pthread_mutex_lock(&e->write_mutex);
-    int64_t now = sako__now_ms();
+    int64_t now = sako__engine_now_ms();
     /* A private copy: times resolved, item indices looked up once. */
     sako_event *ev = malloc(n * sizeof *ev);
     uint32_t *item = malloc(n * sizeof *item);
@@ -82,42 +70,37 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
      * posteriors, the item index, the root's members): hold the write lock while
      * they move (see the same fix in sako_items_upsert). */
     pthread_rwlock_wrlock(&e->lock);
-    if (!(rc = sako__users_reserve(e, n)) && !(rc = sako__catalog_reserve_items(e, n_created)))
+    if (!(rc = sako__users_reserve(&e->users, n)) && !(rc = sako__catalog_reserve_items(e, n_created)))
         rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created);
     pthread_rwlock_unlock(&e->lock);
     if (rc)
         goto done;
 
-    if ((rc = sako__store_begin(e)))
+    if ((rc = sako__store_begin(&e->store)))
         goto done;
     if (n_created) {
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(e->db, "INSERT INTO items(id, category_id, active, added_at) "
-                                     "VALUES(?1, 0, 1, ?2) ON CONFLICT(id) DO NOTHING", -1, &st, NULL);
-        for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
-            if (item[i] != SAKO_NONE)
-                continue;
-            sqlite3_bind_int64(st, 1, ev[i].item_id);
-            sqlite3_bind_int64(st, 2, now);
-            src = sqlite3_step(st);
-            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
-        }
-        sqlite3_finalize(st);
-        if (src != SQLITE_OK)
-            rc = sako__error_sqlite(e->db, src, "creating unknown items");
+        int64_t *ids = malloc(n_created * sizeof *ids);
+        if (!ids)
+            rc = sako__error(SAKO_NOMEM, "out of memory creating unknown items");
+        for (size_t i = 0; i < n && ids; i++)
+            if (item[i] == SAKO_NONE)
+                ids[sako__idmap_get(&created, ev[i].item_id)] = ev[i].item_id;
+        if (ids)
+            rc = sako__store_create_items(&e->store, ids, n_created, now);
+        free(ids);
     }
     int64_t seq = 0;
     if (rc == SAKO_OK)
-        rc = sako__store_append_batch(e, ev, n, &seq);
+        rc = sako__store_append_batch(&e->store, ev, n, sako__engine_now_ms(), &seq);
     if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(e, "n_events", (int64_t)(e->n_events + n));
+        rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + n));
     if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(e, "events_since_refresh",
+        rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                       (int64_t)(e->events_since_refresh + n));
     if (rc == SAKO_OK)
-        rc = sako__store_commit(e);
+        rc = sako__store_commit(&e->store);
     else
-        sako__store_rollback(e);
+        sako__store_rollback(&e->store);
     if (rc)
         goto done;
 
@@ -133,6 +116,7 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
             item[i] = x;
         }
         sako__model_apply_event(e, &ev[i], x);
+        sako__users_apply(&e->users, &ev[i]);
     }
     /* Each touched item's new posterior goes to the samplers once per batch. */
     uint32_t mark = ++e->batch_seq;
@@ -151,10 +135,10 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
 
     /* Housekeeping in its own transaction: the batch is already safe, so a failure
      * here is reported nowhere but retried after the next batch. */
-    if (sako__refresh_due(e))
-        sako__refresh_epoch(e, NULL);
+    if (sako__model_refresh_due(e))
+        sako__retrain_epoch(e, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
-        sako__checkpoint_now(e);
+        sako__retrain_checkpoint(e);
     sako__error_clear();
 done:
     free(ev);

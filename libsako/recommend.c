@@ -11,8 +11,21 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "recommend_internal.h"
 
 /* ------------------------------------------------------------ scratch */
+
+/* A recommend call's private working memory, pooled so the hot path allocates nothing. */
+typedef struct sako_scratch {
+    struct sako_scratch *next;
+    double *heap_score;       /* min-heap of the best candidates so far */
+    uint32_t *heap_item;
+    uint32_t *excluded;       /* sorted item indices to skip */
+    size_t n_excluded;
+    sako_pruned_scratch *pruned;
+    uint32_t *members;        /* pruned results: k + exclusions */
+    double *values;
+} sako_scratch;
 
 static void scratch_destroy(sako_scratch *s)
 {
@@ -59,7 +72,7 @@ static void scratch_release(sako_engine *e, sako_scratch *s)
     pthread_mutex_unlock(&e->scratch_mutex);
 }
 
-void sako__scratch_free_all(sako_engine *e)
+void sako__recommend_free_scratch(sako_engine *e)
 {
     sako_scratch *s = e->scratch_free;
     while (s) {
@@ -179,7 +192,7 @@ static sako_pruned *pick_domain(sako_engine *e, uint32_t cat, size_t want)
 static int check_ids(const int64_t *ids, size_t n, const char *what)
 {
     for (size_t i = 0; i < n; i++)
-        if (!sako__valid_id(ids[i]))
+        if (!sako__idmap_valid_id(ids[i]))
             return sako__error(SAKO_INVALID, "query: %s[%zu] = %lld is out of range [1, 2^53-1]",
                                what, i, (long long)ids[i]);
     return SAKO_OK;
@@ -196,9 +209,9 @@ static int validate_query(const sako_query *q, size_t cap)
         return sako__error(SAKO_RANGE, "query: k = %d exceeds SAKO_MAX_K = %d", q->k, SAKO_MAX_K);
     if (cap < (size_t)q->k)
         return sako__error(SAKO_RANGE, "query: output capacity %zu is smaller than k = %d", cap, q->k);
-    if (q->user_id != 0 && !sako__valid_id(q->user_id))
+    if (q->user_id != 0 && !sako__idmap_valid_id(q->user_id))
         return sako__error(SAKO_INVALID, "query: user_id %lld is out of range", (long long)q->user_id);
-    if (q->category_id != 0 && !sako__valid_id(q->category_id))
+    if (q->category_id != 0 && !sako__idmap_valid_id(q->category_id))
         return sako__error(SAKO_INVALID, "query: category_id %lld is out of range",
                            (long long)q->category_id);
     if (q->n_exclude > SAKO_MAX_EXCLUDE || q->n_recent > SAKO_MAX_EXCLUDE)
