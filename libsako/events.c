@@ -1,4 +1,5 @@
-/* sako_update(): validate a batch whole, log it, then apply it. */
+/* sako_update(): a batch of events staged, validated whole, logged, then applied
+ * (the shape of the catalog's upserts, catalog.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,121 +30,161 @@ static int check_event(const sako_event *ev, size_t i)
     return SAKO_OK;
 }
 
-int sako_update(sako_engine *e, const sako_event *events, size_t n)
+/* An event batch staged: a private copy with times resolved and items looked up. */
+typedef struct event_batch {
+    const sako_event *in;
+    size_t n;
+    int64_t now;         /* the time of events that give none, and of created items */
+    sako_event *ev;
+    uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
+    sako_idmap created;  /* unknown item id -> its order of first appearance */
+    size_t n_created;
+    int64_t *created_ids;
+} event_batch;
+
+static int event_stage(event_batch *b)
 {
-    int rc = sako__engine_check_batch(e, events, n, "sako_update", "events");
-    if (rc != SAKO_OK || n == 0)
-        return rc;
+    b->ev = malloc(b->n * sizeof *b->ev);
+    b->item = malloc(b->n * sizeof *b->item);
+    if (!b->ev || !b->item)
+        return sako__error(SAKO_NOMEM, "out of memory staging %zu events", b->n);
+    return SAKO_OK;
+}
 
-    pthread_mutex_lock(&e->write_mutex);
-    int64_t now = sako__engine_now_ms();
-    /* A private copy: times resolved, item indices looked up once. */
-    sako_event *ev = malloc(n * sizeof *ev);
-    uint32_t *item = malloc(n * sizeof *item);
-    sako_idmap created = { 0 }; /* unknown items this batch creates (SAKO_UNKNOWN_CREATE) */
-    size_t n_created = 0;
-    if (!ev || !item) {
-        rc = sako__error(SAKO_NOMEM, "out of memory staging %zu events", n);
-        goto done;
+/* An event on an unknown item: refused, or its item created (SAKO_UNKNOWN_CREATE). */
+static int event_unknown_item(const sako_engine *e, event_batch *b, size_t i)
+{
+    int64_t id = b->ev[i].item_id;
+    if (e->opts.unknown_items == SAKO_UNKNOWN_REJECT)
+        return sako__error(SAKO_NOTFOUND, "event [%zu]: unknown item %lld", i, (long long)id);
+    int rc = sako__idmap_reserve(&b->created, 1);
+    if (rc == SAKO_OK && sako__idmap_get(&b->created, id) == SAKO_NONE)
+        sako__idmap_put(&b->created, id, (uint32_t)b->n_created++);
+    return rc;
+}
+
+static int event_validate(const sako_engine *e, event_batch *b)
+{
+    int rc;
+    for (size_t i = 0; i < b->n; i++) {
+        if ((rc = check_event(&b->in[i], i)))
+            return rc;
+        b->ev[i] = b->in[i];
+        if (b->ev[i].time == 0)
+            b->ev[i].time = b->now;
+        b->item[i] = sako__idmap_get(&e->item_index, b->ev[i].item_id);
+        if (b->item[i] == SAKO_NONE && (rc = event_unknown_item(e, b, i)))
+            return rc;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = check_event(&events[i], i)))
-            goto done;
-        ev[i] = events[i];
-        if (ev[i].time == 0)
-            ev[i].time = now;
-        item[i] = sako__idmap_get(&e->item_index, ev[i].item_id);
-        if (item[i] != SAKO_NONE)
-            continue;
-        if (e->opts.unknown_items == SAKO_UNKNOWN_REJECT) {
-            rc = sako__error(SAKO_NOTFOUND, "event [%zu]: unknown item %lld", i,
-                             (long long)ev[i].item_id);
-            goto done;
-        }
-        if ((rc = sako__idmap_reserve(&created, 1)))
-            goto done;
-        if (sako__idmap_get(&created, ev[i].item_id) == SAKO_NONE)
-            sako__idmap_put(&created, ev[i].item_id, (uint32_t)n_created++);
-    }
-    /* Every byte the apply step needs, before anything is written. Growing may
-     * move arrays that concurrent readers use under the read lock (items,
-     * posteriors, the item index, the root's members): hold the write lock while
-     * they move (see the same fix in sako_items_upsert). */
+    return SAKO_OK;
+}
+
+/* Every byte the publish step needs, before anything is written. Growing may move
+ * arrays that concurrent readers use under the read lock (items, posteriors, the
+ * item index, the root's members): hold the write lock while they move (see the
+ * same fix in sako_items_upsert). */
+static int event_reserve(sako_engine *e, event_batch *b)
+{
+    int rc;
     pthread_rwlock_wrlock(&e->lock);
-    if (!(rc = sako__users_reserve(&e->users, n)) && !(rc = sako__catalog_reserve_items(e, n_created)))
-        rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created);
+    if (!(rc = sako__users_reserve(&e->users, b->n)) &&
+        !(rc = sako__catalog_reserve_items(e, b->n_created)))
+        rc = sako__catalog_reserve_members(e, SAKO_NONE, b->n_created);
     pthread_rwlock_unlock(&e->lock);
-    if (rc)
-        goto done;
+    if (rc || b->n_created == 0)
+        return rc;
+    b->created_ids = malloc(b->n_created * sizeof *b->created_ids);
+    if (!b->created_ids)
+        return sako__error(SAKO_NOMEM, "out of memory creating unknown items");
+    for (size_t i = 0; i < b->n; i++)
+        if (b->item[i] == SAKO_NONE)
+            b->created_ids[sako__idmap_get(&b->created, b->ev[i].item_id)] = b->ev[i].item_id;
+    return SAKO_OK;
+}
 
-    if ((rc = sako__store_begin(&e->store)))
-        goto done;
-    if (n_created) {
-        int64_t *ids = malloc(n_created * sizeof *ids);
-        if (!ids)
-            rc = sako__error(SAKO_NOMEM, "out of memory creating unknown items");
-        for (size_t i = 0; i < n && ids; i++)
-            if (item[i] == SAKO_NONE)
-                ids[sako__idmap_get(&created, ev[i].item_id)] = ev[i].item_id;
-        if (ids)
-            rc = sako__store_create_items(&e->store, ids, n_created, now);
-        free(ids);
-    }
+/* Created items, the batch and the counters it moves, in one transaction. */
+static int event_write(sako_engine *e, const event_batch *b)
+{
     int64_t seq = 0;
-    if (rc == SAKO_OK)
-        rc = sako__store_append_batch(&e->store, ev, n, sako__engine_now_ms(), &seq);
-    if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + n));
-    if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
-                                      (int64_t)(e->events_since_refresh + n));
-    if (rc == SAKO_OK)
-        rc = sako__store_commit(&e->store);
-    else
-        sako__store_rollback(&e->store);
+    int rc = sako__store_begin(&e->store);
     if (rc)
-        goto done;
+        return rc;
+    if ((b->n_created &&
+         (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->n, sako__engine_now_ms(), &seq)) ||
+        (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
+        (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
+                                       (int64_t)(e->events_since_refresh + b->n)))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    return sako__store_commit(&e->store);
+}
 
-    /* Acknowledged: publish. Nothing below can fail (a sampling domain that cannot
-     * follow marks itself broken and is rebuilt later). */
+/* Acknowledged: into memory. Nothing here can fail (a sampling domain that cannot
+ * follow marks itself broken and is rebuilt later). */
+static void event_publish(sako_engine *e, event_batch *b)
+{
     pthread_rwlock_wrlock(&e->lock);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t x = item[i];
+    for (size_t i = 0; i < b->n; i++) {
+        uint32_t x = b->item[i];
         if (x == SAKO_NONE) {
-            x = sako__idmap_get(&e->item_index, ev[i].item_id);
+            x = sako__idmap_get(&e->item_index, b->ev[i].item_id);
             if (x == SAKO_NONE)
-                x = sako__catalog_add_item(e, ev[i].item_id, SAKO_NONE, 1, now);
-            item[i] = x;
+                x = sako__catalog_add_item(e, b->ev[i].item_id, SAKO_NONE, 1, b->now);
+            b->item[i] = x;
         }
-        sako__model_apply_event(e, &ev[i], x);
-        sako__users_apply(&e->users, &ev[i]);
+        sako__model_apply_event(e, &b->ev[i], x);
+        sako__users_apply(&e->users, &b->ev[i]);
     }
     /* Each touched item's new posterior goes to the samplers once per batch. */
     uint32_t mark = ++e->batch_seq;
-    for (size_t i = 0; i < n; i++) {
-        sako_item_state *it = &e->items[item[i]];
+    for (size_t i = 0; i < b->n; i++) {
+        sako_item_state *it = &e->items[b->item[i]];
         if (it->batch_mark == mark)
             continue;
         it->batch_mark = mark;
-        sako__domains_item_changed(e, item[i], it->category, it->active);
+        sako__domains_item_changed(e, b->item[i], it->category, it->active);
     }
-    e->n_events += n;
-    e->events_since_refresh += n;
-    e->events_since_checkpoint += n;
+    e->n_events += b->n;
+    e->events_since_refresh += b->n;
+    e->events_since_checkpoint += b->n;
     pthread_rwlock_unlock(&e->lock);
     sako__domains_maintain(e);
+}
 
-    /* Housekeeping in its own transaction: the batch is already safe, so a failure
-     * here is reported nowhere but retried after the next batch. */
+/* Housekeeping in its own transaction: the batch is already safe, so a failure
+ * here is reported nowhere but retried after the next batch. */
+static void event_housekeeping(sako_engine *e)
+{
     if (sako__model_refresh_due(e))
         sako__retrain_epoch(e, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__retrain_checkpoint(e);
     sako__error_clear();
-done:
-    free(ev);
-    free(item);
-    sako__idmap_free(&created);
+}
+
+static void event_batch_free(event_batch *b)
+{
+    free(b->ev);
+    free(b->item);
+    free(b->created_ids);
+    sako__idmap_free(&b->created);
+}
+
+int sako_update(sako_engine *e, const sako_event *events, size_t n)
+{
+    int rc = sako__engine_check_batch(e, events, n, "sako_update", "events");
+    if (rc != SAKO_OK || n == 0)
+        return rc;
+    pthread_mutex_lock(&e->write_mutex);
+    event_batch b = { .in = events, .n = n, .now = sako__engine_now_ms() };
+    if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
+        !(rc = event_write(e, &b))) {
+        event_publish(e, &b);
+        event_housekeeping(e);
+    }
+    event_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;
 }
