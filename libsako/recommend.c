@@ -231,6 +231,49 @@ static int by_score_desc(const void *a, const void *b)
     return (x->item_id > y->item_id) - (x->item_id < y->item_id);
 }
 
+/* The top k of a pruned domain's draw. The top k + |exclude| of the draw hold
+ * the top k of the rest. */
+static int answer_pruned(const sako_engine *e, sako_pruned *dom, const topk *h, sako_scratch *s,
+                         sako_rng *rng, sako_rec *out, size_t *n_out)
+{
+    size_t got = 0;
+    if (sako__pruned_topk(dom, (int)(h->k + h->n_excluded), rng, s->pruned, s->members,
+                          s->values, &got))
+        return sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
+    size_t w = 0;
+    for (size_t j = 0; j < got && w < h->k; j++) {
+        if (is_excluded(h, s->members[j]))
+            continue;
+        out[w].item_id = e->items[s->members[j]].id;
+        out[w].score = s->values[j];
+        out[w].source = SAKO_SOURCE_THOMPSON;
+        w++;
+    }
+    *n_out = w;
+    return SAKO_OK;
+}
+
+/* The top k by drawing every eligible item (the catalog, or one category's subtree). */
+static void answer_brute(const sako_engine *e, uint32_t cat, topk *h, sako_rng *rng,
+                         sako_rec *out, size_t *n_out)
+{
+    if (cat == SAKO_NONE) {
+        draw_all(e, h, rng);
+    } else {
+        const sako_category_state *c = &e->categories[cat];
+        for (size_t j = 0; j < c->n_subtree; j++) {
+            const sako_category_state *sub = &e->categories[c->subtree[j]];
+            draw_members(e, sub->members, sub->n_members, h, rng);
+        }
+    }
+    for (size_t j = 0; j < h->n; j++) {
+        out[j].item_id = e->items[h->item[j]].id;
+        out[j].score = h->score[j];
+        out[j].source = SAKO_SOURCE_THOMPSON;
+    }
+    *n_out = h->n;
+}
+
 int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t cap, size_t *n_out)
 {
     if (n_out)
@@ -270,42 +313,10 @@ int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t ca
         qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
 
     sako_pruned *dom = pick_domain(e, cat, h.k + h.n_excluded);
-    if (dom) {
-        /* The top k + |exclude| of the draw hold the top k of the rest. */
-        size_t got = 0;
-        rc = sako__pruned_topk(dom, (int)(h.k + h.n_excluded), &rng, s->pruned, s->members,
-                               s->values, &got);
-        if (rc) {
-            rc = sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
-            goto done;
-        }
-        size_t w = 0;
-        for (size_t j = 0; j < got && w < h.k; j++) {
-            if (is_excluded(&h, s->members[j]))
-                continue;
-            out[w].item_id = e->items[s->members[j]].id;
-            out[w].score = s->values[j];
-            out[w].source = SAKO_SOURCE_THOMPSON;
-            w++;
-        }
-        *n_out = w;
-        goto done;
-    }
-    if (cat == SAKO_NONE) {
-        draw_all(e, &h, &rng);
-    } else {
-        const sako_category_state *c = &e->categories[cat];
-        for (size_t j = 0; j < c->n_subtree; j++) {
-            const sako_category_state *sub = &e->categories[c->subtree[j]];
-            draw_members(e, sub->members, sub->n_members, &h, &rng);
-        }
-    }
-    for (size_t j = 0; j < h.n; j++) {
-        out[j].item_id = e->items[h.item[j]].id;
-        out[j].score = h.score[j];
-        out[j].source = SAKO_SOURCE_THOMPSON;
-    }
-    *n_out = h.n;
+    if (dom)
+        rc = answer_pruned(e, dom, &h, s, &rng, out, n_out);
+    else
+        answer_brute(e, cat, &h, &rng, out, n_out);
 done:
     pthread_rwlock_unlock(&e->lock);
     scratch_release(e, s);

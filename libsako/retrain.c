@@ -59,6 +59,69 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
+/* The new priors (and, for a retrain, the counts and a model version) on disk. */
+static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means)
+{
+    int rc = sako__store_begin(&e->store);
+    if (rc)
+        return rc;
+    for (size_t c = 0; c < e->n_categories && rc == SAKO_OK; c++)
+        rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_real(&e->store, "root_mean", root);
+    /* Counts are stored by checkpoints, independently of epochs; only a
+     * retrain, which may change them, must write them now. */
+    if (rc == SAKO_OK && counts)
+        rc = write_checkpoint(e, counts);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
+    if (rc == SAKO_OK && counts) {
+        rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
+        if (rc == SAKO_OK)
+            rc = sako__store_record_model(&e->store, e->model_version + 1,
+                                          sako__engine_now_ms(), e->n_events);
+    }
+    if (rc) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    return sako__store_commit(&e->store);
+}
+
+/* Swap the new epoch in. Posteriors and samplers are computed before taking the
+ * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
+ * posterior array back, for the caller to free. */
+static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
+                          const double *means, sako_beta **post)
+{
+    sako__model_fill_posteriors_with(e, counts, root, means, *post);
+    sako_domains *domains = NULL;
+    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+    if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
+        domains = NULL; /* queries brute-force until the next rebuild */
+    pthread_rwlock_wrlock(&e->lock);
+    for (size_t c = 0; c < e->n_categories; c++)
+        e->categories[c].prior_mean = means[c];
+    e->root_mean = root;
+    if (counts) {
+        for (size_t i = 0; i < e->n_items; i++) {
+            e->items[i].counts = counts[i];
+            e->items[i].dirty = 0;
+        }
+        sako__users_clean(&e->users);
+        e->events_since_checkpoint = 0;
+        e->model_version++;
+    }
+    sako_beta *old = e->posterior;
+    e->posterior = *post;
+    *post = old;
+    sako_domains *old_domains = e->domains;
+    e->domains = domains;
+    e->events_since_refresh = 0;
+    pthread_rwlock_unlock(&e->lock);
+    sako__domains_free(old_domains);
+}
+
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
 {
     size_t nc = e->n_categories;
@@ -71,59 +134,9 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(e, counts, &root, means);
     if (rc == SAKO_OK)
-        rc = sako__store_begin(&e->store);
-    if (rc == SAKO_OK) {
-        for (size_t c = 0; c < nc && rc == SAKO_OK; c++)
-            rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
-        if (rc == SAKO_OK)
-            rc = sako__store_set_meta_real(&e->store, "root_mean", root);
-        /* Counts are stored by checkpoints, independently of epochs; only a
-         * retrain, which may change them, must write them now. */
-        if (rc == SAKO_OK && counts)
-            rc = write_checkpoint(e, counts);
-        if (rc == SAKO_OK)
-            rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
-        if (rc == SAKO_OK && counts) {
-            rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
-            if (rc == SAKO_OK)
-                rc = sako__store_record_model(&e->store, e->model_version + 1,
-                                              sako__engine_now_ms(), e->n_events);
-        }
-        if (rc == SAKO_OK)
-            rc = sako__store_commit(&e->store);
-        else
-            sako__store_rollback(&e->store);
-    }
-    sako_domains *domains = NULL;
-    if (rc == SAKO_OK) {
-        /* Computed before taking the lock: readers keep sampling the old epoch. */
-        sako__model_fill_posteriors_with(e, counts, root, means, post);
-        int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
-        if (sako__domains_build(e, post, k, &domains) != SAKO_OK)
-            domains = NULL; /* queries brute-force until the next rebuild */
-        pthread_rwlock_wrlock(&e->lock);
-        for (size_t c = 0; c < nc; c++)
-            e->categories[c].prior_mean = means[c];
-        e->root_mean = root;
-        if (counts) {
-            for (size_t i = 0; i < e->n_items; i++) {
-                e->items[i].counts = counts[i];
-                e->items[i].dirty = 0;
-            }
-            sako__users_clean(&e->users);
-            e->events_since_checkpoint = 0;
-            e->model_version++;
-        }
-        sako_beta *old = e->posterior;
-        e->posterior = post;
-        post = old;
-        sako_domains *old_domains = e->domains;
-        e->domains = domains;
-        domains = old_domains;
-        e->events_since_refresh = 0;
-        pthread_rwlock_unlock(&e->lock);
-    }
-    sako__domains_free(domains);
+        rc = epoch_write(e, counts, root, means);
+    if (rc == SAKO_OK)
+        epoch_publish(e, counts, root, means, &post);
     free(means);
     free(post);
     return rc;
