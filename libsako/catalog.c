@@ -513,7 +513,7 @@ static void category_batch_free(category_batch *b)
 
 int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
 {
-    int rc = sako__engine_check_batch(e, cats, n, "sako_categories_upsert", "categories");
+    int rc = sako__error_check_batch(e, cats, n, "sako_categories_upsert", "categories");
     if (rc != SAKO_OK || n == 0)
         return rc;
     pthread_mutex_lock(&e->write_mutex);
@@ -667,11 +667,11 @@ static void item_batch_free(item_batch *b)
 
 int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
 {
-    int rc = sako__engine_check_batch(e, items, n, "sako_items_upsert", "items");
+    int rc = sako__error_check_batch(e, items, n, "sako_items_upsert", "items");
     if (rc != SAKO_OK || n == 0)
         return rc;
     pthread_mutex_lock(&e->write_mutex);
-    item_batch b = { .items = items, .n = n, .now = sako__engine_now_ms() };
+    item_batch b = { .items = items, .n = n, .now = sako__store_now_ms() };
     if (!(rc = item_stage(e, &b)) && !(rc = item_validate(e, &b)) && !(rc = item_reserve(e, &b)) &&
         !(rc = item_write(e, &b)))
         item_publish(e, &b);

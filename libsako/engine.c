@@ -8,27 +8,6 @@
 #include "recommend_internal.h"
 #include "retrain_internal.h"
 
-int64_t sako__engine_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int sako__engine_check_batch(const sako_engine *e, const void *entries, size_t n, const char *fn,
-                      const char *what)
-{
-    if (!e)
-        return sako__error(SAKO_MISUSE, "%s: engine is NULL", fn);
-    if (!entries && n > 0)
-        return sako__error(SAKO_MISUSE, "%s: %s is NULL but n = %zu", fn, what, n);
-    if (n > SAKO_MAX_BATCH)
-        return sako__error(SAKO_RANGE, "%s: %zu %s exceed the batch limit %d", fn, n, what,
-                           SAKO_MAX_BATCH);
-    sako__error_clear();
-    return SAKO_OK;
-}
-
 int sako_version_number(void) { return SAKO_VERSION_NUMBER; }
 const char *sako_version_string(void) { return SAKO_VERSION_STRING; }
 int sako_threadsafe(void) { return 1; }
@@ -128,7 +107,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     e->root_mean = 0.5;
     e->store.lock_fd = -1;
     e->seed = opts->seed ? opts->seed
-                         : (uint64_t)sako__engine_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
+                         : (uint64_t)sako__store_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
     e->opts.seed = e->seed;
     pthread_mutex_init(&e->write_mutex, NULL);
     pthread_mutex_init(&e->scratch_mutex, NULL);

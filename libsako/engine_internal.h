@@ -63,11 +63,4 @@ struct sako_engine {
     struct sako_scratch *scratch_free;
 };
 
-/* engine.c */
-int64_t sako__engine_now_ms(void);
-/* The checks every batch call starts with (engine, entries pointer, batch limit);
- * SAKO_OK to go on. `fn` and `what` name the call and its entries in messages. */
-int sako__engine_check_batch(const sako_engine *e, const void *entries, size_t n,
-                             const char *fn, const char *what);
-
 #endif

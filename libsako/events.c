@@ -111,7 +111,7 @@ static int event_write(sako_engine *e, const event_batch *b)
         return rc;
     if ((b->n_created &&
          (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
-        (rc = sako__store_append_batch(&e->store, b->ev, b->n, sako__engine_now_ms(), &seq)) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->n, sako__store_now_ms(), &seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                        (int64_t)(e->events_since_refresh + b->n)))) {
@@ -174,11 +174,11 @@ static void event_batch_free(event_batch *b)
 
 int sako_update(sako_engine *e, const sako_event *events, size_t n)
 {
-    int rc = sako__engine_check_batch(e, events, n, "sako_update", "events");
+    int rc = sako__error_check_batch(e, events, n, "sako_update", "events");
     if (rc != SAKO_OK || n == 0)
         return rc;
     pthread_mutex_lock(&e->write_mutex);
-    event_batch b = { .in = events, .n = n, .now = sako__engine_now_ms() };
+    event_batch b = { .in = events, .n = n, .now = sako__store_now_ms() };
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
         !(rc = event_write(e, &b))) {
         event_publish(e, &b);

@@ -79,7 +79,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
         rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
         if (rc == SAKO_OK)
             rc = sako__store_record_model(&e->store, e->model_version + 1,
-                                          sako__engine_now_ms(), e->n_events);
+                                          sako__store_now_ms(), e->n_events);
     }
     if (rc) {
         sako__store_rollback(&e->store);

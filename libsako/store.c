@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,13 @@ static const char *const schema_v1 =
 static const char *const migrations[] = { NULL };
 
 /* ------------------------------------------------------- statements */
+
+int64_t sako__store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int exec(sako_store *st, const char *sql, const char *what)
 {

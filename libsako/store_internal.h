@@ -69,6 +69,9 @@ typedef struct sako_store {
     sqlite3_stmt *st_write_user;
 } sako_store;
 
+/* The time stored rows carry: unix milliseconds, wall clock. */
+int64_t sako__store_now_ms(void);
+
 /* Open (or create, stamped and holding `fresh_params`) the file at `path`; NULL or
  * ":memory:" for a private in-memory database. */
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
