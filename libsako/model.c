@@ -118,6 +118,21 @@ static void pooled_evidence(const sako_model_params *p, const pooled *s, double 
     *b = p->penalty_impression * s->misses;
 }
 
+/* Category indices, parents before children (by depth); returns how many. */
+static size_t order_by_depth(const sako_engine *e, uint32_t *order)
+{
+    size_t nc = e->n_categories, n_ordered = 0;
+    for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
+        for (size_t c = 0; c < nc; c++) {
+            int d = 0;
+            for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
+                d++;
+            if (d == depth)
+                order[n_ordered++] = (uint32_t)c;
+        }
+    return n_ordered;
+}
+
 int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
                                double *root_out, double *cat_means_out)
 {
@@ -143,16 +158,7 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
     pooled_evidence(&e->params, &all, &a, &b);
     double root = clamp_mean((a + 1.0) / (a + b + 2.0));
 
-    /* Parents before children: order categories by depth. */
-    size_t n_ordered = 0;
-    for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
-        for (size_t c = 0; c < nc; c++) {
-            int d = 0;
-            for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
-                d++;
-            if (d == depth)
-                order[n_ordered++] = (uint32_t)c;
-        }
+    size_t n_ordered = order_by_depth(e, order);
     double k = e->params.category_shrinkage;
     for (size_t j = 0; j < n_ordered; j++) {
         uint32_t c = order[j];

@@ -447,6 +447,30 @@ static int check_header(const char *path)
     return SAKO_OK;
 }
 
+/* Whether the open database is empty (*fresh) or a libsako schema this library
+ * can read (*version); anything else is refused before it is changed. */
+static int identify(sako_store *st, const char *path, int64_t *version, int *fresh)
+{
+    int64_t app_id = 0, n_tables = 0;
+    int rc;
+    if ((rc = query_int(st, "PRAGMA application_id", &app_id)) ||
+        (rc = query_int(st, "PRAGMA user_version", version)) ||
+        (rc = query_int(st, "SELECT count(*) FROM sqlite_schema", &n_tables)))
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
+    *fresh = app_id == 0 && *version == 0 && n_tables == 0;
+    if (!*fresh && app_id != SAKO_APPLICATION_ID)
+        return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another application",
+                           path ? path : ":memory:");
+    if (*version > SAKO_SCHEMA_VERSION)
+        return sako__error(SAKO_VERSION, "schema version %lld is newer than this library's %d "
+                           "(libsako %s)", (long long)*version, SAKO_SCHEMA_VERSION,
+                           SAKO_VERSION_STRING);
+    if (!*fresh && *version < 1)
+        return sako__error(SAKO_CORRUPT, "schema version %lld is not a libsako schema",
+                           (long long)*version);
+    return SAKO_OK;
+}
+
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
                      const sako_model_params *fresh_params)
 {
@@ -462,23 +486,10 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, busy_timeout_ms);
 
-    int64_t app_id = 0, version = 0, n_tables = 0;
-    if ((rc = query_int(st, "PRAGMA application_id", &app_id)) ||
-        (rc = query_int(st, "PRAGMA user_version", &version)) ||
-        (rc = query_int(st, "SELECT count(*) FROM sqlite_schema", &n_tables)))
-        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
-
-    int fresh = app_id == 0 && version == 0 && n_tables == 0;
-    if (!fresh && app_id != SAKO_APPLICATION_ID)
-        return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another application",
-                           path ? path : ":memory:");
-    if (version > SAKO_SCHEMA_VERSION)
-        return sako__error(SAKO_VERSION, "schema version %lld is newer than this library's %d "
-                           "(libsako %s)", (long long)version, SAKO_SCHEMA_VERSION,
-                           SAKO_VERSION_STRING);
-    if (!fresh && version < 1)
-        return sako__error(SAKO_CORRUPT, "schema version %lld is not a libsako schema",
-                           (long long)version);
+    int64_t version = 0;
+    int fresh = 0;
+    if ((rc = identify(st, path, &version, &fresh)))
+        return rc;
     /* Only a file known to be ours (or empty) is switched to WAL: a refused file
      * must be left exactly as it was. */
     if (!st->in_memory) {
