@@ -56,6 +56,7 @@ $(BUILD)/check_sako: $(TEST_SRC) tests/check_sako.h $(STATIC)
 
 check: $(BUILD)/check_sako
 	SAKO_TEST_TMP=$(BUILD)/tmp $(BUILD)/check_sako
+	sh tests/layers.sh $(BUILD)/obj
 
 # AddressSanitizer + UndefinedBehaviorSanitizer over the whole C suite.
 asan:

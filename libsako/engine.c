@@ -4,32 +4,9 @@
 #include <time.h>
 
 #include "engine_internal.h"
-
-int64_t sako__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int sako__valid_id(int64_t id)
-{
-    return id >= 1 && id <= SAKO_ID_MAX;
-}
-
-int sako__check_batch(const sako_engine *e, const void *entries, size_t n, const char *fn,
-                      const char *what)
-{
-    if (!e)
-        return sako__error(SAKO_MISUSE, "%s: engine is NULL", fn);
-    if (!entries && n > 0)
-        return sako__error(SAKO_MISUSE, "%s: %s is NULL but n = %zu", fn, what, n);
-    if (n > SAKO_MAX_BATCH)
-        return sako__error(SAKO_RANGE, "%s: %zu %s exceed the batch limit %d", fn, n, what,
-                           SAKO_MAX_BATCH);
-    sako__error_clear();
-    return SAKO_OK;
-}
+#include "model_internal.h"
+#include "recommend_internal.h"
+#include "retrain_internal.h"
 
 int sako_version_number(void) { return SAKO_VERSION_NUMBER; }
 const char *sako_version_string(void) { return SAKO_VERSION_STRING; }
@@ -51,20 +28,62 @@ static int same_params(const sako_model_params *a, const sako_model_params *b)
 static int reconfigure(sako_engine *e)
 {
     sako_model_params wanted;
-    sako__params_from_options(&wanted, &e->opts);
+    sako__model_params_from_options(&wanted, &e->opts);
     if (same_params(&wanted, &e->params))
         return SAKO_OK;
-    int rc = sako__store_begin(e);
+    int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
     sako_model_params old = e->params;
     e->params = wanted;
-    if ((rc = sako__store_write_params(e)) || (rc = sako__store_commit(e))) {
-        sako__store_rollback(e);
+    if ((rc = sako__store_write_params(&e->store, &e->params)) ||
+        (rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
         e->params = old;
         return rc;
     }
-    return sako__refresh_epoch(e, NULL);
+    return sako__retrain_epoch(e, NULL);
+}
+
+/* The stored metadata; its parameters must pass the same checks as options. */
+static int load_meta(sako_engine *e)
+{
+    sako_store_meta m;
+    memset(&m, 0, sizeof m);
+    int rc = sako__store_read_meta(&e->store, &m);
+    if (rc)
+        return rc;
+    e->params = m.params;
+    e->root_mean = m.root_mean;
+    e->n_events = m.n_events;
+    e->events_since_refresh = m.events_since_refresh;
+    e->checkpoint_batch = m.checkpoint_batch;
+    e->model_version = m.model_version;
+    const sako_model_params *p = &m.params;
+    sako_options o = e->opts;
+    o.reward_click = p->reward[SAKO_EVENT_CLICK];
+    o.reward_cart = p->reward[SAKO_EVENT_CART];
+    o.reward_purchase = p->reward[SAKO_EVENT_PURCHASE];
+    o.penalty_impression = p->penalty_impression;
+    o.prior = p->prior;
+    o.prior_strength = p->prior_strength;
+    o.category_shrinkage = p->category_shrinkage;
+    if (sako__model_validate_options(&o) != SAKO_OK || !(m.root_mean > 0.0 && m.root_mean < 1.0) ||
+        m.checkpoint_batch < 0 || m.model_version < 0)
+        return sako__error(SAKO_CORRUPT, "database damaged: invalid model parameters");
+    return SAKO_OK;
+}
+
+/* The last checkpoint, then the events logged after it folded in again. */
+static int load(sako_engine *e)
+{
+    int rc;
+    if ((rc = load_meta(e)) || (rc = sako__catalog_load(e)) ||
+        (rc = sako__users_load(&e->users, &e->store)) ||
+        (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL)))
+        return rc;
+    sako__model_fill_posteriors(e, e->posterior);
+    return SAKO_OK;
 }
 
 int sako_init(sako_engine **out, const char *path, const sako_options *opts)
@@ -76,7 +95,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     sako_options defaults = SAKO_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
-    int rc = sako__options_validate(opts);
+    int rc = sako__model_validate_options(opts);
     if (rc)
         return rc;
 
@@ -84,11 +103,11 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     if (!e)
         return sako__error(SAKO_NOMEM, "out of memory allocating an engine");
     e->opts = *opts;
-    sako__params_from_options(&e->params, opts);
+    sako__model_params_from_options(&e->params, opts);
     e->root_mean = 0.5;
-    e->lock_fd = -1;
+    e->store.lock_fd = -1;
     e->seed = opts->seed ? opts->seed
-                         : (uint64_t)sako__now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
+                         : (uint64_t)sako__store_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
     e->opts.seed = e->seed;
     pthread_mutex_init(&e->write_mutex, NULL);
     pthread_mutex_init(&e->scratch_mutex, NULL);
@@ -99,7 +118,9 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     pthread_rwlock_init(&e->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
 
-    if ((rc = sako__store_open(e, path)) || (rc = sako__store_load(e)) ||
+    if ((rc = sako__store_open(&e->store, path, opts->busy_timeout_ms, opts->durability,
+                               &e->params)) ||
+        (rc = load(e)) ||
         (opts->reconfigure && (rc = reconfigure(e)))) {
         sako_close(e);
         return rc;
@@ -117,15 +138,16 @@ void sako_close(sako_engine *e)
     sako__domains_join(e);
     /* Fold the log tail into the stored counts so the next open replays little.
      * Best effort: the log already holds every acknowledged event. */
-    if (e->db && e->st_set_meta && !e->in_memory && e->events_since_checkpoint > 0) {
+    if (sako__store_ready(&e->store) && !e->store.in_memory && e->events_since_checkpoint > 0) {
         pthread_mutex_lock(&e->write_mutex);
-        sako__checkpoint_now(e);
+        sako__retrain_checkpoint(e);
         pthread_mutex_unlock(&e->write_mutex);
     }
-    sako__store_close(e);
-    sako__scratch_free_all(e);
+    sako__store_close(&e->store);
+    sako__recommend_free_scratch(e);
     sako__domains_free(e->domains);
     sako__catalog_free(e);
+    sako__users_free(&e->users);
     pthread_rwlock_destroy(&e->lock);
     pthread_mutex_destroy(&e->write_mutex);
     pthread_mutex_destroy(&e->scratch_mutex);
@@ -136,7 +158,7 @@ int sako_item_get(sako_engine *e, int64_t item_id, sako_item_info *out)
 {
     if (!e || !out)
         return sako__error(SAKO_MISUSE, "sako_item_get: NULL engine or output");
-    if (!sako__valid_id(item_id))
+    if (!sako__idmap_valid_id(item_id))
         return sako__error(SAKO_INVALID, "item id %lld is out of range [1, 2^53-1]", (long long)item_id);
     sako__error_clear();
     int rc = SAKO_OK;
@@ -168,7 +190,7 @@ int sako_category_prior(sako_engine *e, int64_t category_id, double *mean_out)
 {
     if (!e || !mean_out)
         return sako__error(SAKO_MISUSE, "sako_category_prior: NULL engine or output");
-    if (category_id != 0 && !sako__valid_id(category_id))
+    if (category_id != 0 && !sako__idmap_valid_id(category_id))
         return sako__error(SAKO_INVALID, "category id %lld is out of range", (long long)category_id);
     sako__error_clear();
     int rc = SAKO_OK;
@@ -192,7 +214,7 @@ int sako_stats_get(sako_engine *e, sako_stats *out)
     out->n_items = e->n_items;
     out->n_active_items = e->n_active;
     out->n_categories = e->n_categories;
-    out->n_users = e->n_users;
+    out->n_users = e->users.n;
     out->n_events = e->n_events;
     out->events_since_refresh = e->events_since_refresh;
     out->model_version = e->model_version;

@@ -1,8 +1,9 @@
 /* Status codes, their static descriptions, and the per-thread detailed message. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine_internal.h"
+#include "error_internal.h"
 
 /* Thread-local so that a message survives a released GIL and a failed sako_init(). */
 static __thread char last_message[512];
@@ -62,4 +63,18 @@ int sako__error_sqlite(sqlite3 *db, int rc, const char *what)
     }
     return sako__error(status, "%s: %s", what,
                        db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+int sako__error_check_batch(const sako_engine *e, const void *entries, size_t n, const char *fn,
+                            const char *what)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "%s: engine is NULL", fn);
+    if (!entries && n > 0)
+        return sako__error(SAKO_MISUSE, "%s: %s is NULL but n = %zu", fn, what, n);
+    if (n > SAKO_MAX_BATCH)
+        return sako__error(SAKO_RANGE, "%s: %zu %s exceed the batch limit %d", fn, n, what,
+                           SAKO_MAX_BATCH);
+    sako__error_clear();
+    return SAKO_OK;
 }

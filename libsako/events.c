@@ -1,33 +1,22 @@
-/* sako_update(): validate a batch whole, log it, then apply it. */
+/* sako_update(): a batch of events staged, validated whole, logged, then applied
+ * (the shape of the catalog's upserts, catalog.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+#include "model_internal.h"
+#include "retrain_internal.h"
 
-int sako__users_reserve(sako_engine *e, size_t extra)
-{
-    size_t need = e->n_users + extra;
-    if (need > (size_t)UINT32_MAX - 1)
-        return sako__error(SAKO_RANGE, "more than %u users", UINT32_MAX - 1);
-    if (need > e->cap_users) {
-        size_t cap = e->cap_users ? e->cap_users : 64;
-        while (cap < need)
-            cap *= 2;
-        sako_user_state *u = realloc(e->users, cap * sizeof *u);
-        if (!u)
-            return sako__error(SAKO_NOMEM, "out of memory growing users to %zu", cap);
-        e->users = u;
-        e->cap_users = cap;
-    }
-    return sako__idmap_reserve(&e->user_index, extra);
-}
+/* Write every dirty item back (a checkpoint) at least this often, so that a reopen
+ * replays a bounded tail of the event log. */
+#define SAKO_CHECKPOINT_EVENTS 500000
 
 static int check_event(const sako_event *ev, size_t i)
 {
-    if (!sako__valid_id(ev->user_id))
+    if (!sako__idmap_valid_id(ev->user_id))
         return sako__error(SAKO_INVALID, "event [%zu]: user_id %lld is out of range [1, 2^53-1]",
                            i, (long long)ev->user_id);
-    if (!sako__valid_id(ev->item_id))
+    if (!sako__idmap_valid_id(ev->item_id))
         return sako__error(SAKO_INVALID, "event [%zu]: item_id %lld is out of range [1, 2^53-1]",
                            i, (long long)ev->item_id);
     if (ev->type < 0 || ev->type >= SAKO_EVENT_TYPES)
@@ -35,131 +24,167 @@ static int check_event(const sako_event *ev, size_t i)
     if (ev->time < 0 || ev->time > SAKO_TIME_MAX)
         return sako__error(SAKO_INVALID, "event [%zu]: time %lld is not a unix time in ms",
                            i, (long long)ev->time);
-    if (ev->rec_id != 0 && !sako__valid_id(ev->rec_id))
+    if (ev->rec_id != 0 && !sako__idmap_valid_id(ev->rec_id))
         return sako__error(SAKO_INVALID, "event [%zu]: rec_id %lld is out of range", i,
                            (long long)ev->rec_id);
     return SAKO_OK;
 }
 
-int sako_update(sako_engine *e, const sako_event *events, size_t n)
+/* An event batch staged: a private copy with times resolved and items looked up. */
+typedef struct event_batch {
+    const sako_event *in;
+    size_t n;
+    int64_t now;         /* the time of events that give none, and of created items */
+    sako_event *ev;
+    uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
+    sako_idmap created;  /* unknown item id -> its order of first appearance */
+    size_t n_created;
+    int64_t *created_ids;
+} event_batch;
+
+static int event_stage(event_batch *b)
 {
-    int rc = sako__check_batch(e, events, n, "sako_update", "events");
-    if (rc != SAKO_OK || n == 0)
-        return rc;
+    b->ev = malloc(b->n * sizeof *b->ev);
+    b->item = malloc(b->n * sizeof *b->item);
+    if (!b->ev || !b->item)
+        return sako__error(SAKO_NOMEM, "out of memory staging %zu events", b->n);
+    return SAKO_OK;
+}
 
-    pthread_mutex_lock(&e->write_mutex);
-    int64_t now = sako__now_ms();
-    /* A private copy: times resolved, item indices looked up once. */
-    sako_event *ev = malloc(n * sizeof *ev);
-    uint32_t *item = malloc(n * sizeof *item);
-    sako_idmap created = { 0 }; /* unknown items this batch creates (SAKO_UNKNOWN_CREATE) */
-    size_t n_created = 0;
-    if (!ev || !item) {
-        rc = sako__error(SAKO_NOMEM, "out of memory staging %zu events", n);
-        goto done;
+/* An event on an unknown item: refused, or its item created (SAKO_UNKNOWN_CREATE). */
+static int event_unknown_item(const sako_engine *e, event_batch *b, size_t i)
+{
+    int64_t id = b->ev[i].item_id;
+    if (e->opts.unknown_items == SAKO_UNKNOWN_REJECT)
+        return sako__error(SAKO_NOTFOUND, "event [%zu]: unknown item %lld", i, (long long)id);
+    int rc = sako__idmap_reserve(&b->created, 1);
+    if (rc == SAKO_OK && sako__idmap_get(&b->created, id) == SAKO_NONE)
+        sako__idmap_put(&b->created, id, (uint32_t)b->n_created++);
+    return rc;
+}
+
+static int event_validate(const sako_engine *e, event_batch *b)
+{
+    int rc;
+    for (size_t i = 0; i < b->n; i++) {
+        if ((rc = check_event(&b->in[i], i)))
+            return rc;
+        b->ev[i] = b->in[i];
+        if (b->ev[i].time == 0)
+            b->ev[i].time = b->now;
+        b->item[i] = sako__idmap_get(&e->item_index, b->ev[i].item_id);
+        if (b->item[i] == SAKO_NONE && (rc = event_unknown_item(e, b, i)))
+            return rc;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = check_event(&events[i], i)))
-            goto done;
-        ev[i] = events[i];
-        if (ev[i].time == 0)
-            ev[i].time = now;
-        item[i] = sako__idmap_get(&e->item_index, ev[i].item_id);
-        if (item[i] != SAKO_NONE)
-            continue;
-        if (e->opts.unknown_items == SAKO_UNKNOWN_REJECT) {
-            rc = sako__error(SAKO_NOTFOUND, "event [%zu]: unknown item %lld", i,
-                             (long long)ev[i].item_id);
-            goto done;
-        }
-        if ((rc = sako__idmap_reserve(&created, 1)))
-            goto done;
-        if (sako__idmap_get(&created, ev[i].item_id) == SAKO_NONE)
-            sako__idmap_put(&created, ev[i].item_id, (uint32_t)n_created++);
-    }
-    /* Every byte the apply step needs, before anything is written. Growing may
-     * move arrays that concurrent readers use under the read lock (items,
-     * posteriors, the item index, the root's members): hold the write lock while
-     * they move (see the same fix in sako_items_upsert). */
+    return SAKO_OK;
+}
+
+/* Every byte the publish step needs, before anything is written. Growing may move
+ * arrays that concurrent readers use under the read lock (items, posteriors, the
+ * item index, the root's members): hold the write lock while they move (see the
+ * same fix in sako_items_upsert). */
+static int event_reserve(sako_engine *e, event_batch *b)
+{
+    int rc;
     pthread_rwlock_wrlock(&e->lock);
-    if (!(rc = sako__users_reserve(e, n)) && !(rc = sako__catalog_reserve_items(e, n_created)))
-        rc = sako__catalog_reserve_members(e, SAKO_NONE, n_created);
+    if (!(rc = sako__users_reserve(&e->users, b->n)) &&
+        !(rc = sako__catalog_reserve_items(e, b->n_created)))
+        rc = sako__catalog_reserve_members(e, SAKO_NONE, b->n_created);
     pthread_rwlock_unlock(&e->lock);
-    if (rc)
-        goto done;
+    if (rc || b->n_created == 0)
+        return rc;
+    b->created_ids = malloc(b->n_created * sizeof *b->created_ids);
+    if (!b->created_ids)
+        return sako__error(SAKO_NOMEM, "out of memory creating unknown items");
+    for (size_t i = 0; i < b->n; i++)
+        if (b->item[i] == SAKO_NONE)
+            b->created_ids[sako__idmap_get(&b->created, b->ev[i].item_id)] = b->ev[i].item_id;
+    return SAKO_OK;
+}
 
-    if ((rc = sako__store_begin(e)))
-        goto done;
-    if (n_created) {
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(e->db, "INSERT INTO items(id, category_id, active, added_at) "
-                                     "VALUES(?1, 0, 1, ?2) ON CONFLICT(id) DO NOTHING", -1, &st, NULL);
-        for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
-            if (item[i] != SAKO_NONE)
-                continue;
-            sqlite3_bind_int64(st, 1, ev[i].item_id);
-            sqlite3_bind_int64(st, 2, now);
-            src = sqlite3_step(st);
-            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
-        }
-        sqlite3_finalize(st);
-        if (src != SQLITE_OK)
-            rc = sako__error_sqlite(e->db, src, "creating unknown items");
-    }
+/* Created items, the batch and the counters it moves, in one transaction. */
+static int event_write(sako_engine *e, const event_batch *b)
+{
     int64_t seq = 0;
-    if (rc == SAKO_OK)
-        rc = sako__store_append_batch(e, ev, n, &seq);
-    if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(e, "n_events", (int64_t)(e->n_events + n));
-    if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(e, "events_since_refresh",
-                                      (int64_t)(e->events_since_refresh + n));
-    if (rc == SAKO_OK)
-        rc = sako__store_commit(e);
-    else
-        sako__store_rollback(e);
+    int rc = sako__store_begin(&e->store);
     if (rc)
-        goto done;
+        return rc;
+    if ((b->n_created &&
+         (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->n, sako__store_now_ms(), &seq)) ||
+        (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
+        (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
+                                       (int64_t)(e->events_since_refresh + b->n)))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    return sako__store_commit(&e->store);
+}
 
-    /* Acknowledged: publish. Nothing below can fail (a sampling domain that cannot
-     * follow marks itself broken and is rebuilt later). */
+/* Acknowledged: into memory. Nothing here can fail (a sampling domain that cannot
+ * follow marks itself broken and is rebuilt later). */
+static void event_publish(sako_engine *e, event_batch *b)
+{
     pthread_rwlock_wrlock(&e->lock);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t x = item[i];
+    for (size_t i = 0; i < b->n; i++) {
+        uint32_t x = b->item[i];
         if (x == SAKO_NONE) {
-            x = sako__idmap_get(&e->item_index, ev[i].item_id);
+            x = sako__idmap_get(&e->item_index, b->ev[i].item_id);
             if (x == SAKO_NONE)
-                x = sako__catalog_add_item(e, ev[i].item_id, SAKO_NONE, 1, now);
-            item[i] = x;
+                x = sako__catalog_add_item(e, b->ev[i].item_id, SAKO_NONE, 1, b->now);
+            b->item[i] = x;
         }
-        sako__model_apply_event(e, &ev[i], x);
+        sako__model_apply_event(e, &b->ev[i], x);
+        sako__users_apply(&e->users, &b->ev[i]);
     }
     /* Each touched item's new posterior goes to the samplers once per batch. */
     uint32_t mark = ++e->batch_seq;
-    for (size_t i = 0; i < n; i++) {
-        sako_item_state *it = &e->items[item[i]];
+    for (size_t i = 0; i < b->n; i++) {
+        sako_item_state *it = &e->items[b->item[i]];
         if (it->batch_mark == mark)
             continue;
         it->batch_mark = mark;
-        sako__domains_item_changed(e, item[i], it->category, it->active);
+        sako__domains_item_changed(e, b->item[i], it->category, it->active);
     }
-    e->n_events += n;
-    e->events_since_refresh += n;
-    e->events_since_checkpoint += n;
+    e->n_events += b->n;
+    e->events_since_refresh += b->n;
+    e->events_since_checkpoint += b->n;
     pthread_rwlock_unlock(&e->lock);
     sako__domains_maintain(e);
+}
 
-    /* Housekeeping in its own transaction: the batch is already safe, so a failure
-     * here is reported nowhere but retried after the next batch. */
-    if (sako__refresh_due(e))
-        sako__refresh_epoch(e, NULL);
+/* Housekeeping in its own transaction: the batch is already safe, so a failure
+ * here is reported nowhere but retried after the next batch. */
+static void event_housekeeping(sako_engine *e)
+{
+    if (sako__model_refresh_due(e))
+        sako__retrain_epoch(e, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
-        sako__checkpoint_now(e);
+        sako__retrain_checkpoint(e);
     sako__error_clear();
-done:
-    free(ev);
-    free(item);
-    sako__idmap_free(&created);
+}
+
+static void event_batch_free(event_batch *b)
+{
+    free(b->ev);
+    free(b->item);
+    free(b->created_ids);
+    sako__idmap_free(&b->created);
+}
+
+int sako_update(sako_engine *e, const sako_event *events, size_t n)
+{
+    int rc = sako__error_check_batch(e, events, n, "sako_update", "events");
+    if (rc != SAKO_OK || n == 0)
+        return rc;
+    pthread_mutex_lock(&e->write_mutex);
+    event_batch b = { .in = events, .n = n, .now = sako__store_now_ms() };
+    if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
+        !(rc = event_write(e, &b))) {
+        event_publish(e, &b);
+        event_housekeeping(e);
+    }
+    event_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;
 }

@@ -25,7 +25,7 @@ static double lgam(double z)
     return lgamma_r(z, &sign);
 }
 
-double sako__lbeta(double a, double b)
+double sako__ibeta_lbeta(double a, double b)
 {
     double lo = a < b ? a : b, hi = a < b ? b : a;
     if (lo >= 10.0) {
@@ -53,7 +53,7 @@ static double log_kernel(double x, double y, double a, double b)
         return a * log1p(d / a) + b * log1p(-d / b) + 0.5 * log(a * b / (a + b)) - LN_SQRT_2PI -
                stirling_corr(a) - stirling_corr(b) + stirling_corr(a + b);
     }
-    return a * log(x) + b * log(y) - sako__lbeta(a, b);
+    return a * log(x) + b * log(y) - sako__ibeta_lbeta(a, b);
 }
 
 /* I_x(a, b) by its continued fraction (modified Lentz), for x < (a+1)/(a+b+2):

@@ -1,7 +1,8 @@
 /* Open-addressing hash map id -> index, linear probing, load factor <= 1/2. */
 #include <stdlib.h>
 
-#include "engine_internal.h"
+#include "error_internal.h"
+#include "idmap_internal.h"
 
 static size_t slot_of(int64_t key, size_t mask)
 {

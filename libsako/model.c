@@ -18,6 +18,10 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "model_internal.h"
+
+/* A prior refresh also waits until the evidence grew by this share (see below). */
+#define SAKO_REFRESH_GROWTH 0.25
 
 /* Means are kept strictly inside (0, 1) so that both Beta shapes stay positive. */
 #define MEAN_FLOOR 1e-9
@@ -31,7 +35,7 @@ static double clamp_mean(double m)
     return m;
 }
 
-void sako__params_from_options(sako_model_params *p, const sako_options *o)
+void sako__model_params_from_options(sako_model_params *p, const sako_options *o)
 {
     memset(p, 0, sizeof *p);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
@@ -53,7 +57,7 @@ static int check_weight(const char *name, double v, int strictly_positive)
     return SAKO_OK;
 }
 
-int sako__options_validate(const sako_options *o)
+int sako__model_validate_options(const sako_options *o)
 {
     int rc;
     if (o->version != SAKO_OPTIONS_VERSION)
@@ -114,6 +118,21 @@ static void pooled_evidence(const sako_model_params *p, const pooled *s, double 
     *b = p->penalty_impression * s->misses;
 }
 
+/* Category indices, parents before children (by depth); returns how many. */
+static size_t order_by_depth(const sako_engine *e, uint32_t *order)
+{
+    size_t nc = e->n_categories, n_ordered = 0;
+    for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
+        for (size_t c = 0; c < nc; c++) {
+            int d = 0;
+            for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
+                d++;
+            if (d == depth)
+                order[n_ordered++] = (uint32_t)c;
+        }
+    return n_ordered;
+}
+
 int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
                                double *root_out, double *cat_means_out)
 {
@@ -139,16 +158,7 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
     pooled_evidence(&e->params, &all, &a, &b);
     double root = clamp_mean((a + 1.0) / (a + b + 2.0));
 
-    /* Parents before children: order categories by depth. */
-    size_t n_ordered = 0;
-    for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
-        for (size_t c = 0; c < nc; c++) {
-            int d = 0;
-            for (uint32_t x = (uint32_t)c; x != SAKO_NONE; x = e->categories[x].parent)
-                d++;
-            if (d == depth)
-                order[n_ordered++] = (uint32_t)c;
-        }
+    size_t n_ordered = order_by_depth(e, order);
     double k = e->params.category_shrinkage;
     for (size_t j = 0; j < n_ordered; j++) {
         uint32_t c = order[j];
@@ -168,7 +178,7 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
  * the pooled means, that is every prior_refresh_events; later, when they hardly
  * move, refreshes (each O(catalog), since every posterior changes) space out
  * geometrically, so their total cost grows with the log of the event count. */
-int sako__refresh_due(const sako_engine *e)
+int sako__model_refresh_due(const sako_engine *e)
 {
     uint64_t since = e->events_since_refresh, every = e->params.prior_refresh_events;
     if (every == 0 || since < every)
@@ -198,7 +208,7 @@ static void posterior_of(const sako_model_params *p, const sako_counts *c, doubl
     *b = p->prior_strength * (1.0 - mean) + eb;
 }
 
-void sako__model_posterior(const sako_engine *e, uint32_t item, double *a, double *b)
+static void model_posterior(const sako_engine *e, uint32_t item, double *a, double *b)
 {
     const sako_item_state *it = &e->items[item];
     posterior_of(&e->params, &it->counts, sako__model_prior_mean(e, it->category), a, b);
@@ -219,7 +229,7 @@ void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *c
 void sako__model_update_posterior(sako_engine *e, uint32_t item)
 {
     double a, b;
-    sako__model_posterior(e, item, &a, &b);
+    model_posterior(e, item, &a, &b);
     sako__beta_set(&e->posterior[item], a, b);
 }
 
@@ -227,7 +237,7 @@ void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst)
 {
     for (size_t i = 0; i < e->n_items; i++) {
         double a, b;
-        sako__model_posterior(e, (uint32_t)i, &a, &b);
+        model_posterior(e, (uint32_t)i, &a, &b);
         sako__beta_set(&dst[i], a, b);
     }
 }
@@ -240,17 +250,4 @@ void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item
         it->last_event_at = ev->time;
     it->dirty = 1;
     sako__model_update_posterior(e, item);
-
-    uint32_t u = sako__idmap_get(&e->user_index, ev->user_id);
-    if (u == SAKO_NONE) {
-        u = (uint32_t)e->n_users++;
-        memset(&e->users[u], 0, sizeof e->users[u]);
-        e->users[u].id = ev->user_id;
-        sako__idmap_put(&e->user_index, ev->user_id, u);
-    }
-    sako_user_state *us = &e->users[u];
-    us->n_events++;
-    if (ev->time > us->last_event_at)
-        us->last_event_at = ev->time;
-    us->dirty = 1;
 }

@@ -11,8 +11,21 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "recommend_internal.h"
 
 /* ------------------------------------------------------------ scratch */
+
+/* A recommend call's private working memory, pooled so the hot path allocates nothing. */
+typedef struct sako_scratch {
+    struct sako_scratch *next;
+    double *heap_score;       /* min-heap of the best candidates so far */
+    uint32_t *heap_item;
+    uint32_t *excluded;       /* sorted item indices to skip */
+    size_t n_excluded;
+    sako_pruned_scratch *pruned;
+    uint32_t *members;        /* pruned results: k + exclusions */
+    double *values;
+} sako_scratch;
 
 static void scratch_destroy(sako_scratch *s)
 {
@@ -59,7 +72,7 @@ static void scratch_release(sako_engine *e, sako_scratch *s)
     pthread_mutex_unlock(&e->scratch_mutex);
 }
 
-void sako__scratch_free_all(sako_engine *e)
+void sako__recommend_free_scratch(sako_engine *e)
 {
     sako_scratch *s = e->scratch_free;
     while (s) {
@@ -179,7 +192,7 @@ static sako_pruned *pick_domain(sako_engine *e, uint32_t cat, size_t want)
 static int check_ids(const int64_t *ids, size_t n, const char *what)
 {
     for (size_t i = 0; i < n; i++)
-        if (!sako__valid_id(ids[i]))
+        if (!sako__idmap_valid_id(ids[i]))
             return sako__error(SAKO_INVALID, "query: %s[%zu] = %lld is out of range [1, 2^53-1]",
                                what, i, (long long)ids[i]);
     return SAKO_OK;
@@ -196,9 +209,9 @@ static int validate_query(const sako_query *q, size_t cap)
         return sako__error(SAKO_RANGE, "query: k = %d exceeds SAKO_MAX_K = %d", q->k, SAKO_MAX_K);
     if (cap < (size_t)q->k)
         return sako__error(SAKO_RANGE, "query: output capacity %zu is smaller than k = %d", cap, q->k);
-    if (q->user_id != 0 && !sako__valid_id(q->user_id))
+    if (q->user_id != 0 && !sako__idmap_valid_id(q->user_id))
         return sako__error(SAKO_INVALID, "query: user_id %lld is out of range", (long long)q->user_id);
-    if (q->category_id != 0 && !sako__valid_id(q->category_id))
+    if (q->category_id != 0 && !sako__idmap_valid_id(q->category_id))
         return sako__error(SAKO_INVALID, "query: category_id %lld is out of range",
                            (long long)q->category_id);
     if (q->n_exclude > SAKO_MAX_EXCLUDE || q->n_recent > SAKO_MAX_EXCLUDE)
@@ -216,6 +229,49 @@ static int by_score_desc(const void *a, const void *b)
     if (x->score != y->score)
         return x->score < y->score ? 1 : -1;
     return (x->item_id > y->item_id) - (x->item_id < y->item_id);
+}
+
+/* The top k of a pruned domain's draw. The top k + |exclude| of the draw hold
+ * the top k of the rest. */
+static int answer_pruned(const sako_engine *e, sako_pruned *dom, const topk *h, sako_scratch *s,
+                         sako_rng *rng, sako_rec *out, size_t *n_out)
+{
+    size_t got = 0;
+    if (sako__pruned_topk(dom, (int)(h->k + h->n_excluded), rng, s->pruned, s->members,
+                          s->values, &got))
+        return sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
+    size_t w = 0;
+    for (size_t j = 0; j < got && w < h->k; j++) {
+        if (is_excluded(h, s->members[j]))
+            continue;
+        out[w].item_id = e->items[s->members[j]].id;
+        out[w].score = s->values[j];
+        out[w].source = SAKO_SOURCE_THOMPSON;
+        w++;
+    }
+    *n_out = w;
+    return SAKO_OK;
+}
+
+/* The top k by drawing every eligible item (the catalog, or one category's subtree). */
+static void answer_brute(const sako_engine *e, uint32_t cat, topk *h, sako_rng *rng,
+                         sako_rec *out, size_t *n_out)
+{
+    if (cat == SAKO_NONE) {
+        draw_all(e, h, rng);
+    } else {
+        const sako_category_state *c = &e->categories[cat];
+        for (size_t j = 0; j < c->n_subtree; j++) {
+            const sako_category_state *sub = &e->categories[c->subtree[j]];
+            draw_members(e, sub->members, sub->n_members, h, rng);
+        }
+    }
+    for (size_t j = 0; j < h->n; j++) {
+        out[j].item_id = e->items[h->item[j]].id;
+        out[j].score = h->score[j];
+        out[j].source = SAKO_SOURCE_THOMPSON;
+    }
+    *n_out = h->n;
 }
 
 int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t cap, size_t *n_out)
@@ -257,42 +313,10 @@ int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t ca
         qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
 
     sako_pruned *dom = pick_domain(e, cat, h.k + h.n_excluded);
-    if (dom) {
-        /* The top k + |exclude| of the draw hold the top k of the rest. */
-        size_t got = 0;
-        rc = sako__pruned_topk(dom, (int)(h.k + h.n_excluded), &rng, s->pruned, s->members,
-                               s->values, &got);
-        if (rc) {
-            rc = sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
-            goto done;
-        }
-        size_t w = 0;
-        for (size_t j = 0; j < got && w < h.k; j++) {
-            if (is_excluded(&h, s->members[j]))
-                continue;
-            out[w].item_id = e->items[s->members[j]].id;
-            out[w].score = s->values[j];
-            out[w].source = SAKO_SOURCE_THOMPSON;
-            w++;
-        }
-        *n_out = w;
-        goto done;
-    }
-    if (cat == SAKO_NONE) {
-        draw_all(e, &h, &rng);
-    } else {
-        const sako_category_state *c = &e->categories[cat];
-        for (size_t j = 0; j < c->n_subtree; j++) {
-            const sako_category_state *sub = &e->categories[c->subtree[j]];
-            draw_members(e, sub->members, sub->n_members, &h, &rng);
-        }
-    }
-    for (size_t j = 0; j < h.n; j++) {
-        out[j].item_id = e->items[h.item[j]].id;
-        out[j].score = h.score[j];
-        out[j].source = SAKO_SOURCE_THOMPSON;
-    }
-    *n_out = h.n;
+    if (dom)
+        rc = answer_pruned(e, dom, &h, s, &rng, out, n_out);
+    else
+        answer_brute(e, cat, &h, &rng, out, n_out);
 done:
     pthread_rwlock_unlock(&e->lock);
     scratch_release(e, s);

@@ -3,71 +3,126 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "model_internal.h"
+#include "retrain_internal.h"
 
-int sako__replay_log(sako_engine *e, int64_t after_batch, sako_counts *counts)
+typedef struct replay_state {
+    sako_engine *e;
+    sako_counts *counts;
+} replay_state;
+
+static int replay_batch(void *payload, const sako_event *ev, size_t n)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(e->db, "SELECT seq, n_events, events FROM event_batches "
-                                "WHERE seq > ?1 ORDER BY seq", -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        sako__error_sqlite(e->db, rc, "database damaged: reading the event log");
-        return SAKO_CORRUPT;
-    }
-    sqlite3_bind_int64(st, 1, after_batch);
-    sako_event *events = NULL;
-    size_t cap = 0;
-    int status = SAKO_OK;
-    while (status == SAKO_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t n = sqlite3_column_int64(st, 1);
-        const void *blob = sqlite3_column_blob(st, 2);
-        size_t bytes = (size_t)sqlite3_column_bytes(st, 2);
-        if (n < 0 || n > SAKO_MAX_BATCH) {
-            status = sako__error(SAKO_CORRUPT, "event log: batch %lld claims %lld events",
-                                 (long long)sqlite3_column_int64(st, 0), (long long)n);
-            break;
-        }
-        if ((size_t)n > cap) {
-            free(events);
-            cap = (size_t)n;
-            events = malloc(cap * sizeof *events);
-            if (!events) {
-                status = sako__error(SAKO_NOMEM, "out of memory replaying the event log");
-                break;
-            }
-        }
-        if (n == 0)
-            continue;
-        if ((status = sako__events_decode(blob, bytes, events, (size_t)n)))
-            break;
-        if (!counts && (status = sako__users_reserve(e, (size_t)n)))
-            break;
-        for (int64_t j = 0; j < n; j++) {
-            uint32_t item = sako__idmap_get(&e->item_index, events[j].item_id);
-            if (item == SAKO_NONE) {
-                status = sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
-                                     (long long)events[j].item_id);
-                break;
-            }
-            if (counts) {
-                counts[item].n[events[j].type] += 1.0;
-            } else {
-                /* n_events and events_since_refresh are stored per batch already. */
-                sako__model_apply_event(e, &events[j], item);
-                e->events_since_checkpoint++;
-            }
+    replay_state *rs = payload;
+    sako_engine *e = rs->e;
+    int rc;
+    if (!rs->counts && (rc = sako__users_reserve(&e->users, n)))
+        return rc;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t item = sako__idmap_get(&e->item_index, ev[j].item_id);
+        if (item == SAKO_NONE)
+            return sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
+                               (long long)ev[j].item_id);
+        if (rs->counts) {
+            rs->counts[item].n[ev[j].type] += 1.0;
+        } else {
+            /* n_events and events_since_refresh are stored per batch already. */
+            sako__model_apply_event(e, &ev[j], item);
+            sako__users_apply(&e->users, &ev[j]);
+            e->events_since_checkpoint++;
         }
     }
-    free(events);
-    if (status == SAKO_OK && rc != SQLITE_DONE) {
-        status = sako__error_sqlite(e->db, rc, "reading the event log");
-        if (status == SAKO_ERROR)
-            status = SAKO_CORRUPT;
-    }
-    sqlite3_finalize(st);
-    return status;
+    return SAKO_OK;
 }
 
-int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
+int sako__retrain_replay(sako_engine *e, int64_t after_batch, sako_counts *counts)
+{
+    replay_state rs = { e, counts };
+    return sako__store_read_batches(&e->store, after_batch, replay_batch, &rs);
+}
+
+/* The counts of every dirty item (or, with `counts`, of every item whose counts
+ * differ from those) and the totals of every dirty user, then the log position.
+ * The caller owns the transaction and clears the dirty flags after it commits. */
+static int write_checkpoint(sako_engine *e, const sako_counts *counts)
+{
+    int rc = SAKO_OK;
+    for (size_t i = 0; i < e->n_items && rc == SAKO_OK; i++) {
+        const sako_item_state *it = &e->items[i];
+        const sako_counts *c = counts ? &counts[i] : &it->counts;
+        if (!it->dirty && (!counts || memcmp(c, &it->counts, sizeof *c) == 0))
+            continue;
+        rc = sako__store_write_item_counts(&e->store, it->id, c, it->last_event_at);
+    }
+    if (rc == SAKO_OK)
+        rc = sako__users_checkpoint(&e->users, &e->store);
+    return rc ? rc : sako__store_checkpoint_done(&e->store);
+}
+
+/* The new priors (and, for a retrain, the counts and a model version) on disk. */
+static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means)
+{
+    int rc = sako__store_begin(&e->store);
+    if (rc)
+        return rc;
+    for (size_t c = 0; c < e->n_categories && rc == SAKO_OK; c++)
+        rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_real(&e->store, "root_mean", root);
+    /* Counts are stored by checkpoints, independently of epochs; only a
+     * retrain, which may change them, must write them now. */
+    if (rc == SAKO_OK && counts)
+        rc = write_checkpoint(e, counts);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
+    if (rc == SAKO_OK && counts) {
+        rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
+        if (rc == SAKO_OK)
+            rc = sako__store_record_model(&e->store, e->model_version + 1,
+                                          sako__store_now_ms(), e->n_events);
+    }
+    if (rc) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    return sako__store_commit(&e->store);
+}
+
+/* Swap the new epoch in. Posteriors and samplers are computed before taking the
+ * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
+ * posterior array back, for the caller to free. */
+static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
+                          const double *means, sako_beta **post)
+{
+    sako__model_fill_posteriors_with(e, counts, root, means, *post);
+    sako_domains *domains = NULL;
+    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+    if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
+        domains = NULL; /* queries brute-force until the next rebuild */
+    pthread_rwlock_wrlock(&e->lock);
+    for (size_t c = 0; c < e->n_categories; c++)
+        e->categories[c].prior_mean = means[c];
+    e->root_mean = root;
+    if (counts) {
+        for (size_t i = 0; i < e->n_items; i++) {
+            e->items[i].counts = counts[i];
+            e->items[i].dirty = 0;
+        }
+        sako__users_clean(&e->users);
+        e->events_since_checkpoint = 0;
+        e->model_version++;
+    }
+    sako_beta *old = e->posterior;
+    e->posterior = *post;
+    *post = old;
+    sako_domains *old_domains = e->domains;
+    e->domains = domains;
+    e->events_since_refresh = 0;
+    pthread_rwlock_unlock(&e->lock);
+    sako__domains_free(old_domains);
+}
+
+int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
 {
     size_t nc = e->n_categories;
     double *means = malloc((nc ? nc : 1) * sizeof *means);
@@ -79,98 +134,27 @@ int sako__refresh_epoch(sako_engine *e, const sako_counts *counts)
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(e, counts, &root, means);
     if (rc == SAKO_OK)
-        rc = sako__store_begin(e);
-    if (rc == SAKO_OK) {
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(e->db, "UPDATE categories SET prior_mean = ?2 WHERE id = ?1",
-                                     -1, &st, NULL);
-        for (size_t c = 0; c < nc && src == SQLITE_OK; c++) {
-            sqlite3_bind_int64(st, 1, e->categories[c].id);
-            sqlite3_bind_double(st, 2, means[c]);
-            src = sqlite3_step(st);
-            src = src == SQLITE_DONE ? sqlite3_reset(st) : src;
-        }
-        sqlite3_finalize(st);
-        if (src != SQLITE_OK)
-            rc = sako__error_sqlite(e->db, src, "writing category priors");
-        if (rc == SAKO_OK)
-            rc = sako__store_set_meta_real(e, "root_mean", root);
-        /* Counts are stored by checkpoints, independently of epochs; only a
-         * retrain, which may change them, must write them now. */
-        if (rc == SAKO_OK && counts)
-            rc = sako__store_checkpoint(e, counts);
-        if (rc == SAKO_OK)
-            rc = sako__store_set_meta_int(e, "events_since_refresh", 0);
-        if (rc == SAKO_OK && counts) {
-            rc = sako__store_set_meta_int(e, "model_version", e->model_version + 1);
-            sqlite3_stmt *sm = NULL;
-            src = sqlite3_prepare_v2(e->db, "INSERT INTO models(version, created_at, n_events, kind) "
-                                     "VALUES(?1, ?2, ?3, 'thompson')", -1, &sm, NULL);
-            if (src == SQLITE_OK) {
-                sqlite3_bind_int64(sm, 1, e->model_version + 1);
-                sqlite3_bind_int64(sm, 2, sako__now_ms());
-                sqlite3_bind_int64(sm, 3, (int64_t)e->n_events);
-                src = sqlite3_step(sm);
-            }
-            sqlite3_finalize(sm);
-            if (rc == SAKO_OK && src != SQLITE_DONE)
-                rc = sako__error_sqlite(e->db, src, "recording the model version");
-        }
-        if (rc == SAKO_OK)
-            rc = sako__store_commit(e);
-        else
-            sako__store_rollback(e);
-    }
-    sako_domains *domains = NULL;
-    if (rc == SAKO_OK) {
-        /* Computed before taking the lock: readers keep sampling the old epoch. */
-        sako__model_fill_posteriors_with(e, counts, root, means, post);
-        int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
-        if (sako__domains_build(e, post, k, &domains) != SAKO_OK)
-            domains = NULL; /* queries brute-force until the next rebuild */
-        pthread_rwlock_wrlock(&e->lock);
-        for (size_t c = 0; c < nc; c++)
-            e->categories[c].prior_mean = means[c];
-        e->root_mean = root;
-        if (counts) {
-            for (size_t i = 0; i < e->n_items; i++) {
-                e->items[i].counts = counts[i];
-                e->items[i].dirty = 0;
-            }
-            for (size_t u = 0; u < e->n_users; u++)
-                e->users[u].dirty = 0;
-            e->events_since_checkpoint = 0;
-            e->model_version++;
-        }
-        sako_beta *old = e->posterior;
-        e->posterior = post;
-        post = old;
-        sako_domains *old_domains = e->domains;
-        e->domains = domains;
-        domains = old_domains;
-        e->events_since_refresh = 0;
-        pthread_rwlock_unlock(&e->lock);
-    }
-    sako__domains_free(domains);
+        rc = epoch_write(e, counts, root, means);
+    if (rc == SAKO_OK)
+        epoch_publish(e, counts, root, means, &post);
     free(means);
     free(post);
     return rc;
 }
 
-int sako__checkpoint_now(sako_engine *e)
+int sako__retrain_checkpoint(sako_engine *e)
 {
-    int rc = sako__store_begin(e);
+    int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = sako__store_checkpoint(e, NULL)) || (rc = sako__store_commit(e))) {
-        sako__store_rollback(e);
+    if ((rc = write_checkpoint(e, NULL)) || (rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
         return rc;
     }
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
         e->items[i].dirty = 0;
-    for (size_t u = 0; u < e->n_users; u++)
-        e->users[u].dirty = 0;
+    sako__users_clean(&e->users);
     e->events_since_checkpoint = 0;
     pthread_rwlock_unlock(&e->lock);
     return SAKO_OK;
@@ -187,9 +171,9 @@ int sako_retrain(sako_engine *e)
     if (!counts)
         rc = sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", e->n_items);
     if (rc == SAKO_OK)
-        rc = sako__replay_log(e, 0, counts);
+        rc = sako__retrain_replay(e, 0, counts);
     if (rc == SAKO_OK)
-        rc = sako__refresh_epoch(e, counts);
+        rc = sako__retrain_epoch(e, counts);
     free(counts);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;

@@ -64,7 +64,7 @@ double sako__tbeta_accept(const sako_beta *beta, const sako_tbeta_dom *dom, doub
         *c = -expm1(a * dom->log_t); /* 1 - t^a */
         return 1.0;
     }
-    double log_pb = log(p) + sako__lbeta(a, b); /* log of the mass of x^(a-1)(1-x)^(b-1) above t */
+    double log_pb = log(p) + sako__ibeta_lbeta(a, b); /* log of the mass of x^(a-1)(1-x)^(b-1) above t */
     switch (method) {
     case SAKO_TB_EXP: {
         if (!(b > 1.0))

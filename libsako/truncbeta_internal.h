@@ -11,7 +11,7 @@
 /* ------------------------------------------------------------------- ibeta.c */
 
 /* log B(a, b), accurate for large shapes (Stirling with corrections). */
-double sako__lbeta(double a, double b);
+double sako__ibeta_lbeta(double a, double b);
 
 /* P(X > x) and P(X <= x) for X ~ Beta(a, b), a, b > 0, relative accuracy ~1e-13. */
 double sako__ibeta_upper(double x, double a, double b);

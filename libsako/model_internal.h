@@ -1,0 +1,29 @@
+/* The Beta-Bernoulli model (model.c): options, priors, posteriors. */
+#ifndef SAKO_MODEL_INTERNAL_H
+#define SAKO_MODEL_INTERNAL_H
+
+#include <stdint.h>
+
+#include "sako.h"
+#include "sampler_internal.h"
+#include "store_internal.h"
+
+void sako__model_params_from_options(sako_model_params *p, const sako_options *o);
+int sako__model_validate_options(const sako_options *o);
+/* The root and every category mean computed from `counts` (one per item; NULL for
+ * the items' own): the priors of a new epoch. */
+int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
+                               double *root_out, double *cat_means_out);
+double sako__model_prior_mean(const sako_engine *e, uint32_t category);
+/* Whether the events since the last refresh call for a new prior epoch. */
+int sako__model_refresh_due(const sako_engine *e);
+void sako__model_update_posterior(sako_engine *e, uint32_t item);
+/* The whole posterior array into `dst` (n_items entries), from the current state
+ * or, when `counts` and `cat_means` are given, from those instead. */
+void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst);
+void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
+                                      double root, const double *cat_means, sako_beta *dst);
+/* Add one event to its item's counts and posterior (users: sako__users_apply). */
+void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item);
+
+#endif

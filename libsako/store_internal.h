@@ -1,0 +1,129 @@
+/* The bottom layer: every SQL statement of the library (store.c).
+ *
+ * The store knows the schema and the blob encoding, nothing of the engine: it
+ * takes plain records and arrays, and hands what it reads to callbacks (which
+ * return SAKO_OK to go on, or a status that stops the read and is returned).
+ * It calls only error.c and idmap.h's id check. */
+#ifndef SAKO_STORE_INTERNAL_H
+#define SAKO_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sako.h"
+
+/* Raw event counts of one item (doubles so that decay can come later). */
+typedef struct sako_counts {
+    double n[SAKO_EVENT_TYPES];
+} sako_counts;
+
+/* The model parameters, as stored in sako_meta (model.c gives them meaning). */
+typedef struct sako_model_params {
+    double reward[SAKO_EVENT_TYPES]; /* added to a per event (impression: 0) */
+    double penalty_impression;
+    int prior;
+    double prior_strength;
+    double category_shrinkage;
+    uint64_t prior_refresh_events;
+} sako_model_params;
+
+/* Everything sako_meta holds. */
+typedef struct sako_store_meta {
+    sako_model_params params;
+    double root_mean;
+    uint64_t n_events;
+    uint64_t events_since_refresh;
+    int64_t checkpoint_batch; /* last event batch folded into the stored counts */
+    int64_t model_version;
+} sako_store_meta;
+
+typedef struct sako_category_row {
+    int64_t id, parent_id;     /* parent 0: a department */
+    const char *name;          /* valid during the callback only */
+    double prior_mean;
+} sako_category_row;
+
+typedef struct sako_item_row {
+    int64_t id, category_id;   /* category 0: the root */
+    int active;
+    int64_t added_at, last_event_at;
+    sako_counts counts;
+} sako_item_row;
+
+typedef struct sako_user_row {
+    int64_t id;
+    uint64_t n_events;
+    int64_t last_event_at;
+} sako_user_row;
+
+typedef struct sako_store {
+    sqlite3 *db;
+    int in_memory;
+    int lock_fd;               /* flock()ed "<path>-lock": one engine per file, -1 if none */
+    /* Statements used per batch or per row, prepared once (the last four on first use). */
+    sqlite3_stmt *st_set_meta;
+    sqlite3_stmt *st_insert_batch;
+    sqlite3_stmt *st_write_category;
+    sqlite3_stmt *st_write_counts;
+    sqlite3_stmt *st_write_user;
+} sako_store;
+
+/* The time stored rows carry: unix milliseconds, wall clock. */
+int64_t sako__store_now_ms(void);
+
+/* Open (or create, stamped and holding `fresh_params`) the file at `path`; NULL or
+ * ":memory:" for a private in-memory database. */
+int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
+                     const sako_model_params *fresh_params);
+/* 1 once open succeeded up to the metadata statement (a close may checkpoint). */
+int sako__store_ready(const sako_store *st);
+void sako__store_close(sako_store *st);
+
+/* Transactions: the writers below run inside one the caller owns. */
+int sako__store_begin(sako_store *st);
+int sako__store_commit(sako_store *st);   /* rolls back when it fails */
+void sako__store_rollback(sako_store *st);
+
+/* ------------------------------------------------------------ writers */
+int sako__store_set_meta_int(sako_store *st, const char *key, int64_t v);
+int sako__store_set_meta_real(sako_store *st, const char *key, double v);
+int sako__store_write_params(sako_store *st, const sako_model_params *p);
+/* Insert or update categories (a new one gets means[i]; an existing one keeps its
+ * stored prior), names[i] replacing cats[i].name. */
+int sako__store_write_categories(sako_store *st, const sako_category *cats,
+                                 char *const *names, const double *means, size_t n);
+/* One category's prior mean (a prior epoch). */
+int sako__store_write_category(sako_store *st, int64_t id, double prior_mean);
+/* Insert or update items; added_at 0 stands for `now`. */
+int sako__store_write_items(sako_store *st, const sako_item *items, size_t n, int64_t now);
+/* Items created by events (root, active), left alone when they exist. */
+int sako__store_create_items(sako_store *st, const int64_t *ids, size_t n, int64_t now);
+/* Log one event batch; its sequence number goes to *seq_out. */
+int sako__store_append_batch(sako_store *st, const sako_event *ev, size_t n, int64_t created_at,
+                             int64_t *seq_out);
+/* Checkpoint rows, then sako__store_checkpoint_done() to mark the log as folded in. */
+int sako__store_write_item_counts(sako_store *st, int64_t id, const sako_counts *c,
+                                  int64_t last_event_at);
+int sako__store_write_user(sako_store *st, const sako_user_row *u);
+int sako__store_checkpoint_done(sako_store *st);
+int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at,
+                             uint64_t n_events);
+
+/* ------------------------------------------------------------ readers */
+/* SAKO_CORRUPT when a key is missing; values are checked by the caller. */
+int sako__store_read_meta(sako_store *st, sako_store_meta *out);
+/* Each reader first calls `begin` with the number of rows, then `row` per row. */
+int sako__store_read_categories(sako_store *st, int (*begin)(void *payload, size_t n),
+                                int (*row)(void *payload, const sako_category_row *r),
+                                void *payload);
+int sako__store_read_items(sako_store *st, int (*begin)(void *payload, size_t n),
+                           int (*row)(void *payload, const sako_item_row *r), void *payload);
+int sako__store_read_users(sako_store *st, int (*begin)(void *payload, size_t n),
+                           int (*row)(void *payload, const sako_user_row *r), void *payload);
+/* The logged batches after `after_batch`, in order, decoded (empty ones skipped). */
+int sako__store_read_batches(sako_store *st, int64_t after_batch,
+                             int (*batch)(void *payload, const sako_event *ev, size_t n),
+                             void *payload);
+
+#endif

@@ -1,0 +1,28 @@
+#!/bin/sh
+# The layering check: each module's object may refer only to the modules named
+# here (docs/architecture.md, "Layers of the C core"). Usage: layers.sh OBJDIR
+obj=${1:-build/obj}
+fail=0
+allow() {
+    m=$1
+    shift
+    for callee in $(nm -u "$obj/$m.o" | awk '{print $2}' | grep '^sako__' |
+                    sed -E 's/^sako__([a-z]+).*/\1/' | sort -u); do
+        case " $* " in
+        *" $callee "*) ;;
+        *) echo "layers: $m.c calls sako__${callee}_* (not in its list here)"; fail=1 ;;
+        esac
+    done
+}
+allow error
+allow idmap error
+allow store error
+allow users error idmap store
+allow model error idmap beta rng
+allow domains error idmap pruned rng beta
+allow catalog error idmap store model domains
+allow retrain error idmap store model users domains
+allow recommend error idmap pruned rng beta
+allow events error idmap store model users domains catalog retrain
+[ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
+exit $fail
