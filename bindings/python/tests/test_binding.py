@@ -78,7 +78,7 @@ def test_update_tuples_dicts_events(engine):
         (1, 100, "click", 0),
         (1, 100, sako.EventType.PURCHASE),
         {"user_id": 2, "item_id": 101, "type": "impression"},
-        {"user_id": 2, "item_id": 101, "type": 2, "time": 1_700_000_000_000, "rec_id": 5},
+        {"user_id": 2, "item_id": 101, "type": 2, "time": 1_700_000_000_000, "recommendation_id": 5},
         sako.Event(3, 102, "cart"),
     ])
     assert n == 5
