@@ -11,6 +11,7 @@ import enum
 import operator
 import os
 import warnings
+from itertools import repeat
 from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
                     Union)
 
@@ -114,7 +115,8 @@ class _SourceNames(Dict[int, str]):
 
 
 #: ``sako_source`` codes -> names used in results
-SOURCE_NAMES: Dict[int, str] = _SourceNames({int(_sako.SAKO_SOURCE_THOMPSON): "thompson"})
+_THOMPSON = int(_sako.SAKO_SOURCE_THOMPSON)
+SOURCE_NAMES: Dict[int, str] = _SourceNames({_THOMPSON: "thompson"})
 
 _ENUM_OPTIONS = {
     "durability": {"full": _sako.SAKO_DURABLE_FULL, "normal": _sako.SAKO_DURABLE_NORMAL,
@@ -502,8 +504,10 @@ class Engine:
             Unknown category.
         """
         r = self._recommend(user_id, k, category, exclude, recent)
-        return list(map(Recommendation, r["item_id"].tolist(), r["score"].tolist(),
-                        map(SOURCE_NAMES.__getitem__, r["source"].tolist())))
+        src = r["source"].tolist()
+        names = (repeat("thompson", len(src)) if src.count(_THOMPSON) == len(src)  # the usual
+                 else map(SOURCE_NAMES.__getitem__, src))
+        return list(map(Recommendation, r["item_id"].tolist(), r["score"].tolist(), names))
 
     def _recommend(self, user_id: Any, k: Any, category: Any, exclude: Any,
                    recent: Any) -> np.ndarray:
