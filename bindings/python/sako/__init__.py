@@ -22,7 +22,7 @@ from ._engine import (EVENT_TYPE_NAMES, ID_MAX, MAX_BATCH, MAX_EXCLUDE, MAX_K, M
                       default_options, open)
 
 #: version of the linked C library (``sako_version_string()``)
-__version__: str = _sako.version_string()
+__version__: str = _sako.sako_version_string()
 #: (major, minor, patch) of the linked C library
 version_info = (_sako.SAKO_VERSION_MAJOR, _sako.SAKO_VERSION_MINOR, _sako.SAKO_VERSION_PATCH)
 

@@ -1,9 +1,17 @@
-"""The pythonic engine over the raw SWIG module ``sako._sako``."""
+"""The pythonic engine over the raw SWIG module ``sako._sako``.
+
+The C structs cross the boundary as numpy structured arrays whose layout comes from one
+table, :data:`FIELDS`; everything the user sees (options, :class:`ItemInfo`,
+:class:`Stats`, results) is built from it.
+"""
 from __future__ import annotations
 
+import dataclasses
 import enum
+import operator
 import os
-from dataclasses import dataclass
+import warnings
+from itertools import repeat
 from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
                     Union)
 
@@ -21,6 +29,69 @@ MAX_NAME: int = int(_sako.SAKO_MAX_NAME)
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
+# ------------------------------------------------------------- the one field table
+
+#: The structs of sako.h that cross the binding, each field in declaration order as
+#: (name, numpy type[, Python type]). numpy's aligned layout is the C layout; the buffer
+#: typemap of sako.i checks each struct's size on every call, and tests/test_fields.py
+#: checks the names against include/sako.h, so a new C field is one edit here (or a
+#: failing test that names it).
+FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
+    "sako_options": (
+        ("version", "u4"), ("reward_click", "f8"), ("reward_cart", "f8"),
+        ("reward_purchase", "f8"), ("penalty_impression", "f8"), ("prior", "i4"),
+        ("prior_strength", "f8"), ("category_shrinkage", "f8"), ("prior_refresh_events", "u8"),
+        ("seed", "u8"), ("durability", "i4"), ("unknown_items", "i4"),
+        ("busy_timeout_ms", "i4"), ("reconfigure", "i4")),
+    "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
+    "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
+    "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
+                   ("rec_id", "i8")),
+    "sako_rec": (("item_id", "i8"), ("score", "f8"), ("source", "i4")),
+    "sako_item_info": (
+        ("id", "i8"), ("category_id", "i8"), ("active", "i4", bool), ("added_at", "i8"),
+        ("last_event_at", "i8"), ("impressions", "f8"), ("clicks", "f8"), ("carts", "f8"),
+        ("purchases", "f8"), ("prior_mean", "f8"), ("alpha", "f8"), ("beta", "f8")),
+    "sako_stats": (
+        ("n_items", "u8"), ("n_active_items", "u8"), ("n_categories", "u8"), ("n_users", "u8"),
+        ("n_events", "u8"), ("events_since_refresh", "u8"), ("model_version", "i8"),
+        ("global_mean", "f8")),
+}
+
+#: numpy dtype of each struct (aligned like the C compiler aligns it)
+DTYPES: Dict[str, np.dtype] = {s: np.dtype([f[:2] for f in fs], align=True)
+                               for s, fs in FIELDS.items()}
+_REC, _EVENT, _ITEM, _CATEGORY = (DTYPES[s] for s in ("sako_rec", "sako_event", "sako_item",
+                                                       "sako_category"))
+
+
+def _pytype(field: Tuple[Any, ...]) -> type:
+    return field[2] if len(field) > 2 else float if np.dtype(field[1]).kind == "f" else int
+
+
+def _record(name: str, struct: str, doc: str, **namespace: Any) -> type:
+    """A frozen dataclass with the fields of a C struct, built from a filled buffer."""
+    fields = FIELDS[struct]
+    cls = dataclasses.make_dataclass(name, [(f[0], _pytype(f)) for f in fields], frozen=True,
+                                     namespace={"__doc__": doc, **namespace})
+    cls.__module__ = __name__
+    convert = tuple(_pytype(f) for f in fields)
+    cls._from_buffer = classmethod(  # type: ignore[attr-defined]
+        lambda c, buf: c(*map(lambda t, v: t(v), convert, buf[0].tolist())))
+    return cls
+
+
+def _posterior_mean(self: Any) -> float:
+    """alpha / (alpha + beta)."""
+    s = self.alpha + self.beta
+    return self.alpha / s if s > 0 else 0.0
+
+
+ItemInfo = _record("ItemInfo", "sako_item_info",
+                   "An item's evidence and posterior (``sako_item_info``). Times are unix ms.",
+                   posterior_mean=property(_posterior_mean))
+Stats = _record("Stats", "sako_stats", "Engine-wide figures (``sako_stats``).")
+
 
 class EventType(enum.IntEnum):
     """Kinds of feedback (``sako_event_type``)."""
@@ -37,19 +108,62 @@ class EventType(enum.IntEnum):
 #: event type names accepted wherever a type is expected
 EVENT_TYPE_NAMES: Dict[str, int] = {t.name.lower(): int(t) for t in EventType}
 
-#: ``sako_source`` codes -> names used in results
-SOURCE_NAMES: Dict[int, str] = {int(_sako.SAKO_SOURCE_THOMPSON): "thompson"}
 
-_DURABILITY = {"full": _sako.SAKO_DURABLE_FULL, "normal": _sako.SAKO_DURABLE_NORMAL,
-               "off": _sako.SAKO_DURABLE_OFF}
-_UNKNOWN_ITEMS = {"reject": _sako.SAKO_UNKNOWN_REJECT, "create": _sako.SAKO_UNKNOWN_CREATE}
-_PRIOR = {"category": _sako.SAKO_PRIOR_CATEGORY, "flat": _sako.SAKO_PRIOR_FLAT}
-_ENUM_OPTIONS = {"durability": _DURABILITY, "unknown_items": _UNKNOWN_ITEMS, "prior": _PRIOR}
+class _SourceNames(Dict[int, str]):
+    def __missing__(self, code: int) -> str:  # a source added to the C library later
+        return f"source_{code}"
+
+
+#: ``sako_source`` codes -> names used in results
+_THOMPSON = int(_sako.SAKO_SOURCE_THOMPSON)
+SOURCE_NAMES: Dict[int, str] = _SourceNames({_THOMPSON: "thompson"})
+
+_ENUM_OPTIONS = {
+    "durability": {"full": _sako.SAKO_DURABLE_FULL, "normal": _sako.SAKO_DURABLE_NORMAL,
+                   "off": _sako.SAKO_DURABLE_OFF},
+    "unknown_items": {"reject": _sako.SAKO_UNKNOWN_REJECT, "create": _sako.SAKO_UNKNOWN_CREATE},
+    "prior": {"category": _sako.SAKO_PRIOR_CATEGORY, "flat": _sako.SAKO_PRIOR_FLAT},
+}
+
+
+def _options_init() -> np.ndarray:
+    buf = np.zeros(1, DTYPES["sako_options"])
+    _sako.options_init(buf)
+    return buf
+
+
+_OPTION_TYPES = {f[0]: np.dtype(f[1]) for f in FIELDS["sako_options"] if f[0] != "version"}
+_DEFAULTS = {k: v for k, v in zip(DTYPES["sako_options"].names, _options_init()[0].tolist())
+             if k in _OPTION_TYPES}
 
 
 def default_options() -> Dict[str, Any]:
     """The option defaults of the linked C library (``SAKO_OPTIONS_INIT``) as a dict."""
-    return dict(_sako.default_options())
+    return dict(_DEFAULTS)
+
+
+def _option_value(key: str, value: Any) -> Any:
+    """A Python value for one ``sako_options`` field, or InvalidArgument."""
+    dt = _OPTION_TYPES.get(key)
+    if dt is None:
+        raise InvalidArgument(f"unknown option '{key}'")
+    table = _ENUM_OPTIONS.get(key)
+    if table is not None and isinstance(value, str):
+        if value.lower() not in table:
+            raise InvalidArgument(f"option {key}={value!r}; expected one of {', '.join(table)}")
+        return table[value.lower()]
+    try:
+        if dt.kind == "f":
+            if isinstance(value, (str, bytes)):
+                raise TypeError(type(value).__name__)
+            return float(value)
+        value = operator.index(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"option '{key}' must be a number, got {value!r} ({e})") from None
+    info = np.iinfo(dt)
+    if not info.min <= value <= info.max:
+        raise InvalidArgument(f"option '{key}' out of range: {value}")
+    return value
 
 
 class Recommendation:
@@ -87,59 +201,47 @@ class Recommendation:
         return {"item_id": self.item_id, "score": self.score, "source": self.source}
 
 
-@dataclass(frozen=True)
-class ItemInfo:
-    """An item's evidence and posterior (``sako_item_info``). Times are unix ms."""
-
-    id: int
-    category_id: int
-    active: bool
-    added_at: int
-    last_event_at: int
-    impressions: float
-    clicks: float
-    carts: float
-    purchases: float
-    prior_mean: float
-    alpha: float
-    beta: float
-
-    @property
-    def posterior_mean(self) -> float:
-        """alpha / (alpha + beta)."""
-        s = self.alpha + self.beta
-        return self.alpha / s if s > 0 else 0.0
+def _renamed(where: str) -> None:
+    warnings.warn(f"{where}: 'rec_id' is deprecated; use 'recommendation_id' (the name the "
+                  "recommendation answer carries)", DeprecationWarning, stacklevel=3)
 
 
-@dataclass(frozen=True)
-class Stats:
-    """Engine-wide figures (``sako_stats``)."""
-
-    n_items: int
-    n_active_items: int
-    n_categories: int
-    n_users: int
-    n_events: int
-    events_since_refresh: int
-    model_version: int
-    global_mean: float
-
-
-class Event(NamedTuple):
-    """One feedback event; ``time`` is unix ms (0 = now), ``rec_id`` 0 = none."""
-
+class _EventFields(NamedTuple):
     user_id: int
     item_id: int
     type: Union[int, str]
     time: int = 0
-    rec_id: int = 0
+    recommendation_id: int = 0
 
 
-_sako.set_result_class(Recommendation, dict(SOURCE_NAMES))
+class Event(_EventFields):
+    """One feedback event; ``time`` is unix ms (0 = now), ``recommendation_id`` is the
+    ``recommendation_id`` of the answer it responds to (0 = none).
+
+    ``rec_id`` (keyword or attribute) is the old name of ``recommendation_id``: accepted
+    in this release with a DeprecationWarning.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, user_id: int, item_id: int, type: Union[int, str], time: int = 0,
+                recommendation_id: int = 0, **old: Any) -> "Event":
+        if old:
+            if set(old) != {"rec_id"}:
+                raise TypeError(f"Event() got unexpected keyword arguments {sorted(old)}")
+            _renamed("Event(rec_id=...)")
+            recommendation_id = recommendation_id or old["rec_id"]
+        return _EventFields.__new__(cls, user_id, item_id, type, time, recommendation_id)
+
+    @property
+    def rec_id(self) -> int:
+        """Deprecated name of :attr:`recommendation_id`."""
+        _renamed("Event.rec_id")
+        return self.recommendation_id
+
 
 ArrayLike = Union[np.ndarray, Sequence[Any]]
 EventLike = Union[Event, Tuple[Any, ...], Mapping[str, Any]]
-
 
 # ----------------------------------------------------------------- conversions
 
@@ -254,6 +356,32 @@ def _opt_ids(x: Any, name: str) -> Optional[np.ndarray]:
     return _as_int64(x, name)
 
 
+def _c_strings(names: Sequence[Optional[str]]) -> Tuple[np.ndarray, np.ndarray]:
+    """The ``const char *`` column of a struct array: NUL-terminated UTF-8 copies in one
+    blob, and their addresses (0 for None). Keep the blob alive until C returns."""
+    parts: List[bytes] = []
+    offsets: List[int] = []
+    pos = 0
+    for idx, s in enumerate(names):
+        if s is None:
+            offsets.append(-1)
+            continue
+        if not isinstance(s, str):
+            raise TypeError(f"names[{idx}] must be str or None, got {type(s).__name__}")
+        try:
+            b = s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"names[{idx}] is not valid UTF-8 (lone surrogate)") from None
+        if b"\0" in b:
+            raise InvalidArgument(f"names[{idx}] contains a NUL character")
+        offsets.append(pos)
+        parts.append(b + b"\0")
+        pos += len(b) + 1
+    blob = np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8)
+    base = blob.__array_interface__["data"][0]
+    return blob, np.array([0 if o < 0 else base + o for o in offsets], dtype=np.uintp)
+
+
 # ---------------------------------------------------------------------- engine
 
 class Engine:
@@ -270,7 +398,8 @@ class Engine:
         ``"flat"``), ``prior_strength``, ``category_shrinkage``,
         ``prior_refresh_events``, ``seed``, ``durability`` (``"full"``, ``"normal"``,
         ``"off"``), ``unknown_items`` (``"reject"`` / ``"create"``),
-        ``busy_timeout_ms``. Unset fields keep the C defaults (:func:`default_options`).
+        ``busy_timeout_ms``, ``reconfigure``. Unset fields keep the C defaults
+        (:func:`default_options`).
 
     Raises
     ------
@@ -299,23 +428,16 @@ class Engine:
 
     def __init__(self, path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> None:
         self._h: Any = None
-        opts: Dict[str, Any] = {}
-        for key, value in options.items():
-            table = _ENUM_OPTIONS.get(key)
-            if table is not None and isinstance(value, str):
-                if value.lower() not in table:
-                    raise InvalidArgument(f"option {key}={value!r}; expected one of {', '.join(table)}")
-                value = table[value.lower()]
-            opts[key] = value
+        opts = {key: _option_value(key, value) for key, value in options.items()}
+        buf = _options_init()
+        for key, value in opts.items():
+            buf[key] = value
         p = None if path is None else os.fspath(path)
         if isinstance(p, bytes):
             p = os.fsdecode(p)
         self.path: Optional[str] = p
         self.options: Dict[str, Any] = {**default_options(), **opts}
-        try:
-            self._h = _sako.open(p, opts)
-        except TypeError as e:  # an unknown option name or a wrong value type
-            raise InvalidArgument(str(e)) from None
+        self._h = _sako.open(p, buf)
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -381,10 +503,21 @@ class Engine:
         NotFound
             Unknown category.
         """
-        # the extension builds the Recommendation objects itself (see set_result_class)
-        return _sako.recommend(self._h, _int_arg(user_id, "user_id"), _k_arg(k),
-                               0 if category is None else _int_arg(category, "category"),
-                               _opt_ids(exclude, "exclude"), _opt_ids(recent, "recent"))
+        r = self._recommend(user_id, k, category, exclude, recent)
+        src = r["source"].tolist()
+        names = (repeat("thompson", len(src)) if src.count(_THOMPSON) == len(src)  # the usual
+                 else map(SOURCE_NAMES.__getitem__, src))
+        return list(map(Recommendation, r["item_id"].tolist(), r["score"].tolist(), names))
+
+    def _recommend(self, user_id: Any, k: Any, category: Any, exclude: Any,
+                   recent: Any) -> np.ndarray:
+        """The ``sako_rec`` results of one query, as a structured array."""
+        k = _k_arg(k)
+        out = np.empty(min(max(k, 0), MAX_K), _REC)
+        n = _sako.recommend(self._h, _int_arg(user_id, "user_id"), k,
+                            0 if category is None else _int_arg(category, "category"),
+                            _opt_ids(exclude, "exclude"), _opt_ids(recent, "recent"), out)
+        return out[:n]
 
     def recommend_arrays(self, user_id: int, k: int = 20, category: Optional[int] = None,
                          exclude: ArrayLike = (), recent: ArrayLike = ()
@@ -397,17 +530,8 @@ class Engine:
         scores : ndarray of float64, shape (n,)
             ``n <= k``; sorted by score, descending.
         """
-        k = _k_arg(k)
-        cap = min(max(k, 0), MAX_K)
-        ids = np.empty(cap, dtype=np.int64)
-        scores = np.empty(cap, dtype=np.float64)
-        n = _sako.recommend_into(self._h, _int_arg(user_id, "user_id"), k,
-                                 0 if category is None else _int_arg(category, "category"),
-                                 _opt_ids(exclude, "exclude"), _opt_ids(recent, "recent"),
-                                 ids, scores, None)
-        if n != cap:
-            return ids[:n].copy(), scores[:n].copy()
-        return ids, scores
+        r = self._recommend(user_id, k, category, exclude, recent)
+        return r["item_id"].copy(), r["score"].copy()
 
     # ---------------------------------------------------------------- events
     def update(self, events: Iterable[EventLike]) -> int:
@@ -415,10 +539,12 @@ class Engine:
 
         Parameters
         ----------
-        events : iterable of tuples ``(user_id, item_id, type[, time[, rec_id]])``,
+        events : iterable of tuples ``(user_id, item_id, type[, time[, recommendation_id]])``,
             :class:`Event`, or dicts with those keys. ``type`` is an int or a name
             (``"impression"``, ``"click"``, ``"cart"``, ``"purchase"``); ``time`` is
-            unix ms (0 or absent = now); ``rec_id`` is the recommendation answered.
+            unix ms (0 or absent = now); ``recommendation_id`` is the
+            ``recommendation_id`` of the answer this event responds to (the old key
+            ``rec_id`` is deprecated).
 
         Returns
         -------
@@ -441,12 +567,15 @@ class Engine:
                     u, it, t = e["user_id"], e["item_id"], e["type"]
                 except KeyError as ke:
                     raise InvalidArgument(f"event {idx}: missing key {ke.args[0]!r}") from None
-                tm, rid = e.get("time", 0) or 0, e.get("rec_id", 0) or 0
+                tm, rid = e.get("time", 0) or 0, e.get("recommendation_id", 0) or 0
+                if "rec_id" in e:
+                    _renamed(f"event {idx}")
+                    rid = rid or e["rec_id"] or 0
             else:
                 n = len(e)
                 if not 3 <= n <= 5:
-                    raise InvalidArgument(f"event {idx}: expected (user, item, type[, time[, rec_id]]), "
-                                          f"got {n} fields")
+                    raise InvalidArgument(f"event {idx}: expected (user, item, type[, time[, "
+                                          f"recommendation_id]]), got {n} fields")
                 u, it, t = e[0], e[1], e[2]
                 tm = e[3] if n > 3 else 0
                 rid = e[4] if n > 4 else 0
@@ -454,18 +583,19 @@ class Engine:
             items.append(_int_arg(it, f"event {idx}: item_id"))
             types.append(_type_code(t, idx))
             times.append(_int_arg(tm or 0, f"event {idx}: time"))
-            recs.append(_int_arg(rid or 0, f"event {idx}: rec_id"))
+            recs.append(_int_arg(rid or 0, f"event {idx}: recommendation_id"))
         return self.update_arrays(np.array(users, dtype=np.int64), np.array(items, dtype=np.int64),
                                   np.array(types, dtype=np.int32), np.array(times, dtype=np.int64),
                                   np.array(recs, dtype=np.int64))
 
     def update_arrays(self, users: ArrayLike, items: ArrayLike, types: ArrayLike,
                       times: Optional[ArrayLike] = None,
+                      recommendation_ids: Optional[ArrayLike] = None, *,
                       rec_ids: Optional[ArrayLike] = None) -> int:
         """Record events given as parallel arrays, without a Python loop.
 
-        The ``sako_event`` structs are built in C from the buffers, with the GIL
-        released. At most ``MAX_BATCH`` (1,000,000) events per call; the batch is
+        The ``sako_event`` array is filled by numpy and handed to C, which runs with the
+        GIL released. At most ``MAX_BATCH`` (1,000,000) events per call; the batch is
         atomic.
 
         Parameters
@@ -473,20 +603,40 @@ class Engine:
         users, items : int64 arrays (any integer dtype or sequence is converted)
         types : int array (0..3) or array of names
         times : int64 array of unix ms, or datetime64 array; None = now
-        rec_ids : int64 array, optional
+        recommendation_ids : int64 array, optional
+            (``rec_ids`` is its deprecated old name.)
 
         Returns
         -------
         int
             Number of events recorded.
         """
-        u = _as_int64(users, "users")
-        it = _as_int64(items, "items")
-        t = _as_types(types)
-        tm = None if times is None else _as_int64(times, "times")
-        r = None if rec_ids is None else _as_int64(rec_ids, "rec_ids")
-        _sako.update(self._h, u, it, t, tm, r)
-        return int(u.shape[0])
+        if rec_ids is not None:
+            _renamed("update_arrays(rec_ids=...)")
+            if recommendation_ids is not None:
+                raise InvalidArgument("give recommendation_ids or rec_ids, not both")
+            recommendation_ids = rec_ids
+        cols = {"user_id": _as_int64(users, "users"), "item_id": _as_int64(items, "items"),
+                "type": _as_types(types)}
+        if times is not None:
+            cols["time"] = _as_int64(times, "times")
+        if recommendation_ids is not None:
+            cols["rec_id"] = _as_int64(recommendation_ids, "recommendation_ids")
+        self._call(_sako.sako_update, _EVENT, "event", cols)
+        return len(cols["user_id"])
+
+    def _call(self, fn: Any, dtype: np.dtype, what: str, cols: Dict[str, np.ndarray],
+              keep: Any = None) -> None:
+        """Fill an array of C structs from parallel columns (absent fields stay 0) and
+        pass it to ``fn``; ``keep`` holds memory the structs point into until C returns."""
+        n = len(next(iter(cols.values())))
+        if any(len(c) != n for c in cols.values()):
+            raise InvalidArgument(f"{what} arrays differ in length: " +
+                                  ", ".join(f"{k} {len(c)}" for k, c in cols.items()))
+        buf = np.zeros(n, dtype)
+        for key, col in cols.items():
+            buf[key] = col
+        fn(self._h, buf)
 
     # --------------------------------------------------------------- catalog
     def upsert_categories(self, categories: Iterable[Union[Tuple[Any, ...], Mapping[str, Any]]]) -> int:
@@ -525,19 +675,14 @@ class Engine:
     def upsert_categories_arrays(self, ids: ArrayLike, parent_ids: Optional[ArrayLike] = None,
                                  names: Optional[Sequence[Optional[str]]] = None) -> int:
         """Insert or update categories from parallel arrays (see :meth:`upsert_categories`)."""
-        i = _as_int64(ids, "ids")
-        p = None if parent_ids is None else _as_int64(parent_ids, "parent_ids")
-        nm = None
+        cols = {"id": _as_int64(ids, "ids")}
+        if parent_ids is not None:
+            cols["parent_id"] = _as_int64(parent_ids, "parent_ids")
+        blob = None
         if names is not None:
-            nm = tuple(None if s is None else str(s) if isinstance(s, np.str_) else s for s in names)
-            for idx, s in enumerate(nm):
-                if isinstance(s, str) and not s.isascii():
-                    try:
-                        s.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise InvalidArgument(f"names[{idx}] is not valid UTF-8 (lone surrogate)") from None
-        _sako.categories_upsert(self._h, i, p, nm)
-        return int(i.shape[0])
+            blob, cols["name"] = _c_strings(names)
+        self._call(_sako.sako_categories_upsert, _CATEGORY, "category", cols, keep=blob)
+        return len(cols["id"])
 
     def upsert_items(self, items: Iterable[Union[Tuple[Any, ...], Mapping[str, Any]]]) -> int:
         """Insert or update items atomically.
@@ -580,11 +725,14 @@ class Engine:
                             added_at: Optional[ArrayLike] = None) -> int:
         """Insert or update items from parallel arrays (see :meth:`upsert_items`)."""
         i = _as_int64(ids, "ids")
-        c = None if category_ids is None else _as_int64(category_ids, "category_ids")
-        a = None if active is None else _as_flags(active, "active")
-        t = None if added_at is None else _as_int64(added_at, "added_at")
-        _sako.items_upsert(self._h, i, c, a, t)
-        return int(i.shape[0])
+        cols = {"id": i, "active": np.ones(len(i), np.int32) if active is None
+                else _as_flags(active, "active")}
+        if category_ids is not None:
+            cols["category_id"] = _as_int64(category_ids, "category_ids")
+        if added_at is not None:
+            cols["added_at"] = _as_int64(added_at, "added_at")
+        self._call(_sako.sako_items_upsert, _ITEM, "item", cols)
+        return len(i)
 
     # --------------------------------------------------------- model & info
     def retrain(self) -> "Stats":
@@ -595,7 +743,7 @@ class Engine:
         Stats
             The engine's figures after the retrain (``model_version`` increased).
         """
-        _sako.retrain(self._h)
+        _sako.sako_retrain(self._h)
         return self.stats()
 
     def item(self, item_id: int) -> ItemInfo:
@@ -606,11 +754,15 @@ class Engine:
         NotFound
             No such item.
         """
-        return ItemInfo(**_sako.item_get(self._h, _int_arg(item_id, "item_id")))
+        buf = np.zeros(1, DTYPES["sako_item_info"])
+        _sako.sako_item_get(self._h, _int_arg(item_id, "item_id"), buf)
+        return ItemInfo._from_buffer(buf)
 
     def stats(self) -> Stats:
         """Engine-wide figures."""
-        return Stats(**_sako.stats_get(self._h))
+        buf = np.zeros(1, DTYPES["sako_stats"])
+        _sako.sako_stats_get(self._h, buf)
+        return Stats._from_buffer(buf)
 
     def category_prior(self, category_id: int) -> float:
         """Mean of the prior a new item of this category starts from (0 = catalog root).
@@ -620,7 +772,7 @@ class Engine:
         NotFound
             No such category.
         """
-        return float(_sako.category_prior(self._h, _int_arg(category_id, "category_id")))
+        return float(_sako.sako_category_prior(self._h, _int_arg(category_id, "category_id")))
 
 
 def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> Engine:  # noqa: A001

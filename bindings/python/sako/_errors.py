@@ -6,7 +6,7 @@ side's ``sako_errmsg()`` as the message. Adding a code means adding one row to
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Dict, NoReturn, Type
 
 from . import _sako
 
@@ -62,9 +62,6 @@ def _build() -> Dict[str, Type[SakoError]]:
                                  "__str__": SakoError.__str__})
         ERRORS[code] = cls
         made[name] = cls
-    mapping: Dict[Optional[int], type] = dict(ERRORS)
-    mapping[None] = SakoError  # codes added to the C library later
-    _sako.set_error_classes(mapping)
     return made
 
 
@@ -85,3 +82,11 @@ SakoError.__module__ = "sako"
 def error_for(code: int) -> Type[SakoError]:
     """The exception class of a status code (``SakoError`` for an unknown one)."""
     return ERRORS.get(code, SakoError)
+
+
+def _raise(code: int, message: bytes) -> NoReturn:
+    """Raise the exception of a failed C call. The status typemap of sako.i calls this
+    with sako_errmsg() (or the binding's own text); an empty message falls back to the
+    code's static description."""
+    text = message.decode("utf-8", "replace") or _sako.sako_errstr(code)
+    raise error_for(code)(text)

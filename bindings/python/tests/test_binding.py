@@ -9,16 +9,17 @@ import pytest
 
 import sako
 from sako import _sako
+from sako._engine import DTYPES
 
 from conftest import CATEGORIES, ITEMS, fill
 
 
 def test_version_from_c():
     assert sako.__version__ == _sako.SAKO_VERSION_STRING
-    assert _sako.version_number() == _sako.SAKO_VERSION_NUMBER
+    assert _sako.sako_version_number() == _sako.SAKO_VERSION_NUMBER
     assert sako.version_info == (_sako.SAKO_VERSION_MAJOR, _sako.SAKO_VERSION_MINOR,
                                  _sako.SAKO_VERSION_PATCH)
-    assert _sako.threadsafe() == 1
+    assert _sako.sako_threadsafe() == 1
 
 
 def test_default_options_come_from_c():
@@ -77,7 +78,7 @@ def test_update_tuples_dicts_events(engine):
         (1, 100, "click", 0),
         (1, 100, sako.EventType.PURCHASE),
         {"user_id": 2, "item_id": 101, "type": "impression"},
-        {"user_id": 2, "item_id": 101, "type": 2, "time": 1_700_000_000_000, "rec_id": 5},
+        {"user_id": 2, "item_id": 101, "type": 2, "time": 1_700_000_000_000, "recommendation_id": 5},
         sako.Event(3, 102, "cart"),
     ])
     assert n == 5
@@ -136,24 +137,33 @@ def test_wrong_dtypes_refused_cleanly(engine):
 
 
 def test_raw_layer_refuses_bad_buffers(engine):
+    """The one buffer typemap: 1-D, C-contiguous, the exact item size (and type, for
+    scalars); never a conversion."""
     h = engine._h
-    with pytest.raises(TypeError, match="int64"):
-        _sako.update(h, np.array([1], dtype=np.int32), np.array([100]), np.array([0], np.int32), None, None)
-    strided = np.arange(10, dtype=np.int64)[::2]
+    out = np.empty(5, DTYPES["sako_rec"])
+    with pytest.raises(TypeError, match="8-byte items"):
+        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=np.int32), None, out)
+    with pytest.raises(TypeError, match="format"):
+        _sako.recommend(h, 1, 5, 0, np.array([1.0]), None, out)
     with pytest.raises(ValueError, match="contiguous"):
-        _sako.update(h, strided, strided, np.zeros(5, np.int32), None, None)
-    with pytest.raises(TypeError, match="buffer"):
-        _sako.update(h, [1], [100], [0], None, None)
-    swapped = np.array([1], dtype=">i8")
+        _sako.recommend(h, 1, 5, 0, np.arange(10, dtype=np.int64)[::2], None, out)
     with pytest.raises(TypeError):
-        _sako.update(h, swapped, np.array([100]), np.array([0], np.int32), None, None)
-    ro = np.empty(5, dtype=np.int64)
+        _sako.recommend(h, 1, 5, 0, [1], None, out)
+    with pytest.raises(TypeError):
+        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=">i8"), None, out)
+    with pytest.raises(TypeError, match="24-byte items"):
+        _sako.recommend(h, 1, 5, 0, None, None, np.empty(15, np.int64))
+    ro = out.copy()
     ro.flags.writeable = False
     with pytest.raises(ValueError):
-        _sako.recommend_into(h, 1, 5, 0, None, None, ro, np.empty(5), None)
+        _sako.recommend(h, 1, 5, 0, None, None, ro)
+    with pytest.raises(TypeError, match="40-byte items"):
+        _sako.sako_update(h, np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="at least one"):
+        _sako.sako_stats_get(h, np.zeros(0, DTYPES["sako_stats"]))
     import array
-    assert _sako.update(h, array.array("q", [1]), array.array("q", [100]), array.array("i", [0]),
-                        None, None) is None
+    assert _sako.recommend(h, 1, 5, 0, array.array("q", [100]), None, out) == 5
+    assert _sako.sako_retrain(h) is None  # SAKO_OK
 
 
 def test_out_of_range_scalars(engine):

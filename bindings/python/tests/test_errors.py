@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import numpy as np
 import pytest
 
 import sako
-from sako import _sako
+from sako import _errors, _sako
+from sako._engine import DTYPES
 
 from conftest import fill
 
@@ -35,10 +37,12 @@ def test_every_code_has_its_class(const, cls, extra):
     for base in extra:
         assert issubclass(cls, base)
     with pytest.raises(cls) as ei:
-        _sako.raise_status(code)  # through the one typemap on the int return
-    assert str(ei.value) == "raised on request: " + _sako.errstr(code)
+        _errors._raise(code, b"raised on request")  # what the status typemap calls
+    assert str(ei.value) == "raised on request"
     assert ei.value.code == code
     assert "'" not in str(ei.value)  # KeyError's quoting is undone
+    with pytest.raises(cls, match="^" + _sako.sako_errstr(code) + "$"):
+        _errors._raise(code, b"")  # no detailed message: the code's static text
 
 
 def test_all_codes_covered():
@@ -50,12 +54,15 @@ def test_all_codes_covered():
 
 def test_unknown_code_is_base_class():
     with pytest.raises(sako.SakoError) as ei:
-        _sako.raise_status(-99)
+        _errors._raise(-99, b"new")
     assert type(ei.value) is sako.SakoError
 
 
-def test_ok_raises_nothing():
-    assert _sako.raise_status(0) is None
+def test_c_failure_goes_through_the_status_typemap(engine):
+    with pytest.raises(sako.NotFound, match="99999") as ei:
+        _sako.sako_item_get(engine._h, 99999, np.zeros(1, DTYPES["sako_item_info"]))
+    assert ei.value.code == _sako.SAKO_NOTFOUND
+    assert _sako.sako_retrain(engine._h) is None  # SAKO_OK is None
 
 
 def test_invalid(engine):
@@ -84,7 +91,8 @@ def test_range(engine):
 
 def test_misuse_null_handle_and_closed(engine):
     with pytest.raises(sako.Misuse):
-        _sako.stats_get(None)  # a NULL engine reaches the C library: SAKO_MISUSE
+        # a NULL engine reaches the C library: SAKO_MISUSE
+        _sako.sako_stats_get(None, np.zeros(1, DTYPES["sako_stats"]))
     engine.close()
     with pytest.raises(sako.Misuse, match="engine is closed"):
         engine.recommend(1)
