@@ -3,6 +3,8 @@
     python -m sako.eval all   --out docs     # everything (< 15 min on 2 cores)
     python -m sako.eval smoke [--out DIR]    # everything, tiny (< 1 min), for CI
     python -m sako.eval sim|ope|ranking|speed --out DIR   # one part
+    python -m sako.eval journey [--quick] --out DIR       # Complete Journey replay (~10 min;
+                                                          # not part of `all` yet)
 
 Datasets are read in place from the folder given by --datasets, else $SAKO_DATASETS, else
 (in a source checkout) ../shared/datasets beside the repository; parts whose data are
@@ -276,7 +278,7 @@ def _choose_datasets(path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sako eval", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=("all", "smoke") + PARTS)
+    ap.add_argument("command", choices=("all", "smoke") + PARTS + ("journey",))
     ap.add_argument("--out", default=None, help="output folder (evaluation.md + figures/); "
                     "default: docs for `all`, a temporary folder for `smoke`")
     ap.add_argument("--seed", type=int, default=1)
@@ -286,12 +288,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", action="store_true",
                     help="also run the numpy reference of category-prior TS in the simulation "
                     "(always run when libsako is not built; ~5 min more at full size)")
+    ap.add_argument("--quick", action="store_true",
+                    help="journey: a few hundred households only (a minute or two)")
+    ap.add_argument("--ts-every-basket", action="store_true",
+                    help="journey: the numpy Beta(1,1) TS recommends before every basket, as the "
+                    "protocol says (~25 min more); by default only before scored baskets")
     args = ap.parse_args(argv)
     _choose_datasets(args.datasets)
     progress = _progress_factory(not args.no_progress)
     if args.reference:
         for prof in (FULL, SMOKE):
             prof["sim"]["reference"] = True
+    if args.command == "journey":
+        from . import journey
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sako-journey-"))
+        cmd = "python -m sako.eval journey" + (" --quick" if args.quick else "") + \
+            (" --ts-every-basket" if args.ts_every_basket else "") + f" --seed {args.seed} --out {out}"
+        try:
+            path, res = journey.run(out, seed=args.seed, quick=args.quick, progress=progress,
+                                    command=cmd, ts_every_basket=args.ts_every_basket)
+        except journey.JourneyMissing as e:
+            print(f"sako eval: error: {e}", file=sys.stderr)
+            return 2
+        print(f"[sako.eval] wrote {path} ({res.wall:.0f} s)", file=sys.stderr)
+        return 0
     if args.command == "smoke":
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sako-eval-smoke-"))
         path = build_report(PARTS, SMOKE, out, args.seed, progress, "smoke")

@@ -157,3 +157,25 @@ def refresh_probe(item_aisle: np.ndarray, aisle_dept: np.ndarray, n_events: int,
                 "n_items": int(item_aisle.size)}
     finally:
         eng.close()
+
+
+class SakoTreePolicy(SakoPolicy):
+    """libsako over a catalog that brings its own category tree (any depth).
+
+    ``reset(catalog)`` takes an object with ``tree_ids``, ``tree_parents`` (0 = a root),
+    ``tree_names`` (parents before children) and ``item_category`` (the libsako category
+    id of each dense item index); items are loaded active with ``catalog.time_ms``."""
+
+    def reset(self, catalog):
+        Policy.reset(self, catalog)
+        self.close()
+        self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
+        self._since_retrain = 0
+        self.engine.upsert_categories_arrays(np.asarray(catalog.tree_ids, dtype=np.int64),
+                                             np.asarray(catalog.tree_parents, dtype=np.int64),
+                                             list(catalog.tree_names))
+        n = int(catalog.item_category.size)
+        self.engine.upsert_items_arrays(np.arange(1, n + 1, dtype=np.int64),
+                                        np.asarray(catalog.item_category, dtype=np.int64),
+                                        np.ones(n, dtype=np.int32),
+                                        np.full(n, max(1, int(catalog.time_ms)), dtype=np.int64))
