@@ -181,6 +181,11 @@ NOTES = """## Notes and limitations
 - **Cross-check of libsako's sampler**: `--reference` adds a pure-numpy implementation of the
   documented category-prior rule (priors refreshed every 10,000 events) to the simulation; its
   regret should match the "libsako + retrain every 10,000 events" row (it costs ~5 minutes).
+- **Datasets folder**: `--datasets DIR`, else `$SAKO_DATASETS`, else (from a source checkout
+  only) `../shared/datasets` beside the repository; a folder named but missing is an error,
+  none at all skips the parts that need data, and both messages name all three places.
+- **The Complete Journey replay** (`python -m sako.eval journey`, issue 8's protocol) is not
+  part of `all` yet: its full run takes about half an hour (see `sako/eval/journey.py`).
 - **obp cross-check** runs only if `obp` is importable (it is not in the requirements: it
   needs PyTorch).
 """
