@@ -3,7 +3,7 @@
     python -m sako.eval all   --out docs     # everything (< 15 min on 2 cores)
     python -m sako.eval smoke [--out DIR]    # everything, tiny (< 1 min), for CI
     python -m sako.eval sim|ope|ranking|speed --out DIR   # one part
-    python -m sako.eval journey [--quick] --out DIR       # Complete Journey replay (~10 min;
+    python -m sako.eval journey [--quick] --out DIR       # Complete Journey replay (~12 min;
                                                           # not part of `all` yet)
 
 Datasets are read in place from the folder given by --datasets, else $SAKO_DATASETS, else
@@ -185,7 +185,7 @@ NOTES = """## Notes and limitations
   only) `../shared/datasets` beside the repository; a folder named but missing is an error,
   none at all skips the parts that need data, and both messages name all three places.
 - **The Complete Journey replay** (`python -m sako.eval journey`, issue 8's protocol) is not
-  part of `all` yet: its full run takes about half an hour (see `sako/eval/journey.py`).
+  part of `all` yet: its full run takes about 12 minutes on 2 CPUs (see `sako/eval/journey.py`).
 - **obp cross-check** runs only if `obp` is importable (it is not in the requirements: it
   needs PyTorch).
 """

@@ -405,7 +405,7 @@ def default_policies(seed: int = 1, include_sako: bool = True, ts_every_basket: 
     """Popularity, GP-TopFreq, TIFU-KNN, the original Beta(1,1) TS and libsako (when the
     binding is built). The numpy TS draws 92k Beta variates per request (~6-10 ms), so by
     default it recommends (and gets impressions) only before scored baskets, which keeps
-    the full replay near 10 minutes; ``ts_every_basket`` follows the protocol exactly
+    the full replay near 12 minutes (measured on 2 CPUs); ``ts_every_basket`` follows the protocol exactly
     (~25 minutes more)."""
     from . import sako_adapter
     ts = OriginalBetaTS()
