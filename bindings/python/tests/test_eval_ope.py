@@ -105,7 +105,7 @@ def test_rows_needed_reproduces_the_textbook_formula():
 
 def test_obd_sample_loads():
     if not D.have("obd", "random", "men", "men.csv"):
-        pytest.skip(f"obd/random/men not found under {D.datasets_root()}")
+        pytest.skip(f"obd/random/men not found under {D.describe_datasets_root()}")
     log = D.obd_log("random", "men")
     assert log.n == 10_000 and log.n_actions == 34
     assert np.allclose(log.pscore, 1 / 34)

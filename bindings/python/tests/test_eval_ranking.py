@@ -75,7 +75,7 @@ def test_als_ranker_runs_and_folds_in():
 
 def test_groceries_task_shape():
     if not D.have("groceries", "groceries.csv"):
-        pytest.skip(f"groceries/ not found under {D.datasets_root()}")
+        pytest.skip(f"groceries/ not found under {D.describe_datasets_root()}")
     t = R.task_groceries_heldout(0)
     assert t.n_items == 169
     assert len(t.queries) > 1500
@@ -88,7 +88,7 @@ def test_groceries_task_shape():
 
 def test_instacart_next_basket_task_shape():
     if not D.have("instacart", "users_sample", "orders.csv"):
-        pytest.skip(f"instacart/users_sample not found under {D.datasets_root()}")
+        pytest.skip(f"instacart/users_sample not found under {D.describe_datasets_root()}")
     t = R.task_instacart_next_basket(0)
     assert 40 <= len(t.queries) <= 64 and t.n_items == 49688
     rows = R.evaluate(t, [R.PopularityRanker(), R.BuyAgainRanker(), R.PolicyRanker(OriginalTS())],

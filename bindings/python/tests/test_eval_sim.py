@@ -87,7 +87,7 @@ def test_world_events_happen():
 def test_calibration_fit_when_instacart_present():
     from sako.eval import data as D
     if not D.have("instacart", "baskets_sample", "order_products__prior.csv"):
-        pytest.skip(f"instacart/baskets_sample not found under {D.datasets_root()}")
+        pytest.skip(f"instacart/baskets_sample not found under {D.describe_datasets_root()}")
     c = sim.calibrate()
     assert 0.5 < c.sigma_item < 3.5
     # the fitted model reproduces the share of products never bought within 2 points

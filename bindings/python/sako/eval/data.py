@@ -1,9 +1,15 @@
 """Locating and reading the evaluation datasets in place (never copied into the repo).
 
-The root is ``$SAKO_DATASETS`` if set, else ``../shared/datasets`` relative to the
-repository root. Every loader raises :class:`DatasetMissing` (a subclass of
-``FileNotFoundError``) with a readable message when its files are absent, so callers
-and tests can skip cleanly.
+The datasets folder is, in this order (the first one given wins):
+
+1. the ``--datasets`` option of ``python -m sako.eval`` (:func:`set_datasets_root`);
+2. the environment variable ``$SAKO_DATASETS``;
+3. in a source checkout only, ``../shared/datasets`` beside the repository.
+
+An installed package (not a checkout) has no third choice. When the chosen folder does
+not exist, or none is given, every loader raises :class:`DatasetMissing` (a subclass of
+``FileNotFoundError``) whose message names all three, so callers and tests can skip
+cleanly and a user knows what to set.
 """
 from __future__ import annotations
 
@@ -11,37 +17,106 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
+
+ENV_VAR = "SAKO_DATASETS"
 
 
 class DatasetMissing(FileNotFoundError):
     """A dataset folder or file the evaluation needs is not present."""
 
 
-def repo_root() -> Path:
-    # bindings/python/sako/eval/data.py -> repo root is four levels up
-    return Path(__file__).resolve().parents[4]
+_override: Optional[Path] = None
+
+
+def set_datasets_root(path: Union[str, "os.PathLike[str]", None]) -> None:
+    """Use ``path`` as the datasets folder (the ``--datasets`` option); None clears it."""
+    global _override
+    _override = None if path is None else Path(path).expanduser()
+
+
+def checkout_root() -> Optional[Path]:
+    """The repository root when this package runs from a source checkout, else None.
+
+    A checkout is recognised by its own files (``include/sako.h`` and this package under
+    ``bindings/python/sako``), not by the number of parent folders alone: an installed
+    copy in site-packages has neither.
+    """
+    here = Path(__file__).resolve()
+    # bindings/python/sako/eval/data.py -> the root is four levels up in a checkout
+    if len(here.parents) < 5:
+        return None
+    root = here.parents[4]
+    if (root / "include" / "sako.h").is_file() and (root / "bindings" / "python" / "sako").is_dir():
+        return root
+    return None
+
+
+def checkout_default() -> Optional[Path]:
+    """``../shared/datasets`` beside the checkout, or None outside a checkout."""
+    root = checkout_root()
+    return None if root is None else (root.parent / "shared" / "datasets").resolve()
+
+
+def _candidates() -> list:
+    env = os.environ.get(ENV_VAR)
+    return [("--datasets", _override),
+            (f"${ENV_VAR}", Path(env).expanduser() if env else None),
+            ("the checkout's default ../shared/datasets", checkout_default())]
+
+
+def _missing_message(chosen=None) -> str:
+    lines = []
+    for i, (name, path) in enumerate(_candidates()):
+        if path is None:
+            state = "not set" if i < 2 else "none (not running from a source checkout)"
+        else:
+            state = f"{path} ({'exists' if path.is_dir() else 'does not exist'})"
+        lines.append(f"  {i + 1}. {name}: {state}")
+    head = (f"the datasets folder {chosen[1]} given by {chosen[0]} does not exist"
+            if chosen else "no datasets folder found")
+    return (f"{head}; looked at, in this order:\n" + "\n".join(lines) +
+            f"\nPass --datasets DIR or set {ENV_VAR}=DIR (see shared/datasets/README.md).")
 
 
 def datasets_root() -> Path:
-    env = os.environ.get("SAKO_DATASETS")
-    if env:
-        return Path(env)
-    return (repo_root() / ".." / "shared" / "datasets").resolve()
+    """The datasets folder: ``--datasets``, else ``$SAKO_DATASETS``, else the checkout's
+    default. Raises DatasetMissing naming all three if the first one given does not exist
+    or none is given."""
+    for name, path in _candidates():
+        if path is None:
+            continue
+        if path.is_dir():
+            return path
+        raise DatasetMissing(_missing_message((name, path)))
+    raise DatasetMissing(_missing_message())
+
+
+def describe_datasets_root() -> str:
+    """The datasets folder for a report header, or why there is none (never raises)."""
+    try:
+        return str(datasets_root())
+    except DatasetMissing:
+        return "no datasets folder (--datasets, $SAKO_DATASETS and the checkout default all absent)"
 
 
 def dataset_path(*parts: str) -> Path:
-    p = datasets_root().joinpath(*parts)
+    root = datasets_root()
+    p = root.joinpath(*parts)
     if not p.exists():
         raise DatasetMissing(
-            f"dataset file {p} not found (set SAKO_DATASETS to the datasets folder; "
-            f"see ../shared/datasets/README.md)")
+            f"dataset file {p} not found under the datasets folder {root} "
+            f"(choose the folder with --datasets DIR or {ENV_VAR}=DIR)")
     return p
 
 
 def have(*parts: str) -> bool:
-    return datasets_root().joinpath(*parts).exists()
+    try:
+        return datasets_root().joinpath(*parts).exists()
+    except DatasetMissing:
+        return False
 
 
 # ------------------------------------------------------------------ catalog

@@ -208,8 +208,7 @@ def default_policies(include_popularity: bool = True, include_reference: bool | 
     pols: list[Policy] = [RandomPolicy(), OriginalTS()]
     if sako_adapter.available():
         pols.append(sako_adapter.SakoPolicy(prior="category", seed=seed + 1))
-        if sako_adapter.supports_flat():
-            pols.append(sako_adapter.SakoPolicy(prior="flat", seed=seed + 2))
+        pols.append(sako_adapter.SakoPolicy(prior="flat", seed=seed + 2))
     if include_reference:
         pols.append(CategoryPriorTS())
     if include_popularity:

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import repo_root
+from .data import checkout_root
 from .metrics import fmt_ci
 
 
 def git_commit() -> str:
-    root = repo_root()
+    """The checkout's commit (with "+uncommitted changes" when the tree outside docs/ is
+    dirty), or a note saying why there is none (an installed package has no checkout)."""
+    root = checkout_root()
+    if root is None:
+        return "none (sako installed, not run from a source checkout)"
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                               capture_output=True, text=True, timeout=10)

@@ -1,10 +1,19 @@
-"""Adapter from the harness's policy interface to libsako's Python binding (`sako.Engine`).
+"""Adapter from the harness's policy interface to libsako's Python binding (`sako`).
 
-The binding is written concurrently by another part of the project; this module is the
-only place that knows its calling conventions, and it tolerates the small variations a
-young API goes through (tuples or dicts for catalog entries, recommendation objects or
-plain ids as results). If the binding is not built, `available()` is False and the
-harness runs without libsako's rows (and says so in its report).
+This is the only module of the harness that calls libsako. It uses the binding's
+documented API as it is (``bindings/python/sako/_engine.py``, ``docs/python.md``):
+
+- ``sako.open(path, **options)`` -> ``Engine`` (``path=None``: in-memory database);
+- ``Engine.upsert_categories_arrays(ids, parent_ids, names)`` and
+  ``Engine.upsert_items_arrays(ids, category_ids, active, added_at)``;
+- ``Engine.recommend_arrays(user_id, k, exclude=...)`` -> ``(ids, scores)``;
+- ``Engine.update_arrays(users, items, types, times)``: parallel arrays, passed by
+  position, so the harness does not depend on the name of the recommendation-id field
+  (``rec_id`` / ``recommendation_id``), which it never sets;
+- ``Engine.retrain()``, ``Engine.stats()``, ``Engine.options``, ``sako.__version__``.
+
+If the binding is not built, `available()` is False and the harness runs without
+libsako's rows (and says so in its report).
 """
 from __future__ import annotations
 
@@ -15,14 +24,18 @@ import numpy as np
 from .data import AISLE_ID_BASE, DEPT_ID_BASE
 from .policies import Policy
 
+#: options of every evaluation engine: no fsync (a run need not survive power loss),
+#: unknown items rejected (the harness always loads the catalog first)
+EVAL_OPTIONS = {"durability": "off", "unknown_items": "reject"}
+
 
 @functools.lru_cache(maxsize=None)
 def _sako():
     try:
-        import sako  # noqa: WPS433 (the parent package; may fail if the extension isn't built)
-    except Exception:  # pragma: no cover - depends on the build
+        import sako  # noqa: WPS433 (the parent package; fails if the extension isn't built)
+    except ImportError:  # pragma: no cover - depends on the build
         return None
-    return sako if hasattr(sako, "Engine") else None
+    return sako
 
 
 def available() -> bool:
@@ -31,112 +44,37 @@ def available() -> bool:
 
 def why_unavailable() -> str:
     try:
-        import sako  # noqa
-    except Exception as e:  # pragma: no cover
-        return f"`import sako` failed: {e!r}"
-    if not hasattr(sako, "Engine"):
-        return "the sako package has no Engine (the SWIG extension is not built)"
+        import sako  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        return f"`import sako` failed (the SWIG extension is not built?): {e!r}"
     return ""
-
-
-@functools.lru_cache(maxsize=None)
-def supports_flat() -> bool:
-    if not available():
-        return False
-    try:
-        e = open_engine(prior="flat", seed=1)
-        _close(e)
-        return True
-    except Exception:
-        return False
 
 
 def version() -> str:
     s = _sako()
-    if s is None:
-        return "not built"
-    for attr in ("__version__", "version", "VERSION"):
-        v = getattr(s, attr, None)
-        if v:
-            return v() if callable(v) else str(v)
-    return "unknown"
+    return "not built" if s is None else str(s.__version__)
 
 
 def open_engine(prior: str = "category", seed: int = 1, **extra):
     """An in-memory engine tuned for evaluation (no fsync), unknown items rejected."""
-    s = _sako()
-    opts = dict(prior=prior, seed=seed, **extra)
-    # durability OFF: an evaluation run need not survive power loss; try the spellings
-    for dur in ("off", 2, None):
-        try:
-            if dur is None:
-                return s.Engine(None, **opts)
-            return s.Engine(None, durability=dur, **opts)
-        except (TypeError, ValueError, KeyError):
-            continue
-    raise RuntimeError("could not open a sako.Engine")
-
-
-def _close(engine):
-    close = getattr(engine, "close", None)
-    if close:
-        close()
-
-
-def _try(fn, variants):
-    last = None
-    for args in variants:
-        try:
-            return fn(*args)
-        except (TypeError, ValueError, AttributeError) as e:
-            last = e
-    raise last
+    return _sako().open(None, **{**EVAL_OPTIONS, "prior": prior, "seed": seed, **extra})
 
 
 def upsert_tree(engine, aisle_dept: np.ndarray) -> None:
+    """Departments (ids 1 + d, parents 0) then aisles (ids 1001 + a) in one batch."""
+    aisle_dept = np.asarray(aisle_dept, dtype=np.int64)
     n_d = int(aisle_dept.max()) + 1
-    depts = [(DEPT_ID_BASE + d, 0, f"dept {d}") for d in range(n_d)]
-    aisles = [(AISLE_ID_BASE + a, DEPT_ID_BASE + int(d), f"aisle {a}") for a, d in enumerate(aisle_dept)]
-    cats = depts + aisles
-    _try(engine.upsert_categories, [
-        (cats,),
-        ([{"id": i, "parent_id": p, "name": n} for i, p, n in cats],),
-    ])
+    ids = np.r_[DEPT_ID_BASE + np.arange(n_d), AISLE_ID_BASE + np.arange(aisle_dept.size)]
+    parents = np.r_[np.zeros(n_d, dtype=np.int64), DEPT_ID_BASE + aisle_dept]
+    names = [f"dept {d}" for d in range(n_d)] + [f"aisle {a}" for a in range(aisle_dept.size)]
+    engine.upsert_categories_arrays(ids, parents, names)
 
 
 def upsert_items(engine, item_idx: np.ndarray, item_aisle: np.ndarray, added_at_ms: int = 1) -> None:
     ids = (np.asarray(item_idx, dtype=np.int64) + 1)
     cats = AISLE_ID_BASE + np.asarray(item_aisle, dtype=np.int64)[item_idx]
-    if hasattr(engine, "upsert_items_arrays"):
-        engine.upsert_items_arrays(ids, cats, np.ones(ids.size, dtype=np.int32),
-                                   np.full(ids.size, added_at_ms, dtype=np.int64))
-        return
-    rows = [(int(i), int(c), 1, int(added_at_ms)) for i, c in zip(ids, cats)]
-    _try(engine.upsert_items, [
-        (rows,),
-        ([{"id": i, "category_id": c, "active": a, "added_at": t} for i, c, a, t in rows],),
-    ])
-
-
-def _ids_of(result) -> np.ndarray:
-    if isinstance(result, np.ndarray):
-        if result.dtype.names:
-            name = "item_id" if "item_id" in result.dtype.names else result.dtype.names[0]
-            return result[name].astype(np.int64)
-        return result.astype(np.int64)
-    if isinstance(result, tuple) and len(result) and isinstance(result[0], np.ndarray):
-        return result[0].astype(np.int64)
-    out = []
-    for r in result:
-        if hasattr(r, "item_id"):
-            out.append(r.item_id)
-        elif isinstance(r, dict):
-            out.append(r["item_id"])
-        elif isinstance(r, (tuple, list)):
-            out.append(r[0])
-        else:
-            out.append(int(r))
-    return np.asarray(out, dtype=np.int64)
+    engine.upsert_items_arrays(ids, cats, np.ones(ids.size, dtype=np.int32),
+                               np.full(ids.size, added_at_ms, dtype=np.int64))
 
 
 class SakoPolicy(Policy):
@@ -152,6 +90,7 @@ class SakoPolicy(Policy):
         self.name = f"libsako ({prior} prior)"
         self.engine = None
         self._since_retrain = 0
+        self.max_exclude = int(_sako().MAX_EXCLUDE) if available() else 10000
 
     def reset(self, catalog):
         super().reset(catalog)
@@ -169,25 +108,19 @@ class SakoPolicy(Policy):
 
     def recommend(self, user, k, rng, exclude=()):
         ex = (np.asarray(exclude, dtype=np.int64) + 1) if len(exclude) else ()
-        if len(ex) > 10000:  # SAKO_MAX_EXCLUDE: over-fetch and filter instead
-            res = _ids_of(self.engine.recommend(int(user) + 1, min(1000, k + len(ex))))
+        if len(ex) > self.max_exclude:  # over SAKO_MAX_EXCLUDE: over-fetch and filter instead
+            res, _ = self.engine.recommend_arrays(int(user) + 1, min(1000, k + len(ex)))
             exs = set(ex.tolist())
-            return np.asarray([i - 1 for i in res if i not in exs][:k], dtype=np.int64)
-        if hasattr(self.engine, "recommend_arrays"):
-            ids, _ = self.engine.recommend_arrays(int(user) + 1, int(k), exclude=ex)
-            return ids - 1
-        return _ids_of(self.engine.recommend(int(user) + 1, int(k), exclude=ex)) - 1
+            return np.asarray([i - 1 for i in res.tolist() if i not in exs][:k], dtype=np.int64)
+        ids, _ = self.engine.recommend_arrays(int(user) + 1, int(k), exclude=ex)
+        return ids - 1
 
     def update(self, users, items, types, times):
         users = np.asarray(users, dtype=np.int64) + 1
         items = np.asarray(items, dtype=np.int64) + 1
         types = np.asarray(types, dtype=np.int32)
         times = np.maximum(np.asarray(times, dtype=np.int64), 1)
-        if hasattr(self.engine, "update_arrays"):
-            self.engine.update_arrays(users, items, types, times)
-        else:
-            self.engine.update([(int(u), int(i), int(t), int(tm)) for u, i, t, tm in
-                                zip(users, items, types, times)])
+        self.engine.update_arrays(users, items, types, times)
         if self.retrain_every:
             self._since_retrain += users.size
             if self._since_retrain >= self.retrain_every:
@@ -195,12 +128,11 @@ class SakoPolicy(Policy):
                 self._since_retrain = 0
 
     def refresh(self):
-        if hasattr(self.engine, "retrain"):
-            self.engine.retrain()
+        self.engine.retrain()
 
     def close(self):
         if self.engine is not None:
-            _close(self.engine)
+            self.engine.close()
             self.engine = None
 
 
@@ -218,10 +150,32 @@ def refresh_probe(item_aisle: np.ndarray, aisle_dept: np.ndarray, n_events: int,
             eng.update_arrays(np.ones(m, dtype=np.int64), rng.integers(1, item_aisle.size + 1, m),
                               np.zeros(m, dtype=np.int32), np.full(m, 1_700_000_000_000, dtype=np.int64))
         st = eng.stats()
-        opts = dict(getattr(eng, "options", {}) or {})
+        opts = eng.options
         return {"n_events": int(st.n_events), "events_since_refresh": int(st.events_since_refresh),
                 "refreshed": int(st.events_since_refresh) < int(st.n_events),
                 "prior_refresh_events": int(opts.get("prior_refresh_events", 0)),
                 "n_items": int(item_aisle.size)}
     finally:
-        _close(eng)
+        eng.close()
+
+
+class SakoTreePolicy(SakoPolicy):
+    """libsako over a catalog that brings its own category tree (any depth).
+
+    ``reset(catalog)`` takes an object with ``tree_ids``, ``tree_parents`` (0 = a root),
+    ``tree_names`` (parents before children) and ``item_category`` (the libsako category
+    id of each dense item index); items are loaded active with ``catalog.time_ms``."""
+
+    def reset(self, catalog):
+        Policy.reset(self, catalog)
+        self.close()
+        self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
+        self._since_retrain = 0
+        self.engine.upsert_categories_arrays(np.asarray(catalog.tree_ids, dtype=np.int64),
+                                             np.asarray(catalog.tree_parents, dtype=np.int64),
+                                             list(catalog.tree_names))
+        n = int(catalog.item_category.size)
+        self.engine.upsert_items_arrays(np.arange(1, n + 1, dtype=np.int64),
+                                        np.asarray(catalog.item_category, dtype=np.int64),
+                                        np.ones(n, dtype=np.int32),
+                                        np.full(n, max(1, int(catalog.time_ms)), dtype=np.int64))

@@ -101,15 +101,10 @@ def bench_sako(n, seed, reps, prior="category"):
     times = np.full(items.size, 1_700_000_000_000, dtype=np.int64)
     for s in range(0, items.size, 500_000):
         eng.update_arrays(users[s:s + 500_000], items[s:s + 500_000], types[s:s + 500_000], times[s:s + 500_000])
-    if hasattr(eng, "retrain"):
-        eng.retrain()
+    eng.retrain()
 
-    if hasattr(eng, "recommend_arrays"):
-        def rec():
-            return eng.recommend_arrays(7, K)
-    else:
-        def rec():
-            return eng.recommend(7, K)
+    def rec():
+        return eng.recommend_arrays(7, K)
 
     cyc = _Cycle(_batches(n, reps, seed))
     u20 = np.full(K + 1, 7, dtype=np.int64)
@@ -121,7 +116,7 @@ def bench_sako(n, seed, reps, prior="category"):
         eng.update_arrays(u20, np.r_[it + 1, clicked + 1], t20, tm)
 
     r = _median_us(rec, reps), _median_us(upd, reps)
-    sako_adapter._close(eng)
+    eng.close()
     return r
 
 
@@ -198,8 +193,7 @@ def run(sizes=(1000, 10000, 50000), seed: int = 0, reps: int = 200, progress_fac
     engines = [("original numpy path", bench_original, {})]
     if sako_adapter.available():
         engines.insert(0, ("libsako (category prior)", bench_sako, {"prior": "category"}))
-        if sako_adapter.supports_flat():
-            engines.insert(1, ("libsako (flat prior)", bench_sako, {"prior": "flat"}))
+        engines.insert(1, ("libsako (flat prior)", bench_sako, {"prior": "flat"}))
     else:
         skipped["libsako"] = sako_adapter.why_unavailable()
     for key, (label, module, fn) in PEERS.items():
