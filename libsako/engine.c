@@ -86,6 +86,8 @@ static int load(sako_engine *e)
     return SAKO_OK;
 }
 
+static void engine_free(sako_engine *e, int checkpoint);
+
 int sako_init(sako_engine **out, const char *path, const sako_options *opts)
 {
     if (!out)
@@ -122,7 +124,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
                                &e->params)) ||
         (rc = load(e)) ||
         (opts->reconfigure && (rc = reconfigure(e)))) {
-        sako_close(e);
+        engine_free(e, 0);
         return rc;
     }
     sako__domains_start(e);
@@ -133,12 +135,20 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
 
 void sako_close(sako_engine *e)
 {
-    if (!e)
-        return;
+    if (e)
+        engine_free(e, 1);
+}
+
+/* Release everything; with `checkpoint`, first fold the log tail into the stored
+ * counts so the next open replays little (best effort: the log already holds every
+ * acknowledged event). A refused open never checkpoints: it would write the state
+ * loaded so far over a file it has just judged damaged, and the next open would then
+ * accept that file without the batches it refused. */
+static void engine_free(sako_engine *e, int checkpoint)
+{
     sako__domains_join(e);
-    /* Fold the log tail into the stored counts so the next open replays little.
-     * Best effort: the log already holds every acknowledged event. */
-    if (sako__store_ready(&e->store) && !e->store.in_memory && e->events_since_checkpoint > 0) {
+    if (checkpoint && sako__store_ready(&e->store) && !e->store.in_memory &&
+        e->events_since_checkpoint > 0) {
         pthread_mutex_lock(&e->write_mutex);
         sako__retrain_checkpoint(e);
         pthread_mutex_unlock(&e->write_mutex);
