@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import sako
-from sako.service import KeyRing, create_app
-from sako.service.app import RecIdGenerator
+from sako.service import KeyRing, Settings, create_app
+from sako.service.routers.recommendations import RecIdGenerator
 
 from conftest import ITEMS, fill
 
@@ -22,9 +22,19 @@ def engine():
         yield fill(e)
 
 
+KEYS = Settings(client_keys=["client-secret"], admin_keys=["admin-secret"])
+DEV = Settings(dev=True)
+
+
+@pytest.fixture(autouse=True)
+def no_key_env(monkeypatch):
+    for name in ("SAKO_CLIENT_KEYS", "SAKO_ADMIN_KEYS", "SAKO_KEYS_FILE", "SAKO_DEV"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def client(engine):
-    app = create_app(engine=engine, keys=KeyRing(["client-secret"], ["admin-secret"]))
+    app = create_app(KEYS, engine=engine)
     with TestClient(app) as c:
         yield c
 
@@ -158,7 +168,7 @@ def test_admin_key_works_on_client_routes(client):
 def test_refuses_to_start_without_keys(engine):
     with pytest.raises(RuntimeError, match="no API key"):
         create_app(engine=engine)
-    app = create_app(engine=engine, dev=True)
+    app = create_app(DEV, engine=engine)
     with TestClient(app) as c:
         assert c.post("/v1/retrain").status_code == 200  # dev, no key: admin
 
@@ -282,7 +292,7 @@ def test_busy_is_503_with_retry_after(tmp_path):
     p = str(tmp_path / "busy.db")
     with sako.open(p, busy_timeout_ms=10) as e:
         fill(e)
-        app = create_app(engine=e, dev=True)
+        app = create_app(DEV, engine=e)
         con = sqlite3.connect(p, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
         try:
@@ -296,7 +306,7 @@ def test_busy_is_503_with_retry_after(tmp_path):
 
 
 def test_closed_engine_is_503_not_500(engine):
-    app = create_app(engine=engine, dev=True)
+    app = create_app(DEV, engine=engine)
     with TestClient(app) as c:
         engine.close()
         assert_error(c.post("/v1/recommendations", json={"user_id": 1}), 503, "unavailable")
@@ -304,38 +314,9 @@ def test_closed_engine_is_503_not_500(engine):
 
 def test_lifespan_opens_seeds_and_closes(tmp_path):
     p = str(tmp_path / "var" / "demo.db")
-    app = create_app(db_path=p, dev=True, engine_options={"seed": 1})
+    app = create_app(Settings(db=p, dev=True, seed=1))
     with TestClient(app) as c:
         s = c.get("/v1/stats").json()
         assert s["n_items"] == 3000 and s["n_categories"] > 30
         eng = app.state.engine
     assert eng.closed
-
-
-@pytest.mark.parametrize("body,headers", [
-    (b'{"user_id": 1, "k": 3}', CLIENT),
-    (b'{"user_id": 1, "k": 3}', {}),
-    (b'{"user_id": 1, "k": 3}', {"X-API-Key": "wrong"}),
-    (b'{"user_id": 1, "k": -3}', CLIENT),
-    (b'{"user_id": 1, "k": NaN}', CLIENT),
-    (b'{"user_id": 1, "k": "3"}', CLIENT),
-    (b'{"user_id": 1, "category_id": 4242}', CLIENT),
-    (b'{"user_id": 1,', CLIENT),
-    (b'{"user_id": 1, "x": 1}', CLIENT),
-])
-def test_fast_path_matches_full_stack(engine, body, headers):
-    """The lean path for recommendations answers exactly like the full FastAPI stack."""
-    keys = KeyRing(["client-secret"], ["admin-secret"])
-    out = []
-    for fast in (True, False):
-        app = create_app(engine=engine, keys=keys, fast_path=fast)
-        with TestClient(app) as c:
-            r = c.post("/v1/recommendations", content=body,
-                       headers={**headers, "content-type": "application/json"})
-            j = r.json()
-            if r.status_code == 200:
-                j = {"n": len(j["items"]), "keys": sorted(j), "item_keys": sorted(j["items"][0])}
-            out.append((r.status_code, j))
-            text = c.get("/metrics").text
-            assert f'route="/v1/recommendations",status="{r.status_code}"' in text
-    assert out[0] == out[1]
