@@ -320,3 +320,106 @@ def test_lifespan_opens_seeds_and_closes(tmp_path):
         assert s["n_items"] == 3000 and s["n_categories"] > 30
         eng = app.state.engine
     assert eng.closed
+
+
+# -------------------------------------------------------- recommendation_id in events
+def _event(item, **extra):
+    return {"events": [{"user_id": 9, "item_id": item, "type": "click", **extra}]}
+
+
+def test_events_take_recommendation_id(client, engine):
+    rec = client.post("/v1/recommendations", json={"user_id": 9, "k": 1}, headers=CLIENT).json()
+    item = rec["items"][0]["item_id"]
+    r = client.post("/v1/events", headers=CLIENT,
+                    json=_event(item, recommendation_id=rec["recommendation_id"]))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1} and "deprecation" not in r.headers
+
+
+def test_events_rec_id_still_accepted_deprecated(client):
+    r = client.post("/v1/events", headers=CLIENT, json=_event(100, rec_id=12345))
+    assert r.status_code == 200, r.text
+    assert r.headers["deprecation"] == "true"
+    r = client.post("/v1/events", headers=CLIENT,
+                    json=_event(100, rec_id=12345, recommendation_id=12345))
+    assert r.status_code == 200
+    b = assert_error(client.post("/v1/events", headers=CLIENT,
+                                 json=_event(100, rec_id=1, recommendation_id=2)),
+                     422, "validation_error")
+    assert b["errors"][0]["index"] == 0
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EventIn"]
+    assert schema["properties"]["rec_id"]["deprecated"] is True
+    assert "recommendation_id" in schema["properties"]
+
+
+def test_recommendation_id_reaches_the_engine(engine):
+    """The id is passed positionally, so it works whatever the engine calls the field."""
+    seen = {}
+    real = engine.update_arrays
+
+    def spy(*args, **kwargs):
+        seen["args"], seen["kwargs"] = args, kwargs
+        return real(*args, **kwargs)
+
+    engine.update_arrays = spy
+    with TestClient(create_app(DEV, engine=engine)) as c:
+        assert c.post("/v1/events", json=_event(100, recommendation_id=77)).status_code == 200
+    assert seen["kwargs"] == {} and seen["args"][4].tolist() == [77]
+
+
+# ------------------------------------------------------------- errors, schemas, settings
+def test_engine_errors_map_by_code():
+    from sako.service.errors import STATUS_OF_CODE, from_sako_error
+
+    assert set(STATUS_OF_CODE) == set(sako.ERRORS)
+    for code, cls in sako.ERRORS.items():
+        assert from_sako_error(cls("x")) == STATUS_OF_CODE[code]
+
+    class Renamed(sako.Busy):  # the class name plays no part
+        pass
+    assert from_sako_error(Renamed("x")) == (503, "busy")
+    unknown = sako.SakoError("new code")
+    unknown.code = -999
+    assert from_sako_error(unknown) == (500, "internal")
+
+
+def test_item_and_stats_answers_follow_the_dataclasses(client):
+    import dataclasses
+
+    item = client.get("/v1/items/100", headers=CLIENT).json()
+    assert list(item) == [f.name for f in dataclasses.fields(sako.ItemInfo)] + ["posterior_mean"]
+    stats = client.get("/v1/stats", headers=CLIENT).json()
+    assert list(stats) == [f.name for f in dataclasses.fields(sako.Stats)]
+
+
+def test_create_app_reads_settings_from_environment(tmp_path, monkeypatch):
+    """`uvicorn --factory sako.service:create_app` must see keys given in the environment."""
+    monkeypatch.setenv("SAKO_CLIENT_KEYS", "env-client, other")
+    monkeypatch.setenv("SAKO_ADMIN_KEYS", "env-admin")
+    monkeypatch.setenv("SAKO_DB", str(tmp_path / "env.db"))
+    monkeypatch.setenv("SAKO_DEMO", "false")
+    monkeypatch.setenv("SAKO_SEED", "5")
+    app = create_app()
+    assert "env-client" not in repr(app.state.settings)  # keys are secrets
+    with TestClient(app) as c:
+        assert c.get("/v1/stats", headers={"X-API-Key": "env-client"}).json()["n_items"] == 0
+        assert c.post("/v1/retrain", headers={"X-API-Key": "other"}).status_code == 403
+        assert c.post("/v1/retrain", headers={"X-API-Key": "env-admin"}).status_code == 200
+    assert (tmp_path / "env.db").exists()
+
+
+def test_settings_keys_file_and_cli(tmp_path, monkeypatch):
+    from sako.service.settings import parse
+
+    f = tmp_path / "keys"
+    f.write_text("client: from-file\nadmin: admin-file\n")
+    monkeypatch.setenv("SAKO_PORT", "9001")
+    monkeypatch.setenv("SAKO_CLIENT_KEYS", "from-env")
+    s = parse(["--keys-file", str(f), "--no-demo", "--recommend-in", "loop", "--seed", "3"])
+    assert (s.port, s.demo, s.inline_recommend, s.seed) == (9001, False, True, 3)
+    assert parse(["--port", "9002"]).port == 9002  # the flag wins over the environment
+    ring = s.keyring()
+    assert ring.role("from-env") == "client" and ring.role("from-file") == "client"
+    assert ring.role("admin-file") == "admin"
+    with pytest.raises(SystemExit):
+        parse(["--client-keys", "x"])  # keys are never flags

@@ -9,25 +9,21 @@ import os
 from typing import Annotated, Any, List, Literal, Optional, Sequence
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import (BaseSettings, CliSettingsSource, CliSuppress, NoDecode,
-                               SettingsConfigDict)
+from pydantic_settings import BaseSettings, CliSettingsSource, NoDecode, SettingsConfigDict
 
 from .keys import KeyRing, read_keys_file
 
 DEFAULT_DB = os.path.join("var", "sako.db")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-# Keys are never command-line flags (they would show in `ps`), and SecretStr keeps them
-# out of reprs and logs. NoDecode: the environment gives them comma-separated, not JSON.
-_Keys = CliSuppress[Annotated[List[SecretStr], NoDecode]]
+# SecretStr keeps keys out of reprs and logs. NoDecode: the environment gives them
+# comma-separated, not as JSON.
+_Keys = Annotated[List[SecretStr], NoDecode]
 
 
-class Settings(BaseSettings):
-    """Configuration of ``sako serve`` and :func:`sako.service.create_app`.
-
-    Every field ``name`` is read from the environment variable ``SAKO_NAME`` and, where
-    it is a flag of ``sako serve``, from ``--name`` (underscores become dashes).
-    """
+class ServeFlags(BaseSettings):
+    """The fields of :class:`Settings` that are also ``sako serve`` flags (all but the
+    keys, which a command line would show in ``ps``)."""
 
     model_config = SettingsConfigDict(env_prefix="SAKO_", extra="forbid", cli_kebab_case=True,
                                       cli_implicit_flags=True, cli_prog_name="sako serve")
@@ -39,8 +35,6 @@ class Settings(BaseSettings):
     dev: bool = Field(False, description="allow running with no API key "
                                          "(every request is then admin)")
     keys_file: Optional[str] = Field(None, description="file of 'client:KEY' / 'admin:KEY' lines")
-    client_keys: _Keys = Field(default_factory=list, description="client keys, comma-separated")
-    admin_keys: _Keys = Field(default_factory=list, description="admin keys, comma-separated")
     demo: bool = Field(True, description="seed a new database with the demo catalog")
     durability: Literal["full", "normal", "off"] = Field("full", description="engine durability")
     seed: Optional[int] = Field(None, description="RNG seed; null = from the clock")
@@ -51,6 +45,17 @@ class Settings(BaseSettings):
     metrics: bool = Field(True, description="serve GET /metrics and count requests")
     log_level: str = Field("info", description="log level of sako and uvicorn")
     access_log: bool = Field(False, description="log every request")
+
+
+class Settings(ServeFlags):
+    """Configuration of ``sako serve`` and :func:`sako.service.create_app`.
+
+    Every field ``name`` is read from the environment variable ``SAKO_NAME`` and, except
+    the keys, from the ``sako serve`` flag ``--name`` (underscores become dashes).
+    """
+
+    client_keys: _Keys = Field(default_factory=list, description="client keys, comma-separated")
+    admin_keys: _Keys = Field(default_factory=list, description="admin keys, comma-separated")
 
     @field_validator("client_keys", "admin_keys", mode="before")
     @classmethod
@@ -90,7 +95,7 @@ class Settings(BaseSettings):
 def add_arguments(parser: argparse.ArgumentParser) -> CliSettingsSource:
     """Add the flags of :class:`Settings` to ``parser`` (the ``sako serve`` subcommand);
     pass the returned source to :func:`from_args` with the parsed namespace."""
-    return CliSettingsSource(Settings, root_parser=parser)
+    return CliSettingsSource(ServeFlags, root_parser=parser)
 
 
 def from_args(source: CliSettingsSource, args: argparse.Namespace) -> Settings:
