@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A minimal FastAPI app embedding libsako through its Python binding.
 
-The shipped service (`sako serve`) adds auth, limits and metrics; this is the smallest
-useful shape for your own app: one engine per process, opened in the lifespan and
-closed at shutdown, errors mapped to HTTP statuses.
+The shipped service (`sako serve`) adds auth, limits and metrics; to mount it instead,
+use `sako.service.create_app(sako.service.Settings(...), engine=eng)`. This is the
+smallest useful shape for your own app: one engine per process, opened in the lifespan
+and closed at shutdown, errors mapped to HTTP statuses.
 
     uvicorn --app-dir examples fastapi_embed:app --port 8080
     curl -s -XPOST localhost:8080/recommend -H 'content-type: application/json' \

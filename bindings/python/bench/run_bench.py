@@ -206,7 +206,8 @@ def median_runs(runs: List[Dict[str, float]]) -> Dict[str, float]:
 
 
 def service_bench(n_items: int, n_events: int, duration: int, connections: int, repeats: int,
-                  batch: int, workdir: str) -> Dict[str, Dict[str, float]]:
+                  batch: int, workdir: str, compare: Optional[str] = None
+                  ) -> Dict[str, Dict[str, float]]:
     from baseline_app import make_db  # bench/ is on sys.path
 
     db = os.path.join(workdir, "sako.db")
@@ -230,16 +231,37 @@ def service_bench(n_items: int, n_events: int, duration: int, connections: int, 
         base = f"http://127.0.0.1:{port}"
         return p, base
 
+    def serve_cmd(python: str, path: str, mode: str) -> List[str]:
+        return [python, "-m", "sako", "serve", "--db", path, "--no-demo", "--seed", "1",
+                "--log-level", "warning", "--recommend-in", mode]
+
     for mode in ("auto", "threadpool"):
-        p, base = run_server([py, "-m", "sako", "serve", "--db", db, "--no-demo", "--seed", "1",
-                              "--log-level", "warning", "--recommend-in", mode])
+        p, base = run_server(serve_cmd(py, db, mode))
+        other = None
+        if compare and mode == "auto":
+            # the service of another checkout (e.g. main before a change) on a copy of the
+            # same database, up at the same time; the wrk runs alternate between the two
+            other_db = os.path.join(workdir, "compare.db")
+            shutil.copyfile(db, other_db)
+            other = run_server(serve_cmd(compare, other_db, mode))
         try:
             wait_up(base + "/healthz", p)
             wrk(base + "/v1/recommendations", "wrk_recommend.lua", [KEY, "20"], 2, connections)
-            runs = [wrk(base + "/v1/recommendations", "wrk_recommend.lua", [KEY, "20"],
-                        duration, connections, p.pid) for _ in range(repeats)]
+            if other is not None:
+                wait_up(other[1] + "/healthz", other[0])
+                wrk(other[1] + "/v1/recommendations", "wrk_recommend.lua", [KEY, "20"], 2, connections)
+            runs, other_runs = [], []
+            for _ in range(repeats):
+                runs.append(wrk(base + "/v1/recommendations", "wrk_recommend.lua", [KEY, "20"],
+                                duration, connections, p.pid))
+                if other is not None:
+                    other_runs.append(wrk(other[1] + "/v1/recommendations", "wrk_recommend.lua",
+                                          [KEY, "20"], duration, connections, other[0].pid))
             results[f"sako recommend k=20 ({mode})"] = median_runs(runs)
             log("sako recommend", mode, results[f"sako recommend k=20 ({mode})"])
+            if other is not None:
+                results[f"compared: recommend k=20 ({mode})"] = median_runs(other_runs)
+                log("compared", mode, results[f"compared: recommend k=20 ({mode})"])
             if mode == "auto":
                 runs = [wrk(base + "/v1/events", "wrk_events.lua",
                             [KEY, str(ids[0]), str(ids[-1]), str(batch)], duration, connections, p.pid)
@@ -250,6 +272,8 @@ def service_bench(n_items: int, n_events: int, duration: int, connections: int, 
                 log("sako events", r)
         finally:
             stop(p)
+            if other is not None:
+                stop(other[0])
 
     p, base = run_server([py, "-m", "uvicorn", "--app-dir", HERE, "baseline_app:app",
                           "--log-level", "warning", "--no-access-log"],
@@ -340,11 +364,12 @@ def write_report(path: str, args: argparse.Namespace, binding: List[Dict[str, fl
         L.append("| scenario | requests/s | p50 ms | p90 ms | p99 ms | ×baseline (req/s) | server CPU µs/request | ×baseline (CPU) | errors |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in service.items():
+            label = name.replace("compared", args.compare_label, 1) if name.startswith("compared: ") else name
             ratio = f"{r['rps'] / base['rps']:.1f}×" if base and "events" not in name else "—"
             cratio = (f"{base['cpu_us_per_req'] / r['cpu_us_per_req']:.0f}×"
                       if base and "events" not in name else "—")
             extra = f" ({r['events_per_s']:,.0f} events/s)" if "events_per_s" in r else ""
-            L.append(f"| {name}{extra} | {r['rps']:,.0f} | {r['p50_us'] / 1e3:.2f} | "
+            L.append(f"| {label}{extra} | {r['rps']:,.0f} | {r['p50_us'] / 1e3:.2f} | "
                      f"{r['p90_us'] / 1e3:.2f} | {r['p99_us'] / 1e3:.2f} | {ratio} | "
                      f"{r['cpu_us_per_req']:,.0f} | {cratio} | {int(r['errors'] + r['status_errors'])} |")
         L.append("")
@@ -360,6 +385,17 @@ def write_report(path: str, args: argparse.Namespace, binding: List[Dict[str, fl
         L.append("- *events*: `POST /v1/events`, random batches over the whole catalog, default "
                  "durability (`full`: every acknowledged batch is fsynced), so concurrent batches "
                  "queue on the single writer; the tail latency is that queue.")
+        for name, r in service.items():
+            if name.startswith("compared: "):
+                mine = service.get("sako recommend k=20 " + name.rsplit(" ", 1)[1])
+                if mine:
+                    L.append(f"- *compared*: {args.compare_label}, served from a copy of the same "
+                             "database at the same time as this tree's service, the wrk runs "
+                             "alternating between the two. This tree / compared: "
+                             f"requests/s {mine['rps'] / r['rps']:.2f}×, p50 "
+                             f"{mine['p50_us'] / r['p50_us']:.2f}×, p99 "
+                             f"{mine['p99_us'] / r['p99_us']:.2f}×, server CPU per request "
+                             f"{mine['cpu_us_per_req'] / r['cpu_us_per_req']:.2f}×.")
         L.append("- The baseline is dominated by reading and converting 50k rows per request; its "
                  "numpy part alone is in the in-process section above.")
         L.append("- Targets: ≥ 10× the baseline's requests/s with p99 < 20 ms on one worker.\n")
@@ -381,6 +417,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=100, help="events per POST /v1/events")
+    ap.add_argument("--compare", metavar="PYTHON", default=None,
+                    help="also serve recommendations with the sako of another interpreter "
+                         "(e.g. a venv of main), alternating wrk runs with this one")
+    ap.add_argument("--compare-label", default="compared",
+                    help="what --compare runs, for the report")
     ap.add_argument("--skip-binding", action="store_true")
     ap.add_argument("--skip-service", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks-python.md"))
@@ -401,7 +442,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_service:
         with tempfile.TemporaryDirectory(prefix="sako-bench-") as d:
             service = service_bench(args.items, args.events, args.duration, args.connections,
-                                    args.repeats, args.batch, d)
+                                    args.repeats, args.batch, d, args.compare)
     write_report(args.out, args, binding, bulk, service, numpy_cmp)
     return 0
 

@@ -12,19 +12,25 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .service import KeyRing, create_app
+        from .service import create_app
+        from .service.settings import from_args
     except ImportError as e:  # pragma: no cover - depends on the install
         print(f"sako serve needs the service extra: pip install 'sako[service]' ({e})",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+    try:
+        settings = from_args(args.settings_source, args)
+    except ValueError as e:  # pydantic's ValidationError (a bad SAKO_* value) is one
+        print(f"sako serve: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        keys = KeyRing.from_sources(args.keys_file)
+        keys = settings.keyring()
     except (OSError, ValueError) as e:
         print(f"sako serve: {e}", file=sys.stderr)
         return 2
-    if not len(keys) and not args.dev:
+    if not len(keys) and not settings.dev:
         print("sako serve: no API key configured. Set SAKO_CLIENT_KEYS / SAKO_ADMIN_KEYS "
               "(comma-separated), pass --keys-file, or use --dev to run without keys.",
               file=sys.stderr)
@@ -32,14 +38,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not len(keys):
         logging.getLogger("sako.service").warning(
             "--dev and no API key: every request is treated as admin")
-    options = {"durability": args.durability}
-    if args.seed is not None:
-        options["seed"] = args.seed
-    app = create_app(db_path=args.db, keys=keys, dev=args.dev, seed_demo=not args.no_demo,
-                     engine_options=options, inline_recommend={"auto": None, "loop": True,
-                                       "threadpool": False}[args.recommend_in])
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=10)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.access_log, timeout_graceful_shutdown=10)
     return 0
 
 
@@ -74,21 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sako", description="libsako recommendations: service and tools")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the HTTP service (FastAPI on uvicorn)")
-    s.add_argument("--db", default=None,
-                   help="database file (default ./var/sako.db, created with a demo catalog)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--dev", action="store_true", help="allow running with no API key")
-    s.add_argument("--keys-file", default=None, help="file of 'client:KEY' / 'admin:KEY' lines")
-    s.add_argument("--no-demo", action="store_true", help="do not seed a new database")
-    s.add_argument("--durability", choices=("full", "normal", "off"), default="full")
-    s.add_argument("--seed", type=int, default=None, help="RNG seed (default: from the clock)")
-    s.add_argument("--log-level", default="info")
-    s.add_argument("--access-log", action="store_true", help="log every request")
-    s.add_argument("--recommend-in", choices=("auto", "loop", "threadpool"), default="auto",
-                   help="where recommend runs: on the event loop, in the threadpool, or "
-                        "chosen from its measured cost (default)")
+    s = sub.add_parser("serve", help="run the HTTP service (FastAPI on uvicorn)",
+                       description="Run the HTTP service. Every flag is also read from the "
+                                   "environment variable SAKO_<FLAG> (see docs/service.md).")
+    try:
+        from .service.settings import add_arguments
+    except ImportError:  # pragma: no cover - no service extra; _serve explains
+        pass
+    else:
+        s.set_defaults(settings_source=add_arguments(s))
 
     sub.add_parser("eval", help="evaluation tools (sako.eval)", add_help=False)
 

@@ -8,12 +8,12 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import sako  # noqa: E402
-from sako.service import create_app  # noqa: E402
+from sako.service import Settings, create_app  # noqa: E402
 
 from conftest import fill  # noqa: E402
 
 _engine = fill(sako.open(None, seed=9, unknown_items="reject"))
-app = create_app(engine=_engine, dev=True)
+app = create_app(Settings(dev=True), engine=_engine)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -79,3 +79,37 @@ def test_serve_refuses_without_keys(tmp_path):
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "no API key" in r.stderr
+
+
+def test_uvicorn_factory_reads_environment(tmp_path):
+    """`uvicorn --factory sako.service:create_app` starts with keys from the environment
+    (it used to ignore them and refuse to start)."""
+    port = _free_port()
+    env = dict(os.environ, SAKO_CLIENT_KEYS="fk", SAKO_DB=str(tmp_path / "f.db"),
+               SAKO_DEMO="false")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory",
+                             "sako.service:create_app", "--port", str(port),
+                             "--log-level", "warning"],
+                            env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/v1/stats", headers={"X-API-Key": "fk"},
+                              timeout=1)
+                break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                proc.kill()
+                pytest.fail(f"uvicorn --factory did not start: {out}")
+            time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["n_items"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()

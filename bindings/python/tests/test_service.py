@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import sako
-from sako.service import KeyRing, create_app
-from sako.service.app import RecIdGenerator
+from sako.service import KeyRing, Settings, create_app
+from sako.service.routers.recommendations import RecIdGenerator
 
 from conftest import ITEMS, fill
 
@@ -22,9 +22,19 @@ def engine():
         yield fill(e)
 
 
+KEYS = Settings(client_keys=["client-secret"], admin_keys=["admin-secret"])
+DEV = Settings(dev=True)
+
+
+@pytest.fixture(autouse=True)
+def no_key_env(monkeypatch):
+    for name in ("SAKO_CLIENT_KEYS", "SAKO_ADMIN_KEYS", "SAKO_KEYS_FILE", "SAKO_DEV"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def client(engine):
-    app = create_app(engine=engine, keys=KeyRing(["client-secret"], ["admin-secret"]))
+    app = create_app(KEYS, engine=engine)
     with TestClient(app) as c:
         yield c
 
@@ -158,7 +168,7 @@ def test_admin_key_works_on_client_routes(client):
 def test_refuses_to_start_without_keys(engine):
     with pytest.raises(RuntimeError, match="no API key"):
         create_app(engine=engine)
-    app = create_app(engine=engine, dev=True)
+    app = create_app(DEV, engine=engine)
     with TestClient(app) as c:
         assert c.post("/v1/retrain").status_code == 200  # dev, no key: admin
 
@@ -282,7 +292,7 @@ def test_busy_is_503_with_retry_after(tmp_path):
     p = str(tmp_path / "busy.db")
     with sako.open(p, busy_timeout_ms=10) as e:
         fill(e)
-        app = create_app(engine=e, dev=True)
+        app = create_app(DEV, engine=e)
         con = sqlite3.connect(p, isolation_level=None)
         con.execute("BEGIN EXCLUSIVE")
         try:
@@ -296,7 +306,7 @@ def test_busy_is_503_with_retry_after(tmp_path):
 
 
 def test_closed_engine_is_503_not_500(engine):
-    app = create_app(engine=engine, dev=True)
+    app = create_app(DEV, engine=engine)
     with TestClient(app) as c:
         engine.close()
         assert_error(c.post("/v1/recommendations", json={"user_id": 1}), 503, "unavailable")
@@ -304,7 +314,7 @@ def test_closed_engine_is_503_not_500(engine):
 
 def test_lifespan_opens_seeds_and_closes(tmp_path):
     p = str(tmp_path / "var" / "demo.db")
-    app = create_app(db_path=p, dev=True, engine_options={"seed": 1})
+    app = create_app(Settings(db=p, dev=True, seed=1))
     with TestClient(app) as c:
         s = c.get("/v1/stats").json()
         assert s["n_items"] == 3000 and s["n_categories"] > 30
@@ -312,30 +322,104 @@ def test_lifespan_opens_seeds_and_closes(tmp_path):
     assert eng.closed
 
 
-@pytest.mark.parametrize("body,headers", [
-    (b'{"user_id": 1, "k": 3}', CLIENT),
-    (b'{"user_id": 1, "k": 3}', {}),
-    (b'{"user_id": 1, "k": 3}', {"X-API-Key": "wrong"}),
-    (b'{"user_id": 1, "k": -3}', CLIENT),
-    (b'{"user_id": 1, "k": NaN}', CLIENT),
-    (b'{"user_id": 1, "k": "3"}', CLIENT),
-    (b'{"user_id": 1, "category_id": 4242}', CLIENT),
-    (b'{"user_id": 1,', CLIENT),
-    (b'{"user_id": 1, "x": 1}', CLIENT),
-])
-def test_fast_path_matches_full_stack(engine, body, headers):
-    """The lean path for recommendations answers exactly like the full FastAPI stack."""
-    keys = KeyRing(["client-secret"], ["admin-secret"])
-    out = []
-    for fast in (True, False):
-        app = create_app(engine=engine, keys=keys, fast_path=fast)
-        with TestClient(app) as c:
-            r = c.post("/v1/recommendations", content=body,
-                       headers={**headers, "content-type": "application/json"})
-            j = r.json()
-            if r.status_code == 200:
-                j = {"n": len(j["items"]), "keys": sorted(j), "item_keys": sorted(j["items"][0])}
-            out.append((r.status_code, j))
-            text = c.get("/metrics").text
-            assert f'route="/v1/recommendations",status="{r.status_code}"' in text
-    assert out[0] == out[1]
+# -------------------------------------------------------- recommendation_id in events
+def _event(item, **extra):
+    return {"events": [{"user_id": 9, "item_id": item, "type": "click", **extra}]}
+
+
+def test_events_take_recommendation_id(client, engine):
+    rec = client.post("/v1/recommendations", json={"user_id": 9, "k": 1}, headers=CLIENT).json()
+    item = rec["items"][0]["item_id"]
+    r = client.post("/v1/events", headers=CLIENT,
+                    json=_event(item, recommendation_id=rec["recommendation_id"]))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1} and "deprecation" not in r.headers
+
+
+def test_events_rec_id_still_accepted_deprecated(client):
+    r = client.post("/v1/events", headers=CLIENT, json=_event(100, rec_id=12345))
+    assert r.status_code == 200, r.text
+    assert r.headers["deprecation"] == "true"
+    r = client.post("/v1/events", headers=CLIENT,
+                    json=_event(100, rec_id=12345, recommendation_id=12345))
+    assert r.status_code == 200
+    b = assert_error(client.post("/v1/events", headers=CLIENT,
+                                 json=_event(100, rec_id=1, recommendation_id=2)),
+                     422, "validation_error")
+    assert b["errors"][0]["index"] == 0
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EventIn"]
+    assert schema["properties"]["rec_id"]["deprecated"] is True
+    assert "recommendation_id" in schema["properties"]
+
+
+def test_recommendation_id_reaches_the_engine(engine):
+    """The id is passed positionally, so it works whatever the engine calls the field."""
+    seen = {}
+    real = engine.update_arrays
+
+    def spy(*args, **kwargs):
+        seen["args"], seen["kwargs"] = args, kwargs
+        return real(*args, **kwargs)
+
+    engine.update_arrays = spy
+    with TestClient(create_app(DEV, engine=engine)) as c:
+        assert c.post("/v1/events", json=_event(100, recommendation_id=77)).status_code == 200
+    assert seen["kwargs"] == {} and seen["args"][4].tolist() == [77]
+
+
+# ------------------------------------------------------------- errors, schemas, settings
+def test_engine_errors_map_by_code():
+    from sako.service.errors import STATUS_OF_CODE, from_sako_error
+
+    assert set(STATUS_OF_CODE) == set(sako.ERRORS)
+    for code, cls in sako.ERRORS.items():
+        assert from_sako_error(cls("x")) == STATUS_OF_CODE[code]
+
+    class Renamed(sako.Busy):  # the class name plays no part
+        pass
+    assert from_sako_error(Renamed("x")) == (503, "busy")
+    unknown = sako.SakoError("new code")
+    unknown.code = -999
+    assert from_sako_error(unknown) == (500, "internal")
+
+
+def test_item_and_stats_answers_follow_the_dataclasses(client):
+    import dataclasses
+
+    item = client.get("/v1/items/100", headers=CLIENT).json()
+    assert list(item) == [f.name for f in dataclasses.fields(sako.ItemInfo)] + ["posterior_mean"]
+    stats = client.get("/v1/stats", headers=CLIENT).json()
+    assert list(stats) == [f.name for f in dataclasses.fields(sako.Stats)]
+
+
+def test_create_app_reads_settings_from_environment(tmp_path, monkeypatch):
+    """`uvicorn --factory sako.service:create_app` must see keys given in the environment."""
+    monkeypatch.setenv("SAKO_CLIENT_KEYS", "env-client, other")
+    monkeypatch.setenv("SAKO_ADMIN_KEYS", "env-admin")
+    monkeypatch.setenv("SAKO_DB", str(tmp_path / "env.db"))
+    monkeypatch.setenv("SAKO_DEMO", "false")
+    monkeypatch.setenv("SAKO_SEED", "5")
+    app = create_app()
+    assert "env-client" not in repr(app.state.settings)  # keys are secrets
+    with TestClient(app) as c:
+        assert c.get("/v1/stats", headers={"X-API-Key": "env-client"}).json()["n_items"] == 0
+        assert c.post("/v1/retrain", headers={"X-API-Key": "other"}).status_code == 403
+        assert c.post("/v1/retrain", headers={"X-API-Key": "env-admin"}).status_code == 200
+    assert (tmp_path / "env.db").exists()
+
+
+def test_settings_keys_file_and_cli(tmp_path, monkeypatch):
+    from sako.service.settings import parse
+
+    f = tmp_path / "keys"
+    f.write_text("client: from-file\nadmin: admin-file\n")
+    monkeypatch.setenv("SAKO_PORT", "9001")
+    monkeypatch.setenv("SAKO_CLIENT_KEYS", "from-env")
+    s = parse(["--keys-file", str(f), "--no-demo", "--recommend-in", "loop", "--seed", "3"])
+    assert (s.port, s.demo, s.inline_recommend, s.seed) == (9001, False, True, 3)
+    assert parse(["--port", "9002"]).port == 9002  # the flag wins over the environment
+    ring = s.keyring()
+    assert ring.role("from-env") == "client" and ring.role("from-file") == "client"
+    assert ring.role("admin-file") == "admin"
+    with pytest.raises(SystemExit):
+        parse(["--client-keys", "x"])  # keys are never flags

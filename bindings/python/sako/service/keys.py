@@ -68,14 +68,33 @@ class KeyRing:
         client = [k for k in env.get("SAKO_CLIENT_KEYS", "").split(",") if k.strip()]
         admin = [k for k in env.get("SAKO_ADMIN_KEYS", "").split(",") if k.strip()]
         if keys_file:
-            with open(keys_file, encoding="utf-8") as f:
-                for n, line in enumerate(f, start=1):
-                    line = line.strip()
-                    if not line or line.startswith("#"):
-                        continue
-                    role, sep, key = line.partition(":")
-                    role = role.strip().lower()
-                    if not sep or role not in ROLES or not key.strip():
-                        raise ValueError(f"{keys_file}:{n}: expected 'client:KEY' or 'admin:KEY'")
-                    (admin if role == ADMIN else client).append(key.strip())
+            file_client, file_admin = read_keys_file(keys_file)
+            client += file_client
+            admin += file_admin
         return cls(client, admin)
+
+
+def read_keys_file(path: str) -> Tuple[List[str], List[str]]:
+    """The (client, admin) keys of a file of lines ``client:KEY`` / ``admin:KEY``
+    (blank lines and ``#`` comments ignored).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        A line is not ``client:KEY`` or ``admin:KEY``.
+    """
+    client: List[str] = []
+    admin: List[str] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            role, sep, key = line.partition(":")
+            role = role.strip().lower()
+            if not sep or role not in ROLES or not key.strip():
+                raise ValueError(f"{path}:{n}: expected 'client:KEY' or 'admin:KEY'")
+            (admin if role == ADMIN else client).append(key.strip())
+    return client, admin

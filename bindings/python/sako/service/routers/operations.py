@@ -1,0 +1,44 @@
+"""Operations: stats, retrain, health and Prometheus metrics."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+import sako
+
+from ..dependencies import Admin, Client, EngineDep
+from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, HealthOut,
+                       StatsOut, stats_out)
+
+router = APIRouter()
+
+
+@router.get("/v1/stats", response_model=StatsOut, responses=AUTH_RESPONSES, tags=["model"],
+            dependencies=[Client], summary="Engine-wide figures")
+def stats(e: EngineDep) -> Any:
+    return stats_out(e.stats())
+
+
+@router.post("/v1/retrain", response_model=StatsOut, responses=ADMIN_RESPONSES, tags=["model"],
+             dependencies=[Admin], summary="Rebuild the model from the event log (admin)")
+def retrain(e: EngineDep) -> Any:
+    return stats_out(e.retrain())
+
+
+@router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
+            summary="Liveness and readiness")
+def healthz(e: EngineDep) -> Any:
+    s = e.stats()
+    return {"status": "ok", "version": sako.__version__, "model_version": s.model_version,
+            "n_items": s.n_items}
+
+
+#: included only when the app counts metrics
+metrics_router = APIRouter(tags=["ops"])
+
+
+@metrics_router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+def metrics(request: Request) -> Response:
+    body, ctype = request.app.state.metrics.render()
+    return Response(body, media_type=ctype)

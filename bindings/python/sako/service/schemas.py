@@ -1,0 +1,177 @@
+"""Request and response bodies. Limits come from the ``sako`` package (the C library's
+constants); the item and stats answers are built from the fields of
+:class:`sako.ItemInfo` and :class:`sako.Stats`, so a new engine field appears here
+without an edit."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Annotated, Any, Dict, List, Literal, Optional, Type
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+import sako
+
+#: entries per request (events, categories, items); the service's own bound, far below
+#: the library's ``sako.MAX_BATCH`` so one request cannot hold the writer for long
+MAX_BATCH_HTTP = 10_000
+#: largest time the library accepts (9999-12-31 in unix ms). The C library checks it but
+#: does not publish it in sako.h yet; the binding's constant is used once it exists.
+TIME_MAX_MS: int = int(getattr(sako, "TIME_MAX", 253402300799999))
+
+Id = Annotated[int, Field(ge=1, le=sako.ID_MAX, strict=True, description="id in [1, 2^53-1]")]
+OptId = Optional[Id]
+Time = Annotated[int, Field(ge=0, le=TIME_MAX_MS, description="unix ms; 0 = now")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ------------------------------------------------------------------ requests
+class RecommendationRequest(_Model):
+    user_id: int = Field(ge=0, le=sako.ID_MAX, description="the user; 0 for an anonymous user")
+    k: int = Field(default=20, ge=0, le=sako.MAX_K, description=f"results wanted, 0..{sako.MAX_K}")
+    category_id: OptId = Field(default=None, description="restrict to this category's subtree")
+    exclude: List[Id] = Field(default_factory=list, max_length=sako.MAX_EXCLUDE,
+                              description="items never to return")
+    recent: List[Id] = Field(default_factory=list, max_length=sako.MAX_EXCLUDE,
+                             description="items the user just viewed, newest first")
+
+
+EventTypeName = Literal[tuple(sako.EVENT_TYPE_NAMES)]  # type: ignore[valid-type]
+
+
+class EventIn(_Model):
+    user_id: Id
+    item_id: Id
+    type: EventTypeName
+    time: Time = 0
+    recommendation_id: OptId = Field(default=None,
+                                     description="the recommendation this event answers")
+    rec_id: OptId = Field(default=None, json_schema_extra={"deprecated": True},
+                          description="deprecated name of recommendation_id (accepted in this "
+                                      "release only)")
+
+    @model_validator(mode="after")
+    def _one_recommendation_id(self) -> "EventIn":
+        if self.rec_id is not None:
+            if self.recommendation_id not in (None, self.rec_id):
+                raise ValueError("recommendation_id and its deprecated name rec_id differ")
+            self.recommendation_id = self.rec_id
+        return self
+
+
+class EventsRequest(_Model):
+    events: List[EventIn] = Field(max_length=MAX_BATCH_HTTP,
+                                  description=f"at most {MAX_BATCH_HTTP} events; all or nothing")
+
+
+class CategoryIn(_Model):
+    id: Id
+    parent_id: OptId = Field(default=None, description="the department of an aisle; null for a department")
+    name: Optional[str] = Field(default=None, max_length=sako.MAX_NAME,
+                                description="null keeps the stored name")
+
+    @field_validator("name")
+    @classmethod
+    def _name_bytes(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            try:
+                b = v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("name is not valid UTF-8 (lone surrogate)") from None
+            if len(b) > sako.MAX_NAME:
+                raise ValueError(f"name longer than {sako.MAX_NAME} bytes in UTF-8")
+            if "\x00" in v:
+                raise ValueError("name contains a NUL character")
+        return v
+
+
+class CategoriesRequest(_Model):
+    categories: List[CategoryIn] = Field(max_length=MAX_BATCH_HTTP)
+
+
+class ItemIn(_Model):
+    id: Id
+    category_id: OptId = Field(default=None, description="null = catalog root")
+    active: bool = True
+    added_at: Time = 0
+
+
+class ItemsRequest(_Model):
+    items: List[ItemIn] = Field(max_length=MAX_BATCH_HTTP)
+
+
+# ----------------------------------------------------------------- responses
+class RecommendedItem(BaseModel):
+    item_id: int
+    score: float = Field(description="sampled reward rate in [0, 1]")
+    source: str = Field(description="part of the model that produced it ('thompson')")
+
+
+class RecommendationResponse(BaseModel):
+    recommendation_id: int = Field(description="unique id; send it back as recommendation_id "
+                                               "in the events that answer it")
+    items: List[RecommendedItem]
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+
+
+class UpsertResponse(BaseModel):
+    upserted: int
+
+
+def _from_dataclass(name: str, cls: type, doc: str, **extra: Any) -> Type[BaseModel]:
+    """A response model with the fields of a result dataclass of the binding, plus
+    ``extra`` (name=(type, default))."""
+    hints = typing.get_type_hints(cls)
+    fields: Dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclasses.fields(cls)}
+    return create_model(name, __doc__=doc, **fields, **extra)
+
+
+ItemOut = _from_dataclass("ItemOut", sako.ItemInfo, "An item's evidence and posterior (times in unix ms).",
+                          posterior_mean=(float, Field(description="alpha / (alpha + beta)")))
+StatsOut = _from_dataclass("StatsOut", sako.Stats, "Engine-wide figures.")
+
+
+def item_out(info: sako.ItemInfo) -> Dict[str, Any]:
+    return {**dataclasses.asdict(info), "posterior_mean": info.posterior_mean}
+
+
+def stats_out(stats: sako.Stats) -> Dict[str, Any]:
+    return dataclasses.asdict(stats)
+
+
+class PriorOut(BaseModel):
+    category_id: int
+    prior_mean: float
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    model_version: int
+    n_items: int
+
+
+class ErrorEntry(BaseModel):
+    index: Optional[int] = None
+    field: Optional[str] = None
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    errors: List[ErrorEntry] = Field(default_factory=list)
+
+
+_ERR = {"model": ErrorBody}
+#: OpenAPI ``responses`` of routes that need a key, and of admin routes
+AUTH_RESPONSES: Dict[Any, Any] = {400: _ERR, 401: _ERR, 413: _ERR, 422: _ERR, 503: _ERR}
+ADMIN_RESPONSES: Dict[Any, Any] = {**AUTH_RESPONSES, 403: _ERR}
+NOT_FOUND_RESPONSES: Dict[Any, Any] = {**AUTH_RESPONSES, 404: _ERR}
+UNAVAILABLE_RESPONSES: Dict[Any, Any] = {503: _ERR}
