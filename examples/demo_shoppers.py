@@ -58,7 +58,7 @@ class RemoteShop:
 
     def send(self, events: List[Tuple[int, int, str, int]]) -> None:
         r = self.c.post("/v1/events", json={"events": [
-            {"user_id": u, "item_id": i, "type": t, **({"rec_id": rid} if rid else {})}
+            {"user_id": u, "item_id": i, "type": t, **({"recommendation_id": rid} if rid else {})}
             for u, i, t, rid in events]})
         r.raise_for_status()
 

@@ -85,6 +85,7 @@ enum sako_status {
 /* ------------------------------------------------------------------ limits */
 
 #define SAKO_ID_MAX ((int64_t)9007199254740991LL) /**< 2^53 - 1, largest valid id */
+#define SAKO_TIME_MAX ((int64_t)253402300799999LL) /**< latest event or item time: 9999-12-31, unix ms */
 #define SAKO_MAX_K 1000          /**< largest k sako_recommend() accepts */
 #define SAKO_MAX_BATCH 1000000   /**< largest batch of events or catalog entries */
 #define SAKO_MAX_EXCLUDE 10000   /**< largest exclude or recent list of a query */

@@ -18,7 +18,6 @@
 #include "store_internal.h"
 #include "users_internal.h"
 
-#define SAKO_TIME_MAX ((int64_t)253402300799999LL) /* 9999-12-31, unix ms */
 
 struct sako_scratch; /* recommend.c */
 

@@ -267,8 +267,10 @@ static int sakopy_options_init(sako_options *out)
 %}
 
 /* ------------------------------------------------------------------ sako.h */
-%constant long long SAKO_ID_MAX = SAKO_ID_MAX; /* a cast SWIG does not evaluate */
+%constant long long SAKO_ID_MAX = SAKO_ID_MAX; /* casts SWIG does not evaluate */
+%constant long long SAKO_TIME_MAX = SAKO_TIME_MAX;
 %ignore SAKO_ID_MAX;
+%ignore SAKO_TIME_MAX;
 %ignore sako_init;      /* sakopy_open */
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */

@@ -17,7 +17,7 @@ from . import _sako
 from ._errors import (ERRORS, Busy, Corrupt, InternalError, InvalidArgument, IOFailure,
                       Misuse, NotFound, OutOfMemory, RangeError, SakoError, VersionError,
                       error_for)
-from ._engine import (EVENT_TYPE_NAMES, ID_MAX, MAX_BATCH, MAX_EXCLUDE, MAX_K, MAX_NAME,
+from ._engine import (EVENT_TYPE_NAMES, ID_MAX, TIME_MAX, MAX_BATCH, MAX_EXCLUDE, MAX_K, MAX_NAME,
                       Engine, Event, EventType, ItemInfo, Recommendation, Stats,
                       default_options, open)
 
@@ -30,6 +30,6 @@ __all__ = [
     "Engine", "open", "Recommendation", "ItemInfo", "Stats", "Event", "EventType",
     "default_options", "SakoError", "InternalError", "OutOfMemory", "InvalidArgument",
     "NotFound", "RangeError", "IOFailure", "Corrupt", "Busy", "Misuse", "VersionError",
-    "ERRORS", "error_for", "ID_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
+    "ERRORS", "error_for", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
     "EVENT_TYPE_NAMES", "__version__", "version_info",
 ]

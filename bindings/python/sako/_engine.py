@@ -21,6 +21,7 @@ from . import _sako
 from ._errors import InvalidArgument, Misuse
 
 ID_MAX: int = int(_sako.SAKO_ID_MAX)
+TIME_MAX: int = int(_sako.SAKO_TIME_MAX)  # unix ms of 9999-12-31
 MAX_K: int = int(_sako.SAKO_MAX_K)
 MAX_BATCH: int = int(_sako.SAKO_MAX_BATCH)
 MAX_EXCLUDE: int = int(_sako.SAKO_MAX_EXCLUDE)
@@ -784,4 +785,4 @@ def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> E
 
 
 __all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "Event", "EventType",
-           "default_options", "ID_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]
+           "default_options", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]

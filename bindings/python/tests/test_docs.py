@@ -82,7 +82,7 @@ def test_c_api_md_limits():
         const = name.strip("`")
         seen[const] = number(cell)
         assert seen[const] == getattr(_sako, const), f"c-api.md: {const} documented as {cell}"
-    assert {k for k in vars(_sako) if k.startswith(("SAKO_MAX_", "SAKO_ID_MAX"))} == set(seen)
+    assert {k for k in vars(_sako) if k.startswith(("SAKO_MAX_", "SAKO_ID_MAX", "SAKO_TIME_MAX"))} == set(seen)
 
 
 def test_python_md_limits():

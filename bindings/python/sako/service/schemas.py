@@ -17,7 +17,7 @@ import sako
 MAX_BATCH_HTTP = 10_000
 #: largest time the library accepts (9999-12-31 in unix ms). The C library checks it but
 #: does not publish it in sako.h yet; the binding's constant is used once it exists.
-TIME_MAX_MS: int = int(getattr(sako, "TIME_MAX", 253402300799999))
+TIME_MAX_MS: int = sako.TIME_MAX
 
 Id = Annotated[int, Field(ge=1, le=sako.ID_MAX, strict=True, description="id in [1, 2^53-1]")]
 OptId = Optional[Id]
