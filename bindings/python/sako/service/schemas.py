@@ -15,8 +15,7 @@ import sako
 #: entries per request (events, categories, items); the service's own bound, far below
 #: the library's ``sako.MAX_BATCH`` so one request cannot hold the writer for long
 MAX_BATCH_HTTP = 10_000
-#: largest time the library accepts (9999-12-31 in unix ms). The C library checks it but
-#: does not publish it in sako.h yet; the binding's constant is used once it exists.
+#: largest time the library accepts (SAKO_TIME_MAX: 9999-12-31 in unix ms)
 TIME_MAX_MS: int = sako.TIME_MAX
 
 Id = Annotated[int, Field(ge=1, le=sako.ID_MAX, strict=True, description="id in [1, 2^53-1]")]
