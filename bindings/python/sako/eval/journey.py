@@ -32,13 +32,21 @@ Protocol (``replay``):
   households with an odd id are the *tuning* split (choose parameters there), even ids
   the *report* split.
 
-Policies (``default_policies``), all behind :class:`sako.eval.policies.Policy`:
-popularity (purchase counts of the history so far), GP-TopFreq (the household's most
-often bought products, filled by popularity), TIFU-KNN (Hu et al., SIGIR 2020; see
-:class:`TifuKnn`), the original Beta(1,1) Thompson sampler (numpy) and libsako as it is
-(category prior, defaults) through the ``sako`` package.
+Policies (``POLICY_KEYS``; ``default_policies`` is the first five), all behind
+:class:`sako.eval.policies.Policy`: popularity (purchase counts of the history so far),
+GP-TopFreq (the household's most often bought products, filled by popularity), TIFU-KNN
+(Hu et al., SIGIR 2020; see :class:`TifuKnn`), the original Beta(1,1) Thompson sampler
+(numpy), libsako as it is (category prior, defaults) through the ``sako`` package, and,
+by key: ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
+``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
 
-    python -m sako.eval journey [--quick] [--seed N] --out DIR
+    python -m sako.eval journey [--quick [--households N]] [--policies a,b,c] [--seed N] --out DIR
+
+``--quick``: only the baskets of a deterministic subset of 400 households
+(``quick_subset``; the same households for every seed), with the whole catalog; about
+26k baskets instead of 156k (the five default policies: 88 s instead of 12.2 min on 2
+CPUs). Population statistics are then ~6x thinner than in the full run, which matters
+for parameters that trade population against personal evidence (say so when tuning).
 """
 from __future__ import annotations
 
@@ -722,7 +730,10 @@ def markdown(res: ReplayResult, seed: int, command: str, commit: str, figure: st
          "(impression for every recommended product, click + purchase for each recommended product bought, "
          "purchase for every other product). One basket in five scored (chosen by the seed). **Every "
          "household's events feed every model; scoring is split by household id: odd ids = tuning split "
-         "(choose parameters there), even ids = report split.** No parameter here was tuned yet.\n",
+         "(choose parameters there), even ids = report split.** Popularity, GP-TopFreq, TIFU-KNN "
+         "(the paper's defaults), the Beta(1,1) TS and libsako are not tuned; the weekly ALS and the "
+         "numpy prototypes (`sako/eval/proto_personal.py`, a research reference, not the product) "
+         "have parameters chosen on the tuning split only (docs/research-personal.md).\n",
          "| policy | split | phase | scored baskets | NDCG@20 | hit rate | recall@20 | new-to-household hits / basket |",
          "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, split, phase, n, hit, rec, ndcg, new in res.table():
