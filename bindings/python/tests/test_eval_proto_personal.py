@@ -181,3 +181,12 @@ def test_make_rejects_unknown():
         J.make_policies("popularity,nope")
     pol = J.make_policies("personal-proto:a0=3:temperature=0", 1)[0]
     assert pol.p["a0"] == 3 and pol.p["temperature"] == 0 and pol.name == "personal-proto:a0=3:temperature=0"
+
+
+def test_discover_slots_end_the_list():
+    p = P.PersonalProto(temperature=0.0, kappa=0.0, refresh_baskets=1, discover_slots=2)
+    p.reset(_catalog())
+    p.update([1, 1, 1], [0, 1, 2], [PURCHASE] * 3, [T0])
+    p.update([2, 2, 2], [3, 4, 5], [PURCHASE] * 3, [T0])
+    recs = p.recommend(1, 4, np.random.default_rng(0)).tolist()
+    assert len(recs) == 4 and set(recs[:2]) <= {0, 1, 2} and set(recs[2:]) <= {3, 4, 5}

@@ -428,8 +428,9 @@ class OriginalBetaTS(OriginalTS):
 class WeeklyALS(_Counts):
     """implicit's ALS (Hu, Koren, Volinsky 2008; CPU), retrained weekly on the history so far.
 
-    Matrix: households x products, r_ui = number of the household's baskets containing
-    the product so far; confidence 1 + alpha·r_ui (implicit's convention). Retrained when
+    matrix: households x products, r_ui = number of the household's baskets containing
+    the product so far (``weighting="log"``: log(1 + that)); confidence alpha·r_ui on the
+    observed cells (implicit's convention). Retrained when
     a recommendation is asked and the last training is ``retrain_ms`` (7 days) old or
     older, so at most ~52 trainings over the year. The household's vector is recomputed
     at request time from its current row (``recalculate_user``: one least-squares solve
@@ -442,7 +443,11 @@ class WeeklyALS(_Counts):
     name = "implicit ALS (weekly)"
 
     def __init__(self, factors: int = 64, regularization: float = 0.1, iterations: int = 15,
-                 alpha: float = 10.0, retrain_ms: int = 7 * 86_400_000, num_threads: int = 2, seed: int = 1):
+                 alpha: float = 10.0, retrain_ms: int = 7 * 86_400_000, num_threads: int = 2, seed: int = 1,
+                 weighting: str = "count"):
+        if weighting not in ("count", "log"):
+            raise ValueError("weighting: count or log")
+        self.weighting = weighting
         self.kw = dict(factors=int(factors), regularization=float(regularization), iterations=int(iterations),
                        alpha=float(alpha), random_state=int(seed), num_threads=int(num_threads))
         self.retrain_ms = int(retrain_ms)
@@ -482,6 +487,8 @@ class WeeklyALS(_Counts):
             m = csr_matrix((np.ones(u.size, dtype=np.float32), (u, i)),
                            shape=(len(self.row_of), self.catalog.n_items))
             m.sum_duplicates()
+            if self.weighting == "log":
+                m.data = np.log1p(m.data)
             self._m = m
         return self._m
 

@@ -221,6 +221,7 @@ DEFAULTS = dict(
     repeat=True,           # (b) at all (False: own baskets ignored in the posterior)
     pop_top=200, cat_top=20, n_top_cats=8, cooc_top=60, neighbors=50, min_support=2,
     refresh_baskets=250, mode="mixed",
+    discover_slots=0,      # mixed mode: the last slots go to the best products u never bought
 )
 ABLATIONS = {
     "no-demand": dict(demand=False),
@@ -480,6 +481,19 @@ class PersonalProto(Policy):
             val = rng.beta(Se * mu, Se * (1.0 - mu))
         else:
             val = mu + rng.random(mu.size) * 1e-12
+        d = min(int(self.p["discover_slots"]), k) if mode == "mixed" else 0
+        if d and (~own).any():
+            first = _topk(val, k - d)
+            rest = np.ones(val.size, dtype=bool)
+            rest[first] = False
+            pool = np.flatnonzero(rest & ~own)
+            new = pool[_topk(val[pool], d)]
+            chosen = np.r_[first, new]
+            if chosen.size < k:                                # too few new ones: fill by value
+                rest[chosen] = False
+                pool = np.flatnonzero(rest)
+                chosen = np.r_[chosen, pool[_topk(val[pool], k - chosen.size)]]
+            return cand[chosen[:k]]
         top = _topk(val, k)
         return cand[top]
 
