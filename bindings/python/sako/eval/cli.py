@@ -294,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the numpy reference of category-prior TS in the simulation "
                     "(always run when libsako is not built; ~5 min more at full size)")
     ap.add_argument("--quick", action="store_true",
-                    help="journey: a few hundred households only (a minute or two)")
+                    help="journey: only the baskets of a deterministic subset of households "
+                    "(--households, default 400; the same for every seed), full catalog")
+    ap.add_argument("--households", type=int, default=None,
+                    help="journey: with --quick, how many households (default 400)")
+    ap.add_argument("--policies", default=None,
+                    help="journey: comma-separated policy keys (popularity, gp-topfreq, tifu-knn, als, "
+                    "beta-ts, libsako, demand-ts, personal-proto, personal-proto-no-<signal>); "
+                    "default: popularity,gp-topfreq,tifu-knn,beta-ts,libsako")
     ap.add_argument("--ts-every-basket", action="store_true",
                     help="journey: the numpy Beta(1,1) TS recommends before every basket, as the "
                     "protocol says (~25 min more); by default only before scored baskets")
@@ -307,11 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "journey":
         from . import journey
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sako-journey-"))
+        nq = args.households or journey.QUICK_HOUSEHOLDS
         cmd = "python -m sako.eval journey" + (" --quick" if args.quick else "") + \
+            (f" --households {nq}" if args.quick and args.households else "") + \
+            (f" --policies {args.policies}" if args.policies else "") + \
             (" --ts-every-basket" if args.ts_every_basket else "") + f" --seed {args.seed} --out {out}"
         try:
+            keys = journey.make_policies(args.policies, args.seed, args.ts_every_basket) \
+                if args.policies else None
             path, res = journey.run(out, seed=args.seed, quick=args.quick, progress=progress,
-                                    command=cmd, ts_every_basket=args.ts_every_basket)
+                                    command=cmd, ts_every_basket=args.ts_every_basket,
+                                    quick_households=nq, policies=keys)
+        except ValueError as e:
+            print(f"sako eval: error: {e}", file=sys.stderr)
+            return 2
         except journey.JourneyMissing as e:
             print(f"sako eval: error: {e}", file=sys.stderr)
             return 2

