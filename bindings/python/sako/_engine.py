@@ -506,7 +506,7 @@ class Engine:
         """
         r = self._recommend(user_id, k, category, exclude, recent)
         src = r["source"].tolist()
-        names = (repeat("thompson", len(src)) if src.count(_THOMPSON) == len(src)  # the usual
+        names = (repeat(SOURCE_NAMES[_THOMPSON], len(src)) if src.count(_THOMPSON) == len(src)  # usual
                  else map(SOURCE_NAMES.__getitem__, src))
         return list(map(Recommendation, r["item_id"].tolist(), r["score"].tolist(), names))
 

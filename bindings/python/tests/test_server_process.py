@@ -19,6 +19,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_up(proc: subprocess.Popen, url: str, what: str, **kw) -> httpx.Response:
+    """The first answer of GET url (any status) from the process; fail with its output
+    if it exits or has not answered within 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(url, timeout=1, **kw)
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            proc.kill()
+            pytest.fail(f"{what} did not start: {out}")
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def server(tmp_path):
     port = _free_port()
@@ -29,18 +45,7 @@ def server(tmp_path):
                             env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            proc.kill()
-            pytest.fail(f"server did not start: {out}")
-        time.sleep(0.2)
+    assert _wait_up(proc, base + "/healthz", "server").status_code == 200
     yield base, proc, db
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -93,19 +98,8 @@ def test_uvicorn_factory_reads_environment(tmp_path):
                             env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/v1/stats", headers={"X-API-Key": "fk"},
-                              timeout=1)
-                break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                proc.kill()
-                pytest.fail(f"uvicorn --factory did not start: {out}")
-            time.sleep(0.2)
+        r = _wait_up(proc, f"http://127.0.0.1:{port}/v1/stats", "uvicorn --factory",
+                     headers={"X-API-Key": "fk"})
         assert r.status_code == 200 and r.json()["n_items"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)

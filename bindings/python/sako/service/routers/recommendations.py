@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -50,21 +49,20 @@ class Recommender:
         self._cost = 0.0         # moving average of the call's duration on the loop, s
         self._pool_cost = 0.0    # last duration measured in the threadpool, s
 
-    def _timed(self, e: sako.Engine, args: Tuple[Any, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    def _timed(self, e: sako.Engine, args: Tuple[Any, ...]) -> List[sako.Recommendation]:
         t0 = time.perf_counter()
-        out = e.recommend_arrays(*args)
+        out = e.recommend(*args)
         self._pool_cost = time.perf_counter() - t0
         return out
 
-    async def arrays(self, e: sako.Engine, req: RecommendationRequest
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+    async def run(self, e: sako.Engine, req: RecommendationRequest) -> List[sako.Recommendation]:
         args = (req.user_id, req.k, req.category_id, req.exclude or (), req.recent or ())
         inline = self.inline
         if inline is None:
             inline = self._cost < INLINE_BELOW_S
         if inline:
             t0 = time.perf_counter()
-            out = e.recommend_arrays(*args)
+            out = e.recommend(*args)
             self._cost = 0.9 * self._cost + 0.1 * (time.perf_counter() - t0)
             return out
         out = await run_in_threadpool(self._timed, e, args)
@@ -79,12 +77,12 @@ class Recommender:
 async def recommend(req: RecommendationRequest, request: Request, e: EngineDep) -> Response:
     state = request.app.state
     try:
-        ids, scores = await state.recommender.arrays(e, req)
+        recs = await state.recommender.run(e, req)
     except sako.NotFound as exc:  # a category named in the body: the request is invalid
         raise ApiError(422, "not_found", str(exc),
                        [{"field": "category_id", "reason": str(exc)}]) from None
-    items = [{"item_id": i, "score": s, "source": "thompson"}
-             for i, s in zip(ids.tolist(), scores.tolist())]
+    # each result's source is the engine's, not assumed: later stages add other sources
+    items = [r.as_dict() for r in recs]
     if state.metrics is not None:
         state.metrics.recommendations.inc()
     # Serialised here: the shape is fixed, so re-validating it through the response model
