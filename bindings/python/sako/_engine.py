@@ -391,7 +391,9 @@ def _mode_code(mode: Any) -> int:
     """A ``sako_mode`` from a name (``"mixed"``, ``"repeat"``, ``"discover"``) or an int;
     an int's range is checked by the C library, like an event type's."""
     if type(mode) is str:  # the usual case
-        code = MODE_NAMES.get(mode.lower())
+        code = MODE_NAMES.get(mode)
+        if code is None:
+            code = MODE_NAMES.get(mode.lower())
         if code is None:
             raise InvalidArgument(f"unknown mode {mode!r}; expected one of "
                                   f"{', '.join(MODE_NAMES)}")
