@@ -47,11 +47,11 @@ extern "C" {
 /* ---------------------------------------------------------------- versions */
 
 #define SAKO_VERSION_MAJOR 0
-#define SAKO_VERSION_MINOR 1
+#define SAKO_VERSION_MINOR 2
 #define SAKO_VERSION_PATCH 0
 #define SAKO_VERSION_NUMBER \
     (SAKO_VERSION_MAJOR * 10000 + SAKO_VERSION_MINOR * 100 + SAKO_VERSION_PATCH)
-#define SAKO_VERSION_STRING "0.1.0"
+#define SAKO_VERSION_STRING "0.2.0"
 
 #if defined(_WIN32)
 #define SAKO_API
@@ -158,12 +158,31 @@ typedef struct sako_options {
     int unknown_items;            /**< a ::sako_unknown_item (SAKO_UNKNOWN_REJECT) */
     int busy_timeout_ms;          /**< wait this long for another writer's lock (5000) */
     int reconfigure;              /**< 1: the model fields above replace the stored ones (0) */
+    /* Version 2 (0.2): the personal engine. Model fields, stored like the ones above;
+     * a version-1 struct gets these defaults, and so does a 0.1 database, except
+     * organic_demand, which stays 0 there so that its posteriors do not change.
+     * docs/architecture.md ("The personal engine") gives every formula. */
+    int organic_demand;           /**< 1: a click, cart or purchase without rec_id is demand,
+                                       not a recommendation outcome (1; 0 = the 0.1 rule) */
+    uint64_t demand_min_purchases;/**< organic purchases before demand priors replace category
+                                       priors (100) */
+    int personal;                 /**< 1: users with history get the personal engine (1) */
+    uint32_t personal_min_baskets;/**< baskets before a user leaves the population engine (1) */
+    double half_life_days;        /**< decay of a user's purchase history, in days (45) */
+    double personal_strength;     /**< a0: baskets' worth of prior for each (user, item) (10) */
+    double personal_temperature;  /**< draw strength (a0 + W_u) / T; 0 = posterior mean (0.05) */
+    double due_exponent;          /**< kappa: how hard a product not yet due is held back (0.2) */
+    double affinity_strength;     /**< pseudo-purchases shrinking affinity to the population (20) */
+    double lift_strength;         /**< pseudo co-occurrences shrinking the lift to 1 (5) */
+    int64_t basket_gap_ms;        /**< purchases without order_id further apart start a new
+                                       basket (1800000 = 30 min) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 1
+#define SAKO_OPTIONS_VERSION 2
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
-      0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0 }
+      0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
+      1, 100, 1, 1, 45.0, 10.0, 0.05, 0.2, 20.0, 5.0, 1800000 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -197,22 +216,42 @@ typedef struct sako_query {
     int64_t category_id;     /**< 0 for the whole catalog, else a category (subtree) */
     const int64_t *exclude;  /**< items never to return (unknown ids are ignored) */
     size_t n_exclude;        /**< at most SAKO_MAX_EXCLUDE */
-    const int64_t *recent;   /**< items the user just viewed, newest first (reserved for personalisation) */
+    const int64_t *recent;   /**< items the user just viewed or added, newest first: their
+                                  bought-together partners become candidates (unknown ids ignored) */
     size_t n_recent;         /**< at most SAKO_MAX_EXCLUDE */
+    /* Version 2 (0.2). */
+    int mode;                /**< a ::sako_mode (SAKO_MODE_MIXED) */
+    int64_t time;            /**< when the recommendation is for, unix ms up to year 9999
+                                  (0 = now): decay and due-ness are measured to it */
 } sako_query;
 
-#define SAKO_QUERY_VERSION 1
-#define SAKO_QUERY_INIT { SAKO_QUERY_VERSION, 0, 20, 0, NULL, 0, NULL, 0 }
+/** What a personal query returns (a user without history gets the population engine
+ *  in every mode, except that `repeat` then returns nothing). */
+typedef enum sako_mode {
+    SAKO_MODE_MIXED = 0,    /**< everything: repeat purchases and new products (default) */
+    SAKO_MODE_REPEAT = 1,   /**< only products the user bought before: a "buy it again" shelf */
+    SAKO_MODE_DISCOVER = 2  /**< only products the user never bought */
+} sako_mode;
+#define SAKO_MODES 3
+
+#define SAKO_QUERY_VERSION 2
+#define SAKO_QUERY_INIT { SAKO_QUERY_VERSION, 0, 20, 0, NULL, 0, NULL, 0, SAKO_MODE_MIXED, 0 }
 
 /** Which part of the model produced a recommendation. */
 typedef enum sako_source {
-    SAKO_SOURCE_THOMPSON = 1 /**< a draw from the item's Beta posterior */
+    SAKO_SOURCE_THOMPSON = 1,   /**< the population engine: a draw from the item's Beta posterior */
+    SAKO_SOURCE_REPEAT = 2,     /**< personal: the user's own purchase history weighed most */
+    SAKO_SOURCE_AFFINITY = 3,   /**< personal: the user's category affinity lifted it most */
+    SAKO_SOURCE_COPURCHASE = 4, /**< personal: bought together with the latest basket or `recent` */
+    SAKO_SOURCE_DEMAND = 5      /**< personal: its population demand, for a user who never bought it */
 } sako_source;
+#define SAKO_SOURCES 6
 
 /** One recommended item. */
 typedef struct sako_rec {
     int64_t item_id;
-    double score;   /**< the sampled reward rate, in [0, 1]; results are sorted by it, descending */
+    double score;   /**< the sampled rate, in [0, 1] (population: reward per impression;
+                         personal: purchase per basket); results are sorted by it, descending */
     int source;     /**< a ::sako_source */
 } sako_rec;
 
@@ -239,6 +278,27 @@ typedef struct sako_stats {
     int64_t model_version;      /**< increases with every retrain (0 before the first) */
     double global_mean;         /**< the catalog's prior mean (A+1)/(A+B+2) as of the last refresh */
 } sako_stats;
+
+/** A user's personal state (sako_user_get()). */
+typedef struct sako_user_info {
+    int64_t id;
+    uint64_t n_events;       /**< events of this user in the log */
+    int64_t last_event_at;   /**< unix ms of the newest */
+    uint64_t n_baskets;      /**< baskets (orders) the user bought in */
+    uint64_t n_products;     /**< distinct products the user bought */
+    double weight;           /**< W_u: the decayed number of baskets, as of last_basket_at */
+    int64_t last_basket_at;  /**< unix ms of the start of the latest basket, 0 if none */
+    int personal;            /**< 1 if the personal engine serves this user */
+} sako_user_info;
+
+/** One product of a user's history (sako_user_item_get()). */
+typedef struct sako_user_item {
+    int64_t item_id;
+    uint64_t n_baskets;      /**< baskets of this user that held it */
+    double weight;           /**< n_uj: decayed count of those baskets, as of last_bought_at */
+    int64_t last_bought_at;  /**< unix ms */
+    double mean_gap_days;    /**< the user's mean repurchase interval, 0 with one basket */
+} sako_user_item;
 
 /* ------------------------------------------------------------------ engine */
 
@@ -309,6 +369,18 @@ SAKO_API int sako_items_upsert(sako_engine *engine, const sako_item *items, size
  */
 SAKO_API int sako_update(sako_engine *engine, const sako_event *events, size_t n);
 
+/**
+ * sako_update() with the order each purchase belongs to. A basket is the purchases of
+ * one order: order_ids[i] (0 = none) groups a user's purchases; a user's purchases
+ * without an order id form one basket until basket_gap_ms passes between two of them.
+ * Baskets feed the personal engine (repeat counts, bought-together pairs).
+ * @param[in] order_ids  n ids in [0, SAKO_ID_MAX], or NULL (same as sako_update())
+ * @return as sako_update(); SAKO_INVALID names a bad order id.
+ * @since 0.2
+ */
+SAKO_API int sako_update_orders(sako_engine *engine, const sako_event *events,
+                                const int64_t *order_ids, size_t n);
+
 /* --------------------------------------------------------------- recommend */
 
 /**
@@ -346,6 +418,15 @@ SAKO_API int sako_retrain(sako_engine *engine);
  *  SAKO_NOTFOUND. @since 0.1 */
 SAKO_API int sako_item_get(sako_engine *engine, int64_t item_id, sako_item_info *out);
 
+/** A user's personal state. @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID, SAKO_NOTFOUND
+ *  (a user with no events). @since 0.2 */
+SAKO_API int sako_user_get(sako_engine *engine, int64_t user_id, sako_user_info *out);
+
+/** One product of a user's purchase history. @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID,
+ *  SAKO_NOTFOUND (unknown user, or the user never bought it). @since 0.2 */
+SAKO_API int sako_user_item_get(sako_engine *engine, int64_t user_id, int64_t item_id,
+                                sako_user_item *out);
+
 /** Mean of the prior an item of this category starts from (0 = catalog root).
  *  @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID, SAKO_NOTFOUND. @since 0.1 */
 SAKO_API int sako_category_prior(sako_engine *engine, int64_t category_id, double *mean_out);
@@ -354,8 +435,10 @@ SAKO_API int sako_category_prior(sako_engine *engine, int64_t category_id, doubl
 SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
 
 /** The options in force: the model fields as stored in the database, the run-time
- *  fields as given to sako_init() (seed as actually used). @return SAKO_OK or
- *  SAKO_MISUSE. @since 0.1 */
+ *  fields as given to sako_init() (seed as actually used). Set out->version to
+ *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get the
+ *  version-2 fields; any other value gets the version-1 fields only, so code built
+ *  against 0.1 keeps working. @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
 SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
 
 /* ------------------------------------------------------------- diagnostics */

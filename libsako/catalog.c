@@ -47,7 +47,8 @@ int sako__catalog_reserve_items(sako_engine *e, size_t extra)
         /* Both arrays now hold at least `need`; keep the smaller capacity. */
         e->cap_items = cap < cap2 ? cap : cap2;
     }
-    return sako__idmap_reserve(&e->item_index, extra);
+    int rc = sako__personal_reserve_items(&e->personal, need);
+    return rc ? rc : sako__idmap_reserve(&e->item_index, extra);
 }
 
 int sako__catalog_reserve_members(sako_engine *e, uint32_t category, size_t extra)
