@@ -1,4 +1,5 @@
 /* The engine's life cycle, options, introspection and versions. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,7 +21,20 @@ static int same_params(const sako_model_params *a, const sako_model_params *b)
     return a->penalty_impression == b->penalty_impression && a->prior == b->prior &&
            a->prior_strength == b->prior_strength &&
            a->category_shrinkage == b->category_shrinkage &&
-           a->prior_refresh_events == b->prior_refresh_events;
+           a->prior_refresh_events == b->prior_refresh_events &&
+           a->organic_demand == b->organic_demand &&
+           a->demand_min_purchases == b->demand_min_purchases && a->personal == b->personal &&
+           a->personal_min_baskets == b->personal_min_baskets &&
+           a->half_life_days == b->half_life_days && a->personal_strength == b->personal_strength &&
+           a->personal_temperature == b->personal_temperature &&
+           a->due_exponent == b->due_exponent && a->affinity_strength == b->affinity_strength &&
+           a->lift_strength == b->lift_strength && a->basket_gap_ms == b->basket_gap_ms;
+}
+
+static void set_personal_params(sako_engine *e, const sako_model_params *p)
+{
+    e->personal_params.half_life_days = p->half_life_days;
+    e->personal_params.basket_gap_ms = p->basket_gap_ms;
 }
 
 /* opts->reconfigure: the given model parameters replace the stored ones and the
@@ -46,7 +60,7 @@ static int reconfigure(sako_engine *e)
 }
 
 /* The stored metadata; its parameters must pass the same checks as options. */
-static int load_meta(sako_engine *e)
+static int load_meta(sako_engine *e, sako_store_demand *demand)
 {
     sako_store_meta m;
     memset(&m, 0, sizeof m);
@@ -59,28 +73,35 @@ static int load_meta(sako_engine *e)
     e->events_since_refresh = m.events_since_refresh;
     e->checkpoint_batch = m.checkpoint_batch;
     e->model_version = m.model_version;
-    const sako_model_params *p = &m.params;
     sako_options o = e->opts;
-    o.reward_click = p->reward[SAKO_EVENT_CLICK];
-    o.reward_cart = p->reward[SAKO_EVENT_CART];
-    o.reward_purchase = p->reward[SAKO_EVENT_PURCHASE];
-    o.penalty_impression = p->penalty_impression;
-    o.prior = p->prior;
-    o.prior_strength = p->prior_strength;
-    o.category_shrinkage = p->category_shrinkage;
+    sako__model_options_from_params(&o, &m.params);
+    *demand = m.demand;
+    /* The state is rebuilt with the parameters that will be in force: the stored
+     * ones, or with reconfigure the new ones (which then also go to the file). */
+    if (e->opts.reconfigure) {
+        sako_model_params wanted;
+        sako__model_params_from_options(&wanted, &e->opts);
+        set_personal_params(e, &wanted);
+    } else {
+        set_personal_params(e, &m.params);
+    }
     if (sako__model_validate_options(&o) != SAKO_OK || !(m.root_mean > 0.0 && m.root_mean < 1.0) ||
         m.checkpoint_batch < 0 || m.model_version < 0)
         return sako__error(SAKO_CORRUPT, "database damaged: invalid model parameters");
     return SAKO_OK;
 }
 
-/* The last checkpoint, then the events logged after it folded in again. */
+/* The last checkpoint, then the events logged after it folded in again; the
+ * personal state from the whole log; the demand epoch as stored. */
 static int load(sako_engine *e)
 {
     int rc;
-    if ((rc = load_meta(e)) || (rc = sako__catalog_load(e)) ||
+    sako_store_demand demand;
+    if ((rc = load_meta(e, &demand)) || (rc = sako__catalog_load(e)) ||
         (rc = sako__users_load(&e->users, &e->store)) ||
-        (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL)))
+        (rc = sako__personal_reserve_items(&e->personal, e->cap_items)) ||
+        (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL)) ||
+        (rc = sako__demand_restore(e, &demand, &e->demand)))
         return rc;
     sako__model_fill_posteriors(e, e->posterior);
     return SAKO_OK;
@@ -97,6 +118,12 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     sako_options defaults = SAKO_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
+    if (opts->version != 1 && opts->version != SAKO_OPTIONS_VERSION)
+        return sako__error(SAKO_INVALID, "options: version %u is not 1 or %d (use SAKO_OPTIONS_INIT)",
+                           opts->version, SAKO_OPTIONS_VERSION);
+    sako_options upgraded;
+    sako__model_options_upgrade(&upgraded, opts);
+    opts = &upgraded;
     int rc = sako__model_validate_options(opts);
     if (rc)
         return rc;
@@ -106,6 +133,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
         return sako__error(SAKO_NOMEM, "out of memory allocating an engine");
     e->opts = *opts;
     sako__model_params_from_options(&e->params, opts);
+    set_personal_params(e, &e->params);
     e->root_mean = 0.5;
     e->store.lock_fd = -1;
     e->seed = opts->seed ? opts->seed
@@ -158,6 +186,8 @@ static void engine_free(sako_engine *e, int checkpoint)
     sako__domains_free(e->domains);
     sako__catalog_free(e);
     sako__users_free(&e->users);
+    sako__personal_free(&e->personal);
+    sako__demand_free(e->demand);
     pthread_rwlock_destroy(&e->lock);
     pthread_mutex_destroy(&e->write_mutex);
     pthread_mutex_destroy(&e->scratch_mutex);
@@ -188,7 +218,7 @@ int sako_item_get(sako_engine *e, int64_t item_id, sako_item_info *out)
         out->clicks = it->counts.n[SAKO_EVENT_CLICK];
         out->carts = it->counts.n[SAKO_EVENT_CART];
         out->purchases = it->counts.n[SAKO_EVENT_PURCHASE];
-        out->prior_mean = sako__model_prior_mean(e, it->category);
+        out->prior_mean = sako__demand_prior(e, i);
         out->alpha = e->posterior[i].a;
         out->beta = e->posterior[i].b;
     }
@@ -238,17 +268,87 @@ int sako_options_get(sako_engine *e, sako_options *out)
     if (!e || !out)
         return sako__error(SAKO_MISUSE, "sako_options_get: NULL engine or output");
     sako__error_clear();
+    int full = out->version == SAKO_OPTIONS_VERSION;
     pthread_rwlock_rdlock(&e->lock);
-    *out = e->opts;
-    out->reward_click = e->params.reward[SAKO_EVENT_CLICK];
-    out->reward_cart = e->params.reward[SAKO_EVENT_CART];
-    out->reward_purchase = e->params.reward[SAKO_EVENT_PURCHASE];
-    out->penalty_impression = e->params.penalty_impression;
-    out->prior = e->params.prior;
-    out->prior_strength = e->params.prior_strength;
-    out->category_shrinkage = e->params.category_shrinkage;
-    out->prior_refresh_events = e->params.prior_refresh_events;
-    out->reconfigure = 0;
+    sako_options o = e->opts;
+    sako__model_options_from_params(&o, &e->params);
+    o.reconfigure = 0;
     pthread_rwlock_unlock(&e->lock);
+    if (full) {
+        *out = o;
+    } else {
+        /* A caller built against 0.1 has room for the version-1 fields only. */
+        o.version = 1;
+        memcpy(out, &o, offsetof(sako_options, organic_demand));
+    }
     return SAKO_OK;
+}
+
+/* ------------------------------------------------------------- users */
+
+static int user_lookup(sako_engine *e, int64_t user_id, const char *fn, uint32_t *out)
+{
+    uint32_t u = sako__idmap_get(&e->users.index, user_id);
+    if (u == SAKO_NONE)
+        return sako__error(SAKO_NOTFOUND, "%s: unknown user %lld", fn, (long long)user_id);
+    *out = u;
+    return SAKO_OK;
+}
+
+int sako_user_get(sako_engine *e, int64_t user_id, sako_user_info *out)
+{
+    if (!e || !out)
+        return sako__error(SAKO_MISUSE, "sako_user_get: NULL engine or output");
+    if (!sako__idmap_valid_id(user_id))
+        return sako__error(SAKO_INVALID, "user id %lld is out of range [1, 2^53-1]", (long long)user_id);
+    sako__error_clear();
+    uint32_t u = SAKO_NONE;
+    pthread_rwlock_rdlock(&e->lock);
+    int rc = user_lookup(e, user_id, "sako_user_get", &u);
+    if (rc == SAKO_OK) {
+        const sako_user_state *us = &e->users.v[u];
+        const sako_history *h = &e->personal.users[u];
+        memset(out, 0, sizeof *out);
+        out->id = us->id;
+        out->n_events = us->n_events;
+        out->last_event_at = us->last_event_at;
+        out->n_baskets = h->n_baskets;
+        out->n_products = h->n;
+        out->weight = h->weight;
+        out->last_basket_at = h->n_baskets ? h->basket_at : 0;
+        out->personal = e->params.personal && h->n_baskets >= e->params.personal_min_baskets;
+    }
+    pthread_rwlock_unlock(&e->lock);
+    return rc;
+}
+
+int sako_user_item_get(sako_engine *e, int64_t user_id, int64_t item_id, sako_user_item *out)
+{
+    if (!e || !out)
+        return sako__error(SAKO_MISUSE, "sako_user_item_get: NULL engine or output");
+    if (!sako__idmap_valid_id(user_id) || !sako__idmap_valid_id(item_id))
+        return sako__error(SAKO_INVALID, "user id %lld or item id %lld is out of range [1, 2^53-1]",
+                           (long long)user_id, (long long)item_id);
+    sako__error_clear();
+    uint32_t u = SAKO_NONE;
+    pthread_rwlock_rdlock(&e->lock);
+    int rc = user_lookup(e, user_id, "sako_user_item_get", &u);
+    if (rc == SAKO_OK) {
+        uint32_t i = sako__idmap_get(&e->item_index, item_id);
+        const sako_history_entry *x = i == SAKO_NONE ? NULL : sako__personal_find(&e->personal.users[u], i);
+        if (!x) {
+            rc = sako__error(SAKO_NOTFOUND, "sako_user_item_get: user %lld never bought item %lld",
+                             (long long)user_id, (long long)item_id);
+        } else {
+            uint32_t buys = SAKO_ENTRY_BUYS(x);
+            memset(out, 0, sizeof *out);
+            out->item_id = item_id;
+            out->n_baskets = buys;
+            out->weight = x->weight;
+            out->last_bought_at = SAKO_ENTRY_LAST(x);
+            out->mean_gap_days = buys > 1 ? (double)x->gap_days / (double)(buys - 1) : 0.0;
+        }
+    }
+    pthread_rwlock_unlock(&e->lock);
+    return rc;
 }

@@ -10,9 +10,11 @@
 #include <stdint.h>
 
 #include "catalog_internal.h"
+#include "demand_internal.h"
 #include "domains_internal.h"
 #include "error_internal.h"
 #include "idmap_internal.h"
+#include "personal_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 #include "store_internal.h"
@@ -42,6 +44,9 @@ struct sako_engine {
     double root_mean;            /* pooled mean of the whole catalog, this epoch */
 
     sako_users users;
+    sako_personal personal;      /* histories, demand counts, partners (whole log) */
+    sako_personal_params personal_params;
+    sako_demand *demand;         /* this epoch's demand constants and candidate lists */
 
     /* log bookkeeping (mirrored in sako_meta) */
     uint64_t n_events;

@@ -33,10 +33,12 @@ static int check_event(const sako_event *ev, size_t i)
 /* An event batch staged: a private copy with times resolved and items looked up. */
 typedef struct event_batch {
     const sako_event *in;
+    const int64_t *orders;   /* NULL or n order ids */
     size_t n;
     int64_t now;         /* the time of events that give none, and of created items */
     sako_event *ev;
     uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
+    uint32_t *user;      /* user index per event, provisional for users the batch creates */
     sako_idmap created;  /* unknown item id -> its order of first appearance */
     size_t n_created;
     int64_t *created_ids;
@@ -46,7 +48,8 @@ static int event_stage(event_batch *b)
 {
     b->ev = malloc(b->n * sizeof *b->ev);
     b->item = malloc(b->n * sizeof *b->item);
-    if (!b->ev || !b->item)
+    b->user = malloc(b->n * sizeof *b->user);
+    if (!b->ev || !b->item || !b->user)
         return sako__error(SAKO_NOMEM, "out of memory staging %zu events", b->n);
     return SAKO_OK;
 }
@@ -69,6 +72,9 @@ static int event_validate(const sako_engine *e, event_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         if ((rc = check_event(&b->in[i], i)))
             return rc;
+        if (b->orders && (b->orders[i] < 0 || b->orders[i] > SAKO_ID_MAX))
+            return sako__error(SAKO_INVALID, "event [%zu]: order_id %lld is out of range [0, 2^53-1]",
+                               i, (long long)b->orders[i]);
         b->ev[i] = b->in[i];
         if (b->ev[i].time == 0)
             b->ev[i].time = b->now;
@@ -86,11 +92,22 @@ static int event_validate(const sako_engine *e, event_batch *b)
 static int event_reserve(sako_engine *e, event_batch *b)
 {
     int rc;
+    size_t n_users = 0;
+    uint32_t *items = NULL;
+    if ((rc = sako__users_indices(&e->users, b->ev, b->n, b->user, &n_users)))
+        return rc;
+    if (!(items = malloc(b->n * sizeof *items)))
+        return sako__error(SAKO_NOMEM, "out of memory staging %zu events", b->n);
+    for (size_t i = 0; i < b->n; i++)
+        items[i] = b->item[i] != SAKO_NONE ? b->item[i]
+                   : (uint32_t)(e->n_items + sako__idmap_get(&b->created, b->ev[i].item_id));
     pthread_rwlock_wrlock(&e->lock);
     if (!(rc = sako__users_reserve(&e->users, b->n)) &&
-        !(rc = sako__catalog_reserve_items(e, b->n_created)))
-        rc = sako__catalog_reserve_members(e, SAKO_NONE, b->n_created);
+        !(rc = sako__catalog_reserve_items(e, b->n_created)) &&
+        !(rc = sako__catalog_reserve_members(e, SAKO_NONE, b->n_created)))
+        rc = sako__personal_reserve(&e->personal, n_users, b->ev, b->user, items, b->n);
     pthread_rwlock_unlock(&e->lock);
+    free(items);
     if (rc || b->n_created == 0)
         return rc;
     b->created_ids = malloc(b->n_created * sizeof *b->created_ids);
@@ -111,7 +128,7 @@ static int event_write(sako_engine *e, const event_batch *b)
         return rc;
     if ((b->n_created &&
          (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
-        (rc = sako__store_append_batch(&e->store, b->ev, b->n, sako__store_now_ms(), &seq)) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(), &seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                        (int64_t)(e->events_since_refresh + b->n)))) {
@@ -134,8 +151,10 @@ static void event_publish(sako_engine *e, event_batch *b)
                 x = sako__catalog_add_item(e, b->ev[i].item_id, SAKO_NONE, 1, b->now);
             b->item[i] = x;
         }
-        sako__model_apply_event(e, &b->ev[i], x);
         sako__users_apply(&e->users, &b->ev[i]);
+        sako__personal_apply(&e->personal, &e->personal_params, &b->ev[i],
+                             b->orders ? b->orders[i] : 0, b->user[i], x);
+        sako__model_apply_event(e, &b->ev[i], x);
     }
     /* Each touched item's new posterior goes to the samplers once per batch. */
     uint32_t mark = ++e->batch_seq;
@@ -168,17 +187,19 @@ static void event_batch_free(event_batch *b)
 {
     free(b->ev);
     free(b->item);
+    free(b->user);
     free(b->created_ids);
     sako__idmap_free(&b->created);
 }
 
-int sako_update(sako_engine *e, const sako_event *events, size_t n)
+static int update(sako_engine *e, const sako_event *events, const int64_t *orders, size_t n,
+                  const char *fn)
 {
-    int rc = sako__error_check_batch(e, events, n, "sako_update", "events");
+    int rc = sako__error_check_batch(e, events, n, fn, "events");
     if (rc != SAKO_OK || n == 0)
         return rc;
     pthread_mutex_lock(&e->write_mutex);
-    event_batch b = { .in = events, .n = n, .now = sako__store_now_ms() };
+    event_batch b = { .in = events, .orders = orders, .n = n, .now = sako__store_now_ms() };
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
         !(rc = event_write(e, &b))) {
         event_publish(e, &b);
@@ -187,4 +208,14 @@ int sako_update(sako_engine *e, const sako_event *events, size_t n)
     event_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;
+}
+
+int sako_update(sako_engine *e, const sako_event *events, size_t n)
+{
+    return update(e, events, NULL, n, "sako_update");
+}
+
+int sako_update_orders(sako_engine *e, const sako_event *events, const int64_t *order_ids, size_t n)
+{
+    return update(e, events, order_ids, n, "sako_update_orders");
 }

@@ -14,10 +14,12 @@
  * weighting, so they are exact and independent of summation order: a retrain
  * from the log reproduces them bit for bit. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+#include "demand_internal.h"
 #include "model_internal.h"
 
 /* A prior refresh also waits until the evidence grew by this share (see below). */
@@ -47,6 +49,52 @@ void sako__model_params_from_options(sako_model_params *p, const sako_options *o
     p->prior_strength = o->prior_strength;
     p->category_shrinkage = o->category_shrinkage;
     p->prior_refresh_events = o->prior_refresh_events;
+    p->organic_demand = o->organic_demand;
+    p->demand_min_purchases = o->demand_min_purchases;
+    p->personal = o->personal;
+    p->personal_min_baskets = o->personal_min_baskets;
+    p->half_life_days = o->half_life_days;
+    p->personal_strength = o->personal_strength;
+    p->personal_temperature = o->personal_temperature;
+    p->due_exponent = o->due_exponent;
+    p->affinity_strength = o->affinity_strength;
+    p->lift_strength = o->lift_strength;
+    p->basket_gap_ms = o->basket_gap_ms;
+}
+
+void sako__model_options_from_params(sako_options *o, const sako_model_params *p)
+{
+    o->reward_click = p->reward[SAKO_EVENT_CLICK];
+    o->reward_cart = p->reward[SAKO_EVENT_CART];
+    o->reward_purchase = p->reward[SAKO_EVENT_PURCHASE];
+    o->penalty_impression = p->penalty_impression;
+    o->prior = p->prior;
+    o->prior_strength = p->prior_strength;
+    o->category_shrinkage = p->category_shrinkage;
+    o->prior_refresh_events = p->prior_refresh_events;
+    o->organic_demand = p->organic_demand;
+    o->demand_min_purchases = p->demand_min_purchases;
+    o->personal = p->personal;
+    o->personal_min_baskets = p->personal_min_baskets;
+    o->half_life_days = p->half_life_days;
+    o->personal_strength = p->personal_strength;
+    o->personal_temperature = p->personal_temperature;
+    o->due_exponent = p->due_exponent;
+    o->affinity_strength = p->affinity_strength;
+    o->lift_strength = p->lift_strength;
+    o->basket_gap_ms = p->basket_gap_ms;
+}
+
+void sako__model_options_upgrade(sako_options *dst, const sako_options *src)
+{
+    static const sako_options defaults = SAKO_OPTIONS_INIT;
+    if (src->version == 1) {
+        *dst = defaults;
+        memcpy(dst, src, offsetof(sako_options, organic_demand));
+        dst->version = SAKO_OPTIONS_VERSION;
+    } else {
+        *dst = *src;
+    }
 }
 
 static int check_weight(const char *name, double v, int strictly_positive)
@@ -61,7 +109,7 @@ int sako__model_validate_options(const sako_options *o)
 {
     int rc;
     if (o->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not %d (use SAKO_OPTIONS_INIT)",
+        return sako__error(SAKO_INVALID, "options: version %u is not 1 or %d (use SAKO_OPTIONS_INIT)",
                            o->version, SAKO_OPTIONS_VERSION);
     if ((rc = check_weight("reward_click", o->reward_click, 0)) ||
         (rc = check_weight("reward_cart", o->reward_cart, 0)) ||
@@ -83,11 +131,48 @@ int sako__model_validate_options(const sako_options *o)
                            o->busy_timeout_ms);
     if (o->reconfigure != 0 && o->reconfigure != 1)
         return sako__error(SAKO_INVALID, "options: reconfigure = %d is not 0 or 1", o->reconfigure);
+    if (o->organic_demand != 0 && o->organic_demand != 1)
+        return sako__error(SAKO_INVALID, "options: organic_demand = %d is not 0 or 1", o->organic_demand);
+    if (o->personal != 0 && o->personal != 1)
+        return sako__error(SAKO_INVALID, "options: personal = %d is not 0 or 1", o->personal);
+    if (o->personal_min_baskets < 1 || o->personal_min_baskets > 1000000)
+        return sako__error(SAKO_INVALID, "options: personal_min_baskets = %u is not in [1, 1e6]",
+                           o->personal_min_baskets);
+    if (o->demand_min_purchases > (uint64_t)1e12)
+        return sako__error(SAKO_INVALID, "options: demand_min_purchases = %llu exceeds 1e12",
+                           (unsigned long long)o->demand_min_purchases);
+    if ((rc = check_weight("half_life_days", o->half_life_days, 1)) ||
+        (rc = check_weight("personal_strength", o->personal_strength, 1)) ||
+        (rc = check_weight("personal_temperature", o->personal_temperature, 0)) ||
+        (rc = check_weight("due_exponent", o->due_exponent, 0)) ||
+        (rc = check_weight("affinity_strength", o->affinity_strength, 1)) ||
+        (rc = check_weight("lift_strength", o->lift_strength, 1)))
+        return rc;
+    if (o->half_life_days < 1.0 / 24.0)
+        return sako__error(SAKO_INVALID, "options: half_life_days = %g is shorter than an hour",
+                           o->half_life_days);
+    if (o->basket_gap_ms < 0 || o->basket_gap_ms > (int64_t)30 * 86400000)
+        return sako__error(SAKO_INVALID, "options: basket_gap_ms = %lld is not in [0, 30 days]",
+                           (long long)o->basket_gap_ms);
     return SAKO_OK;
 }
 
+sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c)
+{
+    sako_counts o = *c;
+    if (!e->params.organic_demand || item >= e->personal.cap_items)
+        return o;
+    const double *org = e->personal.items[item].organic;
+    for (int t = SAKO_EVENT_CLICK; t < SAKO_EVENT_TYPES; t++) {
+        o.n[t] -= org[t];
+        if (o.n[t] < 0.0)
+            o.n[t] = 0.0;
+    }
+    return o;
+}
+
 /* Successes and failures of some counts under the model's rewards. */
-static void evidence(const sako_model_params *p, const sako_counts *c, double *a, double *b)
+void sako__model_evidence(const sako_model_params *p, const sako_counts *c, double *a, double *b)
 {
     *a = p->reward[SAKO_EVENT_CLICK] * c->n[SAKO_EVENT_CLICK] +
          p->reward[SAKO_EVENT_CART] * c->n[SAKO_EVENT_CART] +
@@ -119,7 +204,7 @@ static void pooled_evidence(const sako_model_params *p, const pooled *s, double 
 }
 
 /* Category indices, parents before children (by depth); returns how many. */
-static size_t order_by_depth(const sako_engine *e, uint32_t *order)
+size_t sako__model_order_by_depth(const sako_engine *e, uint32_t *order)
 {
     size_t nc = e->n_categories, n_ordered = 0;
     for (int depth = 1; depth <= SAKO_MAX_DEPTH && n_ordered < nc; depth++)
@@ -148,17 +233,17 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
     memset(&all, 0, sizeof all);
     for (size_t i = 0; i < e->n_items; i++) {
         const sako_item_state *it = &e->items[i];
-        const sako_counts *ct = counts ? &counts[i] : &it->counts;
-        pool_add(&all, ct);
+        sako_counts ct = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &it->counts);
+        pool_add(&all, &ct);
         /* Credit the item's category and every ancestor (depth <= SAKO_MAX_DEPTH). */
         for (uint32_t c = it->category; c != SAKO_NONE; c = e->categories[c].parent)
-            pool_add(&sums[c], ct);
+            pool_add(&sums[c], &ct);
     }
     double a, b;
     pooled_evidence(&e->params, &all, &a, &b);
     double root = clamp_mean((a + 1.0) / (a + b + 2.0));
 
-    size_t n_ordered = order_by_depth(e, order);
+    size_t n_ordered = sako__model_order_by_depth(e, order);
     double k = e->params.category_shrinkage;
     for (size_t j = 0; j < n_ordered; j++) {
         uint32_t c = order[j];
@@ -198,7 +283,7 @@ static void posterior_of(const sako_model_params *p, const sako_counts *c, doubl
                          double *a, double *b)
 {
     double ea, eb;
-    evidence(p, c, &ea, &eb);
+    sako__model_evidence(p, c, &ea, &eb);
     if (p->prior == SAKO_PRIOR_FLAT) {
         *a = 1.0 + ea;
         *b = 1.0 + eb;
@@ -210,18 +295,21 @@ static void posterior_of(const sako_model_params *p, const sako_counts *c, doubl
 
 static void model_posterior(const sako_engine *e, uint32_t item, double *a, double *b)
 {
-    const sako_item_state *it = &e->items[item];
-    posterior_of(&e->params, &it->counts, sako__model_prior_mean(e, it->category), a, b);
+    sako_counts oc = sako__model_outcomes(e, item, &e->items[item].counts);
+    posterior_of(&e->params, &oc, sako__demand_prior(e, item), a, b);
 }
 
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
-                                      double root, const double *cat_means, sako_beta *dst)
+                                      double root, const double *cat_means,
+                                      const sako_demand *demand, sako_beta *dst)
 {
     for (size_t i = 0; i < e->n_items; i++) {
         uint32_t c = e->items[i].category;
         double a, b;
-        posterior_of(&e->params, counts ? &counts[i] : &e->items[i].counts,
-                     c == SAKO_NONE ? root : cat_means[c], &a, &b);
+        double prior = sako__demand_prior_with(e, demand, (uint32_t)i,
+                                               c == SAKO_NONE ? root : cat_means[c]);
+        sako_counts oc = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &e->items[i].counts);
+        posterior_of(&e->params, &oc, prior, &a, &b);
         sako__beta_set(&dst[i], a, b);
     }
 }

@@ -9,6 +9,9 @@
 #include "store_internal.h"
 
 void sako__model_params_from_options(sako_model_params *p, const sako_options *o);
+void sako__model_options_from_params(sako_options *o, const sako_model_params *p);
+/* A version-1 options struct read as version 2 (new fields at their defaults). */
+void sako__model_options_upgrade(sako_options *dst, const sako_options *src);
 int sako__model_validate_options(const sako_options *o);
 /* The root and every category mean computed from `counts` (one per item; NULL for
  * the items' own): the priors of a new epoch. */
@@ -22,7 +25,14 @@ void sako__model_update_posterior(sako_engine *e, uint32_t item);
  * or, when `counts` and `cat_means` are given, from those instead. */
 void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst);
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
-                                      double root, const double *cat_means, sako_beta *dst);
+                                      double root, const double *cat_means,
+                                      const struct sako_demand *demand, sako_beta *dst);
+/* An item's counts as recommendation outcomes: without organic clicks, carts and
+ * purchases when organic_demand is on. */
+sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c);
+void sako__model_evidence(const sako_model_params *p, const sako_counts *c, double *a, double *b);
+/* Category indices, parents before children; returns how many. */
+size_t sako__model_order_by_depth(const sako_engine *e, uint32_t *order);
 /* Add one event to its item's counts and posterior (users: sako__users_apply). */
 void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item);
 

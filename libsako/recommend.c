@@ -7,10 +7,12 @@
  * keeps the best, O(n log k) without sorting the catalog. Both are exact. Working memory comes from a per-engine pool, so a steady stream of
  * requests allocates nothing. Each request draws from its own RNG stream
  * (seed, request number), so a single-threaded run with a fixed seed repeats. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+#include "personal_rank_internal.h"
 #include "recommend_internal.h"
 
 /* ------------------------------------------------------------ scratch */
@@ -25,6 +27,9 @@ typedef struct sako_scratch {
     sako_pruned_scratch *pruned;
     uint32_t *members;        /* pruned results: k + exclusions */
     double *values;
+    sako_rec *population;     /* a personal request's population answer */
+    uint32_t *population_items;
+    sako_personal_scratch *personal;
 } sako_scratch;
 
 static void scratch_destroy(sako_scratch *s)
@@ -35,6 +40,9 @@ static void scratch_destroy(sako_scratch *s)
     free(s->heap_score);
     free(s->heap_item);
     free(s->excluded);
+    free(s->population);
+    free(s->population_items);
+    sako__personal_scratch_free(s->personal);
     free(s);
 }
 
@@ -56,7 +64,10 @@ static sako_scratch *scratch_acquire(sako_engine *e)
     s->excluded = malloc(SAKO_MAX_EXCLUDE * sizeof *s->excluded);
     s->members = malloc(most * sizeof *s->members);
     s->values = malloc(most * sizeof *s->values);
+    s->population = malloc(SAKO_MAX_K * sizeof *s->population);
+    s->population_items = malloc(SAKO_MAX_K * sizeof *s->population_items);
     if (!s->heap_score || !s->heap_item || !s->excluded || !s->members || !s->values ||
+        !s->population || !s->population_items ||
         sako__pruned_scratch_create(&s->pruned) != SAKO_OK) {
         scratch_destroy(s);
         return NULL;
@@ -200,9 +211,10 @@ static int check_ids(const int64_t *ids, size_t n, const char *what)
 
 static int validate_query(const sako_query *q, size_t cap)
 {
-    if (q->version != SAKO_QUERY_VERSION)
-        return sako__error(SAKO_INVALID, "query: version %u is not %d (use SAKO_QUERY_INIT)",
-                           q->version, SAKO_QUERY_VERSION);
+    if (q->mode < 0 || q->mode >= SAKO_MODES)
+        return sako__error(SAKO_INVALID, "query: mode %d is not a sako_mode", q->mode);
+    if (q->time < 0 || q->time > SAKO_TIME_MAX)
+        return sako__error(SAKO_INVALID, "query: time %lld is not a unix time in ms", (long long)q->time);
     if (q->k < 0)
         return sako__error(SAKO_INVALID, "query: k = %d is negative", q->k);
     if (q->k > SAKO_MAX_K)
@@ -274,18 +286,58 @@ static void answer_brute(const sako_engine *e, uint32_t cat, topk *h, sako_rng *
     *n_out = h->n;
 }
 
-int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t cap, size_t *n_out)
+/* The user's index when the personal engine serves this query, else SAKO_NONE. */
+static uint32_t personal_user(const sako_engine *e, const sako_query *q)
+{
+    if (!e->params.personal || q->user_id == 0)
+        return SAKO_NONE;
+    uint32_t u = sako__idmap_get(&e->users.index, q->user_id);
+    if (u == SAKO_NONE || u >= e->personal.cap_users ||
+        e->personal.users[u].n_baskets < e->params.personal_min_baskets)
+        return SAKO_NONE;
+    return u;
+}
+
+/* The population answer first (its exact top k joins the candidates), then the
+ * personal draw over the candidates. */
+static int answer_personal(const sako_engine *e, sako_pruned *dom, const sako_query *q, uint32_t user,
+                           uint32_t cat, topk *h, sako_scratch *s, sako_rng *rng, sako_rec *out,
+                           size_t *n_out)
+{
+    size_t n_pop = 0;
+    int rc = SAKO_OK;
+    if (q->mode != SAKO_MODE_REPEAT) {
+        if (dom)
+            rc = answer_pruned(e, dom, h, s, rng, s->population, &n_pop);
+        else
+            answer_brute(e, cat, h, rng, s->population, &n_pop);
+        if (rc)
+            return rc;
+        for (size_t j = 0; j < n_pop; j++)
+            s->population_items[j] = sako__idmap_get(&e->item_index, s->population[j].item_id);
+    }
+    sako_personal_query pq = { q, user, cat, q->time ? q->time : sako__store_now_ms(),
+                               h->excluded, h->n_excluded, s->population_items, n_pop };
+    return sako__personal_rank(e, &pq, &s->personal, rng, out, n_out);
+}
+
+int sako_recommend(sako_engine *e, const sako_query *q_in, sako_rec *out, size_t cap, size_t *n_out)
 {
     if (n_out)
         *n_out = 0;
-    if (!e || !q || !n_out || (!out && cap > 0))
+    if (!e || !q_in || !n_out || (!out && cap > 0))
         return sako__error(SAKO_MISUSE, "sako_recommend: NULL engine, query, output or count");
+    if (q_in->version != 1 && q_in->version != SAKO_QUERY_VERSION)
+        return sako__error(SAKO_INVALID, "query: version %u is not 1 or %d (use SAKO_QUERY_INIT)",
+                           q_in->version, SAKO_QUERY_VERSION);
+    /* A version-1 query ends before `mode`: read what it has, default the rest. */
+    sako_query qv = SAKO_QUERY_INIT;
+    memcpy(&qv, q_in, q_in->version == 1 ? offsetof(sako_query, mode) : sizeof qv);
+    const sako_query *q = &qv;
     int rc = validate_query(q, cap);
     if (rc)
         return rc;
     sako__error_clear();
-    if (q->k == 0)
-        return SAKO_OK;
 
     sako_scratch *s = scratch_acquire(e);
     if (!s)
@@ -303,6 +355,8 @@ int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t ca
             goto done;
         }
     }
+    if (q->k == 0)
+        goto done;
     topk h = { s->heap_score, s->heap_item, 0, (size_t)q->k, s->excluded, 0 };
     for (size_t j = 0; j < q->n_exclude; j++) {
         uint32_t x = sako__idmap_get(&e->item_index, q->exclude[j]);
@@ -313,7 +367,12 @@ int sako_recommend(sako_engine *e, const sako_query *q, sako_rec *out, size_t ca
         qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
 
     sako_pruned *dom = pick_domain(e, cat, h.k + h.n_excluded);
-    if (dom)
+    uint32_t user = personal_user(e, q);
+    if (user != SAKO_NONE)
+        rc = answer_personal(e, dom, q, user, cat, &h, s, &rng, out, n_out);
+    else if (q->mode == SAKO_MODE_REPEAT)
+        *n_out = 0; /* nothing bought before: an empty shelf */
+    else if (dom)
         rc = answer_pruned(e, dom, &h, s, &rng, out, n_out);
     else
         answer_brute(e, cat, &h, &rng, out, n_out);

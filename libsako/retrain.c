@@ -8,37 +8,69 @@
 
 typedef struct replay_state {
     sako_engine *e;
-    sako_counts *counts;
+    sako_counts *counts;        /* a retrain: item counts rebuilt here... */
+    sako_personal *personal;    /* ...and personal state here (else the engine's) */
+    int64_t model_after;        /* without counts: batches after this reach items and users too */
+    uint32_t *user, *item;      /* per-event indices, grown as needed */
+    size_t cap;
 } replay_state;
 
-static int replay_batch(void *payload, const sako_event *ev, size_t n)
+static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *orders,
+                        size_t n)
 {
     replay_state *rs = payload;
     sako_engine *e = rs->e;
+    int model_too = !rs->counts && seq > rs->model_after;
     int rc;
-    if (!rs->counts && (rc = sako__users_reserve(&e->users, n)))
+    size_t n_users = 0;
+    if (n > rs->cap) {
+        free(rs->user);
+        free(rs->item);
+        rs->user = malloc(n * sizeof *rs->user);
+        rs->item = malloc(n * sizeof *rs->item);
+        rs->cap = rs->user && rs->item ? n : 0;
+        if (!rs->cap)
+            return sako__error(SAKO_NOMEM, "out of memory replaying the event log");
+    }
+    if ((model_too && (rc = sako__users_reserve(&e->users, n))) ||
+        (rc = sako__users_indices(&e->users, ev, n, rs->user, &n_users)))
         return rc;
+    if (!model_too && n_users != e->users.n)
+        return sako__error(SAKO_CORRUPT, "event log: batch %lld names a user with no stored row",
+                           (long long)seq);
     for (size_t j = 0; j < n; j++) {
-        uint32_t item = sako__idmap_get(&e->item_index, ev[j].item_id);
-        if (item == SAKO_NONE)
+        rs->item[j] = sako__idmap_get(&e->item_index, ev[j].item_id);
+        if (rs->item[j] == SAKO_NONE)
             return sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
                                (long long)ev[j].item_id);
+    }
+    if ((rc = sako__personal_reserve(rs->personal, n_users, ev, rs->user, rs->item, n)))
+        return rc;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t item = rs->item[j];
+        if (model_too)
+            sako__users_apply(&e->users, &ev[j]);
+        sako__personal_apply(rs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
+                             rs->user[j], item);
         if (rs->counts) {
             rs->counts[item].n[ev[j].type] += 1.0;
-        } else {
+        } else if (model_too) {
             /* n_events and events_since_refresh are stored per batch already. */
             sako__model_apply_event(e, &ev[j], item);
-            sako__users_apply(&e->users, &ev[j]);
             e->events_since_checkpoint++;
         }
     }
     return SAKO_OK;
 }
 
-int sako__retrain_replay(sako_engine *e, int64_t after_batch, sako_counts *counts)
+int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
+                         sako_personal *personal)
 {
-    replay_state rs = { e, counts };
-    return sako__store_read_batches(&e->store, after_batch, replay_batch, &rs);
+    replay_state rs = { e, counts, personal ? personal : &e->personal, model_after, NULL, NULL, 0 };
+    int rc = sako__store_read_batches(&e->store, 0, replay_batch, &rs);
+    free(rs.user);
+    free(rs.item);
+    return rc;
 }
 
 /* The counts of every dirty item (or, with `counts`, of every item whose counts
@@ -60,7 +92,8 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
 }
 
 /* The new priors (and, for a retrain, the counts and a model version) on disk. */
-static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means)
+static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means,
+                       const sako_demand *demand)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -69,6 +102,8 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
         rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_real(&e->store, "root_mean", root);
+    if (rc == SAKO_OK)
+        rc = sako__demand_write(e, demand);
     /* Counts are stored by checkpoints, independently of epochs; only a
      * retrain, which may change them, must write them now. */
     if (rc == SAKO_OK && counts)
@@ -92,9 +127,9 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
  * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
  * posterior array back, for the caller to free. */
 static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
-                          const double *means, sako_beta **post)
+                          const double *means, sako_demand **demand, sako_beta **post)
 {
-    sako__model_fill_posteriors_with(e, counts, root, means, *post);
+    sako__model_fill_posteriors_with(e, counts, root, means, *demand, *post);
     sako_domains *domains = NULL;
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
@@ -117,6 +152,9 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, double root
     *post = old;
     sako_domains *old_domains = e->domains;
     e->domains = domains;
+    sako_demand *old_demand = e->demand;
+    e->demand = *demand;
+    *demand = old_demand;
     e->events_since_refresh = 0;
     pthread_rwlock_unlock(&e->lock);
     sako__domains_free(old_domains);
@@ -131,12 +169,16 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
     int rc = SAKO_OK;
     if (!means || !post)
         rc = sako__error(SAKO_NOMEM, "out of memory starting a prior epoch");
+    sako_demand *demand = NULL;
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(e, counts, &root, means);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, root, means);
+        rc = sako__demand_build(e, counts, root, means, &demand);
     if (rc == SAKO_OK)
-        epoch_publish(e, counts, root, means, &post);
+        rc = epoch_write(e, counts, root, means, demand);
+    if (rc == SAKO_OK)
+        epoch_publish(e, counts, root, means, &demand, &post);
+    sako__demand_free(demand);
     free(means);
     free(post);
     return rc;
@@ -167,13 +209,26 @@ int sako_retrain(sako_engine *e)
     sako__error_clear();
     pthread_mutex_lock(&e->write_mutex);
     int rc = SAKO_OK;
+    sako_personal fresh;
+    memset(&fresh, 0, sizeof fresh);
     sako_counts *counts = calloc(e->n_items ? e->n_items : 1, sizeof *counts);
     if (!counts)
         rc = sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", e->n_items);
     if (rc == SAKO_OK)
-        rc = sako__retrain_replay(e, 0, counts);
+        rc = sako__personal_reserve_items(&fresh, e->cap_items);
     if (rc == SAKO_OK)
+        rc = sako__retrain_replay(e, 0, counts, &fresh);
+    if (rc == SAKO_OK) {
+        /* The rebuilt personal state replaces the online one; the item counts follow
+         * with the epoch (until then readers sample the old posteriors). */
+        pthread_rwlock_wrlock(&e->lock);
+        sako_personal old = e->personal;
+        e->personal = fresh;
+        fresh = old;
+        pthread_rwlock_unlock(&e->lock);
         rc = sako__retrain_epoch(e, counts);
+    }
+    sako__personal_free(&fresh);
     free(counts);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;

@@ -7,9 +7,13 @@
 #include "sako.h"
 #include "store_internal.h"
 
-/* Replay the logged batches after `after_batch`: into `counts` (one per item) when
- * given, else into the engine's items and users as sako_update() would. */
-int sako__retrain_replay(sako_engine *e, int64_t after_batch, sako_counts *counts);
+/* Replay the whole event log. With `counts` (a retrain): item counts into `counts`
+ * (one per item) and personal state into `personal`, both fresh. Without (open):
+ * every batch into the engine's personal state, and the batches after
+ * `model_after` (the checkpoint) also into its items and users, as sako_update()
+ * would. */
+int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
+                         sako_personal *personal);
 /* A new prior epoch: fresh priors, published atomically. With `counts` (a retrain)
  * those counts replace the items', are checkpointed, and the model version increases. */
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts);

@@ -18,7 +18,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 1          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 2          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -38,8 +38,22 @@ static const char *const schema_v1 =
     "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
     "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);";
 
-/* Migrations from schema version i to i+1; none yet (version 1 is the first). */
-static const char *const migrations[] = { NULL };
+/* Migrations from schema version i to i+1. A new database is created as version 1
+ * and migrated, so that both paths run the same statements. */
+static const char *const migrations[] = {
+    /* 1 -> 2 (libsako 0.2): order ids in the log; the personal engine's parameters,
+     * with organic_demand off so that a 0.1 database keeps its posteriors. */
+    "ALTER TABLE event_batches ADD COLUMN order_ids BLOB;"
+    "INSERT INTO sako_meta(key, value) VALUES ('organic_demand', 0),"
+    " ('demand_min_purchases', 100), ('personal', 1), ('personal_min_baskets', 1),"
+    " ('half_life_days', 45.0), ('personal_strength', 10.0), ('personal_temperature', 0.05),"
+    " ('due_exponent', 0.2), ('affinity_strength', 20.0), ('lift_strength', 5.0),"
+    " ('basket_gap_ms', 1800000), ('demand_active', 0), ('demand_calibration', 1.0),"
+    " ('demand_baskets', 1.0), ('demand_root_mean', 0.0), ('demand_root_strength', 1.0);"
+    "ALTER TABLE categories ADD COLUMN demand_mean REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE categories ADD COLUMN demand_strength REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE categories ADD COLUMN demand_share REAL NOT NULL DEFAULT 0;",
+};
 
 /* ------------------------------------------------------- statements */
 
@@ -130,7 +144,18 @@ int sako__store_write_params(sako_store *st, const sako_model_params *p)
         (rc = sako__store_set_meta_int(st, "prior", p->prior)) ||
         (rc = sako__store_set_meta_real(st, "prior_strength", p->prior_strength)) ||
         (rc = sako__store_set_meta_real(st, "category_shrinkage", p->category_shrinkage)) ||
-        (rc = sako__store_set_meta_int(st, "prior_refresh_events", (int64_t)p->prior_refresh_events)))
+        (rc = sako__store_set_meta_int(st, "prior_refresh_events", (int64_t)p->prior_refresh_events)) ||
+        (rc = sako__store_set_meta_int(st, "organic_demand", p->organic_demand)) ||
+        (rc = sako__store_set_meta_int(st, "demand_min_purchases", (int64_t)p->demand_min_purchases)) ||
+        (rc = sako__store_set_meta_int(st, "personal", p->personal)) ||
+        (rc = sako__store_set_meta_int(st, "personal_min_baskets", p->personal_min_baskets)) ||
+        (rc = sako__store_set_meta_real(st, "half_life_days", p->half_life_days)) ||
+        (rc = sako__store_set_meta_real(st, "personal_strength", p->personal_strength)) ||
+        (rc = sako__store_set_meta_real(st, "personal_temperature", p->personal_temperature)) ||
+        (rc = sako__store_set_meta_real(st, "due_exponent", p->due_exponent)) ||
+        (rc = sako__store_set_meta_real(st, "affinity_strength", p->affinity_strength)) ||
+        (rc = sako__store_set_meta_real(st, "lift_strength", p->lift_strength)) ||
+        (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)))
         return rc;
     return SAKO_OK;
 }
@@ -263,22 +288,28 @@ static int decode_events(const void *blob, size_t bytes, sako_event *out, size_t
     return SAKO_OK;
 }
 
-int sako__store_append_batch(sako_store *st, const sako_event *ev, size_t n, int64_t created_at,
-                             int64_t *seq_out)
+int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t *order_ids,
+                             size_t n, int64_t created_at, int64_t *seq_out)
 {
     int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(n_events, created_at, "
-                    "events) VALUES(?1, ?2, ?3)", "appending to the event log");
+                    "events, order_ids) VALUES(?1, ?2, ?3, ?4)", "appending to the event log");
     if (rc)
         return rc;
-    size_t bytes = n * EVENT_BYTES;
-    unsigned char *blob = malloc(bytes ? bytes : 1);
+    size_t bytes = n * EVENT_BYTES, order_bytes = order_ids ? n * 8 : 0;
+    unsigned char *blob = malloc(bytes + order_bytes + 1);
     if (!blob)
         return sako__error(SAKO_NOMEM, "out of memory packing %zu events", n);
     encode_events(ev, n, blob);
+    for (size_t i = 0; i < n && order_ids; i++)
+        put64(blob + bytes + 8 * i, order_ids[i]);
     sqlite3_stmt *s = st->st_insert_batch;
     sqlite3_bind_int64(s, 1, (int64_t)n);
     sqlite3_bind_int64(s, 2, created_at);
     sqlite3_bind_blob64(s, 3, blob, bytes, SQLITE_STATIC);
+    if (order_ids)
+        sqlite3_bind_blob64(s, 4, blob + bytes, order_bytes, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
     rc = step_done(st, s, "appending to the event log");
     sqlite3_clear_bindings(s);
     free(blob);
@@ -340,6 +371,34 @@ int sako__store_checkpoint_done(sako_store *st)
     return rc ? rc : sako__store_set_meta_int(st, "checkpoint_batch", last_batch);
 }
 
+int sako__store_write_demand(sako_store *st, const sako_store_demand *d)
+{
+    int rc;
+    if ((rc = sako__store_set_meta_int(st, "demand_active", d->active)) ||
+        (rc = sako__store_set_meta_real(st, "demand_calibration", d->calibration)) ||
+        (rc = sako__store_set_meta_real(st, "demand_baskets", d->baskets)) ||
+        (rc = sako__store_set_meta_real(st, "demand_root_mean", d->root_mean)) ||
+        (rc = sako__store_set_meta_real(st, "demand_root_strength", d->root_strength)))
+        return rc;
+    return SAKO_OK;
+}
+
+int sako__store_write_category_demand(sako_store *st, const sako_category_demand_row *r)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "UPDATE categories SET demand_mean = ?2, demand_strength = ?3,"
+                                " demand_share = ?4 WHERE id = ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, r->id);
+        sqlite3_bind_double(s, 2, r->mean);
+        sqlite3_bind_double(s, 3, r->strength);
+        sqlite3_bind_double(s, 4, r->share);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing category demand");
+}
+
 int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at,
                              uint64_t n_events)
 {
@@ -376,6 +435,9 @@ static int create_schema(sako_store *st, const sako_model_params *params)
     if ((rc = exec(st, schema_v1, "creating the schema")) ||
         (rc = exec(st, sql, "stamping the schema")) || (rc = prepare_meta(st)))
         goto fail;
+    for (size_t v = 0; v + 1 < SAKO_SCHEMA_VERSION; v++)
+        if ((rc = exec(st, migrations[v], "creating the schema")))
+            goto fail;
     if ((rc = sako__store_write_params(st, params)) ||
         (rc = sako__store_set_meta_real(st, "root_mean", 0.5)) ||
         (rc = sako__store_set_meta_int(st, "n_events", 0)) ||
@@ -600,11 +662,27 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("events_since_refresh", 10, out->events_since_refresh = (uint64_t)i)
         META("checkpoint_batch", 11, out->checkpoint_batch = i)
         META("model_version", 12, out->model_version = i)
+        META("organic_demand", 13, p->organic_demand = (int)i)
+        META("demand_min_purchases", 14, p->demand_min_purchases = (uint64_t)i)
+        META("personal", 15, p->personal = (int)i)
+        META("personal_min_baskets", 16, p->personal_min_baskets = (uint32_t)i)
+        META("half_life_days", 17, p->half_life_days = r)
+        META("personal_strength", 18, p->personal_strength = r)
+        META("personal_temperature", 19, p->personal_temperature = r)
+        META("due_exponent", 20, p->due_exponent = r)
+        META("affinity_strength", 21, p->affinity_strength = r)
+        META("lift_strength", 22, p->lift_strength = r)
+        META("basket_gap_ms", 23, p->basket_gap_ms = i)
+        META("demand_active", 24, out->demand.active = (int)i)
+        META("demand_calibration", 25, out->demand.calibration = r)
+        META("demand_baskets", 26, out->demand.baskets = r)
+        META("demand_root_mean", 27, out->demand.root_mean = r)
+        META("demand_root_strength", 28, out->demand.root_strength = r)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != (1u << 13) - 1)
+    if (seen != (1u << 29) - 1)
         return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#x)", seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
     return SAKO_OK;
@@ -670,12 +748,30 @@ int sako__store_read_users(sako_store *st, int (*begin)(void *payload, size_t n)
     return finish_read(st, s, step, rc);
 }
 
+int sako__store_read_category_demand(sako_store *st,
+                                     int (*row)(void *payload, const sako_category_demand_row *r),
+                                     void *payload)
+{
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, "SELECT id, demand_mean, demand_strength, demand_share FROM categories", &s);
+    if (rc)
+        return rc;
+    int step = SQLITE_DONE;
+    while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        sako_category_demand_row r = { sqlite3_column_int64(s, 0), sqlite3_column_double(s, 1),
+                                       sqlite3_column_double(s, 2), sqlite3_column_double(s, 3) };
+        rc = row(payload, &r);
+    }
+    return finish_read(st, s, step, rc);
+}
+
 int sako__store_read_batches(sako_store *st, int64_t after_batch,
-                             int (*batch)(void *payload, const sako_event *ev, size_t n),
+                             int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                          const int64_t *order_ids, size_t n),
                              void *payload)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events FROM event_batches "
+    int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids FROM event_batches "
                                 "WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
@@ -683,6 +779,7 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
     }
     sqlite3_bind_int64(s, 1, after_batch);
     sako_event *events = NULL;
+    int64_t *orders = NULL;
     size_t cap = 0;
     int status = SAKO_OK;
     while (status == SAKO_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -696,9 +793,11 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
         }
         if ((size_t)n > cap) {
             free(events);
+            free(orders);
             cap = (size_t)n;
             events = malloc(cap * sizeof *events);
-            if (!events) {
+            orders = malloc(cap * sizeof *orders);
+            if (!events || !orders) {
                 status = sako__error(SAKO_NOMEM, "out of memory replaying the event log");
                 break;
             }
@@ -707,9 +806,31 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
             continue;
         if ((status = decode_events(blob, bytes, events, (size_t)n)))
             break;
-        status = batch(payload, events, (size_t)n);
+        int64_t seq = sqlite3_column_int64(s, 0);
+        const unsigned char *ob = sqlite3_column_blob(s, 3);
+        size_t obytes = (size_t)sqlite3_column_bytes(s, 3);
+        if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
+            if (obytes != (size_t)n * 8) {
+                status = sako__error(SAKO_CORRUPT, "event log: batch %lld has %zu bytes of order ids "
+                                     "for %lld events", (long long)seq, obytes, (long long)n);
+                break;
+            }
+            for (size_t i = 0; i < (size_t)n; i++) {
+                orders[i] = get64(ob + 8 * i);
+                if (orders[i] < 0 || orders[i] > SAKO_ID_MAX) {
+                    status = sako__error(SAKO_CORRUPT, "event log: batch %lld has a bad order id",
+                                         (long long)seq);
+                    break;
+                }
+            }
+            if (status)
+                break;
+        }
+        status = batch(payload, seq, events, sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL : orders,
+                       (size_t)n);
     }
     free(events);
+    free(orders);
     if (status == SAKO_OK && rc != SQLITE_DONE)
         status = read_failed(st, rc, "reading the event log");
     sqlite3_finalize(s);

@@ -26,7 +26,30 @@ typedef struct sako_model_params {
     double prior_strength;
     double category_shrinkage;
     uint64_t prior_refresh_events;
+    /* the personal engine (options version 2) */
+    int organic_demand;
+    uint64_t demand_min_purchases;
+    int personal;
+    uint32_t personal_min_baskets;
+    double half_life_days;
+    double personal_strength;
+    double personal_temperature;
+    double due_exponent;
+    double affinity_strength;
+    double lift_strength;
+    int64_t basket_gap_ms;
 } sako_model_params;
+
+/* A demand epoch's constants (demand.c). */
+typedef struct sako_store_demand {
+    int active;
+    double calibration, baskets, root_mean, root_strength;
+} sako_store_demand;
+
+typedef struct sako_category_demand_row {
+    int64_t id;
+    double mean, strength, share;   /* strength 0: not part of the stored epoch */
+} sako_category_demand_row;
 
 /* Everything sako_meta holds. */
 typedef struct sako_store_meta {
@@ -36,6 +59,7 @@ typedef struct sako_store_meta {
     uint64_t events_since_refresh;
     int64_t checkpoint_batch; /* last event batch folded into the stored counts */
     int64_t model_version;
+    sako_store_demand demand;
 } sako_store_meta;
 
 typedef struct sako_category_row {
@@ -99,14 +123,16 @@ int sako__store_write_category(sako_store *st, int64_t id, double prior_mean);
 int sako__store_write_items(sako_store *st, const sako_item *items, size_t n, int64_t now);
 /* Items created by events (root, active), left alone when they exist. */
 int sako__store_create_items(sako_store *st, const int64_t *ids, size_t n, int64_t now);
-/* Log one event batch; its sequence number goes to *seq_out. */
-int sako__store_append_batch(sako_store *st, const sako_event *ev, size_t n, int64_t created_at,
-                             int64_t *seq_out);
+/* Log one event batch (order_ids: NULL, or n ids); its sequence number goes to *seq_out. */
+int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t *order_ids,
+                             size_t n, int64_t created_at, int64_t *seq_out);
 /* Checkpoint rows, then sako__store_checkpoint_done() to mark the log as folded in. */
 int sako__store_write_item_counts(sako_store *st, int64_t id, const sako_counts *c,
                                   int64_t last_event_at);
 int sako__store_write_user(sako_store *st, const sako_user_row *u);
 int sako__store_checkpoint_done(sako_store *st);
+int sako__store_write_demand(sako_store *st, const sako_store_demand *d);
+int sako__store_write_category_demand(sako_store *st, const sako_category_demand_row *r);
 int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at,
                              uint64_t n_events);
 
@@ -121,9 +147,14 @@ int sako__store_read_items(sako_store *st, int (*begin)(void *payload, size_t n)
                            int (*row)(void *payload, const sako_item_row *r), void *payload);
 int sako__store_read_users(sako_store *st, int (*begin)(void *payload, size_t n),
                            int (*row)(void *payload, const sako_user_row *r), void *payload);
-/* The logged batches after `after_batch`, in order, decoded (empty ones skipped). */
+int sako__store_read_category_demand(sako_store *st,
+                                     int (*row)(void *payload, const sako_category_demand_row *r),
+                                     void *payload);
+/* The logged batches after `after_batch`, in order, decoded (empty ones skipped);
+ * order_ids is NULL for a batch logged without them. */
 int sako__store_read_batches(sako_store *st, int64_t after_batch,
-                             int (*batch)(void *payload, const sako_event *ev, size_t n),
+                             int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                          const int64_t *order_ids, size_t n),
                              void *payload);
 
 #endif

@@ -40,6 +40,27 @@ void sako__users_apply(sako_users *u, const sako_event *ev)
     us->dirty = 1;
 }
 
+int sako__users_indices(const sako_users *u, const sako_event *ev, size_t n, uint32_t *out,
+                        size_t *n_users)
+{
+    sako_idmap fresh;
+    memset(&fresh, 0, sizeof fresh);
+    uint32_t next = (uint32_t)u->n;
+    int rc = SAKO_OK;
+    for (size_t i = 0; i < n && rc == SAKO_OK; i++) {
+        uint32_t x = sako__idmap_get(&u->index, ev[i].user_id);
+        if (x == SAKO_NONE && (x = sako__idmap_get(&fresh, ev[i].user_id)) == SAKO_NONE &&
+            !(rc = sako__idmap_reserve(&fresh, 1))) {
+            x = next++;
+            sako__idmap_put(&fresh, ev[i].user_id, x);
+        }
+        out[i] = x;
+    }
+    sako__idmap_free(&fresh);
+    *n_users = next;
+    return rc;
+}
+
 /* ------------------------------------------------------------- load */
 
 typedef struct load_state {

@@ -23,6 +23,11 @@ typedef struct sako_users {
 
 /* Room for `extra` more users, so that applying events cannot fail. */
 int sako__users_reserve(sako_users *u, size_t extra);
+/* The index each event's user has, or will have once sako__users_apply() creates it
+ * (new users get the next indices in order of first appearance); *n_users is the
+ * number of users after the batch. */
+int sako__users_indices(const sako_users *u, const sako_event *ev, size_t n, uint32_t *out,
+                        size_t *n_users);
 /* Count one event for its user, creating the user (room reserved). */
 void sako__users_apply(sako_users *u, const sako_event *ev);
 /* The stored users (checkpointed totals); SAKO_CORRUPT on a bad row. */

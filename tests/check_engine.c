@@ -1,4 +1,5 @@
 /* sako_init / sako_close: options, NULL handling, in-memory and file engines. */
+#include <stddef.h>
 #include "check_sako.h"
 
 START_TEST(test_init_memory)
@@ -346,9 +347,22 @@ START_TEST(test_options_get)
     o.unknown_items = SAKO_UNKNOWN_CREATE;
     sako_engine *e = sk_open_opts(NULL, &o);
     sako_options g;
+    /* A caller that does not set the version (code built against 0.1) gets the
+     * version-1 fields and nothing written past them. */
     memset(&g, 0xA5, sizeof g);
     ck_assert_ok(sako_options_get(e, &g));
+    ck_assert_uint_eq(g.version, 1);
+    ck_assert_double_eq(g.prior_strength, 4.0);
+    const unsigned char *tail = (const unsigned char *)&g + offsetof(sako_options, organic_demand);
+    for (size_t i = 0; i < sizeof g - offsetof(sako_options, organic_demand); i++)
+        ck_assert_uint_eq(tail[i], 0xA5);
+    memset(&g, 0xA5, sizeof g);
+    g.version = SAKO_OPTIONS_VERSION;
+    ck_assert_ok(sako_options_get(e, &g));
     ck_assert_uint_eq(g.version, SAKO_OPTIONS_VERSION);
+    ck_assert_int_eq(g.personal, 0);
+    ck_assert_double_eq(g.half_life_days, 45.0);
+    ck_assert_int_eq(g.basket_gap_ms, 1800000);
     ck_assert_double_eq(g.reward_click, 0.5);
     ck_assert_double_eq(g.reward_cart, 0.85);
     ck_assert_double_eq(g.prior_strength, 4.0);

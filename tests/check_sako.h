@@ -28,6 +28,7 @@ Suite *suite_retrain(void);
 Suite *suite_sampler(void);
 Suite *suite_bandit(void);
 Suite *suite_threads(void);
+Suite *suite_personal(void);
 
 /* The status, its name and this thread's message, for failure output. */
 #define ck_assert_rc(expr, want)                                                          \
@@ -129,6 +130,8 @@ static inline sako_options sk_opts(uint64_t seed)
     sako_options o = SAKO_OPTIONS_INIT;
     o.seed = seed;
     o.durability = SAKO_DURABLE_OFF;
+    /* These tests are about the population engine; check_personal.c turns it on. */
+    o.personal = 0;
     return o;
 }
 
@@ -179,9 +182,11 @@ static inline void sk_catalog(sako_engine *e)
     ck_assert_ok(sako_items_upsert(e, &root_item, 1));
 }
 
+/* A click, cart or purchase here answers a recommendation (rec_id 1): these tests
+ * are about P(bought | shown). Organic events are made explicitly. */
 static inline sako_event sk_ev(int64_t user, int64_t item, int type, int64_t time)
 {
-    sako_event ev = {user, item, type, time, 0};
+    sako_event ev = {user, item, type, time, type == SAKO_EVENT_IMPRESSION ? 0 : 1};
     return ev;
 }
 

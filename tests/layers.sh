@@ -18,11 +18,14 @@ allow error
 allow idmap error
 allow store error
 allow users error idmap store
-allow model error idmap beta rng
+allow personal error
+allow model error idmap beta rng demand
+allow demand error idmap store model
 allow domains error idmap pruned rng beta
-allow catalog error idmap store model domains
-allow retrain error idmap store model users domains
-allow recommend error idmap pruned rng beta
-allow events error idmap store model users domains catalog retrain
+allow catalog error idmap store model domains personal demand
+allow retrain error idmap store model users domains demand personal
+allow personal_rank error idmap personal demand beta rng
+allow recommend error idmap pruned rng beta personal store
+allow events error idmap store model users domains catalog retrain personal
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail

@@ -1,0 +1,457 @@
+/* The personal engine's answer: one Thompson draw over a per-(user, item) posterior,
+ * exact over a candidate set.
+ *
+ * For user u at time t, with W_u its decayed basket count and n_uj its decayed count
+ * of baskets holding product j (docs/architecture.md, "The personal engine"):
+ *   pi_uj = q_j * r_j * A_u(c_j) * l_uj        (prior mean, clipped to [1e-9, 0.9])
+ *   mu_uj = (a0 pi_uj + n_uj) / (a0 + W_u) * due_uj   (clipped to [1e-9, 0.99])
+ *   draw  ~ Beta(S mu_uj, S (1 - mu_uj)),  S = (a0 + W_u) / temperature
+ * q_j: demand (demand.c); r_j: what recommendation outcomes did to the product's
+ * population posterior (posterior mean / prior mean, clipped to [0.1, 10]);
+ * A_u: the user's category affinity, department share and category share each
+ * shrunk to the population's with affinity_strength pseudo-purchases; l_uj: mean
+ * shrunk lift of j with the latest basket and the query's recent items;
+ * due_uj = min(1, since / interval)^kappa for a product the user bought before.
+ *
+ * Candidates: the user's products, the catalog's SAKO_DEMAND_TOP best-selling, the
+ * SAKO_CATEGORY_TOP best of the user's SAKO_TOP_CATEGORIES heaviest categories,
+ * SAKO_COPURCHASE_TOP bought-together partners, and the population engine's own top
+ * k (its exact draw). A product outside them is not drawn: the draw is exact over
+ * the candidates, not over the catalog. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demand_internal.h"
+#include "engine_internal.h"
+#include "personal_rank_internal.h"
+
+#define SAKO_TOP_CATEGORIES 8
+#define SAKO_COPURCHASE_TOP 60
+
+enum { FROM_OWN = 1, FROM_LIST = 2, FROM_PARTNER = 4 };
+
+typedef struct candidate {
+    uint32_t item;
+    uint32_t from;
+    float lift_sum;        /* sum over the sources of (lift - 1), lift > 1 only */
+    const sako_history_entry *own;
+} candidate;
+
+struct sako_personal_scratch {
+    uint32_t *slot;        /* per item: its candidate index, valid when mark == gen */
+    uint32_t *mark;
+    size_t cap_items;
+    uint32_t gen;
+    candidate *cand;
+    size_t n_cand, cap_cand;
+    double *cat_weight;    /* per category: the user's decayed purchases in its subtree */
+    uint32_t *cat_touched;
+    size_t n_touched, cap_categories;
+    double *heap_v;
+    uint32_t *heap_i;
+    uint8_t *heap_src;
+};
+
+void sako__personal_scratch_free(sako_personal_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->slot);
+    free(s->mark);
+    free(s->cand);
+    free(s->cat_weight);
+    free(s->cat_touched);
+    free(s->heap_v);
+    free(s->heap_i);
+    free(s->heap_src);
+    free(s);
+}
+
+static int scratch_fit(sako_personal_scratch **ps, size_t n_items, size_t n_categories)
+{
+    sako_personal_scratch *s = *ps;
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return SAKO_NOMEM;
+        s->heap_v = malloc(SAKO_MAX_K * sizeof *s->heap_v);
+        s->heap_i = malloc(SAKO_MAX_K * sizeof *s->heap_i);
+        s->heap_src = malloc(SAKO_MAX_K * sizeof *s->heap_src);
+        *ps = s;
+        if (!s->heap_v || !s->heap_i || !s->heap_src)
+            return SAKO_NOMEM;
+    }
+    if (n_items > s->cap_items) {
+        size_t cap = n_items + n_items / 4 + 64;
+        uint32_t *slot = realloc(s->slot, cap * sizeof *slot);
+        if (slot)
+            s->slot = slot;
+        uint32_t *mark = realloc(s->mark, cap * sizeof *mark);
+        if (mark)
+            s->mark = mark;
+        if (!slot || !mark)
+            return SAKO_NOMEM;
+        memset(s->mark + s->cap_items, 0, (cap - s->cap_items) * sizeof *mark);
+        s->cap_items = cap;
+    }
+    if (n_categories > s->cap_categories) {
+        size_t cap = n_categories + 16;
+        double *w = realloc(s->cat_weight, cap * sizeof *w);
+        if (w)
+            s->cat_weight = w;
+        uint32_t *t = realloc(s->cat_touched, cap * sizeof *t);
+        if (t)
+            s->cat_touched = t;
+        if (!w || !t)
+            return SAKO_NOMEM;
+        memset(s->cat_weight, 0, cap * sizeof *w);
+        s->cap_categories = cap;
+    }
+    if (++s->gen == 0) { /* wrapped: forget every mark */
+        memset(s->mark, 0, s->cap_items * sizeof *s->mark);
+        s->gen = 1;
+    }
+    s->n_cand = 0;
+    return SAKO_OK;
+}
+
+/* The candidate of `item`, added if new; NULL only when out of memory. */
+static candidate *cand_get(sako_personal_scratch *s, uint32_t item, uint32_t from)
+{
+    if (s->mark[item] == s->gen) {
+        candidate *c = &s->cand[s->slot[item]];
+        c->from |= from;
+        return c;
+    }
+    if (s->n_cand == s->cap_cand) {
+        size_t cap = s->cap_cand ? 2 * s->cap_cand : 1024;
+        candidate *v = realloc(s->cand, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        s->cand = v;
+        s->cap_cand = cap;
+    }
+    s->mark[item] = s->gen;
+    s->slot[item] = (uint32_t)s->n_cand;
+    candidate *c = &s->cand[s->n_cand++];
+    c->item = item;
+    c->from = from;
+    c->lift_sum = 0.0f;
+    c->own = NULL;
+    return c;
+}
+
+static uint32_t department_of(const sako_engine *e, uint32_t c)
+{
+    while (c != SAKO_NONE && e->categories[c].parent != SAKO_NONE)
+        c = e->categories[c].parent;
+    return c;
+}
+
+static int in_subtree(const sako_engine *e, uint32_t item, uint32_t cat)
+{
+    if (cat == SAKO_NONE)
+        return 1;
+    for (uint32_t c = e->items[item].category; c != SAKO_NONE; c = e->categories[c].parent)
+        if (c == cat)
+            return 1;
+    return 0;
+}
+
+/* Decayed weights of the user's purchases per category and department. */
+static double user_categories(const sako_engine *e, const sako_history *h, int64_t now,
+                              double half_life, sako_personal_scratch *s)
+{
+    double total = 0.0;
+    s->n_touched = 0;
+    for (uint32_t j = 0; j < h->n; j++) {
+        const sako_history_entry *x = &h->v[j];
+        double w = x->weight * sako__personal_decay(now - SAKO_ENTRY_LAST(x), half_life);
+        total += w;
+        uint32_t c = e->items[x->item].category;
+        if (c == SAKO_NONE || c >= s->cap_categories)
+            continue;
+        uint32_t d = department_of(e, c);
+        uint32_t both[2] = { c, d };
+        for (int k = 0; k < (d == c ? 1 : 2); k++) {
+            if (s->cat_weight[both[k]] == 0.0)
+                s->cat_touched[s->n_touched++] = both[k];
+            s->cat_weight[both[k]] += w;
+        }
+    }
+    return total;
+}
+
+static double affinity(const sako_engine *e, const sako_personal_scratch *s, uint32_t item,
+                       double total, double k)
+{
+    const sako_demand *d = e->demand;
+    uint32_t c = e->items[item].category;
+    if (!d || c == SAKO_NONE || c >= d->n_categories)
+        return 1.0;
+    uint32_t dep = department_of(e, c);
+    double pd = dep < d->n_categories ? d->cat_share[dep] : 0.0;
+    double pc = d->cat_share[c];
+    double ad = pd > 0.0 ? (s->cat_weight[dep] + k * pd) / (total + k) / pd : 1.0;
+    if (c == dep)
+        return ad;
+    return pc > 0.0 ? (s->cat_weight[c] + k * pc * ad) / (total + k) / pc : 1.0;
+}
+
+static int by_weight_desc(const void *a, const void *b, void *w)
+{
+    const double *cw = w;
+    double x = cw[*(const uint32_t *)a], y = cw[*(const uint32_t *)b];
+    if (x != y)
+        return x < y ? 1 : -1;
+    return (*(const uint32_t *)a > *(const uint32_t *)b) - (*(const uint32_t *)a < *(const uint32_t *)b);
+}
+
+/* Partners of the latest basket and of the query's recent items. */
+static int add_partners(const sako_engine *e, const sako_history *h, const sako_query *q,
+                        sako_personal_scratch *s, double lift_k, size_t *n_sources)
+{
+    size_t sources = 0;
+    const sako_personal *p = &e->personal;
+    for (size_t r = 0; r < h->n + q->n_recent; r++) {
+        uint32_t i;
+        if (r < h->n) {
+            if (h->v[r].basket != h->n_baskets)
+                continue;
+            i = h->v[r].item;
+        } else {
+            i = sako__idmap_get(&e->item_index, q->recent[r - h->n]);
+            if (i == SAKO_NONE)
+                continue;
+        }
+        sources++;
+        const sako_item_demand *d = &p->items[i];
+        for (uint32_t j = 0; j < d->n_partners; j++) {
+            double lift = sako__personal_lift(p, i, &d->partners[j], lift_k);
+            if (!(lift > 1.0))
+                continue;
+            candidate *c = cand_get(s, d->partners[j].item, FROM_PARTNER);
+            if (!c)
+                return SAKO_NOMEM;
+            c->lift_sum += (float)(lift - 1.0);
+        }
+    }
+    *n_sources = sources;
+    return SAKO_OK;
+}
+
+typedef struct scored {
+    double value;
+    uint32_t index;
+} scored;
+
+static int by_value_desc(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->value != y->value)
+        return x->value < y->value ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Keep the SAKO_COPURCHASE_TOP partners that came from nothing else, by l * q. */
+static int trim_partners(const sako_engine *e, sako_personal_scratch *s, size_t n_sources)
+{
+    size_t n_only = 0;
+    for (size_t j = 0; j < s->n_cand; j++)
+        n_only += s->cand[j].from == FROM_PARTNER;
+    if (n_only <= SAKO_COPURCHASE_TOP)
+        return SAKO_OK;
+    scored *v = malloc(n_only * sizeof *v);
+    if (!v)
+        return SAKO_NOMEM;
+    size_t m = 0;
+    for (size_t j = 0; j < s->n_cand; j++)
+        if (s->cand[j].from == FROM_PARTNER) {
+            double ell = 1.0 + s->cand[j].lift_sum / (double)n_sources;
+            v[m].value = ell * sako__demand_rate(e, s->cand[j].item);
+            v[m++].index = (uint32_t)j;
+        }
+    qsort(v, m, sizeof *v, by_value_desc);
+    for (size_t j = SAKO_COPURCHASE_TOP; j < m; j++)
+        s->cand[v[j].index].from = 0; /* dropped */
+    free(v);
+    return SAKO_OK;
+}
+
+static void heap_offer(sako_personal_scratch *s, size_t *n, size_t k, double v, uint32_t item,
+                       uint8_t src)
+{
+    size_t i;
+    if (*n < k) {
+        i = (*n)++;
+        while (i > 0 && s->heap_v[(i - 1) / 2] > v) {
+            s->heap_v[i] = s->heap_v[(i - 1) / 2];
+            s->heap_i[i] = s->heap_i[(i - 1) / 2];
+            s->heap_src[i] = s->heap_src[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+    } else {
+        if (!(v > s->heap_v[0]))
+            return;
+        i = 0;
+        for (;;) {
+            size_t c = 2 * i + 1;
+            if (c >= *n)
+                break;
+            if (c + 1 < *n && s->heap_v[c + 1] < s->heap_v[c])
+                c++;
+            if (s->heap_v[c] >= v)
+                break;
+            s->heap_v[i] = s->heap_v[c];
+            s->heap_i[i] = s->heap_i[c];
+            s->heap_src[i] = s->heap_src[c];
+            i = c;
+        }
+    }
+    s->heap_v[i] = v;
+    s->heap_i[i] = item;
+    s->heap_src[i] = src;
+}
+
+static int excluded(const uint32_t *ex, size_t n, uint32_t item)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ex[mid] < item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ex[lo] == item;
+}
+
+int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
+                        sako_personal_scratch **ps, sako_rng *rng, sako_rec *out, size_t *n_out)
+{
+    const sako_query *q = pq->q;
+    const sako_model_params *mp = &e->params;
+    const sako_history *h = &e->personal.users[pq->user];
+    const sako_demand *dem = e->demand;
+    int rc = scratch_fit(ps, e->n_items, e->n_categories);
+    if (rc)
+        return sako__error(rc, "out of memory for a personal recommendation");
+    sako_personal_scratch *s = *ps;
+    int64_t now = pq->now;
+    double hl = mp->half_life_days, a0 = mp->personal_strength;
+    double W = h->weight * sako__personal_decay(now - h->basket_at, hl);
+    double total = user_categories(e, h, now, hl, s);
+    size_t n_sources = 0;
+
+    /* Candidates. Partners first: their lift accumulates per candidate. */
+    if (q->mode != SAKO_MODE_REPEAT && (rc = add_partners(e, h, q, s, mp->lift_strength, &n_sources)))
+        goto nomem;
+    if ((rc = trim_partners(e, s, n_sources)))
+        goto nomem;
+    for (uint32_t j = 0; j < h->n; j++) {
+        candidate *c = cand_get(s, h->v[j].item, FROM_OWN);
+        if (!c)
+            goto nomem;
+        c->own = &h->v[j];
+    }
+    if (q->mode != SAKO_MODE_REPEAT) {
+        for (size_t j = 0; j < pq->n_population; j++)
+            if (!cand_get(s, pq->population[j], FROM_LIST))
+                goto nomem;
+        if (dem) {
+            for (size_t j = 0; j < dem->n_top; j++)
+                if (!cand_get(s, dem->top[j], FROM_LIST))
+                    goto nomem;
+            /* The user's heaviest categories (not departments: those are too broad). */
+            size_t n_cats = 0;
+            for (size_t j = 0; j < s->n_touched; j++) {
+                uint32_t c = s->cat_touched[j];
+                if (c < dem->listed_categories &&
+                    (e->categories[c].parent != SAKO_NONE || dem->cat_top_n[c] > 0))
+                    s->cat_touched[n_cats++] = c;
+            }
+            qsort_r(s->cat_touched, n_cats, sizeof *s->cat_touched, by_weight_desc, s->cat_weight);
+            for (size_t j = 0; j < n_cats && j < SAKO_TOP_CATEGORIES; j++) {
+                uint32_t c = s->cat_touched[j];
+                if (c >= dem->listed_categories)
+                    continue;
+                for (uint32_t m = 0; m < dem->cat_top_n[c]; m++)
+                    if (!cand_get(s, dem->cat_top[c * SAKO_CATEGORY_TOP + m], FROM_LIST))
+                        goto nomem;
+            }
+        }
+    }
+
+    /* One draw per eligible candidate; the top k by a heap. */
+    size_t n_heap = 0, k = (size_t)q->k;
+    double temp = mp->personal_temperature, kappa = mp->due_exponent;
+    for (size_t j = 0; j < s->n_cand; j++) {
+        const candidate *c = &s->cand[j];
+        uint32_t i = c->item;
+        if (!c->from || !e->items[i].active || (q->mode == SAKO_MODE_DISCOVER && c->own) ||
+            (q->mode == SAKO_MODE_REPEAT && !c->own) || !in_subtree(e, i, pq->category) ||
+            excluded(pq->excluded, pq->n_excluded, i))
+            continue;
+        double qj = sako__demand_rate(e, i);
+        const sako_beta *post = &e->posterior[i];
+        double prior = sako__demand_prior(e, i);
+        double r = post->a / (post->a + post->b) / prior;
+        r = r < 0.1 ? 0.1 : r > 10.0 ? 10.0 : r;
+        double aff = affinity(e, s, i, total, mp->affinity_strength);
+        double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
+        double pi = qj * r * aff * ell;
+        pi = pi < 1e-9 ? 1e-9 : pi > 0.9 ? 0.9 : pi;
+        double n_uj = 0.0, due = 1.0;
+        if (c->own) {
+            int64_t last = SAKO_ENTRY_LAST(c->own);
+            n_uj = c->own->weight * sako__personal_decay(now - last, hl);
+            if (kappa > 0.0) {
+                double interval = ((double)c->own->gap_days + sako__personal_interval(&e->personal, i)) /
+                                  (double)SAKO_ENTRY_BUYS(c->own);
+                double since = (double)(now - last) / SAKO_DAY_MS;
+                double x = interval > 0.0 ? since / interval : 1.0;
+                due = x >= 1.0 ? 1.0 : x <= 0.0 ? 0.0 : pow(x, kappa);
+            }
+        }
+        double mu = (a0 * pi + n_uj) / (a0 + W) * due;
+        mu = mu < 1e-9 ? 1e-9 : mu > 0.99 ? 0.99 : mu;
+        double v = mu;
+        if (temp > 0.0) {
+            double strength = (a0 + W) / temp;
+            sako_beta b;
+            sako__beta_set(&b, strength * mu, strength * (1.0 - mu));
+            v = sako__beta_sample(&b, rng);
+        }
+        uint8_t src;
+        if (c->own && n_uj >= a0 * pi)
+            src = SAKO_SOURCE_REPEAT;
+        else if (ell > 1.0 && ell >= aff)
+            src = SAKO_SOURCE_COPURCHASE;
+        else if (aff > 1.0)
+            src = SAKO_SOURCE_AFFINITY;
+        else
+            src = c->own ? SAKO_SOURCE_REPEAT : SAKO_SOURCE_DEMAND;
+        heap_offer(s, &n_heap, k, v, i, src);
+    }
+    for (size_t j = 0; j < n_heap; j++) {
+        out[j].item_id = e->items[s->heap_i[j]].id;
+        out[j].score = s->heap_v[j];
+        out[j].source = s->heap_src[j];
+    }
+    *n_out = n_heap;
+    rc = SAKO_OK;
+    goto done;
+nomem:
+    rc = sako__error(SAKO_NOMEM, "out of memory for a personal recommendation");
+done:
+    /* cat_touched was compacted: clear every category the history touches. */
+    for (uint32_t j = 0; j < h->n; j++) {
+        uint32_t c = e->items[h->v[j].item].category;
+        if (c != SAKO_NONE && c < s->cap_categories) {
+            s->cat_weight[c] = 0.0;
+            s->cat_weight[department_of(e, c)] = 0.0;
+        }
+    }
+    return rc;
+}
