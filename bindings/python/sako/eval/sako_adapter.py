@@ -7,9 +7,11 @@ documented API as it is (``bindings/python/sako/_engine.py``, ``docs/python.md``
 - ``Engine.upsert_categories_arrays(ids, parent_ids, names)`` and
   ``Engine.upsert_items_arrays(ids, category_ids, active, added_at)``;
 - ``Engine.recommend_arrays(user_id, k, exclude=...)`` -> ``(ids, scores)``;
-- ``Engine.update_arrays(users, items, types, times)``: parallel arrays, passed by
-  position, so the harness does not depend on the name of the recommendation-id field
-  (``rec_id`` / ``recommendation_id``), which it never sets;
+- ``Engine.update_arrays(users, items, types, times, recommendation_ids)``: parallel
+  arrays, passed by position. The events on the slate the policy has just recommended
+  carry that slate's recommendation id: from 0.2 (option ``organic_demand``) an event
+  without one is organic demand, not an outcome of a recommendation, and would teach
+  the Beta posteriors nothing;
 - ``Engine.retrain()``, ``Engine.stats()``, ``Engine.options``, ``sako.__version__``.
 
 If the binding is not built, `available()` is False and the harness runs without
@@ -22,7 +24,7 @@ import functools
 import numpy as np
 
 from .data import AISLE_ID_BASE, DEPT_ID_BASE
-from .policies import Policy
+from .policies import CART, CLICK, IMPRESSION, PURCHASE, Policy
 
 #: options of every evaluation engine: no fsync (a run need not survive power loss),
 #: unknown items rejected (the harness always loads the catalog first)
@@ -80,6 +82,10 @@ def upsert_items(engine, item_idx: np.ndarray, item_aisle: np.ndarray, added_at_
 class SakoPolicy(Policy):
     """libsako (sako.Engine) behind the harness's policy interface."""
 
+    #: event types that answer the latest slate when they name one of its items (the
+    #: simulator and the bandit-log replay only produce events on what was shown)
+    linked_types = (IMPRESSION, CLICK, CART, PURCHASE)
+
     def __init__(self, prior: str = "category", seed: int = 1, retrain_every: int = 0, **options):
         """retrain_every > 0: call the engine's retrain() after every that many events (an
         operator's retrain schedule), on top of libsako's own prior refreshes."""
@@ -90,6 +96,8 @@ class SakoPolicy(Policy):
         self.name = f"libsako ({prior} prior)"
         self.engine = None
         self._since_retrain = 0
+        self._slate = np.empty(0, dtype=np.int64)  # engine ids of the latest recommendation
+        self._rec_id = 0
         self.max_exclude = int(_sako().MAX_EXCLUDE) if available() else 10000
 
     def reset(self, catalog):
@@ -111,8 +119,10 @@ class SakoPolicy(Policy):
         if len(ex) > self.max_exclude:  # over SAKO_MAX_EXCLUDE: over-fetch and filter instead
             res, _ = self.engine.recommend_arrays(int(user) + 1, min(1000, k + len(ex)))
             exs = set(ex.tolist())
-            return np.asarray([i - 1 for i in res.tolist() if i not in exs][:k], dtype=np.int64)
-        ids, _ = self.engine.recommend_arrays(int(user) + 1, int(k), exclude=ex)
+            ids = np.asarray([i for i in res.tolist() if i not in exs][:k], dtype=np.int64)
+        else:
+            ids, _ = self.engine.recommend_arrays(int(user) + 1, int(k), exclude=ex)
+        self._slate, self._rec_id = ids, self._rec_id + 1
         return ids - 1
 
     def update(self, users, items, types, times):
@@ -120,7 +130,13 @@ class SakoPolicy(Policy):
         items = np.asarray(items, dtype=np.int64) + 1
         types = np.asarray(types, dtype=np.int32)
         times = np.maximum(np.asarray(times, dtype=np.int64), 1)
-        self.engine.update_arrays(users, items, types, times)
+        # The harnesses feed the events of a slate right after recommending it; matched by
+        # item, not user (the bandit-log replay recommends to user i, records as user 1).
+        # Used once: later events (a ranking fit, the next basket) are not its outcomes.
+        linked = np.isin(items, self._slate) & np.isin(types, self.linked_types)
+        recs = np.where(linked, self._rec_id, 0).astype(np.int64)
+        self._slate = self._slate[:0]
+        self.engine.update_arrays(users, items, types, times, recs)
         if self.retrain_every:
             self._since_retrain += users.size
             if self._since_retrain >= self.retrain_every:
@@ -164,7 +180,13 @@ class SakoTreePolicy(SakoPolicy):
 
     ``reset(catalog)`` takes an object with ``tree_ids``, ``tree_parents`` (0 = a root),
     ``tree_names`` (parents before children) and ``item_category`` (the libsako category
-    id of each dense item index); items are loaded active with ``catalog.time_ms``."""
+    id of each dense item index); items are loaded active with ``catalog.time_ms``.
+
+    Used by the journey replay, whose purchases are a real household's basket: showing a
+    product did not cause them, so they stay organic demand (docs/research-personal.md);
+    only impressions and the clicks on shown products answer the slate."""
+
+    linked_types = (IMPRESSION, CLICK)
 
     def reset(self, catalog):
         Policy.reset(self, catalog)
