@@ -173,7 +173,11 @@ def evaluate_frozen(policy: Policy, train: D.BanditLog, train_idx: np.ndarray,
         items = np.concatenate([a, a[clicked]])
         types = np.concatenate([np.full(a.size, IMPRESSION), np.full(int(clicked.sum()), CLICK)])
         times = np.concatenate([t, t[clicked]])
-        policy.update(np.ones(items.size, dtype=np.int64), items, types, times)
+        ones = np.ones(items.size, dtype=np.int64)
+        if getattr(policy, "accepts_logged", False):   # libsako: logged clicks are outcomes
+            policy.update(ones, items, types, times, logged=True)
+        else:
+            policy.update(ones, items, types, times)
         policy.refresh()
         pi = action_distribution(policy, n_act, draws, seed)
         policy.close()

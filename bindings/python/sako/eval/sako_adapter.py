@@ -26,6 +26,8 @@ import numpy as np
 from .data import AISLE_ID_BASE, DEPT_ID_BASE
 from .policies import CART, CLICK, IMPRESSION, PURCHASE, Policy
 
+IMPRESSION_TYPE = 0
+
 #: options of every evaluation engine: no fsync (a run need not survive power loss),
 #: unknown items rejected (the harness always loads the catalog first)
 EVAL_OPTIONS = {"durability": "off", "unknown_items": "reject"}
@@ -81,6 +83,7 @@ def upsert_items(engine, item_idx: np.ndarray, item_aisle: np.ndarray, added_at_
 
 class SakoPolicy(Policy):
     """libsako (sako.Engine) behind the harness's policy interface."""
+    accepts_logged = True   # update(..., logged=True): a bandit log's clicks are outcomes
 
     #: event types that answer the latest slate when they name one of its items (the
     #: simulator and the bandit-log replay only produce events on what was shown)
@@ -125,7 +128,9 @@ class SakoPolicy(Policy):
         self._slate, self._rec_id = ids, self._rec_id + 1
         return ids - 1
 
-    def update(self, users, items, types, times):
+    def update(self, users, items, types, times, logged: bool = False):
+        """logged=True: the events are a bandit log's, every click an outcome of the
+        logging policy's recommendation (so each gets a recommendation id)."""
         users = np.asarray(users, dtype=np.int64) + 1
         items = np.asarray(items, dtype=np.int64) + 1
         types = np.asarray(types, dtype=np.int32)
@@ -134,7 +139,9 @@ class SakoPolicy(Policy):
         # item, not user (the bandit-log replay recommends to user i, records as user 1).
         # Used once: later events (a ranking fit, the next basket) are not its outcomes.
         linked = np.isin(items, self._slate) & np.isin(types, self.linked_types)
-        recs = np.where(linked, self._rec_id, 0).astype(np.int64)
+        if logged:
+            linked = types != IMPRESSION_TYPE
+        recs = np.where(linked, self._rec_id if not logged else 1, 0).astype(np.int64)
         self._slate = self._slate[:0]
         self.engine.update_arrays(users, items, types, times, recs)
         if self.retrain_every:
