@@ -1,6 +1,6 @@
 /* libsako C benchmark: `make bench`. See docs/benchmarks.md.
  *
- *   bench_sako [--quick] [--seed N] [--markdown FILE]
+ *   bench_sako [--quick] [--seed N] [--markdown FILE] [--only recommend|update|memory]
  *
  * One thread, one run, medians of repeated measurements:
  *  1. sako_recommend() latency, k = 20, over generated catalogs shaped like
@@ -14,7 +14,14 @@
  *  3. sako_update() throughput in memory and durably committed, in batches of
  *     1, 100 and 10,000 events;
  *  4. sako_init() time of a 1M-item database file, and the time until requests
- *     are fast again (the engine may open before its samplers are built).
+ *     are fast again (the engine may open before its samplers are built);
+ *  5. (0.2) personalised recommend, k = 20, for users with 300 distinct products
+ *     over 60 baskets, on the 50k and 1M engines, interleaved call by call with an
+ *     anonymous user's (the population path), and with personal_temperature 0;
+ *  6. (0.2) durable ingest of a stream with 20 % purchases (order ids, mostly
+ *     organic) in batches of 10,000, personal = 1 against personal = 0;
+ *  7. (0.2) memory per user: RSS growth as users each buy 100 distinct products,
+ *     extrapolated linearly to 1M users.
  *
  * The 1k, 10k and 50k catalogs are built in memory; the 1M catalog once, in a
  * file (SAKO_DURABLE_OFF), which then serves the reopen test. --quick skips 1M and
@@ -24,6 +31,9 @@
  * the markdown table. Progress goes to stderr, results to stdout.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +55,15 @@
 #define INGEST_BATCH 250000                   /* events per sako_update while building */
 #define N_USERS 100000
 #define T0_MS 1764000000000LL                 /* event times start here (Nov 2025) */
+/* The generated impressions, clicks, carts and purchases are outcomes of
+ * recommendations: they carry a rec_id (one per K events). Since 0.2 an event
+ * without one is organic demand, which would change the population model the
+ * recommend rows measure; organic purchases are generated separately below. */
+#define REC_ID(j) ((int64_t)(1 + (uint64_t)(j) / K))
+/* Population rows ask for users with no purchase history (ids no event names), who
+ * get the population engine; users 1..N_USERS have bought things, so since 0.2
+ * they would get the personal engine. */
+#define POP_USER(r) ((int64_t)(3 * N_USERS + 1 + (r) % N_USERS))
 #define READY_LATENCY 1e-3                    /* reopen: "fast" means a request under 1 ms */
 #define READY_TIMEOUT 120.0
 
@@ -52,7 +71,7 @@
 
 static double t_start;
 static char tmp_dir[512];
-static char tmp_files[4][600];
+static char tmp_files[8][600];
 static int n_tmp_files;
 
 static double now(void)
@@ -116,7 +135,7 @@ static void *xmalloc(size_t n)
 
 static const char *tmp_path(const char *name)
 {
-    if (n_tmp_files == 4) {
+    if (n_tmp_files == 8) {
         fprintf(stderr, "bench_sako: too many temp files\n");
         exit(1);
     }
@@ -360,7 +379,7 @@ static uint64_t catalog_ingest(sako_engine *e, const catalog *c, uint64_t seed, 
     do {                                                                             \
         int64_t t_ms_ = T0_MS + (int64_t)(sent + nb);                                \
         buf[nb++] = (sako_event){(int64_t)(1 + sako__rng_next(&rng) % N_USERS),      \
-                                 (int64_t)(item), (typ), t_ms_, 0};                  \
+                                 (int64_t)(item), (typ), t_ms_, REC_ID(sent + nb)};  \
         if (nb == INGEST_BATCH) {                                                    \
             shuffle_events(buf, nb, &rng);                                           \
             double t_ = now();                                                       \
@@ -610,7 +629,7 @@ static void bench_recommend_scope(sako_engine *e, const catalog *c, const sako_b
     double t0 = now();
     int warm = 0;
     do {
-        q.user_id = 1 + warm % N_USERS;
+        q.user_id = POP_USER(warm);
         CHECK(sako_recommend(e, &q, out, K, &n_out));
         warm++;
     } while (warm < 5 || (warm < 200 && now() - t0 < 0.05));
@@ -620,7 +639,7 @@ static void bench_recommend_scope(sako_engine *e, const catalog *c, const sako_b
     double *topk = xmalloc((size_t)reps * sizeof *topk);
     int nk = 0;
     for (int r = 0; r < reps; r++) {
-        q.user_id = 1 + (r * 7919) % N_USERS;
+        q.user_id = POP_USER(r * 7919);
         double a = now();
         int rc = sako_recommend(e, &q, out, K, &n_out);
         double b = now();
@@ -701,9 +720,11 @@ static sako_options bench_options(uint64_t seed, int durability)
 
 /* Build an engine over a generated catalog of n items on path (NULL = memory). */
 static sako_engine *build_engine(const catalog *c, const char *path, uint64_t seed,
-                                 build_row *br)
+                                 build_row *br, double temperature)
 {
     sako_options o = bench_options(seed, SAKO_DURABLE_OFF);
+    if (temperature >= 0)
+        o.personal_temperature = temperature;
     sako_engine *e = NULL;
     CHECK(sako_init(&e, path, &o));
     catalog_upsert(e, c);
@@ -731,6 +752,8 @@ static double read_posteriors(sako_engine *e, size_t n, sako_beta *betas)
 
 static void bench_reopen(const char *path, const catalog *c, const build_row *br, int quick,
                          uint64_t seed);
+static size_t bench_personal(sako_engine *e, const catalog *c, const char *variant, int quick,
+                             uint64_t seed);
 
 /* Recommend latency over a generated catalog of n items. With on_file, the catalog
  * is built in a database file (still SAKO_DURABLE_OFF) that then serves the reopen
@@ -745,7 +768,7 @@ static void bench_recommend(size_t n, int on_file, int quick, uint64_t seed)
              fmt_count(b2, 32, (double)c.n_events), on_file ? ", in a file" : "");
     build_row *br = &build_rows[n_build_rows++];
     double t = now();
-    sako_engine *e = build_engine(&c, path, seed + n, br);
+    sako_engine *e = build_engine(&c, path, seed + n, br, -1);
     br->on_file = on_file;
     br->build_s = now() - t;
     progress("  built: %s events in %.2f s of sako_update (%s events/s), retrain %.2f s",
@@ -769,6 +792,17 @@ static void bench_recommend(size_t n, int on_file, int quick, uint64_t seed)
         progress("  +%s events since the retrain", fmt_count(b, 32, (double)extra));
         bench_recommend_scope(e, &c, betas, -1, "whole, +10% ev", quick, seed);
         br->extra_events = extra;
+        /* The personal engine on the same catalog (after the rows above: its organic
+         * purchases and retrain change the population model). */
+        br->extra_events += bench_personal(e, &c, "default (T = 0.05)", quick, seed + n);
+        if (n == 50000) {
+            /* personal_temperature is a stored model option: a second engine over the
+             * same catalog and events, with T = 0 (the posterior mean, no draw). */
+            build_row tmp;
+            sako_engine *e0 = build_engine(&c, NULL, seed + n, &tmp, 0.0);
+            bench_personal(e0, &c, "T = 0 (posterior mean)", quick, seed + n);
+            sako_close(e0);
+        }
     }
     sako_close(e);
     free(betas);
@@ -805,7 +839,7 @@ static sako_event *make_event_pool(const catalog *c, size_t n, uint64_t seed)
                  : v < 0.96 ? SAKO_EVENT_CLICK
                  : v < 0.985 ? SAKO_EVENT_CART : SAKO_EVENT_PURCHASE;
         ev[j] = (sako_event){(int64_t)(1 + sako__rng_next(&rng) % N_USERS), (int64_t)lo + 1,
-                             type, 0, 0};
+                             type, 0, REC_ID(j)};
     }
     free(cum);
     return ev;
@@ -913,6 +947,527 @@ static void bench_update(int quick, uint64_t seed)
     sako_close(e);
     remove_db(path);
     free(pool);
+    catalog_free(&c);
+}
+
+/* ------------------------------------------------------------------- personal */
+
+/* Users with a long purchase history, queried in turn: each bought P_PRODUCTS
+ * distinct products over P_BASKETS baskets (orders) of P_LINES lines, 2.5 days
+ * apart; half the lines are first purchases, half repeats skewed towards a few
+ * staples (the most repeated product is in most baskets). */
+#define P_USERS 16
+#define P_PRODUCTS 300
+#define P_BASKETS 60
+#define P_LINES 10
+#define P_USER0 ((int64_t)2 * N_USERS)        /* their ids: P_USER0 + 1 .. + P_USERS */
+#define BG_BASKETS 20000                      /* other users' organic baskets */
+#define DAY_MS 86400000LL
+#define P_T0 (T0_MS + 20 * DAY_MS)            /* after every event sent before */
+#define P_GAP_MS (DAY_MS * 5 / 2)
+#define P_QUERY_TIME (P_T0 + P_BASKETS * P_GAP_MS + DAY_MS)
+
+typedef struct pers_row {
+    size_t catalog_n;
+    const char *variant;
+    lat pers, pop;           /* interleaved: personal user / anonymous user */
+    lat pers_alone, pop_alone; /* the same calls in runs of their own */
+    double src[SAKO_SOURCES];/* share of the personal results by source */
+    size_t organic;          /* organic purchases sent before */
+    double retrain_s;
+} pers_row;
+
+static pers_row pers_rows[4];
+static int n_pers_rows;
+
+/* Items drawn by exposure (impressions + 1), the same weighting as the event pools. */
+typedef struct exposure {
+    double *cum, sum;
+    size_t n;
+} exposure;
+
+static void exposure_make(exposure *x, const catalog *c)
+{
+    x->n = c->n;
+    x->cum = xmalloc(c->n * sizeof *x->cum);
+    x->sum = 0;
+    for (size_t i = 0; i < c->n; i++)
+        x->cum[i] = x->sum += c->impr[i] + 1.0;
+}
+
+static int64_t exposure_pick(const exposure *x, sako_rng *rng)
+{
+    double u = sako__rng_uniform(rng) * x->sum;
+    size_t lo = 0, hi = x->n - 1;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (x->cum[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (int64_t)lo + 1;
+}
+
+/* n distinct items by exposure. */
+static void distinct_items(const exposure *x, sako_rng *rng, int64_t *v, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        int64_t id;
+        int dup;
+        do {
+            id = exposure_pick(x, rng);
+            dup = 0;
+            for (size_t i = 0; i < j && !dup; i++)
+                dup = v[i] == id;
+        } while (dup);
+        v[j] = id;
+    }
+}
+
+/* Organic purchases (rec_id 0, with order ids) of the P_USERS long-history users
+ * and BG_BASKETS baskets of other users, in time order; sent in batches of 100,000.
+ * Returns the number of purchases. */
+static size_t personal_history(sako_engine *e, const catalog *c, uint64_t seed)
+{
+    sako_rng rng;
+    sako__rng_seed(&rng, seed ^ 0xba5e7);
+    exposure x;
+    exposure_make(&x, c);
+    int64_t (*prod)[P_PRODUCTS] = xmalloc(P_USERS * sizeof *prod);
+    int64_t (*lines)[P_BASKETS * P_LINES] = xmalloc(P_USERS * sizeof *lines);
+    for (int u = 0; u < P_USERS; u++) {
+        distinct_items(&x, &rng, prod[u], P_PRODUCTS);
+        int64_t *l = lines[u];
+        for (int j = 0; j < P_PRODUCTS; j++)
+            l[j] = prod[u][j];
+        for (int j = P_PRODUCTS; j < P_BASKETS * P_LINES; j++) {
+            double v = sako__rng_uniform(&rng);
+            l[j] = prod[u][(int)(P_PRODUCTS * v * v * v)];
+        }
+        for (int j = P_BASKETS * P_LINES; j > 1; j--) {
+            int i = (int)(sako__rng_next(&rng) % (uint64_t)j);
+            int64_t t = l[j - 1];
+            l[j - 1] = l[i];
+            l[i] = t;
+        }
+    }
+    size_t cap = 100000, nb = 0, sent = 0;
+    /* Flushed when cap is reached; room for one slot's long histories and one basket more. */
+    sako_event *ev = xmalloc((cap + P_USERS * P_LINES + 20) * sizeof *ev);
+    int64_t *orders = xmalloc((cap + P_USERS * P_LINES + 20) * sizeof *orders);
+    int64_t order = 1;
+    int bg_per = BG_BASKETS / P_BASKETS;
+    for (int b = 0; b < P_BASKETS; b++) {
+        int64_t t = P_T0 + b * P_GAP_MS;
+        for (int u = 0; u < P_USERS; u++, order++)
+            for (int j = 0; j < P_LINES; j++) {
+                ev[nb] = (sako_event){P_USER0 + 1 + u, lines[u][b * P_LINES + j],
+                                      SAKO_EVENT_PURCHASE, t++, 0};
+                orders[nb++] = order;
+            }
+        for (int g = 0; g < bg_per; g++, order++) {
+            int64_t user = (int64_t)(1 + sako__rng_next(&rng) % N_USERS);
+            int m = 1 + (int)(sako__rng_next(&rng) % 19);
+            for (int j = 0; j < m; j++) {
+                ev[nb] = (sako_event){user, exposure_pick(&x, &rng), SAKO_EVENT_PURCHASE,
+                                      t++, 0};
+                orders[nb++] = order;
+            }
+            if (nb >= cap) {
+                CHECK(sako_update_orders(e, ev, orders, nb));
+                sent += nb;
+                nb = 0;
+            }
+        }
+    }
+    if (nb)
+        CHECK(sako_update_orders(e, ev, orders, nb));
+    sent += nb;
+    for (int u = 0; u < P_USERS; u++) {
+        sako_user_info ui;
+        CHECK(sako_user_get(e, P_USER0 + 1 + u, &ui));
+        if (ui.n_products != P_PRODUCTS || ui.n_baskets != P_BASKETS || !ui.personal)
+            check_fail("personal user %d: %llu products, %llu baskets, personal %d", u,
+                       (unsigned long long)ui.n_products, (unsigned long long)ui.n_baskets,
+                       ui.personal);
+    }
+    free(ev), free(orders), free(prod), free(lines), free(x.cum);
+    return sent;
+}
+
+static void check_personal(const catalog *c, const sako_rec *r, size_t n, double *src)
+{
+    if (n != K)
+        check_fail("personal: n_out %zu, expected %d", n, K);
+    for (size_t j = 0; j < n; j++) {
+        if (!(r[j].score >= 0.0 && r[j].score <= 1.0))
+            check_fail("personal: score %g out of [0, 1]", r[j].score);
+        if (j > 0 && r[j].score > r[j - 1].score)
+            check_fail("personal: scores not descending at rank %zu", j);
+        if (r[j].item_id < 1 || (size_t)r[j].item_id > c->n)
+            check_fail("personal: unknown item id %lld", (long long)r[j].item_id);
+        if (r[j].source < SAKO_SOURCE_REPEAT || r[j].source >= SAKO_SOURCES)
+            check_fail("personal: source %d", r[j].source);
+        else
+            src[r[j].source] += 1.0;
+        for (size_t i = 0; i < j; i++)
+            if (r[i].item_id == r[j].item_id)
+                check_fail("personal: item %lld twice in one answer", (long long)r[j].item_id);
+    }
+}
+
+/* Personalised recommend, k = K, for the long-history users, interleaved call by
+ * call with the population path (an anonymous user) on the same engine. */
+static size_t bench_personal(sako_engine *e, const catalog *c, const char *variant, int quick,
+                             uint64_t seed)
+{
+    char b1[32], b2[32];
+    pers_row *row = &pers_rows[n_pers_rows++];
+    memset(row, 0, sizeof *row);
+    row->catalog_n = c->n;
+    row->variant = variant;
+    progress("personal: %d users x %d products in %d baskets, %d other baskets (%s)", P_USERS,
+             P_PRODUCTS, P_BASKETS, BG_BASKETS, variant);
+    row->organic = personal_history(e, c, seed);
+    /* A new epoch, so that demand (organic purchases) enters the priors and lists. */
+    double t = now();
+    CHECK(sako_retrain(e));
+    row->retrain_s = now() - t;
+    progress("  %s organic purchases sent; sako_retrain %.2f s",
+             fmt_count(b1, 32, (double)row->organic), row->retrain_s);
+
+    sako_query qp = SAKO_QUERY_INIT, q0 = SAKO_QUERY_INIT;
+    qp.k = q0.k = K;
+    qp.time = q0.time = P_QUERY_TIME;
+    sako_rec out[K];
+    size_t n_out;
+    for (int w = 0; w < 200; w++) {
+        qp.user_id = P_USER0 + 1 + w % P_USERS;
+        CHECK(sako_recommend(e, &qp, out, K, &n_out));
+        CHECK(sako_recommend(e, &q0, out, K, &n_out));
+    }
+    int reps = quick ? 401 : 2001;
+    double *tp = xmalloc((size_t)reps * sizeof *tp), *t0 = xmalloc((size_t)reps * sizeof *t0);
+    double src[SAKO_SOURCES] = {0}, n_src = 0;
+    for (int r = 0; r < reps; r++) {
+        qp.user_id = P_USER0 + 1 + r % P_USERS;
+        for (int half = 0; half < 2; half++) {
+            int personal = (half == 0) == (r % 2 == 0); /* alternate which goes first */
+            double a = now();
+            int rc = sako_recommend(e, personal ? &qp : &q0, out, K, &n_out);
+            double z = now();
+            if (rc != SAKO_OK)
+                die("sako_recommend", rc);
+            if (personal) {
+                tp[r] = z - a;
+                check_personal(c, out, n_out, src);
+                n_src += (double)n_out;
+            } else {
+                t0[r] = z - a;
+                if (n_out != K || out[0].source != SAKO_SOURCE_THOMPSON)
+                    check_fail("anonymous user: %zu results, source %d", n_out,
+                               n_out ? out[0].source : 0);
+            }
+        }
+    }
+    row->pers = (lat){median(tp, reps), quantile(tp, reps, 0.9), reps};
+    row->pop = (lat){median(t0, reps), quantile(t0, reps, 0.9), reps};
+    /* Each path in a run of its own (caches hold only its own working set). */
+    for (int personal = 1; personal >= 0; personal--) {
+        double *tv = personal ? tp : t0;
+        for (int r = 0; r < reps; r++) {
+            qp.user_id = P_USER0 + 1 + r % P_USERS;
+            double a = now();
+            int rc = sako_recommend(e, personal ? &qp : &q0, out, K, &n_out);
+            tv[r] = now() - a;
+            if (rc != SAKO_OK)
+                die("sako_recommend", rc);
+        }
+        lat l = {median(tv, reps), quantile(tv, reps, 0.9), reps};
+        if (personal)
+            row->pers_alone = l;
+        else
+            row->pop_alone = l;
+    }
+    for (int s = 0; s < SAKO_SOURCES; s++)
+        row->src[s] = n_src > 0 ? src[s] / n_src : 0;
+    char b3[32], b4[32];
+    progress("  interleaved: personal %s, population %s (ratio %.1f); alone: %s, %s; sources: "
+             "repeat %.0f%%, affinity %.0f%%, co-purchase %.0f%%, demand %.0f%%",
+             fmt_time(b1, 32, row->pers.med), fmt_time(b2, 32, row->pop.med),
+             row->pers.med / row->pop.med, fmt_time(b3, 32, row->pers_alone.med),
+             fmt_time(b4, 32, row->pop_alone.med), 100 * row->src[SAKO_SOURCE_REPEAT],
+             100 * row->src[SAKO_SOURCE_AFFINITY], 100 * row->src[SAKO_SOURCE_COPURCHASE],
+             100 * row->src[SAKO_SOURCE_DEMAND]);
+    free(tp), free(t0);
+    return row->organic;
+}
+
+/* ------------------------------------------------------- ingest with purchases */
+
+typedef struct pingest_row {
+    const char *mode;
+    double rate, amortized;  /* events/s: median of repeats, all repeats together */
+    int reps, batches;
+    int refreshes;
+} pingest_row;
+
+static pingest_row pingest_rows[4];
+static int n_pingest_rows;
+static size_t pingest_events, pingest_purchases, pingest_warm;
+static int pingest_users;
+
+/* A shop's stream: visits of users 1..N_USERS, each 1-15 purchases (mean 8) under
+ * one order id and 4 browsing events per purchase (impressions, clicks, carts of
+ * recommendations, with a rec_id); 90 % of the purchases are organic (rec_id 0).
+ * Half of a user's purchases come from 30 staples of their own, so histories repeat. */
+static sako_event *purchase_pool(const catalog *c, size_t n, uint64_t seed, int64_t **orders_out,
+                                 size_t *n_purchases)
+{
+    sako_rng rng;
+    sako__rng_seed(&rng, seed);
+    exposure x;
+    exposure_make(&x, c);
+    sako_event *ev = xmalloc((n + 80) * sizeof *ev);
+    int64_t *orders = xmalloc((n + 80) * sizeof *orders);
+    size_t m = 0, buys = 0;
+    int64_t order = 1, rec = 1, t = T0_MS + 30 * DAY_MS;
+    while (m < n) {
+        int64_t user = (int64_t)(1 + sako__rng_next(&rng) % N_USERS);
+        int nb = 1 + (int)(sako__rng_next(&rng) % 15);
+        for (int j = 0; j < 4 * nb; j++, t += 200) {
+            double v = sako__rng_uniform(&rng);
+            int type = v < 0.85 ? SAKO_EVENT_IMPRESSION
+                     : v < 0.95 ? SAKO_EVENT_CLICK : SAKO_EVENT_CART;
+            ev[m] = (sako_event){user, exposure_pick(&x, &rng), type, t, rec + j / K};
+            orders[m++] = 0;
+        }
+        for (int j = 0; j < nb; j++, t += 200) {
+            int64_t item;
+            if (sako__rng_uniform(&rng) < 0.5) {
+                /* One of the user's 30 staples: a fixed hash of (user, slot). */
+                uint64_t h = (uint64_t)user * 0x9e3779b97f4a7c15ULL +
+                             (sako__rng_next(&rng) % 30) * 0xbf58476d1ce4e5b9ULL;
+                h ^= h >> 31;
+                h *= 0x94d049bb133111ebULL;
+                h ^= h >> 29;
+                item = (int64_t)(1 + h % c->n);
+            } else {
+                item = exposure_pick(&x, &rng);
+            }
+            int64_t rid = sako__rng_uniform(&rng) < 0.1 ? rec : 0;
+            ev[m] = (sako_event){user, item, SAKO_EVENT_PURCHASE, t, rid};
+            orders[m++] = order;
+            buys++;
+        }
+        order++;
+        rec += 1 + 4 * nb / K;
+        t += 60000;
+    }
+    free(x.cum);
+    *orders_out = orders;
+    *n_purchases = buys;
+    return ev;
+}
+
+/* Durable ingest (SAKO_DURABLE_FULL, batches of 10,000 through sako_update_orders) of
+ * the purchase stream, personal = 1 and personal = 0, repeats interleaved. */
+static void bench_personal_ingest(int quick, uint64_t seed)
+{
+    catalog c;
+    catalog_make(&c, 50000, seed + 777);
+    const size_t batch = 10000;
+    int warm = quick ? 3 : 5, per = quick ? 3 : 8, reps = quick ? 3 : 5;
+    size_t n = batch * (size_t)(warm + per * reps);
+    int64_t *orders;
+    size_t buys;
+    sako_event *pool = purchase_pool(&c, n, seed + 779, &orders, &buys);
+    pingest_events = n;
+    pingest_purchases = buys;
+    pingest_warm = batch * (size_t)warm;
+    pingest_users = N_USERS;
+    progress("ingest with purchases: file, SAKO_DURABLE_FULL, 50k items, %.0f%% purchases, "
+             "personal 1 vs 0", 100.0 * (double)buys / (double)n);
+    static const char *modes[2] = {"personal = 1 (default)", "personal = 0"};
+    sako_engine *e[2];
+    const char *paths[2] = {tmp_path("ingest1.db"), tmp_path("ingest0.db")};
+    for (int m = 0; m < 2; m++) {
+        sako_options o = bench_options(seed, SAKO_DURABLE_FULL);
+        o.personal = m == 0;
+        CHECK(sako_init(&e[m], paths[m], &o));
+        catalog_upsert(e[m], &c);
+        for (int b = 0; b < warm; b++)
+            CHECK(sako_update_orders(e[m], pool + b * batch, orders + b * batch, batch));
+    }
+    double rates[2][8], total[2] = {0, 0};
+    int refreshes[2] = {0, 0};
+    for (int r = 0; r < reps; r++)
+        for (int mm = 0; mm < 2; mm++) {
+            int m = (mm + r) % 2;
+            double busy = 0;
+            sako_stats st;
+            CHECK(sako_stats_get(e[m], &st));
+            uint64_t since = st.events_since_refresh;
+            for (int b = 0; b < per; b++) {
+                size_t off = batch * (size_t)(warm + r * per + b);
+                double t = now();
+                int rc = sako_update_orders(e[m], pool + off, orders + off, batch);
+                busy += now() - t;
+                if (rc != SAKO_OK)
+                    die("sako_update_orders", rc);
+                CHECK(sako_stats_get(e[m], &st));
+                if (st.events_since_refresh < since + batch)
+                    refreshes[m]++;
+                since = st.events_since_refresh;
+            }
+            rates[m][r] = (double)batch * per / busy;
+            total[m] += busy;
+        }
+    char b[32];
+    for (int m = 0; m < 2; m++) {
+        pingest_row *row = &pingest_rows[n_pingest_rows++];
+        row->mode = modes[m];
+        row->rate = median(rates[m], reps);
+        row->amortized = (double)batch * per * reps / total[m];
+        row->reps = reps;
+        row->batches = per;
+        row->refreshes = refreshes[m];
+        progress("  %s: %s events/s (%d x %d batches, %d refreshes)", modes[m],
+                 fmt_count(b, 32, row->rate), reps, per, refreshes[m]);
+        sako_close(e[m]);
+        remove_db(paths[m]);
+    }
+    free(pool), free(orders);
+    catalog_free(&c);
+}
+
+/* ------------------------------------------------------------------- memory */
+
+typedef struct mem_point {
+    size_t users;
+    double rss_mb;
+    double heap_mb;     /* bytes allocated by malloc and not freed (glibc), else NAN */
+} mem_point;
+
+static mem_point mem_points[16];
+static int n_mem_points;
+static double mem_base_mb, mem_per_user, mem_intercept_mb, mem_ingest_s, mem_heap_per_user;
+static size_t mem_products = 100, mem_catalog = 50000;
+
+static double rss_mb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+static double heap_mb(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    return (double)(mi.uordblks + mi.hblkhd) / 1048576.0;
+#else
+    return NAN;
+#endif
+}
+
+static mem_point mem_now(size_t users)
+{
+    return (mem_point){users, rss_mb(), heap_mb()};
+}
+
+/* Least-squares slope and intercept of y over x. */
+static void fit_line(const double *x, const double *y, int n, double *slope, double *icept)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++)
+        sx += x[i], sy += y[i], sxx += x[i] * x[i], sxy += x[i] * y[i];
+    *slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    *icept = (sy - *slope * sx) / n;
+}
+
+/* RSS growth of one engine (a file, SAKO_DURABLE_OFF: the log is on disk and
+ * SQLite's page cache bounded) as users each buy mem_products distinct products in
+ * 10 baskets of 10; a straight line through the points, extrapolated to 1M users. */
+static void bench_memory(int quick, uint64_t seed)
+{
+    catalog c;
+    catalog_make(&c, mem_catalog, seed + 555);
+    exposure x;
+    exposure_make(&x, &c);
+    size_t users = quick ? 20000 : 40000, step = users / 5, per_batch = 1000;
+    progress("memory: %zu users x %zu distinct products (10 baskets of 10), %s-item catalog",
+             users, mem_products, "50k");
+    const char *path = tmp_path("memory.db");
+    sako_options o = bench_options(seed, SAKO_DURABLE_OFF);
+    sako_engine *e = NULL;
+    CHECK(sako_init(&e, path, &o));
+    catalog_upsert(e, &c);
+    sako_rng rng;
+    sako__rng_seed(&rng, seed ^ 0x3e3);
+    size_t n = per_batch * mem_products;
+    sako_event *ev = xmalloc(n * sizeof *ev);
+    int64_t *orders = xmalloc(n * sizeof *orders);
+    int64_t *items = xmalloc(mem_products * sizeof *items);
+    int64_t order = 1, t = T0_MS;
+#ifdef __GLIBC__
+    malloc_trim(0); /* give back what earlier parts freed, so that RSS grows from here */
+#endif
+    mem_points[n_mem_points++] = mem_now(0);
+    mem_base_mb = mem_points[0].rss_mb;
+    double busy = 0;
+    for (size_t u0 = 0; u0 < users; u0 += per_batch) {
+        size_t m = 0;
+        for (size_t u = u0; u < u0 + per_batch; u++) {
+            distinct_items(&x, &rng, items, mem_products);
+            for (size_t j = 0; j < mem_products; j++) {
+                if (j % 10 == 0)
+                    order++;
+                ev[m] = (sako_event){(int64_t)u + 1, items[j], SAKO_EVENT_PURCHASE, t++, 0};
+                orders[m++] = order;
+            }
+        }
+        double a = now();
+        CHECK(sako_update_orders(e, ev, orders, m));
+        busy += now() - a;
+        if ((u0 + per_batch) % step == 0) {
+            mem_point pt = mem_now(u0 + per_batch);
+            mem_points[n_mem_points++] = pt;
+            progress("  %zu users: RSS %.1f MiB, heap in use %.1f MiB", pt.users, pt.rss_mb,
+                     pt.heap_mb);
+        }
+    }
+    mem_ingest_s = busy;
+    sako_stats st;
+    CHECK(sako_stats_get(e, &st));
+    if (st.n_users != users)
+        check_fail("memory: %llu users, expected %zu", (unsigned long long)st.n_users, users);
+    /* Least squares over the points after the first step (the first one carries the
+     * fixed costs: partner tables, staging buffers). */
+    double px[16], py[16], ph[16], slope, icept, hslope, hicept;
+    int k = 0;
+    for (int i = 1; i < n_mem_points; i++, k++) {
+        px[k] = (double)mem_points[i].users;
+        py[k] = mem_points[i].rss_mb;
+        ph[k] = mem_points[i].heap_mb;
+    }
+    fit_line(px, py, k, &slope, &icept);
+    fit_line(px, ph, k, &hslope, &hicept);
+    mem_per_user = slope * 1048576.0;
+    mem_intercept_mb = icept;
+    mem_heap_per_user = hslope * 1048576.0;
+    progress("  %.0f bytes per user (RSS slope), %.0f (heap slope); 1M users: %.2f GiB",
+             mem_per_user, mem_heap_per_user,
+             (mem_intercept_mb * 1048576.0 + 1e6 * mem_per_user) / 1073741824.0);
+    sako_close(e);
+    remove_db(path);
+    free(ev), free(orders), free(items), free(x.cum);
     catalog_free(&c);
 }
 
@@ -1171,6 +1726,128 @@ static void report(FILE *f, int md, int quick, uint64_t seed, double total_s)
         }
     }
 
+    if (n_pers_rows) {
+        if (md)
+            fprintf(f, "\n**Personalised recommend, k = %d** — %d users, each with %d distinct "
+                       "products over %d baskets (order ids), queried in turn, interleaved call by "
+                       "call with an anonymous user (the population path) on the same engine, "
+                       "after %s other baskets and a sako_retrain: median (p90)\n\n"
+                       "| catalog | personal_temperature | personal user | anonymous user "
+                       "(population) | ratio personal / population | each alone: personal, "
+                       "population | results by source: repeat / affinity / co-purchase / "
+                       "demand |\n"
+                       "|---:|:---|---:|---:|---:|---:|:---|\n",
+                    K, P_USERS, P_PRODUCTS, P_BASKETS, fmt_count(a, 32, BG_BASKETS));
+        else
+            fprintf(f, "\nPersonalised recommend, k = %d: %d users x %d products in %d baskets, "
+                       "interleaved with an anonymous user; median (p90)\n"
+                       "%-8s %-24s %-22s %-22s %6s  %s\n", K, P_USERS, P_PRODUCTS, P_BASKETS,
+                    "catalog", "temperature", "personal", "population", "ratio",
+                    "sources rep/aff/cop/dem");
+        for (int i = 0; i < n_pers_rows; i++) {
+            pers_row *r = &pers_rows[i];
+            char l1[80], l2[80], l3[80], r1[32], srcs[80];
+            snprintf(l3, 80, "%s, %s", fmt_time(a, 32, r->pers_alone.med),
+                     fmt_time(b, 32, r->pop_alone.med));
+            snprintf(l1, 80, "%s (%s)", fmt_time(a, 32, r->pers.med), fmt_time(b, 32, r->pers.p90));
+            snprintf(l2, 80, "%s (%s)", fmt_time(a, 32, r->pop.med), fmt_time(b, 32, r->pop.p90));
+            fmt_ratio(r1, 32, r->pers.med / r->pop.med);
+            snprintf(srcs, 80, "%.0f / %.0f / %.0f / %.0f %%", 100 * r->src[SAKO_SOURCE_REPEAT],
+                     100 * r->src[SAKO_SOURCE_AFFINITY], 100 * r->src[SAKO_SOURCE_COPURCHASE],
+                     100 * r->src[SAKO_SOURCE_DEMAND]);
+            fmt_size(c, 32, r->catalog_n);
+            if (md)
+                fprintf(f, "| %s | %s | %s | %s | **%s×** | %s | %s |\n", c, r->variant, l1, l2,
+                        r1, l3, srcs);
+            else {
+                fprintf(f, "%-8s %-24s ", c, r->variant);
+                col(f, l1, 22, 1);
+                fputc(' ', f);
+                col(f, l2, 22, 1);
+                fprintf(f, " %5sx  alone %s; %s\n", r1, l3, srcs);
+            }
+        }
+        fprintf(f, "%s%sRepetitions: ", md ? "\n" : "", h);
+        for (int i = 0; i < n_pers_rows; i++)
+            fprintf(f, "%s%d", i ? ", " : "", pers_rows[i].pers.n);
+        fprintf(f, " of each. Organic purchases sent before (per engine): %s; sako_retrain after "
+                   "them: ", fmt_count(a, 32, (double)pers_rows[0].organic));
+        for (int i = 0; i < n_pers_rows; i++)
+            fprintf(f, "%s%s", i ? ", " : "", fmt_time(a, 32, pers_rows[i].retrain_s));
+        fprintf(f, ".\n");
+    }
+
+    if (n_pingest_rows) {
+        char w[32];
+        fmt_count(a, 32, (double)pingest_events);
+        fmt_count(w, 32, (double)pingest_warm);
+        if (md)
+            fprintf(f, "\n**Durable ingest with purchases**, 50k-item catalog, file, "
+                       "SAKO_DURABLE_FULL, batches of 10,000 through sako_update_orders: "
+                       "%s events, %.0f %% purchases (90 %% organic, with order ids), %s users; "
+                       "the first %s events unmeasured; repeats of the two engines interleaved:\n\n"
+                       "| personal engine | events/s (median) | ratio to personal = 0 | time per "
+                       "batch | events/s (all repeats) | prior refreshes | repeats × events |\n"
+                       "|:---|---:|---:|---:|---:|---:|---:|\n", a,
+                    100.0 * (double)pingest_purchases / (double)pingest_events,
+                    fmt_count(b, 32, pingest_users), w);
+        else
+            fprintf(f, "\nDurable ingest with purchases (SAKO_DURABLE_FULL, batches of 10,000, "
+                       "%.0f%% purchases with order ids, %d users)\n%-26s %14s %14s %14s %9s %18s\n",
+                    100.0 * (double)pingest_purchases / (double)pingest_events, pingest_users,
+                    "personal", "events/s", "per batch", "all repeats", "refreshes",
+                    "repeats x events");
+        for (int i = 0; i < n_pingest_rows; i++) {
+            pingest_row *u = &pingest_rows[i];
+            fmt_count(b, 32, u->rate);
+            fmt_time(c, 32, 10000.0 / u->rate);
+            fmt_count(d, 32, u->amortized);
+            fmt_count(e, 32, 10000.0 * u->batches);
+            char r1[32];
+            snprintf(r1, 32, "%.2f", u->rate / pingest_rows[n_pingest_rows - 1].rate);
+            if (md)
+                fprintf(f, "| %s | %s | %s× | %s | %s | %d | %d × %s |\n", u->mode, b, r1, c, d,
+                        u->refreshes, u->reps, e);
+            else {
+                fprintf(f, "%-26s %14s ", u->mode, b);
+                col(f, c, 14, 0);
+                fprintf(f, " %14s %9d %10d x %s\n", d, u->refreshes, u->reps, e);
+            }
+        }
+    }
+
+    if (n_mem_points > 1) {
+        double gib = (mem_intercept_mb * 1048576.0 + 1e6 * mem_per_user) / 1073741824.0;
+        size_t last = mem_points[n_mem_points - 1].users;
+        if (md) {
+            fprintf(f, "\n**Memory per user**: one engine (file, SAKO_DURABLE_OFF, 50k-item "
+                       "catalog) as users each buy %zu distinct products in 10 baskets of 10 "
+                       "(sako_update_orders, 1,000 users per batch, %s s of ingest); resident "
+                       "set from /proc/self/statm (after malloc_trim) and malloc's bytes in use "
+                       "(mallinfo2):\n\n| users | RSS | heap in use |\n|---:|---:|---:|\n",
+                    mem_products, fmt_ratio(a, 32, mem_ingest_s));
+            for (int i = 0; i < n_mem_points; i++)
+                fprintf(f, "| %s | %.1f MiB | %.1f MiB |\n",
+                        fmt_count(a, 32, (double)mem_points[i].users), mem_points[i].rss_mb,
+                        mem_points[i].heap_mb);
+            fprintf(f, "\nSlope (least squares over the points after 0): **%.0f bytes per user** "
+                       "of RSS (%.1f per product), %.0f of heap. Extrapolated linearly from %s to "
+                       "1M users × %zu products: **%.2f GiB** RSS (intercept %.0f MiB + 1M × "
+                       "slope).\n",
+                    mem_per_user, mem_per_user / (double)mem_products, mem_heap_per_user,
+                    fmt_count(a, 32, (double)last), mem_products, gib, mem_intercept_mb);
+        } else {
+            fprintf(f, "\nMemory: %zu distinct products per user; users: RSS / heap in use (MiB):",
+                    mem_products);
+            for (int i = 0; i < n_mem_points; i++)
+                fprintf(f, " %zu: %.1f / %.1f;", mem_points[i].users, mem_points[i].rss_mb,
+                        mem_points[i].heap_mb);
+            fprintf(f, "\n  %.0f bytes per user of RSS (%.1f per product), %.0f of heap; "
+                       "extrapolated to 1M users: %.2f GiB\n", mem_per_user,
+                    mem_per_user / (double)mem_products, mem_heap_per_user, gib);
+        }
+    }
+
     if (reopen.done) {
         fmt_size(a, 32, reopen.items);
         fmt_count(b, 32, (double)reopen.events);
@@ -1200,17 +1877,19 @@ static void report(FILE *f, int md, int quick, uint64_t seed, double total_s)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_sako [--quick] [--seed N] [--markdown FILE]\n"
+            "usage: bench_sako [--quick] [--seed N] [--markdown FILE] [--only PART]\n"
             "  --quick          smaller run (no 1M catalog), for a smoke test\n"
             "  --seed N         data and sampling seed (default 1)\n"
-            "  --markdown FILE  also write the tables as markdown to FILE\n");
+            "  --markdown FILE  also write the tables as markdown to FILE\n"
+            "  --only PART      one part: recommend (with the personal rows), update (with\n"
+            "                   the purchase stream), memory\n");
 }
 
 int main(int argc, char **argv)
 {
     int quick = 0;
     uint64_t seed = 1;
-    const char *md_path = NULL;
+    const char *md_path = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
@@ -1218,6 +1897,8 @@ int main(int argc, char **argv)
             seed = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--markdown") == 0 && i + 1 < argc)
             md_path = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
         else {
             usage();
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
@@ -1235,12 +1916,21 @@ int main(int argc, char **argv)
     atexit(cleanup);
     progress("libsako %s on %s; temp dir %s", sako_version_string(), machine, tmp_dir);
 
-    bench_recommend(1000, 0, quick, seed);
-    bench_recommend(10000, 0, quick, seed);
-    bench_recommend(50000, quick, quick, seed); /* --quick: reopen the 50k file */
-    bench_update(quick, seed);
-    if (!quick)
+#define RUN(part) (!only || strcmp(only, part) == 0)
+    if (RUN("recommend")) {
+        bench_recommend(1000, 0, quick, seed);
+        bench_recommend(10000, 0, quick, seed);
+        bench_recommend(50000, quick, quick, seed); /* --quick: reopen the 50k file */
+    }
+    if (RUN("update")) {
+        bench_update(quick, seed);
+        bench_personal_ingest(quick, seed);
+    }
+    if (RUN("memory"))
+        bench_memory(quick, seed);
+    if (!quick && RUN("recommend"))
         bench_recommend(1000000, 1, quick, seed);
+#undef RUN
 
     load_string(load_after, sizeof load_after);
     double total = now() - t_start;
