@@ -301,6 +301,27 @@ double sako__demand_rate(const sako_engine *e, uint32_t item)
     return rate_of(d, e, item, c, b);
 }
 
+void sako__demand_rate_prior(const sako_engine *e, uint32_t item, double *rate, double *prior)
+{
+    const sako_demand *d = e->demand;
+    double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
+    double c = item < e->personal.cap_items ? e->personal.items[item].baskets : 0.0;
+    uint32_t cat = e->items[item].category;
+    if (!d) {
+        *rate = (c + 1e-9) / (b + 1.0);
+        *prior = sako__model_prior_mean(e, cat);
+        return;
+    }
+    double m = d->root_mean, st = d->root_strength;
+    if (cat != SAKO_NONE && cat < d->n_categories && d->cat_strength[cat] > 0.0) {
+        m = d->cat_mean[cat];
+        st = d->cat_strength[cat];
+    }
+    *rate = (c + st * m) / (b + st);
+    *prior = d->active ? clamp01(d->calibration * ((c + st * m) / (d->baskets + st)))
+                       : sako__model_prior_mean(e, cat);
+}
+
 double sako__demand_prior_with(const sako_engine *e, const sako_demand *d, uint32_t item,
                                double category_prior)
 {

@@ -50,6 +50,8 @@ int sako__demand_restore(const sako_engine *e, const sako_store_demand *stored, 
 int sako__demand_write(const sako_engine *e, const sako_demand *d);
 /* q_j now: the product's per-basket purchase rate, shrunk to its category's. */
 double sako__demand_rate(const sako_engine *e, uint32_t item);
+/* Both of the above at once (the personal draw's hot path). */
+void sako__demand_rate_prior(const sako_engine *e, uint32_t item, double *rate, double *prior);
 /* The population prior mean of an item (demand priors when active, else its category's). */
 double sako__demand_prior(const sako_engine *e, uint32_t item);
 /* The same under epoch `d`, given the item's category prior of that epoch. */

@@ -46,6 +46,9 @@ struct sako_personal_scratch {
     candidate *cand;
     size_t n_cand, cap_cand;
     double *cat_weight;    /* per category: the user's decayed purchases in its subtree */
+    double *cat_affinity;  /* per category: A_u, valid when cat_mark == gen */
+    uint32_t *cat_dept;    /* per category: its department, valid when dept_mark == gen */
+    uint32_t *cat_mark, *dept_mark;
     uint32_t *cat_touched;
     size_t n_touched, cap_categories;
     double *heap_v;
@@ -61,6 +64,10 @@ void sako__personal_scratch_free(sako_personal_scratch *s)
     free(s->mark);
     free(s->cand);
     free(s->cat_weight);
+    free(s->cat_affinity);
+    free(s->cat_dept);
+    free(s->cat_mark);
+    free(s->dept_mark);
     free(s->cat_touched);
     free(s->heap_v);
     free(s->heap_i);
@@ -103,13 +110,29 @@ static int scratch_fit(sako_personal_scratch **ps, size_t n_items, size_t n_cate
         uint32_t *t = realloc(s->cat_touched, cap * sizeof *t);
         if (t)
             s->cat_touched = t;
-        if (!w || !t)
+        double *af = realloc(s->cat_affinity, cap * sizeof *af);
+        if (af)
+            s->cat_affinity = af;
+        uint32_t *dp = realloc(s->cat_dept, cap * sizeof *dp);
+        if (dp)
+            s->cat_dept = dp;
+        uint32_t *cm = realloc(s->cat_mark, cap * sizeof *cm);
+        if (cm)
+            s->cat_mark = cm;
+        uint32_t *dm = realloc(s->dept_mark, cap * sizeof *dm);
+        if (dm)
+            s->dept_mark = dm;
+        if (!w || !t || !af || !dp || !cm || !dm)
             return SAKO_NOMEM;
         memset(s->cat_weight, 0, cap * sizeof *w);
+        memset(s->cat_mark, 0, cap * sizeof *cm);
+        memset(s->dept_mark, 0, cap * sizeof *dm);
         s->cap_categories = cap;
     }
     if (++s->gen == 0) { /* wrapped: forget every mark */
         memset(s->mark, 0, s->cap_items * sizeof *s->mark);
+        memset(s->cat_mark, 0, s->cap_categories * sizeof *s->cat_mark);
+        memset(s->dept_mark, 0, s->cap_categories * sizeof *s->dept_mark);
         s->gen = 1;
     }
     s->n_cand = 0;
@@ -149,6 +172,16 @@ static uint32_t department_of(const sako_engine *e, uint32_t c)
     return c;
 }
 
+/* department_of, remembered per request (categories are shared by many products). */
+static uint32_t department_cached(const sako_engine *e, sako_personal_scratch *s, uint32_t c)
+{
+    if (s->dept_mark[c] != s->gen) {
+        s->cat_dept[c] = department_of(e, c);
+        s->dept_mark[c] = s->gen;
+    }
+    return s->cat_dept[c];
+}
+
 static int in_subtree(const sako_engine *e, uint32_t item, uint32_t cat)
 {
     if (cat == SAKO_NONE)
@@ -172,7 +205,7 @@ static double user_categories(const sako_engine *e, const sako_history *h, int64
         uint32_t c = e->items[x->item].category;
         if (c == SAKO_NONE || c >= s->cap_categories)
             continue;
-        uint32_t d = department_of(e, c);
+        uint32_t d = department_cached(e, s, c);
         uint32_t both[2] = { c, d };
         for (int k = 0; k < (d == c ? 1 : 2); k++) {
             if (s->cat_weight[both[k]] == 0.0)
@@ -183,14 +216,13 @@ static double user_categories(const sako_engine *e, const sako_history *h, int64
     return total;
 }
 
-static double affinity(const sako_engine *e, const sako_personal_scratch *s, uint32_t item,
-                       double total, double k)
+static double affinity(const sako_engine *e, sako_personal_scratch *s, uint32_t c, double total,
+                       double k)
 {
     const sako_demand *d = e->demand;
-    uint32_t c = e->items[item].category;
     if (!d || c == SAKO_NONE || c >= d->n_categories)
         return 1.0;
-    uint32_t dep = department_of(e, c);
+    uint32_t dep = department_cached(e, s, c);
     double pd = dep < d->n_categories ? d->cat_share[dep] : 0.0;
     double pc = d->cat_share[c];
     double ad = pd > 0.0 ? (s->cat_weight[dep] + k * pd) / (total + k) / pd : 1.0;
@@ -393,12 +425,20 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
             (q->mode == SAKO_MODE_REPEAT && !c->own) || !in_subtree(e, i, pq->category) ||
             excluded(pq->excluded, pq->n_excluded, i))
             continue;
-        double qj = sako__demand_rate(e, i);
+        double qj, prior;
+        sako__demand_rate_prior(e, i, &qj, &prior);
         const sako_beta *post = &e->posterior[i];
-        double prior = sako__demand_prior(e, i);
         double r = post->a / (post->a + post->b) / prior;
         r = r < 0.1 ? 0.1 : r > 10.0 ? 10.0 : r;
-        double aff = affinity(e, s, i, total, mp->affinity_strength);
+        uint32_t ci = e->items[i].category;
+        double aff = 1.0;
+        if (ci != SAKO_NONE && ci < s->cap_categories) {
+            if (s->cat_mark[ci] != s->gen) {
+                s->cat_affinity[ci] = affinity(e, s, ci, total, mp->affinity_strength);
+                s->cat_mark[ci] = s->gen;
+            }
+            aff = s->cat_affinity[ci];
+        }
         double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
         double pi = qj * r * aff * ell;
         pi = pi < 1e-9 ? 1e-9 : pi > 0.9 ? 0.9 : pi;
@@ -450,7 +490,7 @@ done:
         uint32_t c = e->items[h->v[j].item].category;
         if (c != SAKO_NONE && c < s->cap_categories) {
             s->cat_weight[c] = 0.0;
-            s->cat_weight[department_of(e, c)] = 0.0;
+            s->cat_weight[department_cached(e, s, c)] = 0.0;
         }
     }
     return rc;

@@ -48,6 +48,7 @@ struct sako_pruned {
     double sum_p;
     sako_tbeta_dom dom;
     int tuned_k;          /* k of the last retune, 0 before the first */
+    double tuned_sum_p;   /* sum_p right after it */
     double skip_inv[NB];  /* 1 / log(1 - 2^-j), j >= 1 */
     pr_slot *slot;
     size_t slot_cap;      /* a power of two, or 0 */
@@ -452,8 +453,10 @@ int sako__pruned_retune(sako_pruned *p, int k_target, sako_rng *rng)
     int rc = sako__pruned_choose_threshold(p, k_target, rng, &t);
     if (rc == SAKO_OK)
         rc = sako__pruned_rebuild(p, t);
-    if (rc == SAKO_OK)
+    if (rc == SAKO_OK) {
         p->tuned_k = k_target;
+        p->tuned_sum_p = p->sum_p;
+    }
     return rc;
 }
 
@@ -466,7 +469,15 @@ int sako__pruned_needs_retune(const sako_pruned *p, int k)
     double lo = (double)k * SAKO_PRUNED_LOW, hi = (double)k * SAKO_PRUNED_HIGH;
     if (lo > (double)p->n)
         lo = (double)p->n;
-    return p->sum_p < lo || p->sum_p > hi;
+    if (p->sum_p >= lo && p->sum_p <= hi)
+        return 0;
+    /* A retune that could not reach the band (very skewed posteriors: its threshold is
+     * a median of noisy draws) is not repeated after every batch, only once sum_p has
+     * moved by half from where that retune left it. */
+    double t = p->tuned_sum_p;
+    if (p->tuned_k == k && (t < lo || t > hi))
+        return p->sum_p < 0.5 * t || p->sum_p > 2.0 * t;
+    return 1;
 }
 
 /* --------------------------------------------------------------- queries */
