@@ -44,8 +44,14 @@ int sako__catalog_reserve_items(sako_engine *e, size_t extra)
         rc = grow((void **)&e->posterior, &cap2, need, sizeof *e->posterior);
         if (rc)
             return rc;
-        /* Both arrays now hold at least `need`; keep the smaller capacity. */
+        size_t cap3 = e->cap_items;
+        rc = grow((void **)&e->item_class, &cap3, need, sizeof *e->item_class);
+        if (rc)
+            return rc;
+        /* The arrays now hold at least `need`; keep the smallest capacity. */
         e->cap_items = cap < cap2 ? cap : cap2;
+        if (cap3 < e->cap_items)
+            e->cap_items = cap3;
     }
     int rc = sako__personal_reserve_items(&e->personal, need);
     return rc ? rc : sako__idmap_reserve(&e->item_index, extra);
@@ -101,6 +107,8 @@ uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, i
     it->category = category;
     it->active = (uint8_t)(active != 0);
     it->added_at = added_at;
+    e->item_class[i].category = category;
+    e->item_class[i].active = it->active;
     it->dirty = 1;
     sako__idmap_put(&e->item_index, id, i);
     member_add(e, i);
@@ -160,6 +168,7 @@ void sako__catalog_free(sako_engine *e)
     free(e->categories);
     free(e->items);
     free(e->posterior);
+    free(e->item_class);
     free(e->root_members);
     sako__idmap_free(&e->item_index);
     sako__idmap_free(&e->category_index);
@@ -639,6 +648,8 @@ static void item_change(sako_engine *e, uint32_t x, uint32_t category, int activ
         e->n_active += active ? 1 : (size_t)-1;
         it->active = (uint8_t)active;
     }
+    e->item_class[x].category = it->category;
+    e->item_class[x].active = it->active;
     if (old_category != it->category || was_active != it->active)
         sako__domains_item_changed(e, x, old_category, was_active);
 }

@@ -20,6 +20,12 @@ typedef struct sako_item_state {
     sako_counts counts;
 } sako_item_state;
 
+/* What the personal draw needs of an item, copied densely (8 bytes). */
+typedef struct sako_item_class {
+    uint32_t category;
+    uint32_t active;
+} sako_item_class;
+
 typedef struct sako_category_state {
     int64_t id;
     uint32_t parent;       /* index, SAKO_NONE for a department */

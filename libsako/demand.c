@@ -150,7 +150,7 @@ static int build_lists(const sako_engine *e, sako_demand *d, double b)
         return sako__error(SAKO_NOMEM, "out of memory building demand lists");
     for (size_t i = 0; i < e->n_items; i++)
         if (e->items[i].active)
-            heap_offer(&h, rate_of(d, e, (uint32_t)i, e->personal.items[i].baskets, b), (uint32_t)i);
+            heap_offer(&h, rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i], b), (uint32_t)i);
     d->n_top = heap_drain(&h, d->top);
     for (size_t c = 0; c < nc; c++) {
         const sako_category_state *cs = &e->categories[c];
@@ -158,7 +158,7 @@ static int build_lists(const sako_engine *e, sako_demand *d, double b)
         for (size_t j = 0; j < cs->n_members; j++) {
             uint32_t i = cs->members[j];
             if (e->items[i].active)
-                heap_offer(&ch, rate_of(d, e, i, e->personal.items[i].baskets, b), i);
+                heap_offer(&ch, rate_of(d, e, i, e->personal.item_baskets[i], b), i);
         }
         d->cat_top_n[c] = (uint8_t)heap_drain(&ch, d->cat_top + c * SAKO_CATEGORY_TOP);
     }
@@ -203,7 +203,7 @@ int sako__demand_build(const sako_engine *e, const sako_counts *counts, double r
     double total = 0.0, shown_q = 0.0, successes = 0.0;
     for (size_t i = 0; i < n; i++) {
         const sako_item_state *it = &e->items[i];
-        double c = e->personal.items[i].baskets;
+        double c = e->personal.item_baskets[i];
         total += c;
         for (uint32_t x = it->category; x != SAKO_NONE; x = e->categories[x].parent) {
             sub_c[x] += c;
@@ -231,7 +231,7 @@ int sako__demand_build(const sako_engine *e, const sako_counts *counts, double r
         double a, bb;
         sako__model_evidence(&e->params, &oc, &a, &bb);
         successes += a;
-        shown_q += oc.n[SAKO_EVENT_IMPRESSION] * rate_of(d, e, (uint32_t)i, e->personal.items[i].baskets, b);
+        shown_q += oc.n[SAKO_EVENT_IMPRESSION] * rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i], b);
     }
     d->calibration = (successes + SAKO_CALIBRATION_PSEUDO) / (shown_q + SAKO_CALIBRATION_PSEUDO);
     d->baskets = b;
@@ -295,7 +295,7 @@ double sako__demand_rate(const sako_engine *e, uint32_t item)
 {
     const sako_demand *d = e->demand;
     double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
-    double c = item < e->personal.cap_items ? e->personal.items[item].baskets : 0.0;
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
     if (!d)
         return (c + 1e-9) / (b + 1.0);
     return rate_of(d, e, item, c, b);
@@ -305,8 +305,8 @@ void sako__demand_rate_prior(const sako_engine *e, uint32_t item, double *rate, 
 {
     const sako_demand *d = e->demand;
     double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
-    double c = item < e->personal.cap_items ? e->personal.items[item].baskets : 0.0;
-    uint32_t cat = e->items[item].category;
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
+    uint32_t cat = e->item_class[item].category;
     if (!d) {
         *rate = (c + 1e-9) / (b + 1.0);
         *prior = sako__model_prior_mean(e, cat);
@@ -327,7 +327,7 @@ double sako__demand_prior_with(const sako_engine *e, const sako_demand *d, uint3
 {
     if (!d || !d->active)
         return category_prior;
-    double c = item < e->personal.cap_items ? e->personal.items[item].baskets : 0.0;
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
     return clamp01(d->calibration * rate_of(d, e, item, c, d->baskets));
 }
 

@@ -34,6 +34,8 @@ struct sako_engine {
     /* catalog */
     sako_item_state *items;
     sako_beta *posterior;        /* parallel to items: what recommend samples */
+    sako_item_class *item_class; /* parallel to items: category and active, dense (the
+                                    personal draw reads them for hundreds of candidates) */
     size_t n_items, cap_items, n_active;
     sako_idmap item_index;
     sako_category_state *categories;

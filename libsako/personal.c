@@ -32,10 +32,15 @@ int sako__personal_reserve_items(sako_personal *p, size_t n_items)
     while (cap < n_items)
         cap *= 2;
     sako_item_demand *v = realloc(p->items, cap * sizeof *v);
-    if (!v)
+    if (v)
+        p->items = v;
+    double *b = realloc(p->item_baskets, cap * sizeof *b);
+    if (b)
+        p->item_baskets = b;
+    if (!v || !b)
         return sako__error(SAKO_NOMEM, "out of memory growing product demand to %zu", cap);
-    memset(v + p->cap_items, 0, (cap - p->cap_items) * sizeof *v);
-    p->items = v;
+    memset(p->items + p->cap_items, 0, (cap - p->cap_items) * sizeof *v);
+    memset(p->item_baskets + p->cap_items, 0, (cap - p->cap_items) * sizeof *b);
     p->cap_items = cap;
     return SAKO_OK;
 }
@@ -152,7 +157,7 @@ const sako_history_entry *sako__personal_find(const sako_history *h, uint32_t it
 double sako__personal_lift(const sako_personal *p, uint32_t i, const sako_partner *pair, double k)
 {
     double b = p->baskets > 1.0 ? p->baskets : 1.0;
-    double expected = p->items[i].baskets * p->items[pair->item].baskets / b;
+    double expected = p->item_baskets[i] * p->item_baskets[pair->item] / b;
     return ((double)pair->count + k) / (expected + k);
 }
 
@@ -244,7 +249,7 @@ static void purchase(sako_personal *p, const sako_personal_params *pp, sako_hist
         x->gap_days = 0.0f;
         x->last_buys = (uint64_t)t << 16 | 1u;
     }
-    d->baskets += 1.0;
+    p->item_baskets[item] += 1.0;
     /* Pair it with the basket's earlier products (the first SAKO_BASKET_PAIRS). */
     if (h->basket_size < SAKO_BASKET_PAIRS) {
         for (uint32_t j = 0; j < h->n; j++) {
@@ -285,5 +290,6 @@ void sako__personal_free(sako_personal *p)
         free(p->items[i].partners);
     free(p->users);
     free(p->items);
+    free(p->item_baskets);
     memset(p, 0, sizeof *p);
 }

@@ -51,7 +51,6 @@ typedef struct sako_partner {
 
 /* One product's population-level personal state. */
 typedef struct sako_item_demand {
-    double baskets;         /* c_j: baskets holding it */
     double organic[SAKO_EVENT_TYPES]; /* events without a recommendation id */
     double gap_days;        /* every user's repurchase intervals: sum... */
     uint32_t gaps;          /* ...and count */
@@ -63,6 +62,7 @@ typedef struct sako_personal {
     sako_history *users;    /* parallel to the engine's users (capacity cap_users) */
     size_t cap_users;
     sako_item_demand *items;/* parallel to the engine's items */
+    double *item_baskets;   /* c_j, baskets holding each item: dense, read per candidate */
     size_t cap_items;
     double baskets;         /* B: baskets so far */
     double organic_purchases;

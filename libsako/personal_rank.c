@@ -186,7 +186,7 @@ static int in_subtree(const sako_engine *e, uint32_t item, uint32_t cat)
 {
     if (cat == SAKO_NONE)
         return 1;
-    for (uint32_t c = e->items[item].category; c != SAKO_NONE; c = e->categories[c].parent)
+    for (uint32_t c = e->item_class[item].category; c != SAKO_NONE; c = e->categories[c].parent)
         if (c == cat)
             return 1;
     return 0;
@@ -202,7 +202,7 @@ static double user_categories(const sako_engine *e, const sako_history *h, int64
         const sako_history_entry *x = &h->v[j];
         double w = x->weight * sako__personal_decay(now - SAKO_ENTRY_LAST(x), half_life);
         total += w;
-        uint32_t c = e->items[x->item].category;
+        uint32_t c = e->item_class[x->item].category;
         if (c == SAKO_NONE || c >= s->cap_categories)
             continue;
         uint32_t d = department_cached(e, s, c);
@@ -421,7 +421,14 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
     for (size_t j = 0; j < s->n_cand; j++) {
         const candidate *c = &s->cand[j];
         uint32_t i = c->item;
-        if (!c->from || !e->items[i].active || (q->mode == SAKO_MODE_DISCOVER && c->own) ||
+        /* Candidates are scattered over the catalog: ask for a later one's lines now. */
+        if (j + 8 < s->n_cand) {
+            uint32_t ahead = s->cand[j + 8].item;
+            __builtin_prefetch(&e->posterior[ahead]);
+            __builtin_prefetch(&e->item_class[ahead]);
+            __builtin_prefetch(&e->personal.item_baskets[ahead]);
+        }
+        if (!c->from || !e->item_class[i].active || (q->mode == SAKO_MODE_DISCOVER && c->own) ||
             (q->mode == SAKO_MODE_REPEAT && !c->own) || !in_subtree(e, i, pq->category) ||
             excluded(pq->excluded, pq->n_excluded, i))
             continue;
@@ -430,7 +437,7 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         const sako_beta *post = &e->posterior[i];
         double r = post->a / (post->a + post->b) / prior;
         r = r < 0.1 ? 0.1 : r > 10.0 ? 10.0 : r;
-        uint32_t ci = e->items[i].category;
+        uint32_t ci = e->item_class[i].category;
         double aff = 1.0;
         if (ci != SAKO_NONE && ci < s->cap_categories) {
             if (s->cat_mark[ci] != s->gen) {
@@ -487,7 +494,7 @@ nomem:
 done:
     /* cat_touched was compacted: clear every category the history touches. */
     for (uint32_t j = 0; j < h->n; j++) {
-        uint32_t c = e->items[h->v[j].item].category;
+        uint32_t c = e->item_class[h->v[j].item].category;
         if (c != SAKO_NONE && c < s->cap_categories) {
             s->cat_weight[c] = 0.0;
             s->cat_weight[department_cached(e, s, c)] = 0.0;
