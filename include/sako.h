@@ -169,8 +169,9 @@ typedef struct sako_options {
     int personal;                 /**< 1: users with history get the personal engine (1) */
     uint32_t personal_min_baskets;/**< baskets before a user leaves the population engine (1) */
     double half_life_days;        /**< decay of a user's purchase history, in days (45) */
-    double personal_strength;     /**< a0: baskets' worth of prior for each (user, item) (10) */
-    double personal_temperature;  /**< draw strength (a0 + W_u) / T; 0 = posterior mean (0.05) */
+    double personal_strength;     /**< a0: baskets' worth of prior for each (user, item) (1) */
+    double personal_temperature;  /**< draw strength (a0 + W_u) / T; 0 = rank by the posterior
+                                       mean, no draw (0: chosen on the replay's tuning split) */
     double due_exponent;          /**< kappa: how hard a product not yet due is held back (0.2) */
     double affinity_strength;     /**< pseudo-purchases shrinking affinity to the population (20) */
     double lift_strength;         /**< pseudo co-occurrences shrinking the lift to 1 (5) */
@@ -182,7 +183,7 @@ typedef struct sako_options {
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 10.0, 0.05, 0.2, 20.0, 5.0, 1800000 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {

@@ -46,7 +46,7 @@ static const char *const migrations[] = {
     "ALTER TABLE event_batches ADD COLUMN order_ids BLOB;"
     "INSERT INTO sako_meta(key, value) VALUES ('organic_demand', 0),"
     " ('demand_min_purchases', 100), ('personal', 1), ('personal_min_baskets', 1),"
-    " ('half_life_days', 45.0), ('personal_strength', 10.0), ('personal_temperature', 0.05),"
+    " ('half_life_days', 45.0), ('personal_strength', 1.0), ('personal_temperature', 0.0),"
     " ('due_exponent', 0.2), ('affinity_strength', 20.0), ('lift_strength', 5.0),"
     " ('basket_gap_ms', 1800000), ('demand_active', 0), ('demand_calibration', 1.0),"
     " ('demand_baskets', 1.0), ('demand_root_mean', 0.0), ('demand_root_strength', 1.0);"

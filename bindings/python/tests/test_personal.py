@@ -34,7 +34,7 @@ def test_defaults_are_the_headers():
     o = sako.default_options()
     assert o["personal"] == 1 and o["organic_demand"] == 1
     assert o["personal_min_baskets"] == 1 and o["demand_min_purchases"] == 100
-    assert (o["half_life_days"], o["personal_strength"], o["personal_temperature"]) == (45.0, 10.0, 0.05)
+    assert (o["half_life_days"], o["personal_strength"], o["personal_temperature"]) == (45.0, 1.0, 0.0)
     assert (o["due_exponent"], o["affinity_strength"], o["lift_strength"]) == (0.2, 20.0, 5.0)
     assert o["basket_gap_ms"] == 1_800_000
 
