@@ -4,7 +4,8 @@
  * only what a C header cannot say. Users never import _sako; sako/_engine.py wraps it
  * and owns every conversion (struct layouts come from its one table of fields).
  *
- *  1. Every C call runs with the GIL released (the one %exception).
+ *  1. Every C call runs with the GIL released (the one %exception; update_orders's
+ *     adds a length check first).
  *  2. A negative status becomes the exception of sako/_errors.py for its code, with
  *     sako_errmsg() as its text (the one typemap on `int` returns).
  *  3. Python holds a sakopy_engine, never a bare sako_engine*: a closed handle answers
@@ -181,9 +182,12 @@ SAKOPY_BUFFER(sako_rec, NULL, 1)
 SAKOPY_BUFFER(sako_item_info, NULL, 1)
 SAKOPY_BUFFER(sako_stats, NULL, 1)
 SAKOPY_BUFFER(sako_options, NULL, 1)
+SAKOPY_BUFFER(sako_user_info, NULL, 1)
+SAKOPY_BUFFER(sako_user_item, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
-    (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent) };
+    (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
+    (const int64_t *order_ids, size_t n_orders) };
 %apply (const sako_category *BUF, size_t LEN) { (const sako_category *cats, size_t n) };
 %apply (const sako_item *BUF, size_t LEN) { (const sako_item *items, size_t n) };
 %apply (const sako_event *BUF, size_t LEN) { (const sako_event *events, size_t n) };
@@ -192,6 +196,8 @@ SAKOPY_BUFFER(sako_options, NULL, 1)
 %apply sako_item_info *BUF { sako_item_info *out };
 %apply sako_stats *BUF { sako_stats *out };
 %apply sako_options *BUF { sako_options *out };
+%apply sako_user_info *BUF { sako_user_info *out };
+%apply sako_user_item *BUF { sako_user_item *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
@@ -201,6 +207,18 @@ SAKOPY_BUFFER(sako_options, NULL, 1)
 }
 
 /* ------------------------------------------------------ what sako.h cannot say */
+/* Equal lengths, checked with the GIL held so that the error can be raised here
+ * (libsako would read past the shorter array). */
+%exception sakopy_update_orders {
+    if (arg5 != arg3 && arg4) {
+        sakopy_raise(SAKO_INVALID, "order_ids and events differ in length");
+        SWIG_fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    $action
+    Py_END_ALLOW_THREADS
+}
+
 %rename("%(strip:[sakopy_])s") ""; /* _sako.open, _sako.recommend... */
 %inline %{
 /* sako_init() into a new handle; free it with sakopy_free(). */
@@ -243,7 +261,7 @@ static int sakopy_is_closed(sakopy_engine *h)
  * Python would cost more than the call on the hot path. */
 static int sakopy_recommend(sako_engine *engine, int64_t user_id, int k, int64_t category_id,
                             const int64_t *exclude, size_t n_exclude,
-                            const int64_t *recent, size_t n_recent,
+                            const int64_t *recent, size_t n_recent, int mode, int64_t time,
                             sako_rec *out, size_t cap, size_t *n_out)
 {
     sako_query q = SAKO_QUERY_INIT;
@@ -254,7 +272,19 @@ static int sakopy_recommend(sako_engine *engine, int64_t user_id, int k, int64_t
     q.n_exclude = n_exclude;
     q.recent = recent;
     q.n_recent = n_recent;
+    q.mode = mode;
+    q.time = time;
     return sako_recommend(engine, &q, out, cap, n_out);
+}
+
+/* sako_update_orders() with each array's length: the one buffer typemap pairs a pointer
+ * with its own length, and here the two arrays share one n (its %exception above
+ * checks that they agree). */
+static int sakopy_update_orders(sako_engine *engine, const sako_event *events, size_t n,
+                                const int64_t *order_ids, size_t n_orders)
+{
+    (void)n_orders;
+    return sako_update_orders(engine, events, order_ids, n);
 }
 
 /* SAKO_OPTIONS_INIT, a macro SWIG cannot evaluate. */
@@ -274,6 +304,7 @@ static int sakopy_options_init(sako_options *out)
 %ignore sako_init;      /* sakopy_open */
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */
+%ignore sako_update_orders; /* sakopy_update_orders */
 %ignore sako_errmsg;    /* read by the status typemap */
 %rename("$ignore", %$isclass) ""; /* struct layouts: the table in sako/_engine.py */
 %include "sako.h"

@@ -18,8 +18,8 @@ from ._errors import (ERRORS, Busy, Corrupt, InternalError, InvalidArgument, IOF
                       Misuse, NotFound, OutOfMemory, RangeError, SakoError, VersionError,
                       error_for)
 from ._engine import (EVENT_TYPE_NAMES, ID_MAX, TIME_MAX, MAX_BATCH, MAX_EXCLUDE, MAX_K, MAX_NAME,
-                      Engine, Event, EventType, ItemInfo, Recommendation, Stats,
-                      default_options, open)
+                      MODE_NAMES, SOURCE_NAMES, Engine, Event, EventType, ItemInfo, Mode,
+                      Recommendation, Stats, UserInfo, UserItem, default_options, open)
 
 #: version of the linked C library (``sako_version_string()``)
 __version__: str = _sako.sako_version_string()
@@ -27,9 +27,9 @@ __version__: str = _sako.sako_version_string()
 version_info = (_sako.SAKO_VERSION_MAJOR, _sako.SAKO_VERSION_MINOR, _sako.SAKO_VERSION_PATCH)
 
 __all__ = [
-    "Engine", "open", "Recommendation", "ItemInfo", "Stats", "Event", "EventType",
-    "default_options", "SakoError", "InternalError", "OutOfMemory", "InvalidArgument",
+    "Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", "UserItem", "Event",
+    "EventType", "Mode", "default_options", "SakoError", "InternalError", "OutOfMemory", "InvalidArgument",
     "NotFound", "RangeError", "IOFailure", "Corrupt", "Busy", "Misuse", "VersionError",
     "ERRORS", "error_for", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
-    "EVENT_TYPE_NAMES", "__version__", "version_info",
+    "EVENT_TYPE_NAMES", "MODE_NAMES", "SOURCE_NAMES", "__version__", "version_info",
 ]

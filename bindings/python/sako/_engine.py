@@ -2,7 +2,7 @@
 
 The C structs cross the boundary as numpy structured arrays whose layout comes from one
 table, :data:`FIELDS`; everything the user sees (options, :class:`ItemInfo`,
-:class:`Stats`, results) is built from it.
+:class:`Stats`, :class:`UserInfo`, :class:`UserItem`, results) is built from it.
 """
 from __future__ import annotations
 
@@ -43,7 +43,12 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("reward_purchase", "f8"), ("penalty_impression", "f8"), ("prior", "i4"),
         ("prior_strength", "f8"), ("category_shrinkage", "f8"), ("prior_refresh_events", "u8"),
         ("seed", "u8"), ("durability", "i4"), ("unknown_items", "i4"),
-        ("busy_timeout_ms", "i4"), ("reconfigure", "i4")),
+        ("busy_timeout_ms", "i4"), ("reconfigure", "i4"),
+        # version 2 (0.2): the personal engine
+        ("organic_demand", "i4"), ("demand_min_purchases", "u8"), ("personal", "i4"),
+        ("personal_min_baskets", "u4"), ("half_life_days", "f8"), ("personal_strength", "f8"),
+        ("personal_temperature", "f8"), ("due_exponent", "f8"), ("affinity_strength", "f8"),
+        ("lift_strength", "f8"), ("basket_gap_ms", "i8")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -57,6 +62,13 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("n_items", "u8"), ("n_active_items", "u8"), ("n_categories", "u8"), ("n_users", "u8"),
         ("n_events", "u8"), ("events_since_refresh", "u8"), ("model_version", "i8"),
         ("global_mean", "f8")),
+    "sako_user_info": (
+        ("id", "i8"), ("n_events", "u8"), ("last_event_at", "i8"), ("n_baskets", "u8"),
+        ("n_products", "u8"), ("weight", "f8"), ("last_basket_at", "i8"),
+        ("personal", "i4", bool)),
+    "sako_user_item": (
+        ("item_id", "i8"), ("n_baskets", "u8"), ("weight", "f8"), ("last_bought_at", "i8"),
+        ("mean_gap_days", "f8")),
 }
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
@@ -92,6 +104,12 @@ ItemInfo = _record("ItemInfo", "sako_item_info",
                    "An item's evidence and posterior (``sako_item_info``). Times are unix ms.",
                    posterior_mean=property(_posterior_mean))
 Stats = _record("Stats", "sako_stats", "Engine-wide figures (``sako_stats``).")
+UserInfo = _record("UserInfo", "sako_user_info",
+                   "A user's personal state (``sako_user_info``). Times are unix ms; "
+                   "``personal`` is True when the personal engine serves the user.")
+UserItem = _record("UserItem", "sako_user_item",
+                   "One product of a user's purchase history (``sako_user_item``). Times "
+                   "are unix ms.")
 
 
 class EventType(enum.IntEnum):
@@ -110,14 +128,32 @@ class EventType(enum.IntEnum):
 EVENT_TYPE_NAMES: Dict[str, int] = {t.name.lower(): int(t) for t in EventType}
 
 
+class Mode(enum.IntEnum):
+    """What a personal query returns (``sako_mode``)."""
+
+    MIXED = _sako.SAKO_MODE_MIXED        #: repeat purchases and new products
+    REPEAT = _sako.SAKO_MODE_REPEAT      #: only products the user bought before
+    DISCOVER = _sako.SAKO_MODE_DISCOVER  #: only products the user never bought
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+#: mode names accepted wherever a mode is expected
+MODE_NAMES: Dict[str, int] = {m.name.lower(): int(m) for m in Mode}
+
+
 class _SourceNames(Dict[int, str]):
     def __missing__(self, code: int) -> str:  # a source added to the C library later
         return f"source_{code}"
 
 
-#: ``sako_source`` codes -> names used in results
-_THOMPSON = int(_sako.SAKO_SOURCE_THOMPSON)
-SOURCE_NAMES: Dict[int, str] = _SourceNames({_THOMPSON: "thompson"})
+#: ``sako_source`` codes -> names used in results: the enumerator without its prefix
+#: (``SAKO_SOURCE_THOMPSON`` -> ``"thompson"``, the population engine; ``"repeat"``,
+#: ``"affinity"``, ``"copurchase"``, ``"demand"``, the personal engine)
+SOURCE_NAMES: Dict[int, str] = _SourceNames(
+    {int(v): k[len("SAKO_SOURCE_"):].lower() for k, v in vars(_sako).items()
+     if k.startswith("SAKO_SOURCE_")})
 
 _ENUM_OPTIONS = {
     "durability": {"full": _sako.SAKO_DURABLE_FULL, "normal": _sako.SAKO_DURABLE_NORMAL,
@@ -174,9 +210,14 @@ class Recommendation:
     ----------
     item_id : int
     score : float
-        The sampled reward rate in [0, 1]; results are sorted by it, descending.
+        The sampled rate in [0, 1] (population engine: reward per impression; personal
+        engine: purchase per basket); results are sorted by it, descending.
     source : str
-        Which part of the model produced it (``"thompson"``).
+        Which part of the model produced it: ``"thompson"`` (the population engine),
+        or, for a user the personal engine serves, ``"repeat"`` (the user's own
+        history), ``"affinity"`` (the user's category affinity), ``"copurchase"``
+        (bought together with the latest basket or ``recent``), ``"demand"`` (its
+        population demand, for a product the user never bought).
     """
 
     __slots__ = ("item_id", "score", "source")
@@ -213,11 +254,14 @@ class _EventFields(NamedTuple):
     type: Union[int, str]
     time: int = 0
     recommendation_id: int = 0
+    order_id: int = 0
 
 
 class Event(_EventFields):
     """One feedback event; ``time`` is unix ms (0 = now), ``recommendation_id`` is the
-    ``recommendation_id`` of the answer it responds to (0 = none).
+    ``recommendation_id`` of the answer it responds to (0 = none), ``order_id`` the
+    order a purchase belongs to (0 = none; a user's purchases of one order form one
+    basket of the personal engine).
 
     ``rec_id`` (keyword or attribute) is the old name of ``recommendation_id``: accepted
     in this release with a DeprecationWarning.
@@ -226,13 +270,14 @@ class Event(_EventFields):
     __slots__ = ()
 
     def __new__(cls, user_id: int, item_id: int, type: Union[int, str], time: int = 0,
-                recommendation_id: int = 0, **old: Any) -> "Event":
+                recommendation_id: int = 0, order_id: int = 0, **old: Any) -> "Event":
         if old:
             if set(old) != {"rec_id"}:
                 raise TypeError(f"Event() got unexpected keyword arguments {sorted(old)}")
             _renamed("Event(rec_id=...)")
             recommendation_id = recommendation_id or old["rec_id"]
-        return _EventFields.__new__(cls, user_id, item_id, type, time, recommendation_id)
+        return _EventFields.__new__(cls, user_id, item_id, type, time, recommendation_id,
+                                    order_id)
 
     @property
     def rec_id(self) -> int:
@@ -342,6 +387,23 @@ def _type_code(t: Any, where: Any = None) -> int:
     raise InvalidArgument(f"event type must be an int or a name, got {type(t).__name__}")
 
 
+def _mode_code(mode: Any) -> int:
+    """A ``sako_mode`` from a name (``"mixed"``, ``"repeat"``, ``"discover"``) or an int;
+    an int's range is checked by the C library, like an event type's."""
+    if type(mode) is str:  # the usual case
+        code = MODE_NAMES.get(mode)
+        if code is None:
+            code = MODE_NAMES.get(mode.lower())
+        if code is None:
+            raise InvalidArgument(f"unknown mode {mode!r}; expected one of "
+                                  f"{', '.join(MODE_NAMES)}")
+        return code
+    if isinstance(mode, (int, np.integer)) and not isinstance(mode, (bool, np.bool_)):
+        return int(mode) if _INT_MIN <= int(mode) <= _INT_MAX else -1
+    raise InvalidArgument(f"mode must be a name ({', '.join(MODE_NAMES)}) or a sako.Mode, "
+                          f"got {type(mode).__name__} {mode!r}")
+
+
 def _as_flags(x: Any, name: str) -> np.ndarray:
     a = x if isinstance(x, np.ndarray) else np.asarray(x)
     if a.ndim != 1:
@@ -399,8 +461,20 @@ class Engine:
         ``"flat"``), ``prior_strength``, ``category_shrinkage``,
         ``prior_refresh_events``, ``seed``, ``durability`` (``"full"``, ``"normal"``,
         ``"off"``), ``unknown_items`` (``"reject"`` / ``"create"``),
-        ``busy_timeout_ms``, ``reconfigure``. Unset fields keep the C defaults
-        (:func:`default_options`).
+        ``busy_timeout_ms``, ``reconfigure``, and the personal engine's
+        ``organic_demand``, ``demand_min_purchases``, ``personal``,
+        ``personal_min_baskets``, ``half_life_days``, ``personal_strength``,
+        ``personal_temperature``, ``due_exponent``, ``affinity_strength``,
+        ``lift_strength``, ``basket_gap_ms``. Unset fields keep the C defaults
+        (:func:`default_options`). The model fields of an existing database stay as
+        stored unless ``reconfigure=1``.
+
+    Attributes
+    ----------
+    options : dict
+        The options in force as the C library reports them (``sako_options_get``):
+        the model fields as stored in the database, the others as given (``seed`` as
+        actually used; ``reconfigure`` reads 0).
 
     Raises
     ------
@@ -437,8 +511,12 @@ class Engine:
         if isinstance(p, bytes):
             p = os.fsdecode(p)
         self.path: Optional[str] = p
-        self.options: Dict[str, Any] = {**default_options(), **opts}
         self._h = _sako.open(p, buf)
+        # what C holds, not what was asked: a database keeps its stored model fields
+        got = _options_init()
+        _sako.sako_options_get(self._h, got)
+        self.options: Dict[str, Any] = {k: v for k, v in zip(got.dtype.names, got[0].tolist())
+                                        if k in _OPTION_TYPES}
 
     # -------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -473,12 +551,14 @@ class Engine:
 
     # ------------------------------------------------------------- recommend
     def recommend(self, user_id: int, k: int = 20, category: Optional[int] = None,
-                  exclude: ArrayLike = (), recent: ArrayLike = ()) -> List[Recommendation]:
+                  exclude: ArrayLike = (), recent: ArrayLike = (),
+                  mode: Union[str, int] = "mixed", time: int = 0) -> List[Recommendation]:
         """Recommend up to ``k`` items for a user.
 
-        One joint Thompson draw over the active items of the catalog (or of
-        ``category`` and its sub-categories), minus ``exclude``; the top ``k`` by
-        sampled score, descending.
+        One joint draw over the active items of the catalog (or of ``category`` and
+        its sub-categories), minus ``exclude``; the top ``k`` by sampled score,
+        descending. A user with purchase history gets the personal engine (see the
+        ``personal`` options), anyone else the population engine's Thompson draw.
 
         Parameters
         ----------
@@ -489,7 +569,15 @@ class Engine:
         category : int, optional
             Restrict to this category's subtree.
         exclude, recent : sequence of int or int64 array
-            Items never to return; items the user just viewed (newest first).
+            Items never to return; items the user just viewed or added, newest first
+            (their bought-together partners become candidates).
+        mode : {"mixed", "repeat", "discover"} or Mode, default "mixed"
+            ``"repeat"``: only products the user bought before (a "buy it again"
+            shelf; nothing for a user without history); ``"discover"``: only products
+            the user never bought.
+        time : int, default 0
+            When the recommendation is for, unix ms (0 = now): the personal engine
+            measures decay and due-ness to it.
 
         Returns
         -------
@@ -498,30 +586,32 @@ class Engine:
         Raises
         ------
         InvalidArgument
-            ``k < 0`` or a bad id.
+            ``k < 0``, a bad id, an unknown mode or a bad time.
         RangeError
             ``k > MAX_K`` or too long a list.
         NotFound
             Unknown category.
         """
-        r = self._recommend(user_id, k, category, exclude, recent)
+        r = self._recommend(user_id, k, category, exclude, recent, mode, time)
         src = r["source"].tolist()
-        names = (repeat(SOURCE_NAMES[_THOMPSON], len(src)) if src.count(_THOMPSON) == len(src)  # usual
-                 else map(SOURCE_NAMES.__getitem__, src))
+        names = (repeat(SOURCE_NAMES[src[0]], len(src)) if src.count(src[0]) == len(src)  # usual
+                 else map(SOURCE_NAMES.__getitem__, src)) if src else ()
         return list(map(Recommendation, r["item_id"].tolist(), r["score"].tolist(), names))
 
     def _recommend(self, user_id: Any, k: Any, category: Any, exclude: Any,
-                   recent: Any) -> np.ndarray:
+                   recent: Any, mode: Any, time: Any) -> np.ndarray:
         """The ``sako_rec`` results of one query, as a structured array."""
         k = _k_arg(k)
         out = np.empty(min(max(k, 0), MAX_K), _REC)
         n = _sako.recommend(self._h, _int_arg(user_id, "user_id"), k,
                             0 if category is None else _int_arg(category, "category"),
-                            _opt_ids(exclude, "exclude"), _opt_ids(recent, "recent"), out)
+                            _opt_ids(exclude, "exclude"), _opt_ids(recent, "recent"),
+                            _mode_code(mode), _int_arg(time, "time"), out)
         return out[:n]
 
     def recommend_arrays(self, user_id: int, k: int = 20, category: Optional[int] = None,
-                         exclude: ArrayLike = (), recent: ArrayLike = ()
+                         exclude: ArrayLike = (), recent: ArrayLike = (),
+                         mode: Union[str, int] = "mixed", time: int = 0
                          ) -> Tuple[np.ndarray, np.ndarray]:
         """Like :meth:`recommend`, as arrays for bulk work.
 
@@ -531,7 +621,7 @@ class Engine:
         scores : ndarray of float64, shape (n,)
             ``n <= k``; sorted by score, descending.
         """
-        r = self._recommend(user_id, k, category, exclude, recent)
+        r = self._recommend(user_id, k, category, exclude, recent, mode, time)
         return r["item_id"].copy(), r["score"].copy()
 
     # ---------------------------------------------------------------- events
@@ -540,12 +630,13 @@ class Engine:
 
         Parameters
         ----------
-        events : iterable of tuples ``(user_id, item_id, type[, time[, recommendation_id]])``,
-            :class:`Event`, or dicts with those keys. ``type`` is an int or a name
-            (``"impression"``, ``"click"``, ``"cart"``, ``"purchase"``); ``time`` is
-            unix ms (0 or absent = now); ``recommendation_id`` is the
+        events : iterable of tuples ``(user_id, item_id, type[, time[, recommendation_id[,
+            order_id]]])``, :class:`Event`, or dicts with those keys. ``type`` is an int
+            or a name (``"impression"``, ``"click"``, ``"cart"``, ``"purchase"``);
+            ``time`` is unix ms (0 or absent = now); ``recommendation_id`` is the
             ``recommendation_id`` of the answer this event responds to (the old key
-            ``rec_id`` is deprecated).
+            ``rec_id`` is deprecated); ``order_id`` the order a purchase belongs to (0 or
+            absent = none), which groups a user's purchases into baskets.
 
         Returns
         -------
@@ -562,6 +653,7 @@ class Engine:
         types: List[int] = []
         times: List[int] = []
         recs: List[int] = []
+        orders: List[int] = []
         for idx, e in enumerate(events):
             if isinstance(e, Mapping):
                 try:
@@ -569,29 +661,34 @@ class Engine:
                 except KeyError as ke:
                     raise InvalidArgument(f"event {idx}: missing key {ke.args[0]!r}") from None
                 tm, rid = e.get("time", 0) or 0, e.get("recommendation_id", 0) or 0
+                oid = e.get("order_id", 0) or 0
                 if "rec_id" in e:
                     _renamed(f"event {idx}")
                     rid = rid or e["rec_id"] or 0
             else:
                 n = len(e)
-                if not 3 <= n <= 5:
+                if not 3 <= n <= 6:
                     raise InvalidArgument(f"event {idx}: expected (user, item, type[, time[, "
-                                          f"recommendation_id]]), got {n} fields")
+                                          f"recommendation_id[, order_id]]]), got {n} fields")
                 u, it, t = e[0], e[1], e[2]
                 tm = e[3] if n > 3 else 0
                 rid = e[4] if n > 4 else 0
+                oid = e[5] if n > 5 else 0
             users.append(_int_arg(u, f"event {idx}: user_id"))
             items.append(_int_arg(it, f"event {idx}: item_id"))
             types.append(_type_code(t, idx))
             times.append(_int_arg(tm or 0, f"event {idx}: time"))
             recs.append(_int_arg(rid or 0, f"event {idx}: recommendation_id"))
+            orders.append(_int_arg(oid or 0, f"event {idx}: order_id"))
         return self.update_arrays(np.array(users, dtype=np.int64), np.array(items, dtype=np.int64),
                                   np.array(types, dtype=np.int32), np.array(times, dtype=np.int64),
-                                  np.array(recs, dtype=np.int64))
+                                  np.array(recs, dtype=np.int64),
+                                  np.array(orders, dtype=np.int64) if any(orders) else None)
 
     def update_arrays(self, users: ArrayLike, items: ArrayLike, types: ArrayLike,
                       times: Optional[ArrayLike] = None,
-                      recommendation_ids: Optional[ArrayLike] = None, *,
+                      recommendation_ids: Optional[ArrayLike] = None,
+                      order_ids: Optional[ArrayLike] = None, *,
                       rec_ids: Optional[ArrayLike] = None) -> int:
         """Record events given as parallel arrays, without a Python loop.
 
@@ -606,6 +703,11 @@ class Engine:
         times : int64 array of unix ms, or datetime64 array; None = now
         recommendation_ids : int64 array, optional
             (``rec_ids`` is its deprecated old name.)
+        order_ids : int64 array, optional
+            The order of each event, in [0, ``ID_MAX``] (0 = none): a user's purchases
+            with one order id form one basket of the personal engine; purchases without
+            one are grouped by time (option ``basket_gap_ms``). None = no order ids
+            (``sako_update``).
 
         Returns
         -------
@@ -623,21 +725,27 @@ class Engine:
             cols["time"] = _as_int64(times, "times")
         if recommendation_ids is not None:
             cols["rec_id"] = _as_int64(recommendation_ids, "recommendation_ids")
-        self._call(_sako.sako_update, _EVENT, "event", cols)
+        if order_ids is None:
+            self._call(_sako.sako_update, _EVENT, "event", cols)
+        else:
+            orders = _as_int64(order_ids, "order_ids")
+            self._call(_sako.update_orders, _EVENT, "event", cols, also={"order_id": orders})
         return len(cols["user_id"])
 
     def _call(self, fn: Any, dtype: np.dtype, what: str, cols: Dict[str, np.ndarray],
-              keep: Any = None) -> None:
+              keep: Any = None, also: Optional[Dict[str, np.ndarray]] = None) -> None:
         """Fill an array of C structs from parallel columns (absent fields stay 0) and
-        pass it to ``fn``; ``keep`` holds memory the structs point into until C returns."""
+        pass it to ``fn``, then the arrays of ``also`` (parallel to the structs, not in
+        them); ``keep`` holds memory the structs point into until C returns."""
         n = len(next(iter(cols.values())))
-        if any(len(c) != n for c in cols.values()):
+        every = {**cols, **(also or {})}
+        if any(len(c) != n for c in every.values()):
             raise InvalidArgument(f"{what} arrays differ in length: " +
-                                  ", ".join(f"{k} {len(c)}" for k, c in cols.items()))
+                                  ", ".join(f"{k} {len(c)}" for k, c in every.items()))
         buf = np.zeros(n, dtype)
         for key, col in cols.items():
             buf[key] = col
-        fn(self._h, buf)
+        fn(self._h, buf, *(also or {}).values())
 
     # --------------------------------------------------------------- catalog
     def upsert_categories(self, categories: Iterable[Union[Tuple[Any, ...], Mapping[str, Any]]]) -> int:
@@ -759,6 +867,33 @@ class Engine:
         _sako.sako_item_get(self._h, _int_arg(item_id, "item_id"), buf)
         return ItemInfo._from_buffer(buf)
 
+    def user(self, user_id: int) -> UserInfo:
+        """A user's personal state: events, baskets, distinct products bought, the
+        decayed basket count ``weight`` and whether the personal engine serves them.
+
+        Raises
+        ------
+        NotFound
+            No event of this user.
+        """
+        buf = np.zeros(1, DTYPES["sako_user_info"])
+        _sako.sako_user_get(self._h, _int_arg(user_id, "user_id"), buf)
+        return UserInfo._from_buffer(buf)
+
+    def user_item(self, user_id: int, item_id: int) -> UserItem:
+        """One product of a user's purchase history: baskets that held it, their
+        decayed count, the last purchase and the mean repurchase interval.
+
+        Raises
+        ------
+        NotFound
+            Unknown user, or the user never bought the product.
+        """
+        buf = np.zeros(1, DTYPES["sako_user_item"])
+        _sako.sako_user_item_get(self._h, _int_arg(user_id, "user_id"),
+                                 _int_arg(item_id, "item_id"), buf)
+        return UserItem._from_buffer(buf)
+
     def stats(self) -> Stats:
         """Engine-wide figures."""
         buf = np.zeros(1, DTYPES["sako_stats"])
@@ -784,5 +919,6 @@ def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> E
     return Engine(path, **options)
 
 
-__all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "Event", "EventType",
+__all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", "UserItem",
+           "Event", "EventType", "Mode", "MODE_NAMES", "SOURCE_NAMES",
            "default_options", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]

@@ -16,7 +16,7 @@ def raw_recommend(engine: Engine, user_id: int, k: int) -> Callable[[], int]:
     sako_recommend() plus argument parsing, the closed-handle check and the GIL
     release, without Engine's conversions or result objects."""
     h, out = engine._h, np.empty(min(max(k, 0), MAX_K), _REC)
-    return lambda: _sako.recommend(h, user_id, k, 0, None, None, out)
+    return lambda: _sako.recommend(h, user_id, k, 0, None, None, 0, 0, out)
 
 
 def empty_call(engine: Engine) -> Callable[[], int]:

@@ -142,27 +142,27 @@ def test_raw_layer_refuses_bad_buffers(engine):
     h = engine._h
     out = np.empty(5, DTYPES["sako_rec"])
     with pytest.raises(TypeError, match="8-byte items"):
-        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=np.int32), None, out)
+        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=np.int32), None, 0, 0, out)
     with pytest.raises(TypeError, match="format"):
-        _sako.recommend(h, 1, 5, 0, np.array([1.0]), None, out)
+        _sako.recommend(h, 1, 5, 0, np.array([1.0]), None, 0, 0, out)
     with pytest.raises(ValueError, match="contiguous"):
-        _sako.recommend(h, 1, 5, 0, np.arange(10, dtype=np.int64)[::2], None, out)
+        _sako.recommend(h, 1, 5, 0, np.arange(10, dtype=np.int64)[::2], None, 0, 0, out)
     with pytest.raises(TypeError):
-        _sako.recommend(h, 1, 5, 0, [1], None, out)
+        _sako.recommend(h, 1, 5, 0, [1], None, 0, 0, out)
     with pytest.raises(TypeError):
-        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=">i8"), None, out)
+        _sako.recommend(h, 1, 5, 0, np.array([1], dtype=">i8"), None, 0, 0, out)
     with pytest.raises(TypeError, match="24-byte items"):
-        _sako.recommend(h, 1, 5, 0, None, None, np.empty(15, np.int64))
+        _sako.recommend(h, 1, 5, 0, None, None, 0, 0, np.empty(15, np.int64))
     ro = out.copy()
     ro.flags.writeable = False
     with pytest.raises(ValueError):
-        _sako.recommend(h, 1, 5, 0, None, None, ro)
+        _sako.recommend(h, 1, 5, 0, None, None, 0, 0, ro)
     with pytest.raises(TypeError, match="40-byte items"):
         _sako.sako_update(h, np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="at least one"):
         _sako.sako_stats_get(h, np.zeros(0, DTYPES["sako_stats"]))
     import array
-    assert _sako.recommend(h, 1, 5, 0, array.array("q", [100]), None, out) == 5
+    assert _sako.recommend(h, 1, 5, 0, array.array("q", [100]), None, 0, 0, out) == 5
     assert _sako.sako_retrain(h) is None  # SAKO_OK
 
 

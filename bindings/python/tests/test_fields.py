@@ -15,6 +15,7 @@ from sako._engine import DTYPES, FIELDS
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "include",
                       "sako.h")
 C_TYPES = {"int64_t": "i8", "uint64_t": "u8", "double": "f8", "int": "i4", "unsigned": "u4",
+           "uint32_t": "u4",
            "const char *": np.dtype(np.uintp).str[1:]}
 
 
@@ -56,7 +57,8 @@ def test_every_struct_the_binding_moves_is_in_the_table():
 
 
 def test_records_follow_the_table():
-    for cls, struct in ((sako.ItemInfo, "sako_item_info"), (sako.Stats, "sako_stats")):
+    for cls, struct in ((sako.ItemInfo, "sako_item_info"), (sako.Stats, "sako_stats"),
+                        (sako.UserInfo, "sako_user_info"), (sako.UserItem, "sako_user_item")):
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
         assert [f.name for f in dataclasses.fields(cls)] == [f[0] for f in FIELDS[struct]]
     assert set(sako.default_options()) == {f[0] for f in FIELDS["sako_options"]} - {"version"}
@@ -75,7 +77,8 @@ def test_structs_round_trip(engine):
 
 def test_recommendation_id_is_the_one_name(engine):
     ev = sako.Event(1, 100, "click", 0, recommendation_id=5)
-    assert ev.recommendation_id == 5 and ev._fields[-1] == "recommendation_id"
+    assert ev.recommendation_id == 5
+    assert "recommendation_id" in ev._fields and "rec_id" not in ev._fields
     engine.update([ev, {"user_id": 2, "item_id": 101, "type": "click", "recommendation_id": 6}])
     engine.update_arrays([3], [102], [1], recommendation_ids=[7])
     assert engine.stats().n_events == 3

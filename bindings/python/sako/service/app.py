@@ -20,7 +20,7 @@ import sako
 from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware
-from .routers import catalog, events, operations, recommendations
+from .routers import catalog, events, operations, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -79,6 +79,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(recommendations.router)
     app.include_router(events.router)
     app.include_router(catalog.router)
+    app.include_router(users.router)
     app.include_router(operations.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)

@@ -1,7 +1,7 @@
 """Request and response bodies. Limits come from the ``sako`` package (the C library's
-constants); the item and stats answers are built from the fields of
-:class:`sako.ItemInfo` and :class:`sako.Stats`, so a new engine field appears here
-without an edit."""
+constants); the item, user and stats answers are built from the fields of
+:class:`sako.ItemInfo`, :class:`sako.UserInfo`, :class:`sako.UserItem` and
+:class:`sako.Stats`, so a new engine field appears here without an edit."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +28,9 @@ class _Model(BaseModel):
 
 
 # ------------------------------------------------------------------ requests
+ModeName = Literal[tuple(sako.MODE_NAMES)]  # type: ignore[valid-type]
+
+
 class RecommendationRequest(_Model):
     user_id: int = Field(ge=0, le=sako.ID_MAX, description="the user; 0 for an anonymous user")
     k: int = Field(default=20, ge=0, le=sako.MAX_K, description=f"results wanted, 0..{sako.MAX_K}")
@@ -35,7 +38,14 @@ class RecommendationRequest(_Model):
     exclude: List[Id] = Field(default_factory=list, max_length=sako.MAX_EXCLUDE,
                               description="items never to return")
     recent: List[Id] = Field(default_factory=list, max_length=sako.MAX_EXCLUDE,
-                             description="items the user just viewed, newest first")
+                             description="items the user just viewed or added, newest first "
+                                         "(their bought-together partners become candidates)")
+    mode: ModeName = Field(default="mixed",
+                           description="mixed: everything; repeat: only products the user "
+                                       "bought before; discover: only products the user "
+                                       "never bought")
+    time: Time = Field(default=0, description="when the recommendation is for, unix ms "
+                                              "(0 = now)")
 
 
 EventTypeName = Literal[tuple(sako.EVENT_TYPE_NAMES)]  # type: ignore[valid-type]
@@ -51,6 +61,9 @@ class EventIn(_Model):
     rec_id: OptId = Field(default=None, json_schema_extra={"deprecated": True},
                           description="deprecated name of recommendation_id (accepted in this "
                                       "release only)")
+    order_id: OptId = Field(default=None,
+                            description="the order a purchase belongs to: a user's purchases "
+                                        "of one order form one basket")
 
     @model_validator(mode="after")
     def _one_recommendation_id(self) -> "EventIn":
@@ -105,8 +118,11 @@ class ItemsRequest(_Model):
 # ----------------------------------------------------------------- responses
 class RecommendedItem(BaseModel):
     item_id: int
-    score: float = Field(description="sampled reward rate in [0, 1]")
-    source: str = Field(description="part of the model that produced it ('thompson')")
+    score: float = Field(description="sampled rate in [0, 1] (population: reward per "
+                                     "impression; personal: purchase per basket)")
+    source: str = Field(description="part of the model that produced it: 'thompson' (the "
+                                    "population engine), or 'repeat', 'affinity', "
+                                    "'copurchase', 'demand' (the personal engine)")
 
 
 class RecommendationResponse(BaseModel):
@@ -134,6 +150,10 @@ def _from_dataclass(name: str, cls: type, doc: str, **extra: Any) -> Type[BaseMo
 ItemOut = _from_dataclass("ItemOut", sako.ItemInfo, "An item's evidence and posterior (times in unix ms).",
                           posterior_mean=(float, Field(description="alpha / (alpha + beta)")))
 StatsOut = _from_dataclass("StatsOut", sako.Stats, "Engine-wide figures.")
+UserOut = _from_dataclass("UserOut", sako.UserInfo,
+                          "A user's personal state (times in unix ms).")
+UserItemOut = _from_dataclass("UserItemOut", sako.UserItem,
+                              "One product of a user's purchase history (times in unix ms).")
 
 
 def item_out(info: sako.ItemInfo) -> Dict[str, Any]:
@@ -142,6 +162,11 @@ def item_out(info: sako.ItemInfo) -> Dict[str, Any]:
 
 def stats_out(stats: sako.Stats) -> Dict[str, Any]:
     return dataclasses.asdict(stats)
+
+
+def record_out(record: Any) -> Dict[str, Any]:
+    """The answer of a result dataclass without extra fields (UserInfo, UserItem)."""
+    return dataclasses.asdict(record)
 
 
 class PriorOut(BaseModel):

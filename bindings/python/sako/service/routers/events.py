@@ -25,9 +25,12 @@ def post_events(req: EventsRequest, request: Request, response: Response, e: Eng
     types = np.fromiter((sako.EVENT_TYPE_NAMES[x.type] for x in evs), dtype=np.int32, count=n)
     times = np.fromiter((x.time for x in evs), dtype=np.int64, count=n)
     recs = np.fromiter((x.recommendation_id or 0 for x in evs), dtype=np.int64, count=n)
+    # no order id in the batch: plain sako_update, as before order ids existed
+    orders = (np.fromiter((x.order_id or 0 for x in evs), dtype=np.int64, count=n)
+              if any(x.order_id is not None for x in evs) else None)
     try:
         # positional: the engine's name for the last array changes with issue 7
-        e.update_arrays(users, items, types, times, recs)
+        e.update_arrays(users, items, types, times, recs, orders)
     except sako.NotFound as exc:
         raise ApiError(422, "unknown_item", str(exc), _unknown_items(e, items)) from None
     metrics = request.app.state.metrics

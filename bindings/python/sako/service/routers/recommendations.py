@@ -56,7 +56,8 @@ class Recommender:
         return out
 
     async def run(self, e: sako.Engine, req: RecommendationRequest) -> List[sako.Recommendation]:
-        args = (req.user_id, req.k, req.category_id, req.exclude or (), req.recent or ())
+        args = (req.user_id, req.k, req.category_id, req.exclude or (), req.recent or (),
+                req.mode, req.time)
         inline = self.inline
         if inline is None:
             inline = self._cost < INLINE_BELOW_S
