@@ -523,12 +523,35 @@ class WeeklyALS(_Counts):
         return np.asarray(ids, dtype=np.int64)
 
 
-def _libsako(seed):
+#: libsako 0.2 options of the journey's libsako rows (the personal engine's parameters
+#: chosen on the tuning split, odd household ids, of --quick runs: see docs/evaluation.md,
+#: "libsako 0.2 on The Complete Journey"). Given explicitly, so the rows do not move
+#: when the C defaults change.
+SAKO_CHOSEN = dict(personal_temperature=0.0, personal_strength=10.0, half_life_days=45.0)
+#: the libsako rows: key -> (name suffix, options, query mode)
+SAKO_VARIANTS = {
+    # the library as it is, with its defaults (0.2: the personal engine, default parameters)
+    "libsako": ("(defaults)", {}, "mixed"),
+    # the 0.1 rule: no organic demand, no personal engine (the row before issue 8's work)
+    "libsako-0.1": ("0.1 rule (organic_demand=0, personal=0)", dict(organic_demand=0, personal=0), "mixed"),
+    # population engine with demand priors, nothing personal
+    "libsako-population": ("population-only (personal=0, organic_demand=1)",
+                           dict(organic_demand=1, personal=0), "mixed"),
+    "libsako-personal": ("personal", dict(organic_demand=1, personal=1, **SAKO_CHOSEN), "mixed"),
+    "libsako-discover": ("personal, discover mode", dict(organic_demand=1, personal=1, **SAKO_CHOSEN),
+                         "discover"),
+}
+
+
+def _libsako(seed, key="libsako", name=None, **params):
+    """A libsako row (``SAKO_VARIANTS``), options overridden by ``params``. Each gets the
+    query time (the basket's), recommendation ids and the basket as order id."""
     from . import sako_adapter
     if not sako_adapter.available():
         return None
-    p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1)
-    p.name = f"libsako {sako_adapter.version()} (defaults)"
+    suffix, opts, mode = SAKO_VARIANTS[key]
+    p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1, mode=mode, **{**opts, **params})
+    p.name = name or f"libsako {sako_adapter.version()} {suffix}"
     p.passive = False
     return p
 
@@ -554,12 +577,17 @@ POLICY_KEYS = {
     "tifu-knn": lambda seed, **kw: TifuKnn(),
     "als": lambda seed, **kw: WeeklyALS(**{**ALS_CHOSEN, "seed": seed}),
     "beta-ts": lambda seed, ts_every_basket=False, **kw: _beta_ts(seed, ts_every_basket),
-    "libsako": lambda seed, **kw: _libsako(seed),
+    "libsako": lambda seed, **kw: _libsako(seed, "libsako"),
+    "libsako-0.1": lambda seed, **kw: _libsako(seed, "libsako-0.1"),
+    "libsako-population": lambda seed, **kw: _libsako(seed, "libsako-population"),
+    "libsako-personal": lambda seed, **kw: _libsako(seed, "libsako-personal"),
+    "libsako-discover": lambda seed, **kw: _libsako(seed, "libsako-discover"),
     "demand-ts": lambda seed, **kw: _proto("demand-ts", seed),
     "personal-proto": lambda seed, **kw: _proto("personal-proto", seed),
 }
-#: the journey's default policy set (before the ALS and the prototype existed)
-DEFAULT_KEYS = ("popularity", "gp-topfreq", "tifu-knn", "beta-ts", "libsako")
+#: the journey's default policy set (the weekly ALS is run by key: it takes ~23 min)
+DEFAULT_KEYS = ("popularity", "gp-topfreq", "tifu-knn", "beta-ts", "libsako-0.1", "libsako-population",
+                "libsako-personal")
 #: ALS parameters, chosen on the tuning split (odd ids) of --quick runs (seed 1; months 4-12
 #: NDCG@20 over a grid of 13: factors 32/64/128, regularization 0.1/1/10, alpha 0.03-40,
 #: count or log weighting); see docs/research-personal.md. One implicit thread, so that
@@ -590,6 +618,12 @@ def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sa
             params = {a: _num(b) for a, b in (x.split("=", 1) for x in kv)}
             if base == "als":
                 p = WeeklyALS(**{**ALS_CHOSEN, "seed": seed, **params})
+            elif base in SAKO_VARIANTS:
+                if not include_sako:
+                    continue
+                p = _libsako(seed, base, name=key, **params)
+                if p is None:
+                    continue
             elif base.startswith("personal-proto") or base == "demand-ts":
                 from . import proto_personal
                 p = proto_personal.make(base, seed, **params)
@@ -599,7 +633,7 @@ def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sa
             pols.append(p)
             continue
         if key in POLICY_KEYS:
-            if key == "libsako" and not include_sako:
+            if key in SAKO_VARIANTS and not include_sako:
                 continue
             p = POLICY_KEYS[key](seed, ts_every_basket=ts_every_basket)
         elif key.startswith("personal-proto"):
@@ -696,6 +730,9 @@ def replay(j: Journey, policies: list, seed: int = 1, k: int = K, progress=None)
         before = history.setdefault(u, set())
         for p in policies:
             t0 = time.perf_counter()
+            if hasattr(p, "set_time"):      # libsako: the query time and the basket's order id
+                p.set_time(tm)
+                p.set_order(b + 1)
             if is_scored or not getattr(p, "passive", False):
                 recs = np.asarray(p.recommend(u, k, rngs[p.name]), dtype=np.int64)[:k]
             else:
