@@ -192,3 +192,19 @@ def test_libsako_rows_by_key():
         assert np.all((m[:, 2] >= 0) & (m[:, 2] <= 1)), name
     for p in pols:
         p.close()
+
+
+def test_merge_runs_of_separate_processes(tmp_path):
+    """Policies replayed in separate runs (same journey, same seed) merge into one report
+    with the same numbers as one run of all of them."""
+    j = synthetic()
+    J.run(tmp_path / "a", seed=1, journey=j, policies=[J.Popularity()], command="a")
+    J.run(tmp_path / "b", seed=1, journey=j, policies=[J.GPTopFreq()], command="b")
+    path, res = J.merge(tmp_path / "m", [tmp_path / "a", tmp_path / "b"], journey=j)
+    _, both = J.run(tmp_path / "ab", seed=1, journey=j, policies=[J.Popularity(), J.GPTopFreq()], command="ab")
+    assert res.policies == ["popularity", "GP-TopFreq"]
+    np.testing.assert_equal(res.table(), both.table())   # NaN (an empty phase) equals NaN
+    assert "| GP-TopFreq | report (even ids) | month 1 |" in path.read_text()
+    J.run(tmp_path / "c", seed=2, journey=j, policies=[J.TifuKnn()], command="c")
+    with pytest.raises(ValueError):
+        J.merge(tmp_path / "m2", [tmp_path / "a", tmp_path / "c"], journey=j)

@@ -123,8 +123,16 @@ def run_ranking(cfg: dict, seed: int, figs, progress):
         task = fn(seed)
         rankers = [R.PopularityRanker(), R.BuyAgainRanker(), R.PolicyRanker(OriginalTS())]
         if sako_adapter.available():
-            rankers.append(R.PolicyRanker(sako_adapter.SakoPolicy("category", seed=seed + 1)))
-            rankers.append(R.PolicyRanker(sako_adapter.SakoPolicy("flat", seed=seed + 2)))
+            from .journey import SAKO_CHOSEN
+            # 0.2: the personal engine with the journey's chosen parameters (order id =
+            # basket, query time = the target order's); then the 0.1 rule for comparison
+            p = sako_adapter.SakoPolicy("category", seed=seed + 1, organic_demand=1, personal=1, **SAKO_CHOSEN)
+            p.name = "libsako personal (order id = basket)"
+            rankers.append(R.PolicyRanker(p))
+            for prior, s in (("category", 1), ("flat", 2)):
+                p = sako_adapter.SakoPolicy(prior, seed=seed + s, organic_demand=0, personal=0)
+                p.name = f"libsako ({prior} prior, 0.1 rule)"
+                rankers.append(R.PolicyRanker(p))
         else:
             rankers.append(R.PolicyRanker(CategoryPriorTS()))
         if R.have_implicit():
@@ -305,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ts-every-basket", action="store_true",
                     help="journey: the numpy Beta(1,1) TS recommends before every basket, as the "
                     "protocol says (~25 min more); by default only before scored baskets")
+    ap.add_argument("--merge", default=None,
+                    help="journey: comma-separated run folders (each with journey_metrics.npz, same "
+                    "journey and seed) to merge into one report in --out")
     args = ap.parse_args(argv)
     _choose_datasets(args.datasets)
     progress = _progress_factory(not args.no_progress)
@@ -319,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             (f" --households {nq}" if args.quick and args.households else "") + \
             (f" --policies {args.policies}" if args.policies else "") + \
             (" --ts-every-basket" if args.ts_every_basket else "") + f" --seed {args.seed} --out {out}"
+        if args.merge:
+            path, res = journey.merge(out, args.merge.split(","), quick=args.quick, quick_households=nq,
+                                      command=f"python -m sako.eval journey --merge {args.merge} --out {out}")
+            print(f"[sako.eval] wrote {path}", file=sys.stderr)
+            return 0
         try:
             keys = journey.make_policies(args.policies, args.seed, args.ts_every_basket) \
                 if args.policies else None

@@ -819,10 +819,66 @@ def run(out, seed: int = 1, quick: bool = False, progress=None, journey: Journey
         policies = make_policies(policy_keys or DEFAULT_KEYS, seed, ts_every_basket=ts_every_basket)
     res = replay(journey, policies, seed=seed, progress=progress)
     commit = git_commit()
+    save_metrics(res, out / "journey_metrics.npz", seed, command, commit)
     figs = Figures(out, seed, commit)
     fig = plot(res, figs, seed)
     path = out / "journey.md"
     path.write_text(markdown(res, seed, command, commit, fig), encoding="utf-8")
     for p in policies:
         p.close()
+    return path, res
+
+
+def save_metrics(res: ReplayResult, path, seed: int, command: str, commit: str) -> None:
+    """The per-basket metrics of a replay (for ``merge``): scored basket indices, per policy
+    its (n_scored, 4) array and seconds, the run's wall time, seed, command and commit."""
+    import json
+    meta = dict(policies=res.policies, seconds=res.seconds, wall=res.wall, seed=seed,
+                command=command, commit=commit, n_baskets=res.journey.n_baskets)
+    np.savez_compressed(path, scored=res.scored, meta=np.array(json.dumps(meta)),
+                        **{f"m{i}": res.metrics[n] for i, n in enumerate(res.policies)})
+
+
+def merge(out, runs, journey: Journey | None = None, quick: bool = False,
+          quick_households: int = QUICK_HOUSEHOLDS, command: str = "python -m sako.eval journey --merge"):
+    """One report from several replays of the same journey and seed (policies run in
+    separate processes, e.g. side by side on two CPUs): reads each run folder's
+    ``journey_metrics.npz``, writes ``journey.md`` and the figure into ``out``."""
+    import json
+    from pathlib import Path
+
+    from .report import Figures, git_commit
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, metrics, secs, walls, cmds, seeds, scored, commits = [], {}, {}, [], [], set(), None, set()
+    for r in runs:
+        z = np.load(Path(r) / "journey_metrics.npz")
+        meta = json.loads(str(z["meta"]))
+        if scored is not None and not np.array_equal(scored, z["scored"]):
+            raise ValueError(f"{r}: other scored baskets (another journey or seed)")
+        scored = z["scored"]
+        for i, n in enumerate(meta["policies"]):
+            if n in metrics:
+                raise ValueError(f"policy {n!r} is in two runs")
+            names.append(n)
+            metrics[n] = z[f"m{i}"]
+            secs[n] = meta["seconds"][n]
+        walls.append(meta["wall"])
+        cmds.append(meta["command"])
+        seeds.add(meta["seed"])
+        commits.add(meta["commit"])
+    if len(seeds) != 1:
+        raise ValueError(f"runs of different seeds: {sorted(seeds)}")
+    seed = seeds.pop()
+    if journey is None:
+        journey = load_journey(quick_households if quick else None, seed)
+    res = ReplayResult(policies=names, scored=scored, metrics=metrics, seconds=secs, journey=journey,
+                       wall=max(walls))
+    commit = ", ".join(sorted(commits))
+    figs = Figures(out, seed, commit)
+    fig = plot(res, figs, seed)
+    text = markdown(res, seed, "; ".join(cmds) + f" (merged by `{command}`; wall time = the longest run, "
+                    "the runs went side by side)", commit, fig)
+    path = out / "journey.md"
+    path.write_text(text, encoding="utf-8")
     return path, res

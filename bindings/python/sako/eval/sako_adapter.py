@@ -89,6 +89,8 @@ def upsert_items(engine, item_idx: np.ndarray, item_aisle: np.ndarray, added_at_
 class SakoPolicy(Policy):
     """libsako (sako.Engine) behind the harness's policy interface."""
 
+    takes_orders = True     # update() accepts per-event order ids
+
     def __init__(self, prior: str = "category", seed: int = 1, retrain_every: int = 0,
                  mode: str = "mixed", **options):
         """retrain_every > 0: call the engine's retrain() after every that many events (an
@@ -162,8 +164,11 @@ class SakoPolicy(Policy):
         orders = np.where(np.asarray(types) == PURCHASE, self._order, 0).astype(np.int64)
         return rec, orders
 
-    def update(self, users, items, types, times):
+    def update(self, users, items, types, times, order_ids=None):
+        """order_ids: per-event order ids (purchases; 0 = none) instead of ``set_order``'s."""
         rec, orders = self.event_ids(users, items, types)
+        if order_ids is not None:
+            orders = np.asarray(order_ids, dtype=np.int64)
         self._shown = None          # the recommendation's events have arrived
         users = np.asarray(users, dtype=np.int64) + 1
         items = np.asarray(items, dtype=np.int64) + 1
