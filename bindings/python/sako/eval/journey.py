@@ -527,7 +527,7 @@ class WeeklyALS(_Counts):
 #: chosen on the tuning split, odd household ids, of --quick runs: see docs/evaluation.md,
 #: "libsako 0.2 on The Complete Journey"). Given explicitly, so the rows do not move
 #: when the C defaults change.
-SAKO_CHOSEN = dict(personal_temperature=0.0, personal_strength=10.0, half_life_days=45.0)
+SAKO_CHOSEN = dict(personal_temperature=0.0, personal_strength=1.0, half_life_days=45.0)
 #: the libsako rows: key -> (name suffix, options, query mode)
 SAKO_VARIANTS = {
     # the library as it is, with its defaults (0.2: the personal engine, default parameters)
