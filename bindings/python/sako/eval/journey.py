@@ -36,16 +36,24 @@ Policies (``POLICY_KEYS``; ``default_policies`` is the first five), all behind
 :class:`sako.eval.policies.Policy`: popularity (purchase counts of the history so far),
 GP-TopFreq (the household's most often bought products, filled by popularity), TIFU-KNN
 (Hu et al., SIGIR 2020; see :class:`TifuKnn`), the original Beta(1,1) Thompson sampler
-(numpy), libsako as it is (category prior, defaults) through the ``sako`` package, and,
-by key: ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
+(numpy), and libsako through the ``sako`` package (``SAKO_VARIANTS``): ``libsako-0.1``
+(the 0.1 rule: organic_demand=0, personal=0), ``libsako-population`` (demand priors, no
+personal engine) and ``libsako-personal`` (the personal engine with ``SAKO_CHOSEN``); by key
+also ``libsako-discover`` (the personal engine in discover mode), ``libsako`` (the library's
+defaults), ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
 ``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
+libsako policies get the basket's time as query time, a recommendation id on the events of
+the products they recommended (rec_id 0, organic, on the others) and the basket as order
+id (``replay``, ``sako_adapter``). A key may carry options for a grid:
+``libsako-personal:personal_strength=5:half_life_days=90``.
 
     python -m sako.eval journey [--quick [--households N]] [--policies a,b,c] [--seed N] --out DIR
+    python -m sako.eval journey [--quick] --merge RUN_DIR,RUN_DIR --out DIR   # runs made side by side
 
 ``--quick``: only the baskets of a deterministic subset of 400 households
 (``quick_subset``; the same households for every seed), with the whole catalog; about
-26k baskets instead of 156k (the five default policies: 88 s instead of 12.2 min on 2
-CPUs). Population statistics are then ~6x thinner than in the full run, which matters
+26k baskets instead of 156k (before libsako 0.2, the five default policies took 88 s
+instead of 12.2 min on 2 CPUs; each libsako 0.2 engine now takes 70-100 s of it). Population statistics are then ~6x thinner than in the full run, which matters
 for parameters that trade population against personal evidence (say so when tuning).
 """
 from __future__ import annotations
