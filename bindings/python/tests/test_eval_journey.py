@@ -151,3 +151,60 @@ def test_real_data_loads():
     j = J.load_journey(quick_households=20, seed=1)
     assert j.n_items == 92331 and j.n_households == 20
     assert j.dropped_lines > 0 and set(np.unique(j.month)) <= set(range(1, 13))
+
+
+def test_replay_gives_time_and_order_to_policies_that_take_them():
+    """Before each basket, a policy with set_time/set_order (libsako) gets the basket's
+    time as query time and a distinct order id (the basket's index + 1) for its purchases."""
+    got = []
+
+    class Spy(J.Popularity):
+        name = "spy"
+        passive = False
+
+        def set_time(self, t):
+            self.t = t
+
+        def set_order(self, o):
+            self.o = o
+
+        def update(self, users, items, types, times):
+            got.append((self.t, self.o, int(np.max(times))))
+            super().update(users, items, types, times)
+    j = synthetic()
+    J.replay(j, [Spy()], seed=1)
+    assert [g[0] for g in got] == j.time_ms.tolist() == [g[2] for g in got]
+    assert [g[1] for g in got] == list(range(1, j.n_baskets + 1))
+
+
+def test_libsako_rows_by_key():
+    if not A.available():
+        pytest.skip("libsako binding not built")
+    pols = J.make_policies("libsako-0.1,libsako-population,libsako-personal,libsako-discover,"
+                           "libsako-personal:personal_strength=5", 1)
+    assert len({p.name for p in pols}) == 5
+    assert pols[0].options == {"organic_demand": 0, "personal": 0}
+    assert pols[1].options == {"organic_demand": 1, "personal": 0}
+    assert pols[2].options["personal"] == 1 and pols[3].mode == "discover"
+    assert pols[4].options["personal_strength"] == 5 and pols[4].name == "libsako-personal:personal_strength=5"
+    res = J.replay(synthetic(), pols, seed=1)
+    for name, m in res.metrics.items():
+        assert np.all((m[:, 2] >= 0) & (m[:, 2] <= 1)), name
+    for p in pols:
+        p.close()
+
+
+def test_merge_runs_of_separate_processes(tmp_path):
+    """Policies replayed in separate runs (same journey, same seed) merge into one report
+    with the same numbers as one run of all of them."""
+    j = synthetic()
+    J.run(tmp_path / "a", seed=1, journey=j, policies=[J.Popularity()], command="a")
+    J.run(tmp_path / "b", seed=1, journey=j, policies=[J.GPTopFreq()], command="b")
+    path, res = J.merge(tmp_path / "m", [tmp_path / "a", tmp_path / "b"], journey=j)
+    _, both = J.run(tmp_path / "ab", seed=1, journey=j, policies=[J.Popularity(), J.GPTopFreq()], command="ab")
+    assert res.policies == ["popularity", "GP-TopFreq"]
+    np.testing.assert_equal(res.table(), both.table())   # NaN (an empty phase) equals NaN
+    assert "| GP-TopFreq | report (even ids) | month 1 |" in path.read_text()
+    J.run(tmp_path / "c", seed=2, journey=j, policies=[J.TifuKnn()], command="c")
+    with pytest.raises(ValueError):
+        J.merge(tmp_path / "m2", [tmp_path / "a", tmp_path / "c"], journey=j)

@@ -32,38 +32,19 @@ def test_recommend_distinct_active_and_excluded(prior):
     p.close()
 
 
-def _events(n=400):
+def test_learns_from_events():
+    # the 0.1 rule: every click and purchase is a recommendation outcome (0.2's default,
+    # organic_demand=1, counts those without a recommendation id as demand instead)
+    p = A.SakoPolicy("category", seed=5, organic_demand=0, personal=0)
+    p.reset(catalog())
+    n = 400
     users = np.ones(4 * n, dtype=np.int64)
     items = np.r_[np.full(3 * n, 7), np.arange(n) % 60]
     types = np.r_[np.full(n, IMPRESSION), np.full(n, CLICK), np.full(n, PURCHASE), np.full(n, IMPRESSION)]
-    return users, items, types, np.full(4 * n, 1_700_000_000_000)
-
-
-def test_learns_from_events():
-    p = A.SakoPolicy("category", seed=5)
-    p.reset(catalog())
+    p.update(users, items, types, np.full(4 * n, 1_700_000_000_000))
     rng = np.random.default_rng(1)
-    p.recommend(1, 60, rng)  # the whole catalog: the events below answer this slate
-    p.update(*_events())
-    tops = [int(p.recommend(2, 1, rng)[0]) for _ in range(20)]  # a newcomer: the population
+    tops = [int(p.recommend(1, 1, rng)[0]) for _ in range(20)]
     assert tops.count(7) >= 18
-    # the buyer's history reached the personal engine (its ranking: tests/test_personal.py)
-    assert p.engine.user(2).n_baskets == 1
-    assert [r.item_id for r in p.engine.recommend(2, 5, mode="repeat")] == [8]
-    p.close()
-
-
-def test_events_without_a_slate_are_organic():
-    """No slate before them (a ranking fit): clicks and purchases are demand, so the
-    Beta posterior only sees the impressions (libsako 0.2, organic_demand)."""
-    p = A.SakoPolicy("category", seed=5)
-    p.reset(catalog())
-    p.update(*_events())
-    info = p.engine.item(8)  # dense item 7
-    assert info.clicks == 400 and info.alpha < 1 < info.beta
-    p.recommend(1, 60, np.random.default_rng(1))
-    p.update(*_events())
-    assert p.engine.item(8).alpha > 100
     p.close()
 
 
@@ -83,3 +64,70 @@ def test_refresh_probe_reports_engine_state():
     assert out["n_events"] == 1500 and out["n_items"] == 300
     assert 0 <= out["events_since_refresh"] <= 1500
     assert isinstance(out["refreshed"], bool)
+
+
+class _Recorder:
+    """Wraps an engine's update_arrays to keep what the adapter passed."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, []
+        self._real = engine.update_arrays
+
+    def __call__(self, *args, **kw):
+        self.calls.append((args, kw))
+        return self._real(*args, **kw)
+
+
+def test_rec_ids_only_on_recommended_products_and_order_ids_on_purchases(monkeypatch):
+    """The journey's protocol through the adapter: impressions of the recommended
+    products, click + purchase of a recommended product bought, a purchase of a product
+    that was not recommended. Only the events of recommended products carry the
+    recommendation's id; purchases carry the order id; the other user's events none."""
+    p = A.SakoPolicy("category", seed=5, personal=1, organic_demand=1)
+    p.reset(catalog())
+    rec = _Recorder(p.engine)
+    monkeypatch.setattr(p.engine, "update_arrays", rec)
+    t = 1_700_000_000_000
+    p.set_time(t)
+    p.set_order(77)
+    shown = p.recommend(2, 5, np.random.default_rng(0))
+    assert len(shown) == 5
+    bought = int(shown[1])
+    other = next(i for i in range(60) if i not in set(shown.tolist()))
+    items = np.r_[shown, bought, bought, other]
+    types = np.r_[np.full(5, IMPRESSION), CLICK, PURCHASE, PURCHASE]
+    p.update(np.full(items.size, 2), items, types, np.full(items.size, t))
+    (users, its, tys, tms, rids, oids), _ = rec.calls[-1]
+    assert np.array_equal(users, np.full(8, 3)) and np.array_equal(its, items + 1)
+    assert rids.tolist() == [1] * 7 + [0]                  # the organic purchase: rec_id 0
+    assert oids.tolist() == [0] * 6 + [77, 77]             # order id on purchases only
+    info = p.engine.user(3)
+    assert info.n_baskets == 1 and info.n_products == 2
+    # the recommendation is spent: a later update without a new recommend is organic
+    p.update([2], [bought], [PURCHASE], [t + 1])
+    assert rec.calls[-1][0][4].tolist() == [0]
+    # ids increase per recommendation; another user's events are never stamped
+    p.set_order(78)
+    shown = p.recommend(2, 5, np.random.default_rng(0))
+    p.update([5, 2], [int(shown[0]), int(shown[0])], [IMPRESSION, IMPRESSION], [t + 2] * 2)
+    args = rec.calls[-1][0]
+    assert args[4].tolist() == [0, 2] and args[5] is None  # no purchase: no order ids
+    p.close()
+
+
+def test_query_time_and_mode_reach_the_engine(monkeypatch):
+    p = A.SakoPolicy("category", seed=5, mode="discover")
+    p.reset(catalog())
+    seen = []
+    real = p.engine.recommend_arrays
+
+    def spy(*a, **kw):
+        seen.append(kw)
+        return real(*a, **kw)
+    monkeypatch.setattr(p.engine, "recommend_arrays", spy)
+    p.recommend(1, 3, None)
+    p.set_time(1_700_000_000_000)
+    p.recommend(1, 3, None)
+    assert seen[0] == {"exclude": (), "mode": "discover"}
+    assert seen[1] == {"exclude": (), "mode": "discover", "time": 1_700_000_000_000}
+    p.close()

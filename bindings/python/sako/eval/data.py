@@ -220,6 +220,8 @@ def instacart_baskets(sample: str = "baskets_sample"):
             orders.append({
                 "order_id": int(row["order_id"]), "user_id": int(row["user_id"]),
                 "eval_set": row["eval_set"], "order_number": int(row["order_number"]),
+                "days_since_prior_order": float(row.get("days_since_prior_order") or 0.0),
+                "order_hour_of_day": int(row.get("order_hour_of_day") or 0),
             })
     baskets: dict[int, list[tuple[int, int]]] = {}
     files = ["order_products__prior.csv"]

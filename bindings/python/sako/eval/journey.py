@@ -36,16 +36,24 @@ Policies (``POLICY_KEYS``; ``default_policies`` is the first five), all behind
 :class:`sako.eval.policies.Policy`: popularity (purchase counts of the history so far),
 GP-TopFreq (the household's most often bought products, filled by popularity), TIFU-KNN
 (Hu et al., SIGIR 2020; see :class:`TifuKnn`), the original Beta(1,1) Thompson sampler
-(numpy), libsako as it is (category prior, defaults) through the ``sako`` package, and,
-by key: ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
+(numpy), and libsako through the ``sako`` package (``SAKO_VARIANTS``): ``libsako-0.1``
+(the 0.1 rule: organic_demand=0, personal=0), ``libsako-population`` (demand priors, no
+personal engine) and ``libsako-personal`` (the personal engine with ``SAKO_CHOSEN``); by key
+also ``libsako-discover`` (the personal engine in discover mode), ``libsako`` (the library's
+defaults), ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
 ``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
+libsako policies get the basket's time as query time, a recommendation id on the events of
+the products they recommended (rec_id 0, organic, on the others) and the basket as order
+id (``replay``, ``sako_adapter``). A key may carry options for a grid:
+``libsako-personal:personal_strength=5:half_life_days=90``.
 
     python -m sako.eval journey [--quick [--households N]] [--policies a,b,c] [--seed N] --out DIR
+    python -m sako.eval journey [--quick] --merge RUN_DIR,RUN_DIR --out DIR   # runs made side by side
 
 ``--quick``: only the baskets of a deterministic subset of 400 households
 (``quick_subset``; the same households for every seed), with the whole catalog; about
-26k baskets instead of 156k (the five default policies: 88 s instead of 12.2 min on 2
-CPUs). Population statistics are then ~6x thinner than in the full run, which matters
+26k baskets instead of 156k (before libsako 0.2, the five default policies took 88 s
+instead of 12.2 min on 2 CPUs; each libsako 0.2 engine now takes 70-100 s of it). Population statistics are then ~6x thinner than in the full run, which matters
 for parameters that trade population against personal evidence (say so when tuning).
 """
 from __future__ import annotations
@@ -523,12 +531,35 @@ class WeeklyALS(_Counts):
         return np.asarray(ids, dtype=np.int64)
 
 
-def _libsako(seed):
+#: libsako 0.2 options of the journey's libsako rows (the personal engine's parameters
+#: chosen on the tuning split, odd household ids, of --quick runs: see docs/evaluation.md,
+#: "libsako 0.2 on The Complete Journey"). Given explicitly, so the rows do not move
+#: when the C defaults change.
+SAKO_CHOSEN = dict(personal_temperature=0.0, personal_strength=1.0, half_life_days=45.0)
+#: the libsako rows: key -> (name suffix, options, query mode)
+SAKO_VARIANTS = {
+    # the library as it is, with its defaults (0.2: the personal engine, default parameters)
+    "libsako": ("(defaults)", {}, "mixed"),
+    # the 0.1 rule: no organic demand, no personal engine (the row before issue 8's work)
+    "libsako-0.1": ("0.1 rule (organic_demand=0, personal=0)", dict(organic_demand=0, personal=0), "mixed"),
+    # population engine with demand priors, nothing personal
+    "libsako-population": ("population-only (personal=0, organic_demand=1)",
+                           dict(organic_demand=1, personal=0), "mixed"),
+    "libsako-personal": ("personal", dict(organic_demand=1, personal=1, **SAKO_CHOSEN), "mixed"),
+    "libsako-discover": ("personal, discover mode", dict(organic_demand=1, personal=1, **SAKO_CHOSEN),
+                         "discover"),
+}
+
+
+def _libsako(seed, key="libsako", name=None, **params):
+    """A libsako row (``SAKO_VARIANTS``), options overridden by ``params``. Each gets the
+    query time (the basket's), recommendation ids and the basket as order id."""
     from . import sako_adapter
     if not sako_adapter.available():
         return None
-    p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1)
-    p.name = f"libsako {sako_adapter.version()} (defaults)"
+    suffix, opts, mode = SAKO_VARIANTS[key]
+    p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1, mode=mode, **{**opts, **params})
+    p.name = name or f"libsako {sako_adapter.version()} {suffix}"
     p.passive = False
     return p
 
@@ -554,12 +585,17 @@ POLICY_KEYS = {
     "tifu-knn": lambda seed, **kw: TifuKnn(),
     "als": lambda seed, **kw: WeeklyALS(**{**ALS_CHOSEN, "seed": seed}),
     "beta-ts": lambda seed, ts_every_basket=False, **kw: _beta_ts(seed, ts_every_basket),
-    "libsako": lambda seed, **kw: _libsako(seed),
+    "libsako": lambda seed, **kw: _libsako(seed, "libsako"),
+    "libsako-0.1": lambda seed, **kw: _libsako(seed, "libsako-0.1"),
+    "libsako-population": lambda seed, **kw: _libsako(seed, "libsako-population"),
+    "libsako-personal": lambda seed, **kw: _libsako(seed, "libsako-personal"),
+    "libsako-discover": lambda seed, **kw: _libsako(seed, "libsako-discover"),
     "demand-ts": lambda seed, **kw: _proto("demand-ts", seed),
     "personal-proto": lambda seed, **kw: _proto("personal-proto", seed),
 }
-#: the journey's default policy set (before the ALS and the prototype existed)
-DEFAULT_KEYS = ("popularity", "gp-topfreq", "tifu-knn", "beta-ts", "libsako")
+#: the journey's default policy set (the weekly ALS is run by key: it takes ~23 min)
+DEFAULT_KEYS = ("popularity", "gp-topfreq", "tifu-knn", "beta-ts", "libsako-0.1", "libsako-population",
+                "libsako-personal")
 #: ALS parameters, chosen on the tuning split (odd ids) of --quick runs (seed 1; months 4-12
 #: NDCG@20 over a grid of 13: factors 32/64/128, regularization 0.1/1/10, alpha 0.03-40,
 #: count or log weighting); see docs/research-personal.md. One implicit thread, so that
@@ -590,6 +626,12 @@ def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sa
             params = {a: _num(b) for a, b in (x.split("=", 1) for x in kv)}
             if base == "als":
                 p = WeeklyALS(**{**ALS_CHOSEN, "seed": seed, **params})
+            elif base in SAKO_VARIANTS:
+                if not include_sako:
+                    continue
+                p = _libsako(seed, base, name=key, **params)
+                if p is None:
+                    continue
             elif base.startswith("personal-proto") or base == "demand-ts":
                 from . import proto_personal
                 p = proto_personal.make(base, seed, **params)
@@ -599,7 +641,7 @@ def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sa
             pols.append(p)
             continue
         if key in POLICY_KEYS:
-            if key == "libsako" and not include_sako:
+            if key in SAKO_VARIANTS and not include_sako:
                 continue
             p = POLICY_KEYS[key](seed, ts_every_basket=ts_every_basket)
         elif key.startswith("personal-proto"):
@@ -696,6 +738,9 @@ def replay(j: Journey, policies: list, seed: int = 1, k: int = K, progress=None)
         before = history.setdefault(u, set())
         for p in policies:
             t0 = time.perf_counter()
+            if hasattr(p, "set_time"):      # libsako: the query time and the basket's order id
+                p.set_time(tm)
+                p.set_order(b + 1)
             if is_scored or not getattr(p, "passive", False):
                 recs = np.asarray(p.recommend(u, k, rngs[p.name]), dtype=np.int64)[:k]
             else:
@@ -782,10 +827,66 @@ def run(out, seed: int = 1, quick: bool = False, progress=None, journey: Journey
         policies = make_policies(policy_keys or DEFAULT_KEYS, seed, ts_every_basket=ts_every_basket)
     res = replay(journey, policies, seed=seed, progress=progress)
     commit = git_commit()
+    save_metrics(res, out / "journey_metrics.npz", seed, command, commit)
     figs = Figures(out, seed, commit)
     fig = plot(res, figs, seed)
     path = out / "journey.md"
     path.write_text(markdown(res, seed, command, commit, fig), encoding="utf-8")
     for p in policies:
         p.close()
+    return path, res
+
+
+def save_metrics(res: ReplayResult, path, seed: int, command: str, commit: str) -> None:
+    """The per-basket metrics of a replay (for ``merge``): scored basket indices, per policy
+    its (n_scored, 4) array and seconds, the run's wall time, seed, command and commit."""
+    import json
+    meta = dict(policies=res.policies, seconds=res.seconds, wall=res.wall, seed=seed,
+                command=command, commit=commit, n_baskets=res.journey.n_baskets)
+    np.savez_compressed(path, scored=res.scored, meta=np.array(json.dumps(meta)),
+                        **{f"m{i}": res.metrics[n] for i, n in enumerate(res.policies)})
+
+
+def merge(out, runs, journey: Journey | None = None, quick: bool = False,
+          quick_households: int = QUICK_HOUSEHOLDS, command: str = "python -m sako.eval journey --merge"):
+    """One report from several replays of the same journey and seed (policies run in
+    separate processes, e.g. side by side on two CPUs): reads each run folder's
+    ``journey_metrics.npz``, writes ``journey.md`` and the figure into ``out``."""
+    import json
+    from pathlib import Path
+
+    from .report import Figures, git_commit
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, metrics, secs, walls, cmds, seeds, scored, commits = [], {}, {}, [], [], set(), None, set()
+    for r in runs:
+        z = np.load(Path(r) / "journey_metrics.npz")
+        meta = json.loads(str(z["meta"]))
+        if scored is not None and not np.array_equal(scored, z["scored"]):
+            raise ValueError(f"{r}: other scored baskets (another journey or seed)")
+        scored = z["scored"]
+        for i, n in enumerate(meta["policies"]):
+            if n in metrics:
+                raise ValueError(f"policy {n!r} is in two runs")
+            names.append(n)
+            metrics[n] = z[f"m{i}"]
+            secs[n] = meta["seconds"][n]
+        walls.append(meta["wall"])
+        cmds.append(meta["command"])
+        seeds.add(meta["seed"])
+        commits.add(meta["commit"])
+    if len(seeds) != 1:
+        raise ValueError(f"runs of different seeds: {sorted(seeds)}")
+    seed = seeds.pop()
+    if journey is None:
+        journey = load_journey(quick_households if quick else None, seed)
+    res = ReplayResult(policies=names, scored=scored, metrics=metrics, seconds=secs, journey=journey,
+                       wall=max(walls))
+    commit = ", ".join(sorted(commits))
+    figs = Figures(out, seed, commit)
+    fig = plot(res, figs, seed)
+    text = markdown(res, seed, "; ".join(cmds) + f" (merged by `{command}`; wall time = the longest run, "
+                    "the runs went side by side)", commit, fig)
+    path = out / "journey.md"
+    path.write_text(text, encoding="utf-8")
     return path, res

@@ -102,7 +102,8 @@ def replay(log: D.BanditLog, policy: Policy, seed: int = 0, progress=None) -> Re
     rng = np.random.default_rng([seed, 11])
     m, c = 0, 0.0
     for i in range(log.n):
-        slate = policy.recommend(i % 1_000_000, SLATE, rng)
+        user = i % 1_000_000
+        slate = policy.recommend(user, SLATE, rng)
         p = int(log.position[i])
         if p < len(slate) and int(slate[p]) == int(log.action[i]):
             m += 1
@@ -110,9 +111,9 @@ def replay(log: D.BanditLog, policy: Policy, seed: int = 0, progress=None) -> Re
             c += r
             a = int(log.action[i])
             if r > 0:
-                policy.update([1, 1], [a, a], [IMPRESSION, CLICK], [log.time_ms[i]] * 2)
+                policy.update([user, user], [a, a], [IMPRESSION, CLICK], [log.time_ms[i]] * 2)
             else:
-                policy.update([1], [a], [IMPRESSION], [log.time_ms[i]])
+                policy.update([user], [a], [IMPRESSION], [log.time_ms[i]])
         if progress is not None:
             progress.update(1)
     policy.close()

@@ -16,6 +16,11 @@ Bandit policies (libsako, the original TS) learn from events: in basket data eve
 training line is a purchase, and each training basket also brings impressions without a
 click of 10 random catalog products per line (an exposure model: shown, not bought); in
 ml-100k every rating is an impression and a rating >= 4 also a click.
+
+instacart-next-basket also gives each order a time (a user's first order at a fixed
+date and hour, each next one ``days_since_prior_order`` later, at its hour of day) and its
+order id to the policies that take them (libsako 0.2: the order id groups a basket's
+purchases, times drive its decay); the query's time is that of the target order.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ class Query:
     relevant: set
     exclude: list = field(default_factory=list)
     given: list = field(default_factory=list)   # items of the query basket (fold-in)
+    time_ms: int = 0          # when the query is for (0: not given)
 
 
 @dataclass
@@ -52,11 +58,15 @@ class Task:
     queries: list
     repeat: bool               # whether buy-again applies
     notes: str = ""
+    event_orders: np.ndarray = None  # order id of each event (parallel to events), or None
 
 
-def _basket_events(basket_users, baskets, n_items, rng, t0=1_600_000_000_000):
+def _basket_events(basket_users, baskets, n_items, rng, t0=1_600_000_000_000, basket_times=None,
+                   with_orders=False):
     """Purchases of every basket line, plus NEG_PER_LINE unclicked impressions of random
-    catalog products per line (products of the same basket are not used as negatives)."""
+    catalog products per line (products of the same basket are not used as negatives).
+    basket_times: unix ms of each basket (default: t0 + 1 s per basket); with_orders: also
+    return each event's order id (its basket's index + 1)."""
     sizes = np.fromiter((len(b) for b in baskets), dtype=np.int64, count=len(baskets))
     bid = np.repeat(np.arange(len(baskets)), sizes)
     items = np.fromiter((i for b in baskets for i in b), dtype=np.int64, count=int(sizes.sum()))
@@ -68,8 +78,11 @@ def _basket_events(basket_users, baskets, n_items, rng, t0=1_600_000_000_000):
     u = np.concatenate([users[bid], users[nb]])
     it = np.concatenate([items, neg])
     ty = np.concatenate([np.full(items.size, PURCHASE), np.full(neg.size, IMPRESSION)])
-    tm = t0 + 1000 * np.concatenate([bid, nb])
+    eb = np.concatenate([bid, nb])
+    tm = t0 + 1000 * eb if basket_times is None else np.asarray(basket_times, dtype=np.int64)[eb]
     order = np.argsort(tm, kind="stable")
+    if with_orders:
+        return u[order], it[order], ty[order], tm[order], eb[order] + 1
     return u[order], it[order], ty[order], tm[order]
 
 
@@ -83,7 +96,8 @@ def task_instacart_next_basket(seed: int) -> Task:
     rng = np.random.default_rng([seed, 21])
     users = sorted(by_user)
     uidx = {u: i for i, u in enumerate(users)}
-    train_b, train_u, queries = [], [], []
+    train_b, train_u, train_t, queries = [], [], [], []
+    t0, day, hour = 1_600_000_000_000, 86_400_000, 3_600_000
     for u in users:
         os_ = sorted(by_user[u], key=lambda o: o["order_number"])
         target = [o for o in os_ if o["eval_set"] == "train"]
@@ -91,15 +105,20 @@ def task_instacart_next_basket(seed: int) -> Task:
         hist = [o for o in os_ if o is not target and o["eval_set"] == "prior"]
         if not hist:
             continue
+        # order times: the first at t0, each next days_since_prior_order later (+ its hour)
+        days = np.cumsum([0.0] + [o.get("days_since_prior_order", 0.0) for o in os_[1:]])
+        when = {id(o): t0 + int(d * day) + o.get("order_hour_of_day", 0) * hour for o, d in zip(os_, days)}
         for o in hist:
             train_b.append([p - 1 for p in baskets[o["order_id"]]])
             train_u.append(uidx[u])
-        queries.append(Query(user=uidx[u], row=uidx[u], relevant={p - 1 for p in baskets[target["order_id"]]}))
+            train_t.append(when[id(o)])
+        queries.append(Query(user=uidx[u], row=uidx[u], relevant={p - 1 for p in baskets[target["order_id"]]},
+                             time_ms=when[id(target)]))
     rows = np.array([(u, i) for u, b in zip(train_u, train_b) for i in b], dtype=np.int64)
-    ev = _basket_events(train_u, train_b, cat.n_items, rng)
+    *ev, orders = _basket_events(train_u, train_b, cat.n_items, rng, basket_times=train_t, with_orders=True)
     return Task("instacart next basket (users_sample)", cat.n_items, cat.item_aisle, cat.aisle_dept,
-                rows, rows[:, 0], ev, queries, True,
-                f"{len(queries)} users, {len(train_b)} training orders")
+                rows, rows[:, 0], tuple(ev), queries, True,
+                f"{len(queries)} users, {len(train_b)} training orders", event_orders=orders)
 
 
 def _heldout(name, baskets_list, test_mask, n_items, item_aisle, aisle_dept, seed):
@@ -236,12 +255,19 @@ class PolicyRanker(Ranker):
     def fit(self, task):
         self.policy.reset(PolicyCatalog(task.item_aisle, task.aisle_dept))
         u, i, t, tm = task.events
+        orders = task.event_orders if getattr(self.policy, "takes_orders", False) else None
         step = 200_000
         for s in range(0, u.size, step):
-            self.policy.update(u[s:s + step], i[s:s + step], t[s:s + step], tm[s:s + step])
+            if orders is None:
+                self.policy.update(u[s:s + step], i[s:s + step], t[s:s + step], tm[s:s + step])
+            else:
+                self.policy.update(u[s:s + step], i[s:s + step], t[s:s + step], tm[s:s + step],
+                                   order_ids=orders[s:s + step])
         self.policy.refresh()   # trained offline: bring the category priors up to date
 
     def rank(self, q, k, rng):
+        if q.time_ms and hasattr(self.policy, "set_time"):
+            self.policy.set_time(q.time_ms)
         return np.asarray(self.policy.recommend(q.user, k, rng, exclude=q.exclude), dtype=np.int64)
 
 

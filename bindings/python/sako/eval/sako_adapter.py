@@ -6,16 +6,23 @@ documented API as it is (``bindings/python/sako/_engine.py``, ``docs/python.md``
 - ``sako.open(path, **options)`` -> ``Engine`` (``path=None``: in-memory database);
 - ``Engine.upsert_categories_arrays(ids, parent_ids, names)`` and
   ``Engine.upsert_items_arrays(ids, category_ids, active, added_at)``;
-- ``Engine.recommend_arrays(user_id, k, exclude=...)`` -> ``(ids, scores)``;
-- ``Engine.update_arrays(users, items, types, times, recommendation_ids)``: parallel
-  arrays, passed by position. The events on the slate the policy has just recommended
-  carry that slate's recommendation id: from 0.2 (option ``organic_demand``) an event
-  without one is organic demand, not an outcome of a recommendation, and would teach
-  the Beta posteriors nothing;
+- ``Engine.recommend_arrays(user_id, k, exclude=..., mode=..., time=...)`` -> ``(ids, scores)``;
+- ``Engine.update_arrays(users, items, types, times, recommendation_ids, order_ids)``:
+  parallel arrays. Recommendation ids and order ids (0.2) are passed by position, so the
+  harness does not depend on the keyword name of the recommendation-id array;
 - ``Engine.retrain()``, ``Engine.stats()``, ``Engine.options``, ``sako.__version__``.
 
 If the binding is not built, `available()` is False and the harness runs without
 libsako's rows (and says so in its report).
+
+Recommendation ids and orders (0.2's personal engine). Every ``recommend`` gets a new
+recommendation id (1, 2, ...). The next ``update`` of the same user stamps that id on
+the events of the products it returned (their impressions, and the click and purchase of
+a recommended product that was bought); every other event (a purchase of a product that
+was not recommended) keeps rec_id 0, i.e. it is organic demand. After that update the
+recommendation is spent. ``set_time(ms)`` sets the query time of the next ``recommend``
+(0 = the engine's clock); ``set_order(id)`` the order id given to the purchases of the
+next ``update`` (0 = none: the engine groups purchases by time).
 """
 from __future__ import annotations
 
@@ -24,9 +31,7 @@ import functools
 import numpy as np
 
 from .data import AISLE_ID_BASE, DEPT_ID_BASE
-from .policies import CART, CLICK, IMPRESSION, PURCHASE, Policy
-
-IMPRESSION_TYPE = 0
+from .policies import IMPRESSION, PURCHASE, Policy
 
 #: options of every evaluation engine: no fsync (a run need not survive power loss),
 #: unknown items rejected (the harness always loads the catalog first)
@@ -83,25 +88,43 @@ def upsert_items(engine, item_idx: np.ndarray, item_aisle: np.ndarray, added_at_
 
 class SakoPolicy(Policy):
     """libsako (sako.Engine) behind the harness's policy interface."""
+
+    takes_orders = True     # update() accepts per-event order ids
     accepts_logged = True   # update(..., logged=True): a bandit log's clicks are outcomes
 
-    #: event types that answer the latest slate when they name one of its items (the
-    #: simulator and the bandit-log replay only produce events on what was shown)
-    linked_types = (IMPRESSION, CLICK, CART, PURCHASE)
-
-    def __init__(self, prior: str = "category", seed: int = 1, retrain_every: int = 0, **options):
+    def __init__(self, prior: str = "category", seed: int = 1, retrain_every: int = 0,
+                 mode: str = "mixed", **options):
         """retrain_every > 0: call the engine's retrain() after every that many events (an
-        operator's retrain schedule), on top of libsako's own prior refreshes."""
+        operator's retrain schedule), on top of libsako's own prior refreshes. mode: the
+        query mode ("mixed", "repeat", "discover"); options: ``sako.open`` options."""
         self.prior = prior
         self.seed = seed
         self.options = options
         self.retrain_every = int(retrain_every)
+        self.mode = mode
         self.name = f"libsako ({prior} prior)"
         self.engine = None
         self._since_retrain = 0
-        self._slate = np.empty(0, dtype=np.int64)  # engine ids of the latest recommendation
+        self._time = 0
+        self._order = 0
         self._rec_id = 0
+        self._shown = None      # (user, rec_id, recommended item ids) awaiting its events
         self.max_exclude = int(_sako().MAX_EXCLUDE) if available() else 10000
+
+    def set_time(self, time_ms: int) -> None:
+        """The query time of the next recommend (unix ms; 0 = the engine's clock)."""
+        self._time = max(0, int(time_ms))
+
+    def set_order(self, order_id: int) -> None:
+        """The order id of the purchases of the next update (0 = none)."""
+        self._order = max(0, int(order_id))
+
+    def _query(self, user: int, k: int, exclude=()):
+        kw = {"time": self._time} if self._time else {}
+        if self.mode != "mixed":
+            kw["mode"] = self.mode
+        ids, _ = self.engine.recommend_arrays(user, k, exclude=exclude, **kw)
+        return ids
 
     def reset(self, catalog):
         super().reset(catalog)
@@ -120,30 +143,43 @@ class SakoPolicy(Policy):
     def recommend(self, user, k, rng, exclude=()):
         ex = (np.asarray(exclude, dtype=np.int64) + 1) if len(exclude) else ()
         if len(ex) > self.max_exclude:  # over SAKO_MAX_EXCLUDE: over-fetch and filter instead
-            res, _ = self.engine.recommend_arrays(int(user) + 1, min(1000, k + len(ex)))
+            res = self._query(int(user) + 1, min(1000, k + len(ex)))
             exs = set(ex.tolist())
             ids = np.asarray([i for i in res.tolist() if i not in exs][:k], dtype=np.int64)
         else:
-            ids, _ = self.engine.recommend_arrays(int(user) + 1, int(k), exclude=ex)
-        self._slate, self._rec_id = ids, self._rec_id + 1
+            ids = self._query(int(user) + 1, int(k), ex)
+        self._rec_id += 1
+        self._shown = (int(user), self._rec_id, ids.copy())
         return ids - 1
 
-    def update(self, users, items, types, times, logged: bool = False):
-        """logged=True: the events are a bandit log's, every click an outcome of the
-        logging policy's recommendation (so each gets a recommendation id)."""
+    def event_ids(self, users, items, types):
+        """(rec_ids, order_ids) for a batch (harness indices): the pending recommendation's
+        id on the events of the products it returned, for its user; 0 elsewhere. The
+        current order id on purchases, 0 elsewhere."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        rec = np.zeros(users.size, dtype=np.int64)
+        if self._shown is not None:
+            u, rid, shown = self._shown
+            rec[(users == u) & np.isin(items + 1, shown)] = rid
+        orders = np.where(np.asarray(types) == PURCHASE, self._order, 0).astype(np.int64)
+        return rec, orders
+
+    def update(self, users, items, types, times, order_ids=None, logged: bool = False):
+        """order_ids: per-event order ids (purchases; 0 = none) instead of ``set_order``'s.
+        logged=True: the events are a bandit log's, each click an outcome of the logging
+        policy's recommendation (so each gets a recommendation id)."""
+        rec, orders = self.event_ids(users, items, types)
+        if logged:
+            rec = np.where(np.asarray(types) != IMPRESSION, 1, 0).astype(np.int64)
+        if order_ids is not None:
+            orders = np.asarray(order_ids, dtype=np.int64)
+        self._shown = None          # the recommendation's events have arrived
         users = np.asarray(users, dtype=np.int64) + 1
         items = np.asarray(items, dtype=np.int64) + 1
         types = np.asarray(types, dtype=np.int32)
         times = np.maximum(np.asarray(times, dtype=np.int64), 1)
-        # The harnesses feed the events of a slate right after recommending it; matched by
-        # item, not user (the bandit-log replay recommends to user i, records as user 1).
-        # Used once: later events (a ranking fit, the next basket) are not its outcomes.
-        linked = np.isin(items, self._slate) & np.isin(types, self.linked_types)
-        if logged:
-            linked = types != IMPRESSION_TYPE
-        recs = np.where(linked, self._rec_id if not logged else 1, 0).astype(np.int64)
-        self._slate = self._slate[:0]
-        self.engine.update_arrays(users, items, types, times, recs)
+        self.engine.update_arrays(users, items, types, times, rec, orders if orders.any() else None)
         if self.retrain_every:
             self._since_retrain += users.size
             if self._since_retrain >= self.retrain_every:
@@ -187,13 +223,7 @@ class SakoTreePolicy(SakoPolicy):
 
     ``reset(catalog)`` takes an object with ``tree_ids``, ``tree_parents`` (0 = a root),
     ``tree_names`` (parents before children) and ``item_category`` (the libsako category
-    id of each dense item index); items are loaded active with ``catalog.time_ms``.
-
-    Used by the journey replay, whose purchases are a real household's basket: showing a
-    product did not cause them, so they stay organic demand (docs/research-personal.md);
-    only impressions and the clicks on shown products answer the slate."""
-
-    linked_types = (IMPRESSION, CLICK)
+    id of each dense item index); items are loaded active with ``catalog.time_ms``."""
 
     def reset(self, catalog):
         Policy.reset(self, catalog)
