@@ -794,13 +794,13 @@ static void bench_recommend(size_t n, int on_file, int quick, uint64_t seed)
         br->extra_events = extra;
         /* The personal engine on the same catalog (after the rows above: its organic
          * purchases and retrain change the population model). */
-        br->extra_events += bench_personal(e, &c, "default (T = 0.05)", quick, seed + n);
+        br->extra_events += bench_personal(e, &c, "default (T = 0, mean)", quick, seed + n);
         if (n == 50000) {
             /* personal_temperature is a stored model option: a second engine over the
-             * same catalog and events, with T = 0 (the posterior mean, no draw). */
+             * same catalog and events, with T = 0.05 (a Thompson draw per candidate). */
             build_row tmp;
-            sako_engine *e0 = build_engine(&c, NULL, seed + n, &tmp, 0.0);
-            bench_personal(e0, &c, "T = 0 (posterior mean)", quick, seed + n);
+            sako_engine *e0 = build_engine(&c, NULL, seed + n, &tmp, 0.05);
+            bench_personal(e0, &c, "T = 0.05 (Beta draws)", quick, seed + n);
             sako_close(e0);
         }
     }
