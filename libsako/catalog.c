@@ -674,8 +674,11 @@ int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
     pthread_mutex_lock(&e->write_mutex);
     item_batch b = { .items = items, .n = n, .now = sako__store_now_ms() };
     if (!(rc = item_stage(e, &b)) && !(rc = item_validate(e, &b)) && !(rc = item_reserve(e, &b)) &&
-        !(rc = item_write(e, &b)))
+        !(rc = item_write(e, &b))) {
         item_publish(e, &b);
+        sako__demand_relist(e); /* best effort: the lists only pick candidates */
+        sako__error_clear();
+    }
     item_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
     return rc;

@@ -138,6 +138,8 @@ static double rate_of(const sako_demand *d, const sako_engine *e, uint32_t item,
 static int build_lists(const sako_engine *e, sako_demand *d, double b)
 {
     size_t nc = e->n_categories;
+    d->listed_items = e->n_items;
+    d->listed_categories = nc;
     double hv[SAKO_DEMAND_TOP];
     uint32_t hi[SAKO_DEMAND_TOP];
     minheap h = { hv, hi, 0, SAKO_DEMAND_TOP };
@@ -249,6 +251,41 @@ done:
         return rc;
     }
     *out = d;
+    return SAKO_OK;
+}
+
+int sako__demand_relist(sako_engine *e)
+{
+    sako_demand *d = e->demand;
+    if (!d || (e->n_items * 10 < d->listed_items * 11 && e->n_categories == d->listed_categories))
+        return SAKO_OK;
+    /* New lists on a copy of the header (the constants do not change). */
+    sako_demand fresh = *d;
+    fresh.top = NULL;
+    fresh.cat_top = NULL;
+    fresh.cat_top_n = NULL;
+    /* Lists cover every category now; the constants stay the epoch's (a category
+     * newer than it falls back to the root's). */
+    int rc = build_lists(e, &fresh, e->personal.baskets > 1.0 ? e->personal.baskets : 1.0);
+    if (rc) {
+        free(fresh.top);
+        free(fresh.cat_top);
+        free(fresh.cat_top_n);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&e->lock);
+    uint32_t *old_top = d->top, *old_cat_top = d->cat_top;
+    uint8_t *old_n = d->cat_top_n;
+    d->top = fresh.top;
+    d->n_top = fresh.n_top;
+    d->cat_top = fresh.cat_top;
+    d->cat_top_n = fresh.cat_top_n;
+    d->listed_items = fresh.listed_items;
+    d->listed_categories = fresh.listed_categories;
+    pthread_rwlock_unlock(&e->lock);
+    free(old_top);
+    free(old_cat_top);
+    free(old_n);
     return SAKO_OK;
 }
 

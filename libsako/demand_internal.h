@@ -33,6 +33,7 @@ typedef struct sako_demand {
     size_t n_top;
     uint32_t *cat_top;       /* per category, SAKO_CATEGORY_TOP slots... */
     uint8_t *cat_top_n;      /* ...of which this many are used */
+    size_t listed_items, listed_categories; /* the catalog when the lists were built */
 } sako_demand;
 
 /* The demand of a new epoch from `counts` (NULL: the items' own) and the engine's
@@ -40,6 +41,9 @@ typedef struct sako_demand {
 int sako__demand_build(const sako_engine *e, const sako_counts *counts, double root_prior,
                        const double *cat_prior_means, sako_demand **out);
 void sako__demand_free(sako_demand *d);
+/* Rebuild the candidate lists when the catalog has grown by a tenth since they were
+ * built (caller holds the writer mutex; swapped in under the write lock). */
+int sako__demand_relist(sako_engine *e);
 /* The constants of a stored epoch (store rows), with lists rebuilt from the current state. */
 int sako__demand_restore(const sako_engine *e, const sako_store_demand *stored, sako_demand **out);
 /* Write an epoch's constants (inside the caller's transaction). */

@@ -367,13 +367,14 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
             size_t n_cats = 0;
             for (size_t j = 0; j < s->n_touched; j++) {
                 uint32_t c = s->cat_touched[j];
-                if (e->categories[c].parent != SAKO_NONE || dem->cat_top_n[c] > 0)
+                if (c < dem->listed_categories &&
+                    (e->categories[c].parent != SAKO_NONE || dem->cat_top_n[c] > 0))
                     s->cat_touched[n_cats++] = c;
             }
             qsort_r(s->cat_touched, n_cats, sizeof *s->cat_touched, by_weight_desc, s->cat_weight);
             for (size_t j = 0; j < n_cats && j < SAKO_TOP_CATEGORIES; j++) {
                 uint32_t c = s->cat_touched[j];
-                if (c >= dem->n_categories)
+                if (c >= dem->listed_categories)
                     continue;
                 for (uint32_t m = 0; m < dem->cat_top_n[c]; m++)
                     if (!cand_get(s, dem->cat_top[c * SAKO_CATEGORY_TOP + m], FROM_LIST))

@@ -17,6 +17,7 @@ enum { BASE_ITEMS = 200, PAIR_A = 1001, PAIR_B = 1002, NEW_BASE = 2000, BATCH = 
 
 typedef struct shared {
     sako_engine *e;
+    int personal;        /* the writer also buys: users get histories */
     double deadline;
     int stop;            /* set by the writer when done (atomic) */
     int64_t max_new;     /* highest new item id published so far (atomic) */
@@ -89,7 +90,7 @@ static void *reader(void *p)
                          (long long)id, (long long)q.category_id);
             else if (!(out[i].score >= 0.0 && out[i].score <= 1.0))
                 snprintf(s->reader_fail[a->idx], 256, "score %g", out[i].score);
-            else if (out[i].source != SAKO_SOURCE_THOMPSON)
+            else if ((out[i].source < SAKO_SOURCE_THOMPSON || out[i].source >= SAKO_SOURCES))
                 snprintf(s->reader_fail[a->idx], 256, "source %d", out[i].source);
             else if (i > 0 && out[i - 1].score < out[i].score)
                 snprintf(s->reader_fail[a->idx], 256, "unsorted at %zu", i);
@@ -165,7 +166,9 @@ static void *writer(void *p)
             if (item > BASE_ITEMS)
                 item = BASE_ITEMS;
             int type = sako__rng_uniform(&r) < 0.1 ? SAKO_EVENT_CLICK : SAKO_EVENT_IMPRESSION;
-            ev[i] = sk_ev(1 + b % 11, item, type, 1000 + b);
+            if (s->personal && type == SAKO_EVENT_IMPRESSION && sako__rng_uniform(&r) < 0.2)
+                type = SAKO_EVENT_PURCHASE;
+            ev[i] = sk_ev(1 + b % 11, item, type, s->personal ? 1000 + b * 3600000LL : 1000 + b);
         }
         /* The pair, spread from the first to the last entry. */
         static const int pos_a[4] = {0, 20, 40, 63}, pos_b[4] = {1, 21, 41, 62};
@@ -212,9 +215,11 @@ static void *writer(void *p)
     return NULL;
 }
 
-static sako_engine *threads_engine(const char *path)
+static sako_engine *threads_engine(const char *path, int personal)
 {
     sako_options o = sk_opts(5150);
+    o.personal = personal;          /* readers then also walk the personal state */
+    o.personal_temperature = 0.05;
     o.prior_refresh_events = 500; /* refreshes happen online too */
     sako_engine *e = sk_open_opts(path, &o);
     sako_category c[] = {{1, 0, "dept"}, {11, 1, "odd"}, {12, 1, "even"}};
@@ -231,11 +236,12 @@ static sako_engine *threads_engine(const char *path)
     return e;
 }
 
-static void run_stress(const char *path)
+static void run_stress(const char *path, int personal)
 {
     static shared s;
     memset(&s, 0, sizeof s);
-    s.e = threads_engine(path);
+    s.e = threads_engine(path, personal);
+    s.personal = personal;
     s.max_new = NEW_BASE - 1;
     s.strength = sk_options(s.e).prior_strength;
     s.deadline = sk_mono() + RUN_SECONDS;
@@ -274,7 +280,14 @@ static void run_stress(const char *path)
 
 START_TEST(test_stress_memory)
 {
-    run_stress(NULL);
+    run_stress(NULL, 0);
+}
+END_TEST
+
+/* The same with the personal engine serving the readers' users. */
+START_TEST(test_stress_personal)
+{
+    run_stress(NULL, 1);
 }
 END_TEST
 
@@ -282,7 +295,7 @@ START_TEST(test_stress_file)
 {
     char path[512];
     sk_tmp_path(path, sizeof path, "threads");
-    run_stress(path);
+    run_stress(path, 0);
     /* What the threads acknowledged is on disk. */
     sako_options o = sk_opts(1);
     sako_engine *e = sk_open_opts(path, &o);
@@ -322,7 +335,7 @@ static void *par_reader(void *p)
 
 START_TEST(test_parallel_readers_distinct_streams)
 {
-    sako_engine *e = threads_engine(NULL);
+    sako_engine *e = threads_engine(NULL, 0);
     enum { T = 4 };
     static par_arg args[T];
     pthread_t th[T];
@@ -349,6 +362,7 @@ Suite *suite_threads(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_stress_memory);
     tcase_add_test(tc, test_stress_file);
+    tcase_add_test(tc, test_stress_personal);
     tcase_add_test(tc, test_parallel_readers_distinct_streams);
     suite_add_tcase(s, tc);
     return s;

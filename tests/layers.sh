@@ -22,7 +22,7 @@ allow personal error
 allow model error idmap beta rng demand
 allow demand error idmap store model
 allow domains error idmap pruned rng beta
-allow catalog error idmap store model domains personal
+allow catalog error idmap store model domains personal demand
 allow retrain error idmap store model users domains demand personal
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store

@@ -32,19 +32,38 @@ def test_recommend_distinct_active_and_excluded(prior):
     p.close()
 
 
-def test_learns_from_events():
-    # the 0.1 rule: every click and purchase is a recommendation outcome (0.2's default,
-    # organic_demand=1, counts those without a recommendation id as demand instead)
-    p = A.SakoPolicy("category", seed=5, organic_demand=0, personal=0)
-    p.reset(catalog())
-    n = 400
+def _events(n=400):
     users = np.ones(4 * n, dtype=np.int64)
     items = np.r_[np.full(3 * n, 7), np.arange(n) % 60]
     types = np.r_[np.full(n, IMPRESSION), np.full(n, CLICK), np.full(n, PURCHASE), np.full(n, IMPRESSION)]
-    p.update(users, items, types, np.full(4 * n, 1_700_000_000_000))
+    return users, items, types, np.full(4 * n, 1_700_000_000_000)
+
+
+def test_learns_from_events():
+    p = A.SakoPolicy("category", seed=5)
+    p.reset(catalog())
     rng = np.random.default_rng(1)
-    tops = [int(p.recommend(1, 1, rng)[0]) for _ in range(20)]
+    p.recommend(1, 60, rng)  # the whole catalog: the events below answer this slate
+    p.update(*_events())
+    tops = [int(p.recommend(2, 1, rng)[0]) for _ in range(20)]  # a newcomer: the population
     assert tops.count(7) >= 18
+    # the buyer's history reached the personal engine (its ranking: tests/test_personal.py)
+    assert p.engine.user(2).n_baskets == 1
+    assert [r.item_id for r in p.engine.recommend(2, 5, mode="repeat")] == [8]
+    p.close()
+
+
+def test_events_without_a_slate_are_organic():
+    """No slate before them (a ranking fit): clicks and purchases are demand, so the
+    Beta posterior only sees the impressions (libsako 0.2, organic_demand)."""
+    p = A.SakoPolicy("category", seed=5)
+    p.reset(catalog())
+    p.update(*_events())
+    info = p.engine.item(8)  # dense item 7
+    assert info.clicks == 400 and info.alpha < 1 < info.beta
+    p.recommend(1, 60, np.random.default_rng(1))
+    p.update(*_events())
+    assert p.engine.item(8).alpha > 100
     p.close()
 
 

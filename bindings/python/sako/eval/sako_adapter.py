@@ -153,14 +153,18 @@ class SakoPolicy(Policy):
 
     def event_ids(self, users, items, types):
         """(rec_ids, order_ids) for a batch (harness indices): the pending recommendation's
-        id on the events of the products it returned, for its user; 0 elsewhere. The
+        id on the events of the products it returned (of its user, when the batch has
+        events of that user); 0 elsewhere. The
         current order id on purchases, 0 elsewhere."""
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         rec = np.zeros(users.size, dtype=np.int64)
         if self._shown is not None:
             u, rid, shown = self._shown
-            rec[(users == u) & np.isin(items + 1, shown)] = rid
+            linked = np.isin(items + 1, shown)
+            if (users == u).any():      # the slate's user is in the batch: only its events
+                linked &= users == u    # (else, e.g. the bandit-log replay records every
+            rec[linked] = rid           # slate's events as user 1: matched by item alone)
         orders = np.where(np.asarray(types) == PURCHASE, self._order, 0).astype(np.int64)
         return rec, orders
 
