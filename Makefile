@@ -150,8 +150,11 @@ eval: venv
 	$(PY) -m sako.eval all --out docs
 
 # The chronological replay of a real grocery year (dunnhumby's Complete Journey, issue 8's
-# protocol): every policy, both scoring splits, NDCG@20 by month. ~12 min for the default
-# policies, ~35 min more with the weekly ALS; JOURNEY_ARGS=--quick for a 400-household run.
+# protocol): every policy, both scoring splits, NDCG@20 by month. The default policies include
+# three libsako 0.2 engines (0.1 rule, population-only, personal): ~1 h on 2 shared CPUs, most
+# of it libsako's early updates (docs/journey/summary.md); the weekly ALS and the discover mode
+# by key (JOURNEY_ARGS="--policies als"), runs side by side joined with --merge.
+# JOURNEY_ARGS=--quick for a 400-household run.
 JOURNEY_ARGS ?=
 eval-journey: venv
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt

@@ -786,9 +786,11 @@ def markdown(res: ReplayResult, seed: int, command: str, commit: str, figure: st
          "purchase for every other product). One basket in five scored (chosen by the seed). **Every "
          "household's events feed every model; scoring is split by household id: odd ids = tuning split "
          "(choose parameters there), even ids = report split.** Popularity, GP-TopFreq, TIFU-KNN "
-         "(the paper's defaults), the Beta(1,1) TS and libsako are not tuned; the weekly ALS and the "
-         "numpy prototypes (`sako/eval/proto_personal.py`, a research reference, not the product) "
-         "have parameters chosen on the tuning split only (docs/research-personal.md).\n",
+         "(the paper's defaults), the Beta(1,1) TS and libsako's 0.1-rule and population-only rows are "
+         "not tuned; libsako personal (`journey.SAKO_CHOSEN`: " +
+         ", ".join(f"{k} {v:g}" for k, v in SAKO_CHOSEN.items()) + "; docs/journey/summary.md), the "
+         "weekly ALS and the numpy prototypes (`sako/eval/proto_personal.py`, a research reference, not "
+         "the product) have parameters chosen on the tuning split only (docs/research-personal.md).\n",
          "| policy | split | phase | scored baskets | NDCG@20 | hit rate | recall@20 | new-to-household hits / basket |",
          "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, split, phase, n, hit, rec, ndcg, new in res.table():
