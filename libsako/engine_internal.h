@@ -15,6 +15,7 @@
 #include "error_internal.h"
 #include "idmap_internal.h"
 #include "personal_internal.h"
+#include "policy_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 #include "store_internal.h"
@@ -67,6 +68,9 @@ struct sako_engine {
     uint64_t request_counter;    /* atomic; each request's RNG stream */
     pthread_mutex_t scratch_mutex;
     struct sako_scratch *scratch_free;
+
+    /* retrain policy (policy.c): the policy and its counters since the last activation */
+    sako_policy_state policy;
 };
 
 #endif
