@@ -325,9 +325,10 @@ typedef enum sako_retrain_reason {
  * recent conversion is over the latest drift_window impressions after the baseline
  * (in 16 buckets, so between 15/16 and all of the window). Drift is due when both
  * samples hold at least drift_min_impressions and recent < drift_fraction x baseline.
- * The default minimum, 12,500, keeps a false trigger below 1e-5 per check at the
- * default fraction 0.8 for a conversion of 5 % or more (docs/architecture.md,
- * "Retrain policy"); a lower conversion needs a larger minimum.
+ * The default minimum, 12,500, keeps the probability of a false trigger per check
+ * below 3e-5 (4 standard errors) at the default fraction 0.8 for a conversion of
+ * 5 % or more (docs/architecture.md, "Retrain policy"); a lower conversion needs a
+ * larger minimum.
  */
 typedef struct sako_policy {
     unsigned version;               /**< ::SAKO_POLICY_VERSION */

@@ -2,6 +2,7 @@
  * and not for noise at the default minimum sample; the counters survive a reopen and
  * are reset by a retrain; a bad policy is refused whole; a 0.2 (schema 2) file
  * migrates with its last retrain as the activation. */
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "check_sako.h"
@@ -463,6 +464,59 @@ START_TEST(test_schema2_migrates)
 }
 END_TEST
 
+/* Readers of the policy and its status race a writer that ingests, retrains and
+ * changes the policy (run under TSan by `make tsan`). */
+typedef struct reader_arg {
+    sako_engine *e;
+    int stop;
+    long reads;
+    int bad;
+} reader_arg;
+
+static void *status_reader(void *p)
+{
+    reader_arg *a = p;
+    while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
+        sako_retrain_status s;
+        sako_policy pol;
+        /* one consistent state: no recent sample before the baseline (64 impressions,
+         * 128 after the window changes) is complete */
+        if (sako_retrain_due(a->e, &s) != SAKO_OK || sako_policy_get(a->e, &pol) != SAKO_OK ||
+            (s.recent_impressions > 0 && s.baseline_impressions != 64 &&
+             s.baseline_impressions != 128)) {
+            __atomic_store_n(&a->bad, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        __atomic_add_fetch(&a->reads, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_readers)
+{
+    sako_engine *e = open_policy(NULL, 10);
+    set_policy(e, 500, 0, 0.5, 64, 32);
+    reader_arg a = { e, 0, 0, 0 };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, status_reader, &a), 0);
+    uint64_t rng = 10;
+    for (int round = 0; round < 20; round++) {
+        feed(e, &rng, 150, 0.3);
+        if (round % 5 == 4)
+            ck_assert_ok(sako_retrain(e));
+        if (round == 10)
+            set_policy(e, 500, 0, 0.5, 128, 32);
+    }
+    __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    ck_assert(a.reads > 0);
+    ck_assert_int_eq(a.bad, 0);
+    sako_close(e);
+}
+END_TEST
+
 Suite *suite_policy(void)
 {
     Suite *s = suite_create("policy");
@@ -480,5 +534,9 @@ Suite *suite_policy(void)
     tcase_add_test(tc, test_retrain_resets_and_window_rebuilds);
     tcase_add_test(tc, test_schema2_migrates);
     suite_add_tcase(s, tc);
+    TCase *conc = tcase_create("concurrent");
+    tcase_set_timeout(conc, 120);
+    tcase_add_test(conc, test_concurrent_readers);
+    suite_add_tcase(s, conc);
     return s;
 }
