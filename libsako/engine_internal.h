@@ -1,7 +1,7 @@
 /* The engine's in-memory state. Not API.
  *
  * Only the modules that read or change the engine's fields include this (engine,
- * catalog, events, model, retrain, domains, recommend). The layers below them
+ * catalog, events, model, retrain, domains, recommend, policy). The layers below them
  * (store, users, idmap, error, the samplers) take narrow arguments instead. */
 #ifndef SAKO_ENGINE_INTERNAL_H
 #define SAKO_ENGINE_INTERNAL_H
