@@ -301,6 +301,64 @@ typedef struct sako_user_item {
     double mean_gap_days;    /**< the user's mean repurchase interval, 0 with one basket */
 } sako_user_item;
 
+/* Retrain policy (0.3, issue 9): when a retrain is due. */
+
+/** What triggers a retrain (bits of ::sako_retrain_status.reasons). */
+typedef enum sako_retrain_reason {
+    SAKO_RETRAIN_EVENTS = 1, /**< every_events events since the last retrain */
+    SAKO_RETRAIN_TIME = 2,   /**< every_seconds seconds since the last retrain */
+    SAKO_RETRAIN_DRIFT = 4   /**< the conversion of served recommendations dropped */
+} sako_retrain_reason;
+
+/** The fraction the default drift sample is sized for (see ::SAKO_POLICY_INIT). */
+#define SAKO_POLICY_DRIFT_FRACTION 0.8
+
+/**
+ * The retrain policy: set in advance by the operator, stored in the database, read
+ * by sako_retrain_due(). Any combination of the triggers may be on; all off is the
+ * default (retrains happen only when asked for). Initialise with ::SAKO_POLICY_INIT.
+ *
+ * Drift is measured on served recommendations only (events with a rec_id): the
+ * conversion is the reward-weighted clicks, carts and purchases (weighted with the
+ * model's rewards, as the bandit weighs them) per rec-attributed impression. The
+ * baseline is the first drift_window such impressions after the last retrain; the
+ * recent conversion is over the latest drift_window impressions after the baseline
+ * (in 16 buckets, so between 15/16 and all of the window). Drift is due when both
+ * samples hold at least drift_min_impressions and recent < drift_fraction x baseline.
+ * The default minimum, 12,500, keeps the probability of a false trigger per check
+ * below 3e-5 (4 standard errors) at the default fraction 0.8 for a conversion of
+ * 5 % or more (docs/architecture.md, "Retrain policy"); a lower conversion needs a
+ * larger minimum.
+ */
+typedef struct sako_policy {
+    unsigned version;               /**< ::SAKO_POLICY_VERSION */
+    uint64_t every_events;          /**< events since the last retrain; 0 = off (0) */
+    uint64_t every_seconds;         /**< seconds since the last retrain; 0 = off (0) */
+    double drift_fraction;          /**< in [0, 1): recent below this x baseline; 0 = off (0) */
+    uint64_t drift_window;          /**< rec-attributed impressions per window (25000) */
+    uint64_t drift_min_impressions; /**< least sample of baseline and recent, 1..window (12500) */
+} sako_policy;
+
+#define SAKO_POLICY_VERSION 1
+#define SAKO_POLICY_INIT { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500 }
+/** Largest every_events, every_seconds and drift_window. */
+#define SAKO_POLICY_MAX ((uint64_t)9007199254740991ULL)
+
+/** Whether a retrain is due and why (sako_retrain_due()). "Since" counts from the
+ *  last successful retrain, or from the file's creation (or upgrade to 0.3) before. */
+typedef struct sako_retrain_status {
+    int due;                       /**< 1 if any trigger of the policy fired */
+    unsigned reasons;              /**< ::sako_retrain_reason bits of the triggers that fired */
+    const char *reason;            /**< static text: "events", "time, drift"... or "not due" */
+    uint64_t events_since;         /**< events logged since the last retrain */
+    double seconds_since;          /**< wall-clock seconds since it */
+    int64_t retrained_at;          /**< unix ms of it */
+    double baseline_conversion;    /**< weighted successes per impression in the baseline */
+    uint64_t baseline_impressions; /**< its sample: rec-attributed impressions */
+    double recent_conversion;      /**< the same over the recent window */
+    uint64_t recent_impressions;   /**< its sample */
+} sako_retrain_status;
+
 /* ------------------------------------------------------------------ engine */
 
 /**
@@ -412,6 +470,35 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  * @since 0.1
  */
 SAKO_API int sako_retrain(sako_engine *engine);
+
+/**
+ * Set the retrain policy. It is validated whole, then stored in the database (it
+ * survives a reopen) and in force at once; a changed drift_window rebuilds the
+ * drift counters from the log since the last retrain.
+ * @param[in] policy  initialised with ::SAKO_POLICY_INIT; copied, not kept
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (wrong version,
+ *         drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
+ *         drift_window 0, drift_min_impressions 0 or above drift_window), nothing
+ *         changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
+ * @note Serialised with sako_update() and sako_retrain(). @since 0.3
+ */
+SAKO_API int sako_policy_set(sako_engine *engine, const sako_policy *policy);
+
+/**
+ * The retrain policy in force.
+ * @param[out] out  the policy
+ * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_policy_get(sako_engine *engine, sako_policy *out);
+
+/**
+ * Whether the policy says a retrain is due, why, and the counters behind it. The
+ * engine never retrains by itself: the caller (the service's background task) runs
+ * sako_retrain() when `due` is 1, which resets the counters. O(1).
+ * @param[out] out  the status; out->reason is a static string
+ * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_retrain_due(sako_engine *engine, sako_retrain_status *out);
 
 /* ----------------------------------------------------------- introspection */
 

@@ -1,7 +1,7 @@
 /* The engine's in-memory state. Not API.
  *
  * Only the modules that read or change the engine's fields include this (engine,
- * catalog, events, model, retrain, domains, recommend). The layers below them
+ * catalog, events, model, retrain, domains, recommend, policy). The layers below them
  * (store, users, idmap, error, the samplers) take narrow arguments instead. */
 #ifndef SAKO_ENGINE_INTERNAL_H
 #define SAKO_ENGINE_INTERNAL_H
@@ -15,6 +15,7 @@
 #include "error_internal.h"
 #include "idmap_internal.h"
 #include "personal_internal.h"
+#include "policy_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 #include "store_internal.h"
@@ -67,6 +68,9 @@ struct sako_engine {
     uint64_t request_counter;    /* atomic; each request's RNG stream */
     pthread_mutex_t scratch_mutex;
     struct sako_scratch *scratch_free;
+
+    /* retrain policy (policy.c): the policy and its counters since the last activation */
+    sako_policy_state policy;
 };
 
 #endif

@@ -46,6 +46,8 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
     }
     if ((rc = sako__personal_reserve(rs->personal, n_users, ev, rs->user, rs->item, n)))
         return rc;
+    if (!rs->counts) /* open: the retrain policy's counters since its last activation */
+        sako__policy_replay(e, seq, ev, n);
     for (size_t j = 0; j < n; j++) {
         uint32_t item = rs->item[j];
         if (model_too)
@@ -228,6 +230,8 @@ int sako_retrain(sako_engine *e)
         pthread_rwlock_unlock(&e->lock);
         rc = sako__retrain_epoch(e, counts);
     }
+    if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
+        sako__policy_activated(e);
     sako__personal_free(&fresh);
     free(counts);
     pthread_mutex_unlock(&e->write_mutex);

@@ -18,7 +18,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 2          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 3          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -53,6 +53,22 @@ static const char *const migrations[] = {
     "ALTER TABLE categories ADD COLUMN demand_mean REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE categories ADD COLUMN demand_strength REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE categories ADD COLUMN demand_share REAL NOT NULL DEFAULT 0;",
+    /* 2 -> 3 (libsako 0.3), retrain policy: the policy with every trigger off, and
+     * its last activation: the latest retrain (its time, its event count, and the
+     * last batch of the log it saw: the batch where the running count reaches it),
+     * or before any retrain the first logged batch's time (now for a new file). */
+    "INSERT INTO sako_meta(key, value) VALUES ('policy_every_events', 0),"
+    " ('policy_every_seconds', 0), ('policy_drift_fraction', 0.0),"
+    " ('policy_drift_window', 25000), ('policy_drift_min_impressions', 12500);"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_at', coalesce("
+    " (SELECT created_at FROM models ORDER BY version DESC LIMIT 1),"
+    " (SELECT min(created_at) FROM event_batches),"
+    " CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER));"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_events', coalesce("
+    " (SELECT n_events FROM models ORDER BY version DESC LIMIT 1), 0);"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_batch', coalesce(max(seq), 0)"
+    " FROM (SELECT seq, sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches)"
+    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);",
 };
 
 /* ------------------------------------------------------- statements */
@@ -413,6 +429,35 @@ int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at
     }
     sqlite3_finalize(s);
     return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "recording the model version");
+}
+
+/* The retrain policy (policy.c validates it). */
+int sako__store_write_policy(sako_store *st, const sako_policy *p)
+{
+    int rc;
+    if ((rc = sako__store_set_meta_int(st, "policy_every_events", (int64_t)p->every_events)) ||
+        (rc = sako__store_set_meta_int(st, "policy_every_seconds", (int64_t)p->every_seconds)) ||
+        (rc = sako__store_set_meta_real(st, "policy_drift_fraction", p->drift_fraction)) ||
+        (rc = sako__store_set_meta_int(st, "policy_drift_window", (int64_t)p->drift_window)) ||
+        (rc = sako__store_set_meta_int(st, "policy_drift_min_impressions",
+                                       (int64_t)p->drift_min_impressions)))
+        return rc;
+    return SAKO_OK;
+}
+
+int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
+{
+    int rc;
+    if ((rc = sako__store_set_meta_int(st, "policy_activated_at", a->at)) ||
+        (rc = sako__store_set_meta_int(st, "policy_activated_events", (int64_t)a->n_events)) ||
+        (rc = sako__store_set_meta_int(st, "policy_activated_batch", a->batch)))
+        return rc;
+    return SAKO_OK;
+}
+
+int sako__store_last_batch(sako_store *st, int64_t *out)
+{
+    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
 }
 
 /* --------------------------------------------------------------- open */
@@ -835,4 +880,37 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
         status = read_failed(st, rc, "reading the event log");
     sqlite3_finalize(s);
     return status;
+}
+
+int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a)
+{
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, "SELECT key, value FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\'", &s);
+    if (rc)
+        return rc;
+    unsigned seen = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(s, 0);
+        double r = sqlite3_column_double(s, 1);
+        int64_t i = sqlite3_column_int64(s, 1);
+        if (!k)
+            continue;
+#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= 1u << bit; }
+        if (0) {}
+        META("policy_every_events", 0, p->every_events = (uint64_t)i)
+        META("policy_every_seconds", 1, p->every_seconds = (uint64_t)i)
+        META("policy_drift_fraction", 2, p->drift_fraction = r)
+        META("policy_drift_window", 3, p->drift_window = (uint64_t)i)
+        META("policy_drift_min_impressions", 4, p->drift_min_impressions = (uint64_t)i)
+        META("policy_activated_at", 5, a->at = i)
+        META("policy_activated_events", 6, a->n_events = (uint64_t)i)
+        META("policy_activated_batch", 7, a->batch = i)
+#undef META
+    }
+    if ((rc = finish_read(st, s, step, SAKO_OK)))
+        return rc;
+    if (seen != (1u << 8) - 1)
+        return sako__error(SAKO_CORRUPT, "database damaged: retrain policy incomplete (mask %#x)", seen);
+    return SAKO_OK;
 }

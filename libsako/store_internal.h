@@ -51,6 +51,13 @@ typedef struct sako_category_demand_row {
     double mean, strength, share;   /* strength 0: not part of the stored epoch */
 } sako_category_demand_row;
 
+/* The retrain policy's last activation (policy.c). */
+typedef struct sako_store_activation {
+    int64_t at;          /* unix ms */
+    uint64_t n_events;   /* events logged before it */
+    int64_t batch;       /* the last logged batch before it */
+} sako_store_activation;
+
 /* Everything sako_meta holds. */
 typedef struct sako_store_meta {
     sako_model_params params;
@@ -135,6 +142,11 @@ int sako__store_write_demand(sako_store *st, const sako_store_demand *d);
 int sako__store_write_category_demand(sako_store *st, const sako_category_demand_row *r);
 int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at,
                              uint64_t n_events);
+/* The retrain policy and its last activation (sako_meta policy_* keys). */
+int sako__store_write_policy(sako_store *st, const sako_policy *p);
+int sako__store_write_activation(sako_store *st, const sako_store_activation *a);
+/* The sequence number of the last logged batch (0 for none). */
+int sako__store_last_batch(sako_store *st, int64_t *out);
 
 /* ------------------------------------------------------------ readers */
 /* SAKO_CORRUPT when a key is missing; values are checked by the caller. */
@@ -156,5 +168,8 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload);
+
+/* The retrain policy and its last activation; SAKO_CORRUPT when a key is missing. */
+int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a);
 
 #endif

@@ -23,9 +23,10 @@ allow model error idmap beta rng demand
 allow demand error idmap store model
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
-allow retrain error idmap store model users domains demand personal
+allow retrain error idmap store model users domains demand personal policy
+allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
-allow events error idmap store model users domains catalog retrain personal
+allow events error idmap store model users domains catalog retrain personal policy
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail

@@ -20,7 +20,8 @@ import sako
 from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware
-from .routers import catalog, events, operations, recommendations, users
+from .retrainer import Retrainer
+from .routers import catalog, events, operations, policy, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -56,9 +57,12 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
         if app.state.engine is None:
             app.state.engine = await run_in_threadpool(
                 open_default_engine, settings.db, settings.demo, settings.engine_options())
+        if settings.auto_retrain:
+            app.state.retrainer.start()
         try:
             yield
         finally:
+            await app.state.retrainer.stop()
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
                 log.info("engine closed")
@@ -74,6 +78,9 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.state.recommender = recommendations.Recommender(settings.inline_recommend)
     app.state.metrics = (Metrics(lambda: getattr(app.state, "engine", None))
                          if settings.metrics else None)
+    app.state.retrainer = Retrainer(
+        lambda: getattr(app.state, "engine", None), settings.policy_check_seconds,
+        app.state.metrics.observe_retrain if app.state.metrics is not None else None)
 
     errors.install(app)
     app.include_router(recommendations.router)
@@ -81,6 +88,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(catalog.router)
     app.include_router(users.router)
     app.include_router(operations.router)
+    app.include_router(policy.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

@@ -45,6 +45,11 @@ class ServeFlags(BaseSettings):
     metrics: bool = Field(True, description="serve GET /metrics and count requests")
     log_level: str = Field("info", description="log level of sako and uvicorn")
     access_log: bool = Field(False, description="log every request")
+    auto_retrain: bool = Field(True, description="run the retrains the engine's retrain policy "
+                                                 "says are due, in the background")
+    policy_check_seconds: float = Field(5.0, gt=0, le=86400,
+                                        description="how often the background task asks "
+                                                    "whether a retrain is due, seconds")
 
 
 class Settings(ServeFlags):
