@@ -1,0 +1,9 @@
+/* Online backup (backup.c). Not API. */
+#ifndef SAKO_BACKUP_INTERNAL_H
+#define SAKO_BACKUP_INTERNAL_H
+
+/* Pages copied per step, i.e. per hold of the writer mutex (default
+ * SAKO_BACKUP_STEP_PAGES). Tests lower it to force many interleavings. */
+extern int sako__backup_step_pages;
+
+#endif
