@@ -20,7 +20,7 @@ import sako
 from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware
-from .routers import catalog, events, operations, recommendations, users
+from .routers import backup, catalog, events, operations, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -59,6 +59,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
         try:
             yield
         finally:
+            app.state.stopping = True  # /readyz answers 503 from here on
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
                 log.info("engine closed")
@@ -69,6 +70,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.stopping = False
     app.state.keys = keys
     app.state.dev = settings.dev
     app.state.recommender = recommendations.Recommender(settings.inline_recommend)
@@ -81,6 +83,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(catalog.router)
     app.include_router(users.router)
     app.include_router(operations.router)
+    app.include_router(backup.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

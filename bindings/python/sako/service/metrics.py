@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -55,6 +55,17 @@ class Metrics:
         self.recommendations = Counter("sako_recommendations", "Recommendation requests served",
                                        registry=self.registry)
         self.registry.register(_EngineCollector(get_engine))
+        # POST /v1/backup (routers/backup.py)
+        self.backup_last_time = Gauge("sako_backup_last_success_timestamp_seconds",
+                                      "Unix time the last successful backup finished",
+                                      registry=self.registry)
+        self.backup_last_duration = Gauge("sako_backup_last_duration_seconds",
+                                          "Duration of the last successful backup",
+                                          registry=self.registry)
+        self.backup_last_size = Gauge("sako_backup_last_size_bytes",
+                                      "Size of the last successful backup", registry=self.registry)
+        self.backups = Counter("sako_backups", "Backups attempted", ("result",),
+                               registry=self.registry)
         self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
         self._event_children = [self.events.labels(t) for t in _TYPE_NAMES]
         metrics = self
@@ -101,6 +112,15 @@ class Metrics:
         for t, c in enumerate(counts[:4].tolist()):
             if c:
                 self._event_children[t].inc(c)
+
+    def backup_done(self, seconds: float, size: int) -> None:
+        self.backup_last_time.set(time.time())
+        self.backup_last_duration.set(seconds)
+        self.backup_last_size.set(size)
+        self.backups.labels("ok").inc()
+
+    def backup_failed(self) -> None:
+        self.backups.labels("failed").inc()
 
     def render(self) -> Tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
