@@ -80,6 +80,15 @@ $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
 bench: $(BUILD)/bench_sako
 	$(BUILD)/bench_sako
 
+# What an online backup costs writers (docs/benchmarks.md, "Online backup").
+BACKUP_ARGS ?= 50000 2000000
+$(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/backup_stall.c $(STATIC) $(SAKO_LIBS)
+
+bench-backup: $(BUILD)/backup_stall
+	@mkdir -p $(BUILD)/tmp
+	$(BUILD)/backup_stall $(BACKUP_ARGS) $(BUILD)/tmp
+
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
 	$(CC) $(SAKO_CFLAGS) $(CFLAGS) -o $@ examples/cold_start.c $(STATIC) $(SAKO_LIBS)
@@ -176,4 +185,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
