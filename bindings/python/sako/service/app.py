@@ -53,6 +53,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping = False
         if app.state.engine is None:
             app.state.engine = await run_in_threadpool(
                 open_default_engine, settings.db, settings.demo, settings.engine_options())
