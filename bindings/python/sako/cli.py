@@ -88,7 +88,7 @@ def _backup(args: argparse.Namespace) -> int:
 
     try:
         r = backup(args.db, args.out)
-    except SakoError as e:
+    except (SakoError, OSError) as e:
         print(f"sako backup: {e}", file=sys.stderr)
         return 2
     how = "online backup" if r.online else "read snapshot (the file is open in an engine)"
@@ -102,7 +102,7 @@ def _restore(args: argparse.Namespace) -> int:
 
     try:
         r = restore(args.backup, args.target, keep_replaced=not args.no_keep)
-    except (RestoreError, SakoError) as e:
+    except (RestoreError, SakoError, OSError) as e:
         print(f"sako restore: refused, nothing changed: {e}", file=sys.stderr)
         return 2
     print(f"{r.target}: restored ({r.n_items} items, {r.n_events} events)"

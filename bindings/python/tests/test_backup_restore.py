@@ -101,6 +101,24 @@ def test_cli_backup_restore_round_trip(tmp_path):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_cli_backup_of_a_busy_file_takes_a_snapshot(tmp_path):
+    """With a service holding the file, `sako backup` copies a read snapshot instead."""
+    src = tmp_path / "busy.db"
+    with sako.open(str(src), seed=4) as e:
+        fill(e)
+        _traffic(e, 400, 6)
+        r = _run("backup", str(src), str(tmp_path / "snap.db"))
+        assert r.returncode == 0, r.stderr
+        assert "read snapshot" in r.stdout and "400 events" in r.stdout
+        want = _state(e)
+    with sako.open(str(tmp_path / "snap.db")) as b:
+        assert _state(b) == want
+    r = _run("backup", str(src), str(tmp_path / "no-such-dir" / "x.db"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = _run("restore", str(tmp_path / "snap.db"), str(tmp_path / "no-such-dir" / "x.db"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
 def test_restore_refusals_change_nothing(tmp_path):
     target = tmp_path / "live.db"
     with sako.open(str(target), seed=1) as e:
