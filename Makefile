@@ -83,7 +83,7 @@ bench: $(BUILD)/bench_sako
 # What an online backup costs writers (docs/benchmarks.md, "Online backup").
 BACKUP_ARGS ?= 50000 2000000
 $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
-	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/backup_stall.c $(STATIC) $(SAKO_LIBS)
+	$(CC) $(SAKO_CFLAGS) -Ilibsako -O2 -g -o $@ tests/backup_stall.c $(STATIC) $(SAKO_LIBS)
 
 bench-backup: $(BUILD)/backup_stall
 	@mkdir -p $(BUILD)/tmp

@@ -35,6 +35,15 @@
 #define SAKO_BACKUP_PAUSE_NS 200000L
 
 int sako__backup_step_pages = SAKO_BACKUP_STEP_PAGES;
+long long sako__backup_max_hold_ns;
+long sako__backup_steps;
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /* Flush a file (or directory) to stable storage. */
 static int sync_path(const char *path, int directory)
@@ -72,8 +81,11 @@ static int copy_pages(sako_engine *e, const char *tmp)
         return rc;
     int done = 0, busy = 0;
     int pages = sako__backup_step_pages > 0 ? sako__backup_step_pages : SAKO_BACKUP_STEP_PAGES;
+    long long max_hold = 0;
+    long steps = 0;
     while (rc == SAKO_OK && !done) {
         pthread_mutex_lock(&e->write_mutex);
+        long long t0 = mono_ns();
         rc = sako__store_backup_step(bk, pages, &done);
         /* Another connection to the file (a reader such as the sqlite3 shell) may
          * hold a lock for a moment: the step is retried, for about 5 s at most. */
@@ -83,13 +95,18 @@ static int copy_pages(sako_engine *e, const char *tmp)
             int fin = sako__store_backup_finish(bk);
             rc = rc ? rc : fin;
         }
+        long long held = mono_ns() - t0;
         pthread_mutex_unlock(&e->write_mutex);
+        max_hold = held > max_hold ? held : max_hold;
+        steps++;
         if (rc == SAKO_OK && !done) {
             struct timespec pause = {0, SAKO_BACKUP_PAUSE_NS};
             nanosleep(&pause, NULL);
         }
     }
     sako__store_backup_free(bk);
+    sako__backup_max_hold_ns = max_hold;
+    sako__backup_steps = steps;
     return rc;
 }
 

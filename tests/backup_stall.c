@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup_internal.h"
 #include "sako.h"
 
 static double now_s(void)
@@ -87,7 +88,8 @@ static void run_phase(writer *w, const char *phase, const char *backup_path, dou
             fprintf(stderr, "backup: %s\n", sako_errmsg());
             exit(1);
         }
-        printf("backup: %.2f s\n", now_s() - b0);
+        printf("backup: %.2f s, %ld steps, longest hold of the writer mutex %.3f ms\n",
+               now_s() - b0, sako__backup_steps, sako__backup_max_hold_ns / 1e6);
         usleep(200000);
     } else {
         usleep((useconds_t)(seconds * 1e6));
@@ -108,6 +110,8 @@ int main(int argc, char **argv)
     sako_options o = SAKO_OPTIONS_INIT;
     o.seed = 1;
     o.durability = SAKO_DURABLE_NORMAL;
+    if (getenv("BACKUP_NO_REFRESH"))
+        o.prior_refresh_events = 0; /* isolate the backup from prior refreshes */
     sako_engine *e = NULL;
     if (sako_init(&e, path, &o) != SAKO_OK) {
         fprintf(stderr, "init: %s\n", sako_errmsg());
