@@ -48,13 +48,24 @@ static void *writer_main(void *arg)
         for (int i = 0; i < 100; i++)
             ev[i] = (sako_event){1 + (int64_t)(rnd() % 100000), 1 + (int64_t)(rnd() % (uint64_t)w->n_items),
                                  rnd() % 10 ? SAKO_EVENT_IMPRESSION : SAKO_EVENT_CLICK, 0, 0};
+        sako_stats before, after;
+        sako_stats_get(w->e, &before);
         double t0 = now_s();
         if (sako_update(w->e, ev, 100) != SAKO_OK) {
             fprintf(stderr, "update: %s\n", sako_errmsg());
             exit(1);
         }
+        double dt = now_s() - t0;
         if (w->n < w->cap)
-            w->lat[w->n++] = now_s() - t0;
+            w->lat[w->n++] = dt;
+        /* Name the long ones: a prior refresh resets events_since_refresh; otherwise
+         * it is the writer's checkpoint (every 500,000 events) or the machine. */
+        sako_stats_get(w->e, &after);
+        if (dt > 0.05)
+            printf("  update of %.1f ms at %llu events: %s\n", dt * 1e3,
+                   (unsigned long long)after.n_events,
+                   after.events_since_refresh < before.events_since_refresh
+                       ? "a prior refresh" : "no refresh (a checkpoint, or the machine)");
         struct timespec gap = {0, 100000};
         nanosleep(&gap, NULL);
     }
