@@ -529,6 +529,42 @@ SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
  *  against 0.1 keeps working. @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
 SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
 
+/**
+ * Whether the engine serves at full speed: its model is loaded (always true once
+ * sako_init() has returned) and the samplers of its sampling domains are built. A
+ * catalog of more than 100,000 items gets its samplers from a background thread
+ * after sako_init() returns; until then sako_recommend() answers exactly but by
+ * brute force. A service can use this as its readiness.
+ * @param[out] ready_out  1 when ready, else 0
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or ready_out).
+ * @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_ready(sako_engine *engine, int *ready_out);
+
+/* ------------------------------------------------------------------ backup */
+
+/**
+ * Copy the engine's database into a new file while it keeps serving (SQLite's
+ * online backup API, through the engine's own connection).
+ *
+ * The copy goes a few pages at a time (64), each step holding the writer mutex
+ * for that step only: sako_update() and the other writers wait at most one step,
+ * sako_recommend() never waits. The copy ends at one instant, under the writer
+ * mutex: the backup holds every batch acknowledged before that instant and none
+ * after it, and opening it with sako_init() gives the engine's state at that
+ * instant (posteriors, users, personal state). Works for in-memory engines too.
+ * The pages go to "<path>.partial-XXXXXX" first, which is synced and linked to
+ * `path` only when complete; `path` is never overwritten.
+ * @param[in] path  the backup file to create; must not exist
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or path); SAKO_INVALID (path empty,
+ *         ":memory:", or an existing file, which is left alone); SAKO_IO (the
+ *         directory is missing or not writable, the disk is full); SAKO_BUSY (another
+ *         connection held the database for more than ~5 s); SAKO_NOMEM. On failure
+ *         no file is left at `path`.
+ * @note Thread-safe; may run concurrently with every call but sako_close(). @since 0.3
+ */
+SAKO_API int sako_backup(sako_engine *engine, const char *path);
+
 /* ------------------------------------------------------------- diagnostics */
 
 /** SAKO_VERSION_NUMBER of the library actually linked. @since 0.1 */

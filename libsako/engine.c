@@ -353,3 +353,16 @@ int sako_user_item_get(sako_engine *e, int64_t user_id, int64_t item_id, sako_us
     pthread_rwlock_unlock(&e->lock);
     return rc;
 }
+
+/* ------------------------------------------------------------ readiness */
+
+int sako_ready(sako_engine *e, int *ready_out)
+{
+    if (!e || !ready_out)
+        return sako__error(SAKO_MISUSE, "sako_ready: NULL engine or output");
+    sako__error_clear();
+    pthread_rwlock_rdlock(&e->lock);
+    *ready_out = e->domains != NULL; /* built once; a broken set is rebuilt by the next writer */
+    pthread_rwlock_unlock(&e->lock);
+    return SAKO_OK;
+}

@@ -914,3 +914,72 @@ int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activatio
         return sako__error(SAKO_CORRUPT, "database damaged: retrain policy incomplete (mask %#x)", seen);
     return SAKO_OK;
 }
+
+/* ------------------------------------------------------ online backup */
+
+/* The destination is a private new file that becomes the backup only once it is
+ * complete and synced (backup.c renames it into place), so it needs no journal of
+ * its own and no sync of its own: a crash mid-copy leaves a partial file that was
+ * never the backup. */
+struct sako_store_backup {
+    sqlite3 *dest;
+    sqlite3_backup *copy;
+    int done;
+};
+
+int sako__store_backup_begin(sako_store *st, const char *dest_path, sako_store_backup **out)
+{
+    sako_store_backup *bk = calloc(1, sizeof *bk);
+    if (!bk)
+        return sako__error(SAKO_NOMEM, "out of memory starting a backup");
+    int rc = sqlite3_open_v2(dest_path, &bk->dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(bk->dest, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+                          NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int status = sako__error_sqlite(bk->dest, rc, dest_path);
+        sako__store_backup_free(bk);
+        return status == SAKO_CORRUPT || status == SAKO_ERROR ? SAKO_IO : status;
+    }
+    bk->copy = sqlite3_backup_init(bk->dest, "main", st->db, "main");
+    if (!bk->copy) {
+        int status = sako__error_sqlite(bk->dest, sqlite3_errcode(bk->dest), "starting a backup");
+        sako__store_backup_free(bk);
+        return status;
+    }
+    *out = bk;
+    return SAKO_OK;
+}
+
+int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out)
+{
+    int rc = sqlite3_backup_step(bk->copy, pages);
+    bk->done = rc == SQLITE_DONE;
+    *done_out = bk->done;
+    if (rc == SQLITE_OK || rc == SQLITE_DONE)
+        return SAKO_OK;
+    /* BUSY/LOCKED are transient (another connection writes the file); the caller
+     * retries. Anything else ends the copy. */
+    return sako__error_sqlite(bk->dest, rc, "copying pages to the backup");
+}
+
+int sako__store_backup_finish(sako_store_backup *bk)
+{
+    if (!bk->copy)
+        return SAKO_ERROR;
+    int rc = sqlite3_backup_finish(bk->copy);
+    bk->copy = NULL;
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(bk->dest, rc, "finishing the backup");
+    return bk->done ? SAKO_OK : sako__error(SAKO_ERROR, "backup ended before the copy was complete");
+}
+
+void sako__store_backup_free(sako_store_backup *bk)
+{
+    if (!bk)
+        return;
+    if (bk->copy)
+        sqlite3_backup_finish(bk->copy); /* only after a failure, see backup.c */
+    sqlite3_close_v2(bk->dest);
+    free(bk);
+}

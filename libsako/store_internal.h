@@ -172,4 +172,19 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
 /* The retrain policy and its last activation; SAKO_CORRUPT when a key is missing. */
 int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a);
 
+/* ------------------------------------------------------ online backup */
+/* A copy of the database in progress (SQLite's backup API) into a new file. Every
+ * call that reaches the source connection (begin, step, end) must run where that
+ * connection may be used, i.e. under the engine's writer mutex; the copy sees the
+ * writes made through the same connection between steps instead of restarting. */
+typedef struct sako_store_backup sako_store_backup;
+/* Open `dest_path` (an empty file the caller created) as the destination. */
+int sako__store_backup_begin(sako_store *st, const char *dest_path, sako_store_backup **out);
+/* Copy up to `pages` pages; *done_out = 1 once the copy is complete. */
+int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out);
+/* Release the source side (under the writer mutex): SAKO_OK if the copy completed. */
+int sako__store_backup_finish(sako_store_backup *bk);
+/* Close the destination and free (no source access: outside the mutex). */
+void sako__store_backup_free(sako_store_backup *bk);
+
 #endif

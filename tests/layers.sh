@@ -28,5 +28,6 @@ allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal policy
+allow backup error store
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail

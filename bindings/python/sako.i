@@ -211,6 +211,13 @@ SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
     Py_DECREF($result);
     $result = PyFloat_FromDouble(*$1);
 }
+%typemap(in, numinputs = 0) int *ready_out (int tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) int *ready_out {
+    Py_DECREF($result);
+    $result = PyBool_FromLong(*$1);
+}
 
 /* ------------------------------------------------------ what sako.h cannot say */
 /* Equal lengths, checked with the GIL held so that the error can be raised here

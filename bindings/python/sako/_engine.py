@@ -1079,6 +1079,43 @@ class Engine:
         """
         return float(_sako.sako_category_prior(self._h, _int_arg(category_id, "category_id")))
 
+    # ------------------------------------------------------ backup, readiness
+    def backup(self, path: Union[str, "os.PathLike[str]"]) -> str:
+        """Copy the database into the new file ``path`` while the engine keeps serving.
+
+        SQLite's online backup, through the engine's own connection: updates wait at
+        most one step of 64 pages, recommendations never wait. The backup is the
+        database at one instant: every batch acknowledged before the call is in it, and
+        opening it gives the engine's state at that instant. Works for in-memory
+        engines too.
+
+        Returns
+        -------
+        str
+            ``path``, as a string.
+
+        Raises
+        ------
+        InvalidArgument
+            ``path`` exists (a backup never overwrites a file) or is empty/``":memory:"``.
+        SakoError
+            The directory is missing or not writable, the disk is full (no file is
+            left at ``path``).
+        """
+        p = os.fspath(path)
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        if not isinstance(p, str):
+            raise InvalidArgument("backup path must be a str or os.PathLike")
+        _sako.sako_backup(self._h, p)
+        return p
+
+    @property
+    def ready(self) -> bool:
+        """True once the sampling domains are built (large catalogs build them in the
+        background after open; until then recommendations are exact but slower)."""
+        return bool(_sako.sako_ready(self._h))
+
 
 def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> Engine:  # noqa: A001
     """Open (or create) an engine; same arguments as :class:`Engine`.

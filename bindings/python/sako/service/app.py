@@ -21,7 +21,7 @@ from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware
 from .retrainer import Retrainer
-from .routers import catalog, events, operations, policy, recommendations, users
+from .routers import backup, catalog, events, operations, policy, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -54,6 +54,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping = False
         if app.state.engine is None:
             app.state.engine = await run_in_threadpool(
                 open_default_engine, settings.db, settings.demo, settings.engine_options())
@@ -62,6 +63,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
         try:
             yield
         finally:
+            app.state.stopping = True  # /readyz answers 503 from here on
             await app.state.retrainer.stop()
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
@@ -73,6 +75,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.stopping = False
     app.state.keys = keys
     app.state.dev = settings.dev
     app.state.recommender = recommendations.Recommender(settings.inline_recommend)
@@ -89,6 +92,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(users.router)
     app.include_router(operations.router)
     app.include_router(policy.router)
+    app.include_router(backup.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

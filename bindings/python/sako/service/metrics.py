@@ -84,6 +84,17 @@ class Metrics:
         self.last_retrain_duration = Gauge("sako_last_retrain_duration_seconds",
                                            "Duration of the last retrain", registry=self.registry)
         self.registry.register(_EngineCollector(get_engine))
+        # POST /v1/backup (routers/backup.py)
+        self.backup_last_time = Gauge("sako_backup_last_success_timestamp_seconds",
+                                      "Unix time the last successful backup finished",
+                                      registry=self.registry)
+        self.backup_last_duration = Gauge("sako_backup_last_duration_seconds",
+                                          "Duration of the last successful backup",
+                                          registry=self.registry)
+        self.backup_last_size = Gauge("sako_backup_last_size_bytes",
+                                      "Size of the last successful backup", registry=self.registry)
+        self.backups = Counter("sako_backups", "Backups attempted", ("result",),
+                               registry=self.registry)
         self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
         self._event_children = [self.events.labels(t) for t in _TYPE_NAMES]
         metrics = self
@@ -137,6 +148,14 @@ class Metrics:
         self.last_retrain.clear()
         self.last_retrain.labels(rec.reason, rec.outcome).set(rec.finished_at / 1000.0)
         self.last_retrain_duration.set(rec.duration_seconds)
+    def backup_done(self, seconds: float, size: int) -> None:
+        self.backup_last_time.set(time.time())
+        self.backup_last_duration.set(seconds)
+        self.backup_last_size.set(size)
+        self.backups.labels("ok").inc()
+
+    def backup_failed(self) -> None:
+        self.backups.labels("failed").inc()
 
     def render(self) -> Tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

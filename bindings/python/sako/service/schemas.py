@@ -179,6 +179,12 @@ class HealthOut(BaseModel):
     version: str
     model_version: int
     n_items: int
+    ready: bool = Field(description="samplers built (GET /readyz answers 200)")
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    model_version: int
 
 
 class ErrorEntry(BaseModel):

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request, Response
 import sako
 
 from ..dependencies import Admin, Client, EngineDep
+from ..errors import ApiError
 from ..retrainer import MANUAL
 from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, HealthOut,
-                       StatsOut, stats_out)
+                       ReadyOut, StatsOut, stats_out)
 
 router = APIRouter()
 
@@ -29,11 +30,25 @@ def retrain(request: Request, e: EngineDep) -> Any:
 
 
 @router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
-            summary="Liveness and readiness")
+            summary="Liveness (the process serves, the engine is open)")
 def healthz(e: EngineDep) -> Any:
     s = e.stats()
     return {"status": "ok", "version": sako.__version__, "model_version": s.model_version,
-            "n_items": s.n_items}
+            "n_items": s.n_items, "ready": e.ready}
+
+
+@router.get("/readyz", response_model=ReadyOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
+            summary="Readiness: engine open, model loaded, samplers built; 503 otherwise")
+def readyz(request: Request) -> Any:
+    state = request.app.state
+    e = state.engine
+    if state.stopping or e is None or e.closed:
+        raise ApiError(503, "not_ready", "the engine is not open (starting or shutting down)",
+                       headers={"Retry-After": "1"})
+    if not e.ready:
+        raise ApiError(503, "not_ready", "the samplers are being built (large catalog)",
+                       headers={"Retry-After": "1"})
+    return {"ready": True, "model_version": e.stats().model_version}
 
 
 #: included only when the app counts metrics
