@@ -228,10 +228,12 @@ int sako_item_get(sako_engine *e, int64_t item_id, sako_item_info *out)
         out->active = it->active;
         out->added_at = it->added_at;
         out->last_event_at = it->last_event_at;
-        out->impressions = it->counts.n[SAKO_EVENT_IMPRESSION];
-        out->clicks = it->counts.n[SAKO_EVENT_CLICK];
-        out->carts = it->counts.n[SAKO_EVENT_CART];
-        out->purchases = it->counts.n[SAKO_EVENT_PURCHASE];
+        /* Decayed to the epoch's time (the scale is exactly 1 without decay). */
+        double f = sako__decay_scale(&e->decay, e->decay_ref);
+        out->impressions = it->counts.n[SAKO_EVENT_IMPRESSION] * f;
+        out->clicks = it->counts.n[SAKO_EVENT_CLICK] * f;
+        out->carts = it->counts.n[SAKO_EVENT_CART] * f;
+        out->purchases = it->counts.n[SAKO_EVENT_PURCHASE] * f;
         out->prior_mean = sako__demand_prior(e, i);
         out->alpha = e->posterior[i].a;
         out->beta = e->posterior[i].b;

@@ -29,6 +29,7 @@ Suite *suite_sampler(void);
 Suite *suite_bandit(void);
 Suite *suite_threads(void);
 Suite *suite_personal(void);
+Suite *suite_decay(void);
 
 /* The status, its name and this thread's message, for failure output. */
 #define ck_assert_rc(expr, want)                                                          \
