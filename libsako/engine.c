@@ -47,6 +47,17 @@ static int reconfigure(sako_engine *e)
     sako__model_params_from_options(&wanted, &e->opts);
     if (same_params(&wanted, &e->params))
         return SAKO_OK;
+    if (wanted.decay_half_life_days != e->params.decay_half_life_days) {
+        /* The stored counts are weighted for the old half-life: a new one rebuilds
+         * everything from the log (a retrain), which stores the parameters in the same
+         * transaction as the rebuilt counts, so a failure leaves the file as it was. */
+        sako_model_params old = e->params;
+        e->params = wanted;
+        int rc = sako_retrain(e);
+        if (rc)
+            e->params = old;
+        return rc;
+    }
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
@@ -57,11 +68,6 @@ static int reconfigure(sako_engine *e)
         sako__store_rollback(&e->store);
         e->params = old;
         return rc;
-    }
-    /* The stored counts are weighted for the old half-life: a new one rebuilds
-     * everything from the log (a retrain). */
-    if (wanted.decay_half_life_days != old.decay_half_life_days) {
-        return sako_retrain(e);
     }
     return sako__retrain_epoch(e, NULL, NULL);
 }

@@ -122,6 +122,10 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
      * retrain, which may change them, must write them now. */
     if (rc == SAKO_OK && counts)
         rc = write_checkpoint(e, counts, frame);
+    /* With the counts, the parameters they were built with (a reconfigured half-life
+     * reaches the file only with counts weighted for it). */
+    if (rc == SAKO_OK && counts)
+        rc = sako__store_write_params(&e->store, &e->params);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", epoch_at);
     if (rc == SAKO_OK)
