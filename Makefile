@@ -64,12 +64,14 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" check
 
 # ThreadSanitizer over the concurrency tests: the engine's stress test (threads
-# suite) and the pruned sampler's concurrent readers (pruned/structure).
+# suite), the pruned sampler's concurrent readers (pruned/structure) and readers
+# racing decay's epochs and rebases (decay/threads).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=pruned CK_RUN_CASE=structure build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)

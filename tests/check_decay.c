@@ -3,6 +3,7 @@
  * the decayed state bit for bit; decay 0 is the 0.2 arithmetic; bad values are
  * refused; older option structs and a schema-2 file still work. */
 #include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -507,6 +508,97 @@ START_TEST(test_schema2_migrates)
 }
 END_TEST
 
+/* Readers (personal and population queries, item reads) run while a writer's
+ * batches jump 20 days each at a 1-day half-life: an epoch after every batch and a
+ * rebase of both frames every few. For TSan (make tsan runs this case); the end
+ * state still equals a retrain. */
+typedef struct race_state {
+    sako_engine *e;
+    int done;      /* atomic */
+    int failures;  /* atomic */
+} race_state;
+
+static void *race_reader(void *arg)
+{
+    race_state *s = arg;
+    uint64_t x = (uint64_t)(uintptr_t)arg;
+    int bad = 0;
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        sako_query q = SAKO_QUERY_INIT;
+        int64_t recent[] = {101};
+        q.user_id = (int64_t)((x >> 33) % 10); /* 0: anonymous */
+        q.k = 5;
+        q.recent = recent;
+        q.n_recent = 1;
+        q.time = T0;
+        sako_rec r[5];
+        size_t n = 0;
+        sako_item_info info;
+        if (sako_recommend(s->e, &q, r, 5, &n) != SAKO_OK ||
+            sako_item_get(s->e, all_items[(x >> 20) % N_ALL], &info) != SAKO_OK) {
+            bad++;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (!(r[i].score >= 0.0 && r[i].score <= 1.0))
+                bad++;
+        if (!(info.alpha > 0.0 && info.beta > 0.0 && isfinite(info.alpha) && isfinite(info.beta)))
+            bad++;
+    }
+    __atomic_fetch_add(&s->failures, bad, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    sako_options o = exact_opts(1.0);
+    sako_engine *e = sk_open_opts(NULL, &o);
+    sk_catalog(e);
+    race_state s = { e, 0, 0 };
+    pthread_t rd[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&rd[i], NULL, race_reader, &s), 0);
+    sako_event ev[16];
+    int64_t orders[16];
+    for (int b = 0; b < 60; b++) {
+        for (int j = 0; j < 16; j++) {
+            int64_t t = T0 + (int64_t)b * 20 * DAY + j;
+            sako_event evj = {1 + (b + j) % 9, all_items[(b * 5 + j) % N_ALL],
+                              j % 4, t, j % 3 == 0 ? 0 : 9};
+            ev[j] = evj;
+            orders[j] = b * 100 + (j % 9);
+        }
+        ck_assert_ok(sako_update_orders(e, ev, orders, 16));
+    }
+    __atomic_store_n(&s.done, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++)
+        pthread_join(rd[i], NULL);
+    ck_assert_int_eq(s.failures, 0);
+    ck_assert_uint_eq(sk_stats(e).events_since_refresh, 0);
+    /* The same log rebuilt equals what the readers were racing against. */
+    sako_engine *re = sk_open_opts(NULL, &o);
+    sk_catalog(re);
+    for (int b = 0; b < 60; b++) {
+        for (int j = 0; j < 16; j++) {
+            int64_t t = T0 + (int64_t)b * 20 * DAY + j;
+            sako_event evj = {1 + (b + j) % 9, all_items[(b * 5 + j) % N_ALL],
+                              j % 4, t, j % 3 == 0 ? 0 : 9};
+            ev[j] = evj;
+            orders[j] = b * 100 + (j % 9);
+        }
+        ck_assert_ok(sako_update_orders(re, ev, orders, 16));
+    }
+    ck_assert_ok(sako_retrain(re));
+    for (size_t i = 0; i < N_ALL; i++) {
+        sako_item_info x = sk_info(e, all_items[i]), y = sk_info(re, all_items[i]);
+        ck_assert(sk_same_info(&x, &y));
+    }
+    sako_close(re);
+    sako_close(e);
+}
+END_TEST
+
 Suite *suite_decay(void)
 {
     Suite *s = suite_create("decay");
@@ -522,5 +614,10 @@ Suite *suite_decay(void)
     tcase_add_test(tc, test_old_option_structs);
     tcase_add_test(tc, test_schema2_migrates);
     suite_add_tcase(s, tc);
+    /* Its own case, so that make tsan can run it alone. */
+    TCase *th = tcase_create("threads");
+    tcase_set_timeout(th, 300);
+    tcase_add_test(th, test_threads);
+    suite_add_tcase(s, th);
     return s;
 }
