@@ -65,8 +65,9 @@ asan:
 
 # ThreadSanitizer over the concurrency tests: the engine's stress test (threads
 # suite), the pruned sampler's concurrent readers (pruned/structure), the retrain
-# policy's status readers against a writer (policy/concurrent) and the online
-# backup taken while a writer runs (backup).
+# policy's status readers against a writer (policy/concurrent), the online backup
+# taken while a writer runs (backup) and readers racing decay's epochs and rebases
+# (decay/threads).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
@@ -74,6 +75,7 @@ tsan:
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=pruned CK_RUN_CASE=structure build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=policy CK_RUN_CASE=concurrent build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=backup build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)

@@ -177,13 +177,19 @@ typedef struct sako_options {
     double lift_strength;         /**< pseudo co-occurrences shrinking the lift to 1 (5) */
     int64_t basket_gap_ms;        /**< purchases without order_id further apart start a new
                                        basket (1800000 = 30 min) */
+    /* Version 3 (0.3): decay. A model field, stored like the ones above; a version-1
+     * or version-2 struct gets 0, and so does a 0.2 database (no decay: its state
+     * and posteriors do not change). docs/architecture.md ("Decay") gives the rule. */
+    double decay_half_life_days;  /**< half-life of the population evidence, product demand
+                                       and bought-together counts, in days of event time;
+                                       0 = no decay, else in [1, 1e6] (0) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 2
+#define SAKO_OPTIONS_VERSION 3
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -263,7 +269,8 @@ typedef struct sako_item_info {
     int active;
     int64_t added_at;        /**< unix ms */
     int64_t last_event_at;   /**< unix ms of its newest event, 0 if none */
-    double impressions, clicks, carts, purchases; /**< event counts */
+    double impressions, clicks, carts, purchases; /**< event counts (with decay: decayed
+                                                       to the current prior epoch's time) */
     double prior_mean;       /**< mean of the prior it starts from */
     double alpha, beta;      /**< the Beta posterior sampled by sako_recommend() */
 } sako_item_info;
@@ -524,9 +531,10 @@ SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
 
 /** The options in force: the model fields as stored in the database, the run-time
  *  fields as given to sako_init() (seed as actually used). Set out->version to
- *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get the
- *  version-2 fields; any other value gets the version-1 fields only, so code built
- *  against 0.1 keeps working. @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
+ *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get every
+ *  field; version 2 gets the fields up to basket_gap_ms, any other value the
+ *  version-1 fields only, so code built against 0.1 or 0.2 keeps working.
+ *  @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
 SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
 
 /**

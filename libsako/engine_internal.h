@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "catalog_internal.h"
+#include "decay_internal.h"
 #include "demand_internal.h"
 #include "domains_internal.h"
 #include "error_internal.h"
@@ -45,6 +46,11 @@ struct sako_engine {
     uint32_t *root_members;      /* items with no category */
     size_t n_root_members, cap_root_members;
     double root_mean;            /* pooled mean of the whole catalog, this epoch */
+    /* decay (decay_internal.h): the frame of the items' counts, and the prior epoch's
+     * time, to which posteriors and demand are decayed (0: no epoch yet) */
+    sako_decay decay;
+    int64_t decay_epoch_at;
+    sako_decay_ref decay_ref;
 
     sako_users users;
     sako_personal personal;      /* histories, demand counts, partners (whole log) */

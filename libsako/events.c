@@ -178,7 +178,7 @@ static void event_publish(sako_engine *e, event_batch *b)
 static void event_housekeeping(sako_engine *e)
 {
     if (sako__model_refresh_due(e))
-        sako__retrain_epoch(e, NULL);
+        sako__retrain_epoch(e, NULL, NULL);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__retrain_checkpoint(e);
     sako__error_clear();

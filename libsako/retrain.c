@@ -8,7 +8,8 @@
 
 typedef struct replay_state {
     sako_engine *e;
-    sako_counts *counts;        /* a retrain: item counts rebuilt here... */
+    sako_counts *counts;        /* a retrain: item counts rebuilt here (in this frame)... */
+    sako_decay *counts_decay;
     sako_personal *personal;    /* ...and personal state here (else the engine's) */
     int64_t model_after;        /* without counts: batches after this reach items and users too */
     uint32_t *user, *item;      /* per-event indices, grown as needed */
@@ -55,7 +56,12 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
         sako__personal_apply(rs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
                              rs->user[j], item);
         if (rs->counts) {
-            rs->counts[item].n[ev[j].type] += 1.0;
+            /* As sako__model_apply_event does online, in the same order. */
+            int64_t delta = sako__decay_observe(rs->counts_decay, ev[j].time);
+            for (size_t i = 0; delta && i < e->n_items; i++)
+                for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+                    rs->counts[i].n[t] = sako__decay_shrink(rs->counts[i].n[t], delta);
+            rs->counts[item].n[ev[j].type] += sako__decay_weight(rs->counts_decay, ev[j].time);
         } else if (model_too) {
             /* n_events and events_since_refresh are stored per batch already. */
             sako__model_apply_event(e, &ev[j], item);
@@ -66,9 +72,10 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
 }
 
 int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
-                         sako_personal *personal)
+                         sako_decay *counts_decay, sako_personal *personal)
 {
-    replay_state rs = { e, counts, personal ? personal : &e->personal, model_after, NULL, NULL, 0 };
+    replay_state rs = { e, counts, counts_decay, personal ? personal : &e->personal, model_after,
+                        NULL, NULL, 0 };
     int rc = sako__store_read_batches(&e->store, 0, replay_batch, &rs);
     free(rs.user);
     free(rs.item);
@@ -76,9 +83,10 @@ int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *count
 }
 
 /* The counts of every dirty item (or, with `counts`, of every item whose counts
- * differ from those) and the totals of every dirty user, then the log position.
- * The caller owns the transaction and clears the dirty flags after it commits. */
-static int write_checkpoint(sako_engine *e, const sako_counts *counts)
+ * differ from those) and the totals of every dirty user, then the log position and
+ * the counts' decay frame. The caller owns the transaction and clears the dirty
+ * flags after it commits. */
+static int write_checkpoint(sako_engine *e, const sako_counts *counts, const sako_decay *frame)
 {
     int rc = SAKO_OK;
     for (size_t i = 0; i < e->n_items && rc == SAKO_OK; i++) {
@@ -90,12 +98,18 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
     }
     if (rc == SAKO_OK)
         rc = sako__users_checkpoint(&e->users, &e->store);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_offset", frame->offset);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_latest", frame->latest);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", e->decay_epoch_at);
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
 /* The new priors (and, for a retrain, the counts and a model version) on disk. */
-static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means,
-                       const sako_demand *demand)
+static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       int64_t epoch_at, double root, const double *means, const sako_demand *demand)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -109,7 +123,13 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
     /* Counts are stored by checkpoints, independently of epochs; only a
      * retrain, which may change them, must write them now. */
     if (rc == SAKO_OK && counts)
-        rc = write_checkpoint(e, counts);
+        rc = write_checkpoint(e, counts, frame);
+    /* With the counts, the parameters they were built with (a reconfigured half-life
+     * reaches the file only with counts weighted for it). */
+    if (rc == SAKO_OK && counts)
+        rc = sako__store_write_params(&e->store, &e->params);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", epoch_at);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
     if (rc == SAKO_OK && counts) {
@@ -128,10 +148,12 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
 /* Swap the new epoch in. Posteriors and samplers are computed before taking the
  * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
  * posterior array back, for the caller to free. */
-static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
-                          const double *means, sako_demand **demand, sako_beta **post)
+static void epoch_publish(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                          int64_t epoch_at, double root, const double *means,
+                          sako_demand **demand, sako_beta **post)
 {
-    sako__model_fill_posteriors_with(e, counts, root, means, *demand, *post);
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
+    sako__model_fill_posteriors_with(e, counts, frame, ref, root, means, *demand, *post);
     sako_domains *domains = NULL;
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
@@ -140,7 +162,10 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, double root
     for (size_t c = 0; c < e->n_categories; c++)
         e->categories[c].prior_mean = means[c];
     e->root_mean = root;
+    e->decay_epoch_at = epoch_at;
+    e->decay_ref = ref;
     if (counts) {
+        e->decay = *frame;
         for (size_t i = 0; i < e->n_items; i++) {
             e->items[i].counts = counts[i];
             e->items[i].dirty = 0;
@@ -162,8 +187,13 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, double root
     sako__domains_free(old_domains);
 }
 
-int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
+int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay)
 {
+    /* The epoch's time is the log's latest event time, never the wall clock, so that
+     * a replay of the log agrees. */
+    const sako_decay *frame = counts ? counts_decay : &e->decay;
+    int64_t epoch_at = frame->latest;
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
     size_t nc = e->n_categories;
     double *means = malloc((nc ? nc : 1) * sizeof *means);
     sako_beta *post = malloc((e->cap_items ? e->cap_items : 1) * sizeof *post);
@@ -173,13 +203,13 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
         rc = sako__error(SAKO_NOMEM, "out of memory starting a prior epoch");
     sako_demand *demand = NULL;
     if (rc == SAKO_OK)
-        rc = sako__model_refresh_priors(e, counts, &root, means);
+        rc = sako__model_refresh_priors(e, counts, frame, ref, &root, means);
     if (rc == SAKO_OK)
-        rc = sako__demand_build(e, counts, root, means, &demand);
+        rc = sako__demand_build(e, counts, frame, ref, root, means, &demand);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, root, means, demand);
+        rc = epoch_write(e, counts, frame, epoch_at, root, means, demand);
     if (rc == SAKO_OK)
-        epoch_publish(e, counts, root, means, &demand, &post);
+        epoch_publish(e, counts, frame, epoch_at, root, means, &demand, &post);
     sako__demand_free(demand);
     free(means);
     free(post);
@@ -191,7 +221,7 @@ int sako__retrain_checkpoint(sako_engine *e)
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = write_checkpoint(e, NULL)) || (rc = sako__store_commit(&e->store))) {
+    if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -213,13 +243,15 @@ int sako_retrain(sako_engine *e)
     int rc = SAKO_OK;
     sako_personal fresh;
     memset(&fresh, 0, sizeof fresh);
+    sako_decay frame;
+    sako__decay_init(&frame, e->params.decay_half_life_days);
     sako_counts *counts = calloc(e->n_items ? e->n_items : 1, sizeof *counts);
     if (!counts)
         rc = sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", e->n_items);
     if (rc == SAKO_OK)
         rc = sako__personal_reserve_items(&fresh, e->cap_items);
     if (rc == SAKO_OK)
-        rc = sako__retrain_replay(e, 0, counts, &fresh);
+        rc = sako__retrain_replay(e, 0, counts, &frame, &fresh);
     if (rc == SAKO_OK) {
         /* The rebuilt personal state replaces the online one; the item counts follow
          * with the epoch (until then readers sample the old posteriors). */
@@ -228,7 +260,7 @@ int sako_retrain(sako_engine *e)
         e->personal = fresh;
         fresh = old;
         pthread_rwlock_unlock(&e->lock);
-        rc = sako__retrain_epoch(e, counts);
+        rc = sako__retrain_epoch(e, counts, &frame);
     }
     if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
         sako__policy_activated(e);

@@ -68,7 +68,12 @@ static const char *const migrations[] = {
     " (SELECT n_events FROM models ORDER BY version DESC LIMIT 1), 0);"
     "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_batch', coalesce(max(seq), 0)"
     " FROM (SELECT seq, sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches)"
-    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);",
+    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);"
+    /* 2 -> 3 (libsako 0.3), decay (issue 9 item 1): its half-life, 0 so that a 0.2
+     * database keeps its state and posteriors; the frame of the stored item counts
+     * (offset, latest event time) and the time of the current prior epoch. */
+    "INSERT INTO sako_meta(key, value) VALUES ('decay_half_life_days', 0.0),"
+    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0);",
 };
 
 /* ------------------------------------------------------- statements */
@@ -171,7 +176,8 @@ int sako__store_write_params(sako_store *st, const sako_model_params *p)
         (rc = sako__store_set_meta_real(st, "due_exponent", p->due_exponent)) ||
         (rc = sako__store_set_meta_real(st, "affinity_strength", p->affinity_strength)) ||
         (rc = sako__store_set_meta_real(st, "lift_strength", p->lift_strength)) ||
-        (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)))
+        (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)) ||
+        (rc = sako__store_set_meta_real(st, "decay_half_life_days", p->decay_half_life_days)))
         return rc;
     return SAKO_OK;
 }
@@ -683,7 +689,7 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
     int rc = prepare_read(st, "SELECT key, value FROM sako_meta", &s);
     if (rc)
         return rc;
-    unsigned seen = 0;
+    uint64_t seen = 0;
     sako_model_params *p = &out->params;
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
@@ -692,7 +698,7 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         int64_t i = sqlite3_column_int64(s, 1);
         if (!k)
             continue;
-#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= 1u << bit; }
+#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= (uint64_t)1 << bit; }
         if (0) {}
         META("reward_click", 0, p->reward[SAKO_EVENT_CLICK] = r)
         META("reward_cart", 1, p->reward[SAKO_EVENT_CART] = r)
@@ -723,12 +729,17 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("demand_baskets", 26, out->demand.baskets = r)
         META("demand_root_mean", 27, out->demand.root_mean = r)
         META("demand_root_strength", 28, out->demand.root_strength = r)
+        META("decay_half_life_days", 29, p->decay_half_life_days = r)
+        META("decay_offset", 30, out->decay_offset = i)
+        META("decay_latest", 31, out->decay_latest = i)
+        META("decay_epoch_at", 32, out->decay_epoch_at = i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != (1u << 29) - 1)
-        return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#x)", seen);
+    if (seen != ((uint64_t)1 << 33) - 1)
+        return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#llx)",
+                           (unsigned long long)seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
     return SAKO_OK;
 }

@@ -38,6 +38,8 @@ typedef struct sako_model_params {
     double affinity_strength;
     double lift_strength;
     int64_t basket_gap_ms;
+    /* decay (options version 3) */
+    double decay_half_life_days;
 } sako_model_params;
 
 /* A demand epoch's constants (demand.c). */
@@ -67,6 +69,9 @@ typedef struct sako_store_meta {
     int64_t checkpoint_batch; /* last event batch folded into the stored counts */
     int64_t model_version;
     sako_store_demand demand;
+    /* decay: the population counts' frame as of the checkpoint, and the time of the
+     * current prior epoch (decay_internal.h) */
+    int64_t decay_offset, decay_latest, decay_epoch_at;
 } sako_store_meta;
 
 typedef struct sako_category_row {

@@ -3,6 +3,7 @@
  * are reset by a retrain; a bad policy is refused whole; a 0.2 (schema 2) file
  * migrates with its last retrain as the activation. */
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 
 #include "check_sako.h"
@@ -438,7 +439,7 @@ START_TEST(test_schema2_migrates)
     sako_retrain_status before = due(e);
     sako_close(e);
     /* what libsako 0.2 wrote: the same tables without the policy keys */
-    sql_exec(path, "DELETE FROM sako_meta WHERE key LIKE 'policy%'; PRAGMA user_version = 2;");
+    sql_exec(path, SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
     ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 3);
     sako_policy got, want = SAKO_POLICY_INIT;
@@ -452,8 +453,7 @@ START_TEST(test_schema2_migrates)
     ck_assert_int_eq(s.retrained_at, sql_int(path, "SELECT max(created_at) FROM models"));
     sako_close(e);
     /* never retrained: everything since the first batch counts */
-    sql_exec(path, "DELETE FROM sako_meta WHERE key LIKE 'policy%'; DELETE FROM models;"
-                   " PRAGMA user_version = 2;");
+    sql_exec(path, "DELETE FROM models; " SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
     s = due(e);
     ck_assert_uint_eq(s.events_since, sk_stats(e).n_events);
@@ -500,6 +500,9 @@ START_TEST(test_concurrent_readers)
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(pthread_create(&t[i], NULL, status_reader, &a), 0);
+    /* On a loaded machine the writer could finish before a reader ran at all. */
+    while (__atomic_load_n(&a.reads, __ATOMIC_RELAXED) == 0 && !__atomic_load_n(&a.bad, __ATOMIC_RELAXED))
+        sched_yield();
     uint64_t rng = 10;
     for (int round = 0; round < 20; round++) {
         feed(e, &rng, 150, 0.3);

@@ -15,15 +15,16 @@ allow() {
     done
 }
 allow error
+allow decay
 allow idmap error
 allow store error
 allow users error idmap store
-allow personal error
-allow model error idmap beta rng demand
-allow demand error idmap store model
+allow personal error decay
+allow model error idmap beta rng demand decay
+allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
-allow retrain error idmap store model users domains demand personal policy
+allow retrain error idmap store model users domains demand personal decay policy
 allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
