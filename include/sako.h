@@ -177,13 +177,19 @@ typedef struct sako_options {
     double lift_strength;         /**< pseudo co-occurrences shrinking the lift to 1 (5) */
     int64_t basket_gap_ms;        /**< purchases without order_id further apart start a new
                                        basket (1800000 = 30 min) */
+    /* Version 3 (0.3); a version-1 or version-2 struct gets these defaults. */
+    /* Run time, not stored (issue 12): */
+    int create_empty;             /**< 1: an existing zero-length file at the path becomes a new
+                                       database; 0: it is refused with SAKO_CORRUPT, as a
+                                       database truncated to nothing would be (0) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 2
+#define SAKO_OPTIONS_VERSION 3
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, \
+      0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {

@@ -92,6 +92,10 @@ void sako__model_options_upgrade(sako_options *dst, const sako_options *src)
         *dst = defaults;
         memcpy(dst, src, offsetof(sako_options, organic_demand));
         dst->version = SAKO_OPTIONS_VERSION;
+    } else if (src->version == 2) {
+        *dst = defaults;
+        memcpy(dst, src, offsetof(sako_options, create_empty));
+        dst->version = SAKO_OPTIONS_VERSION;
     } else {
         *dst = *src;
     }
@@ -131,6 +135,8 @@ int sako__model_validate_options(const sako_options *o)
                            o->busy_timeout_ms);
     if (o->reconfigure != 0 && o->reconfigure != 1)
         return sako__error(SAKO_INVALID, "options: reconfigure = %d is not 0 or 1", o->reconfigure);
+    if (o->create_empty != 0 && o->create_empty != 1)
+        return sako__error(SAKO_INVALID, "options: create_empty = %d is not 0 or 1", o->create_empty);
     if (o->organic_demand != 0 && o->organic_demand != 1)
         return sako__error(SAKO_INVALID, "options: organic_demand = %d is not 0 or 1", o->organic_demand);
     if (o->personal != 0 && o->personal != 1)

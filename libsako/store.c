@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -517,7 +518,10 @@ static int migrate(sako_store *st, int64_t from)
 
 /* Two engines on one file would each keep their own in-memory state and overwrite
  * each other's bookkeeping: an advisory lock on a side file keeps one engine per
- * file (readers such as backup tools are not affected). */
+ * file (readers such as backup tools are not affected). A lock file this open
+ * created is remembered, so that a refused open can remove it again (see
+ * sako__store_refuse); the loop makes sure the file locked is still the one named
+ * `path`-lock, in case a refusing engine removed it between our open and flock. */
 static int lock_file(sako_store *st, const char *path)
 {
     size_t len = strlen(path);
@@ -526,31 +530,101 @@ static int lock_file(sako_store *st, const char *path)
         return sako__error(SAKO_NOMEM, "out of memory");
     memcpy(name, path, len);
     memcpy(name + len, "-lock", 6);
-    st->lock_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    free(name);
-    if (st->lock_fd < 0)
-        return sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
-    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int busy = errno == EWOULDBLOCK;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int created = 1;
+        st->lock_fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (st->lock_fd < 0 && errno == EEXIST) {
+            created = 0;
+            st->lock_fd = open(name, O_RDWR | O_CLOEXEC);
+        }
+        if (st->lock_fd < 0) {
+            if (errno == ENOENT)
+                continue; /* removed between the two opens */
+            break;
+        }
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            close(st->lock_fd);
+            st->lock_fd = -1;
+            free(name);
+            return err == EWOULDBLOCK ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
+                                      : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(err));
+        }
+        struct stat held, named;
+        if (fstat(st->lock_fd, &held) == 0 && stat(name, &named) == 0 &&
+            held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+            st->lock_path = created ? name : NULL;
+            if (!created)
+                free(name);
+            return SAKO_OK;
+        }
         close(st->lock_fd);
         st->lock_fd = -1;
-        return busy ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
-                    : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
     }
-    return SAKO_OK;
+    int err = errno;
+    free(name);
+    return sako__error(SAKO_IO, "%s-lock: %s", path, strerror(err));
 }
 
-/* Refuse anything that is not SQLite before SQLite touches it. */
-static int check_header(const char *path)
+static uint32_t get_be32(const unsigned char *p)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return SAKO_OK;
-    char head[16];
-    size_t got = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (got > 0 && (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0))
-        return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Refuse what can be refused from the file's own bytes, before SQLite or the lock
+ * touches anything: a missing file is created; a zero-length one is a database
+ * truncated to nothing unless the caller asked to create in it; anything that is
+ * not SQLite, or is another application's SQLite (an application id that is not
+ * ours, or no id and tables of its own in the main file), is refused without being
+ * opened, so a hot journal or -wal of that application is never rolled back or
+ * checkpointed; a file we may not write is refused before any -wal or -shm exists.
+ * The one case the header cannot decide (no id, no tables in the main file, so
+ * either empty or with everything still in a -wal) is left to identify(), which runs
+ * on a connection that does not checkpoint on close. */
+static int check_file(const char *path, int create_empty)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return errno == ENOENT ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
+        /* A new database whose first writes are all still in its -wal (a crash
+         * before the first checkpoint) is not empty: SQLite reads it. */
+        size_t len = strlen(path);
+        char *wal = malloc(len + 5);
+        if (!wal)
+            return sako__error(SAKO_NOMEM, "out of memory");
+        memcpy(wal, path, len);
+        memcpy(wal + len, "-wal", 5);
+        struct stat wb;
+        int has_wal = stat(wal, &wb) == 0 && wb.st_size > 0;
+        free(wal);
+        if (!create_empty && !has_wal)
+            return sako__error(SAKO_CORRUPT, "%s is empty (0 bytes): a truncated or damaged "
+                               "database? set create_empty in sako_options to create a new "
+                               "database in an existing empty file", path);
+    } else {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+        unsigned char head[108];
+        size_t got = fread(head, 1, sizeof head, f);
+        fclose(f);
+        if (got < 16 || memcmp(head, "SQLite format 3", 16) != 0)
+            return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
+        if (got >= 105) {
+            /* Header: user_version at 60, application_id at 68; page 1's b-tree
+             * header (sqlite_schema) at 100: its type and number of cells. */
+            uint32_t app_id = get_be32(head + 68), version = get_be32(head + 60);
+            int schema_empty = head[100] == 0x0D && head[103] == 0 && head[104] == 0;
+            if (app_id != SAKO_APPLICATION_ID && (app_id != 0 || version != 0 || !schema_empty))
+                return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another "
+                                   "application", path);
+        }
+    }
+    if (access(path, W_OK) != 0)
+        return sako__error(SAKO_IO, "%s is not writable (%s): libsako writes to its database "
+                           "file and its -wal beside it; make it writable, or work on a copy",
+                           path, strerror(errno));
     return SAKO_OK;
 }
 
@@ -579,18 +653,22 @@ static int identify(sako_store *st, const char *path, int64_t *version, int *fre
 }
 
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
-                     const sako_model_params *fresh_params)
+                     int create_empty, const sako_model_params *fresh_params)
 {
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
     int rc;
-    if (!st->in_memory && ((rc = check_header(path)) || (rc = lock_file(st, path))))
+    if (!st->in_memory && ((rc = check_file(path, create_empty)) || (rc = lock_file(st, path))))
         return rc;
     rc = sqlite3_open_v2(st->in_memory ? ":memory:" : path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return sako__error_sqlite(st->db, rc, path ? path : ":memory:");
     sqlite3_extended_result_codes(st->db, 1);
+    /* Until the open succeeds, closing must not checkpoint: a refused file's -wal
+     * (another application's) stays as it is; sako__store_open_done() turns the
+     * usual checkpoint on close back on. */
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     sqlite3_busy_timeout(st->db, busy_timeout_ms);
 
     int64_t version = 0;
@@ -637,6 +715,26 @@ void sako__store_close(sako_store *st)
     if (st->lock_fd >= 0)
         close(st->lock_fd);
     st->lock_fd = -1;
+    free(st->lock_path);
+    st->lock_path = NULL;
+}
+
+void sako__store_open_done(sako_store *st)
+{
+    if (st->db)
+        sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    free(st->lock_path);
+    st->lock_path = NULL;
+}
+
+/* Called instead of open_done when the engine refuses the file: the lock file this
+ * open created goes (removed while still locked, so no other engine can hold it). */
+void sako__store_refuse(sako_store *st)
+{
+    if (st->lock_path && st->lock_fd >= 0)
+        unlink(st->lock_path);
+    free(st->lock_path);
+    st->lock_path = NULL;
 }
 
 /* ------------------------------------------------------------ readers */

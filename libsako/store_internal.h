@@ -98,15 +98,21 @@ typedef struct sako_store {
     sqlite3_stmt *st_write_category;
     sqlite3_stmt *st_write_counts;
     sqlite3_stmt *st_write_user;
+    char *lock_path;           /* "<path>-lock" while an open that created it may still refuse */
 } sako_store;
 
 /* The time stored rows carry: unix milliseconds, wall clock. */
 int64_t sako__store_now_ms(void);
 
 /* Open (or create, stamped and holding `fresh_params`) the file at `path`; NULL or
- * ":memory:" for a private in-memory database. */
+ * ":memory:" for a private in-memory database. A zero-length file is refused unless
+ * `create_empty`. Then exactly one of open_done (the engine keeps the file) or
+ * refuse (it does not: the lock file this open created is removed, and the close
+ * leaves any -wal as it is) before sako__store_close. */
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
-                     const sako_model_params *fresh_params);
+                     int create_empty, const sako_model_params *fresh_params);
+void sako__store_open_done(sako_store *st);
+void sako__store_refuse(sako_store *st);
 /* 1 once open succeeded up to the metadata statement (a close may checkpoint). */
 int sako__store_ready(const sako_store *st);
 void sako__store_close(sako_store *st);

@@ -31,6 +31,7 @@ Suite *suite_threads(void);
 Suite *suite_personal(void);
 Suite *suite_policy(void);
 Suite *suite_backup(void);
+Suite *suite_files(void);
 
 /* The status, its name and this thread's message, for failure output. */
 #define ck_assert_rc(expr, want)                                                          \

@@ -49,7 +49,9 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("organic_demand", "i4"), ("demand_min_purchases", "u8"), ("personal", "i4"),
         ("personal_min_baskets", "u4"), ("half_life_days", "f8"), ("personal_strength", "f8"),
         ("personal_temperature", "f8"), ("due_exponent", "f8"), ("affinity_strength", "f8"),
-        ("lift_strength", "f8"), ("basket_gap_ms", "i8")),
+        ("lift_strength", "f8"), ("basket_gap_ms", "i8"),
+        # version 3 (0.3), issue 12: create a database in an existing zero-length file
+        ("create_empty", "i4")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -596,7 +598,9 @@ class Engine:
         ``organic_demand``, ``demand_min_purchases``, ``personal``,
         ``personal_min_baskets``, ``half_life_days``, ``personal_strength``,
         ``personal_temperature``, ``due_exponent``, ``affinity_strength``,
-        ``lift_strength``, ``basket_gap_ms``. Unset fields keep the C defaults
+        ``lift_strength``, ``basket_gap_ms``; ``create_empty`` (1: an existing
+        zero-length file becomes a new database; by default it is refused with
+        :class:`Corrupt`, as a database truncated to nothing). Unset fields keep the C defaults
         (:func:`default_options`). The model fields of an existing database stay as
         stored unless ``reconfigure=1``.
 
