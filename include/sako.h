@@ -372,13 +372,20 @@ typedef struct sako_retrain_status {
  *
  * @param[out] out   the new engine; set to NULL on failure
  * @param[in]  path  a file path (created if missing), or NULL / ":memory:" for a
- *                   private in-memory database (nothing persists)
+ *                   private in-memory database (nothing persists); "" is refused
  * @param[in]  opts  options, or NULL for the defaults
- * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options;
- *         SAKO_CORRUPT if the file is not a libsako database or is damaged;
- *         SAKO_VERSION if its schema is newer than this library; SAKO_IO if it
- *         cannot be opened or created; SAKO_BUSY if locked; SAKO_NOMEM.
- * @note Release the engine with sako_close(). @since 0.1
+ * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options or an
+ *         empty path; SAKO_CORRUPT if the file is not a libsako database (another
+ *         application's SQLite file included) or is damaged, or has zero length and
+ *         opts->create_empty is 0; SAKO_VERSION if its schema is newer than this
+ *         library; SAKO_IO if it cannot be opened or created, or this process may
+ *         not write it (a read-only file is refused here, not at the first write);
+ *         SAKO_BUSY if locked; SAKO_NOMEM.
+ * @note A refused file is left as it was: another application's file is identified
+ *       from its header before SQLite opens it (or, when only its -wal can tell, on a
+ *       connection that does not checkpoint on close), and the "<path>-lock" file
+ *       this call created is removed. Release the engine with sako_close().
+ *       @since 0.1 (0.3: empty path, zero-length and read-only files refused)
  */
 SAKO_API int sako_init(sako_engine **out, const char *path, const sako_options *opts);
 

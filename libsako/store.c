@@ -586,6 +586,8 @@ static int check_file(const char *path, int create_empty)
     struct stat sb;
     if (stat(path, &sb) != 0)
         return errno == ENOENT ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return sako__error(SAKO_IO, "%s: %s", path, strerror(EISDIR));
     if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
         /* A new database whose first writes are all still in its -wal (a crash
          * before the first checkpoint) is not empty: SQLite reads it. */

@@ -147,3 +147,24 @@ def test_busy(db_path):
             con.close()
         e.update([(1, 100, "click")])  # fine once the lock is gone
         assert e.item(100).clicks == 1
+
+
+def test_open_empty_path_refused(tmp_path, monkeypatch):
+    # "" was an SQLite temporary database: acknowledged updates vanished at close.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(sako.InvalidArgument, match="empty"):
+        sako.open("")
+    assert not (tmp_path / "-lock").exists()
+
+
+def test_open_zero_length_file(tmp_path):
+    p = tmp_path / "zero.db"
+    p.write_bytes(b"")
+    with pytest.raises(sako.Corrupt, match="create_empty"):
+        sako.open(str(p))
+    assert p.stat().st_size == 0
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["zero.db"]
+    with sako.open(str(p), create_empty=1, seed=1) as e:
+        e.upsert_categories([(1, 0, "Dairy")])
+    with sako.open(str(p)) as e:
+        assert e.stats().n_categories == 1
