@@ -554,6 +554,30 @@ SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
  */
 SAKO_API int sako_ready(sako_engine *engine, int *ready_out);
 
+/** What sako_verify() checked. */
+typedef struct sako_verify_report {
+    uint64_t n_batches;     /**< event batches in the log */
+    uint64_t n_checksummed; /**< of them with a checksum (all verified); batches logged
+                                 before 0.3 have none */
+    uint64_t n_events;      /**< events in the batches read */
+} sako_verify_report;
+
+/**
+ * Check a database file without changing it: SQLite's integrity_check, then every
+ * event batch of the log against the CRC-32C written with it (and decoded). For
+ * operators and backups (`sako verify PATH`). A file no engine has open is read
+ * under its lock, creating no -wal or -shm; a file an engine has open is read
+ * through its WAL like any reader (a consistent snapshot).
+ * @param[in]  path  a database file
+ * @param[out] out   counts of what was checked (filled also on failure, up to it)
+ * @return SAKO_OK; SAKO_MISUSE (NULL path or out); SAKO_INVALID (empty path or
+ *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, or a
+ *         batch is damaged: the message names its seq); SAKO_VERSION (newer schema);
+ *         SAKO_IO; SAKO_NOMEM.
+ * @note Thread-safe. Opens its own read-only connection. @since 0.3
+ */
+SAKO_API int sako_verify(const char *path, sako_verify_report *out);
+
 /* ------------------------------------------------------------------ backup */
 
 /**

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum_internal.h"
 #include "error_internal.h"
 #include "idmap_internal.h"
 #include "store_internal.h"
@@ -69,7 +70,13 @@ static const char *const migrations[] = {
     " (SELECT n_events FROM models ORDER BY version DESC LIMIT 1), 0);"
     "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_batch', coalesce(max(seq), 0)"
     " FROM (SELECT seq, sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches)"
-    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);",
+    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);"
+    /* 2 -> 3, checksummed event log (issue 12): a CRC-32C per batch (batch_checksum
+     * below). Batches logged before the upgrade have none (NULL); every batch from
+     * checksum_from_batch on must have one, so that damage cannot pass as "old". */
+    "ALTER TABLE event_batches ADD COLUMN checksum INTEGER;"
+    "INSERT INTO sako_meta(key, value) SELECT 'checksum_from_batch', coalesce(max(seq), 0) + 1"
+    " FROM event_batches;",
 };
 
 /* ------------------------------------------------------- statements */
@@ -305,13 +312,40 @@ static int decode_events(const void *blob, size_t bytes, sako_event *out, size_t
     return SAKO_OK;
 }
 
+/* A batch's checksum covers everything its replay depends on: its place in the log
+ * (seq), its size, its time, its events, and its order ids (or their absence). */
+static uint32_t batch_checksum(int64_t seq, int64_t n, int64_t created_at, const void *events,
+                               size_t bytes, const void *orders, size_t order_bytes, int has_orders)
+{
+    unsigned char head[25];
+    put64(head, seq);
+    put64(head + 8, n);
+    put64(head + 16, created_at);
+    head[24] = (unsigned char)(has_orders != 0);
+    uint32_t crc = sako__checksum_update(0, head, sizeof head);
+    crc = sako__checksum_update(crc, events, bytes);
+    return has_orders ? sako__checksum_update(crc, orders, order_bytes) : crc;
+}
+
 int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t *order_ids,
                              size_t n, int64_t created_at, int64_t *seq_out)
 {
-    int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(n_events, created_at, "
-                    "events, order_ids) VALUES(?1, ?2, ?3, ?4)", "appending to the event log");
+    int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(seq, n_events, created_at, "
+                    "events, order_ids, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                    "appending to the event log");
+    if (rc == SAKO_OK)
+        rc = cached(st, &st->st_next_seq, "SELECT coalesce(max(seq), 0) + 1 FROM event_batches",
+                    "appending to the event log");
     if (rc)
         return rc;
+    /* The checksum covers seq, so seq is chosen here (the largest plus one, as SQLite
+     * would), inside the caller's transaction. */
+    sqlite3_stmt *q = st->st_next_seq;
+    int step = sqlite3_step(q);
+    int64_t seq = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    if (step != SQLITE_ROW)
+        return sako__error_sqlite(st->db, step, "appending to the event log");
     size_t bytes = n * EVENT_BYTES, order_bytes = order_ids ? n * 8 : 0;
     unsigned char *blob = malloc(bytes + order_bytes + 1);
     if (!blob)
@@ -320,18 +354,21 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
     for (size_t i = 0; i < n && order_ids; i++)
         put64(blob + bytes + 8 * i, order_ids[i]);
     sqlite3_stmt *s = st->st_insert_batch;
-    sqlite3_bind_int64(s, 1, (int64_t)n);
-    sqlite3_bind_int64(s, 2, created_at);
-    sqlite3_bind_blob64(s, 3, blob, bytes, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, seq);
+    sqlite3_bind_int64(s, 2, (int64_t)n);
+    sqlite3_bind_int64(s, 3, created_at);
+    sqlite3_bind_blob64(s, 4, blob, bytes, SQLITE_STATIC);
     if (order_ids)
-        sqlite3_bind_blob64(s, 4, blob + bytes, order_bytes, SQLITE_STATIC);
+        sqlite3_bind_blob64(s, 5, blob + bytes, order_bytes, SQLITE_STATIC);
     else
-        sqlite3_bind_null(s, 4);
+        sqlite3_bind_null(s, 5);
+    sqlite3_bind_int64(s, 6, batch_checksum(seq, (int64_t)n, created_at, blob, bytes,
+                                            blob + bytes, order_bytes, order_ids != NULL));
     rc = step_done(st, s, "appending to the event log");
     sqlite3_clear_bindings(s);
     free(blob);
     if (rc == SAKO_OK)
-        *seq_out = sqlite3_last_insert_rowid(st->db);
+        *seq_out = seq;
     return rc;
 }
 
@@ -581,7 +618,7 @@ static uint32_t get_be32(const unsigned char *p)
  * The one case the header cannot decide (no id, no tables in the main file, so
  * either empty or with everything still in a -wal) is left to identify(), which runs
  * on a connection that does not checkpoint on close. */
-static int check_file(const char *path, int create_empty)
+static int check_file(const char *path, int create_empty, int need_write)
 {
     struct stat sb;
     if (stat(path, &sb) != 0)
@@ -623,7 +660,7 @@ static int check_file(const char *path, int create_empty)
                                    "application", path);
         }
     }
-    if (access(path, W_OK) != 0)
+    if (need_write && access(path, W_OK) != 0)
         return sako__error(SAKO_IO, "%s is not writable (%s): libsako writes to its database "
                            "file and its -wal beside it; make it writable, or work on a copy",
                            path, strerror(errno));
@@ -660,7 +697,7 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
     int rc;
-    if (!st->in_memory && ((rc = check_file(path, create_empty)) || (rc = lock_file(st, path))))
+    if (!st->in_memory && ((rc = check_file(path, create_empty, 1)) || (rc = lock_file(st, path))))
         return rc;
     rc = sqlite3_open_v2(st->in_memory ? ":memory:" : path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -706,7 +743,7 @@ int sako__store_ready(const sako_store *st)
 void sako__store_close(sako_store *st)
 {
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
-                               &st->st_write_counts, &st->st_write_user };
+                               &st->st_write_counts, &st->st_write_user, &st->st_next_seq };
     for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
         sqlite3_finalize(*cache[i]);
         *cache[i] = NULL;
@@ -910,14 +947,40 @@ int sako__store_read_category_demand(sako_store *st,
     return finish_read(st, s, step, rc);
 }
 
+/* SAKO_CORRUPT naming the batch if its checksum is missing (from checked_from on) or
+ * does not match; `s` is positioned on the row (columns as in read_batches). */
+static int check_batch(sqlite3_stmt *s, int64_t seq, int64_t n, const void *blob, size_t bytes,
+                       const void *ob, size_t obytes, int64_t checked_from)
+{
+    if (sqlite3_column_type(s, 5) == SQLITE_NULL) {
+        if (checked_from > 0 && seq >= checked_from)
+            return sako__error(SAKO_CORRUPT, "event log: batch %lld has lost its checksum",
+                               (long long)seq);
+        return SAKO_OK; /* logged before 0.3 */
+    }
+    int64_t stored = sqlite3_column_int64(s, 5);
+    uint32_t got = batch_checksum(seq, n, sqlite3_column_int64(s, 4), blob, bytes, ob, obytes,
+                                  sqlite3_column_type(s, 3) != SQLITE_NULL);
+    if (stored != (int64_t)got)
+        return sako__error(SAKO_CORRUPT, "event log: batch %lld is damaged (checksum %08llx, "
+                           "stored %08llx)", (long long)seq, (unsigned long long)got,
+                           (unsigned long long)stored);
+    return SAKO_OK;
+}
+
 int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload)
 {
+    int64_t checked_from = 0;
+    int rc = query_int(st, "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
+                       &checked_from);
+    if (rc)
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids FROM event_batches "
-                                "WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
+    rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids, created_at, checksum "
+                            "FROM event_batches WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
         return SAKO_CORRUPT;
@@ -947,13 +1010,15 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                 break;
             }
         }
+        int64_t seq = sqlite3_column_int64(s, 0);
+        const unsigned char *ob = sqlite3_column_blob(s, 3);
+        size_t obytes = (size_t)sqlite3_column_bytes(s, 3);
+        if ((status = check_batch(s, seq, n, blob, bytes, ob, obytes, checked_from)))
+            break;
         if (n == 0)
             continue;
         if ((status = decode_events(blob, bytes, events, (size_t)n)))
             break;
-        int64_t seq = sqlite3_column_int64(s, 0);
-        const unsigned char *ob = sqlite3_column_blob(s, 3);
-        size_t obytes = (size_t)sqlite3_column_bytes(s, 3);
         if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
             if (obytes != (size_t)n * 8) {
                 status = sako__error(SAKO_CORRUPT, "event log: batch %lld has %zu bytes of order ids "
@@ -1082,4 +1147,130 @@ void sako__store_backup_free(sako_store_backup *bk)
         sqlite3_backup_finish(bk->copy); /* only after a failure, see backup.c */
     sqlite3_close_v2(bk->dest);
     free(bk);
+}
+
+/* ------------------------------------------------------------- verify */
+
+static char *side_name(const char *path, const char *suffix)
+{
+    size_t len = strlen(path), slen = strlen(suffix);
+    char *name = malloc(len + slen + 1);
+    if (name) {
+        memcpy(name, path, len);
+        memcpy(name + len, suffix, slen + 1);
+    }
+    return name;
+}
+
+/* "file:" URI of path, immutable: percent-encode what a URI would read otherwise. */
+static char *immutable_uri(const char *path)
+{
+    size_t len = strlen(path);
+    char *uri = malloc(5 + 3 * len + sizeof "?immutable=1");
+    if (!uri)
+        return NULL;
+    char *p = uri;
+    memcpy(p, "file:", 5);
+    p += 5;
+    for (const char *c = path; *c; c++) {
+        if (*c == '%' || *c == '?' || *c == '#') {
+            p += sprintf(p, "%%%02X", (unsigned char)*c);
+        } else {
+            *p++ = *c;
+        }
+    }
+    strcpy(p, "?immutable=1");
+    return uri;
+}
+
+static int count_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *order_ids,
+                       size_t n)
+{
+    (void)seq, (void)ev, (void)order_ids;
+    ((sako_store_verify *)payload)->n_events += n;
+    return SAKO_OK;
+}
+
+/* Reads and checks, never writes: a file no engine has open is read under its lock
+ * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
+ * engine has open is read through its WAL like any reader. */
+static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
+{
+    int64_t version = 0, n = 0, n_sum = 0;
+    int is_fresh = 0, rc;
+    if ((rc = identify(st, path, &version, &is_fresh)))
+        return rc;
+    if (is_fresh)
+        return sako__error(SAKO_CORRUPT, "%s is an empty SQLite database, not a libsako one", path);
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path, sqlite3_errmsg(st->db));
+    rc = sqlite3_step(s);
+    const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+    if (!first || strcmp(first, "ok") != 0) {
+        rc = sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path,
+                         first ? first : sqlite3_errmsg(st->db));
+        sqlite3_finalize(s);
+        return rc;
+    }
+    sqlite3_finalize(s);
+    if ((rc = query_int(st, "SELECT count(*) FROM event_batches", &n)) ||
+        (rc = query_int(st, "SELECT coalesce(sum(n_events), 0) FROM event_batches", &n_sum)))
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
+    out->n_batches = (uint64_t)n;
+    out->n_events = (uint64_t)n_sum;
+    if (version < 3) /* written before checksums (0.2): integrity_check is all there is */
+        return SAKO_OK;
+    out->n_events = 0; /* counted again as each batch is read and checked */
+    if ((rc = query_int(st, "SELECT count(checksum) FROM event_batches", &n)))
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
+    out->n_checksummed = (uint64_t)n;
+    return sako__store_read_batches(st, 0, count_batch, out);
+}
+
+int sako__store_verify(const char *path, sako_store_verify *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_file(path, 0, 0);
+    if (rc)
+        return rc;
+    if (access(path, F_OK) != 0)
+        return sako__error(SAKO_IO, "%s: %s", path, strerror(ENOENT));
+    sako_store st;
+    memset(&st, 0, sizeof st);
+    st.lock_fd = -1;
+    rc = lock_file(&st, path);
+    int live = rc == SAKO_BUSY;
+    if (rc && !live)
+        return rc;
+    char *wal = side_name(path, "-wal"), *shm = side_name(path, "-shm");
+    char *uri = immutable_uri(path);
+    if (!wal || !shm || !uri) {
+        rc = sako__error(SAKO_NOMEM, "out of memory");
+        goto done;
+    }
+    int had_shm = access(shm, F_OK) == 0;
+    int immutable = !live && access(wal, F_OK) != 0;
+    rc = sqlite3_open_v2(immutable ? uri : path, &st.db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sako__error_sqlite(st.db, rc, path);
+    } else {
+        sqlite3_db_config(st.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        rc = verify_open(&st, path, out);
+    }
+    sqlite3_close_v2(st.db);
+    st.db = NULL;
+    /* A crashed engine's -wal was read in place; the -shm that reading made goes. */
+    if (!live && !had_shm)
+        unlink(shm);
+done:
+    free(wal);
+    free(shm);
+    free(uri);
+    sako__store_refuse(&st); /* a lock file made for this check goes too */
+    if (st.lock_fd >= 0)
+        close(st.lock_fd);
+    return rc;
 }

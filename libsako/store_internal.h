@@ -99,6 +99,7 @@ typedef struct sako_store {
     sqlite3_stmt *st_write_counts;
     sqlite3_stmt *st_write_user;
     char *lock_path;           /* "<path>-lock" while an open that created it may still refuse */
+    sqlite3_stmt *st_next_seq; /* the next batch's seq, which its checksum covers */
 } sako_store;
 
 /* The time stored rows carry: unix milliseconds, wall clock. */
@@ -192,5 +193,14 @@ int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out);
 int sako__store_backup_finish(sako_store_backup *bk);
 /* Close the destination and free (no source access: outside the mutex). */
 void sako__store_backup_free(sako_store_backup *bk);
+
+/* sako_verify: what was checked. */
+typedef struct sako_store_verify {
+    uint64_t n_batches, n_checksummed, n_events;
+} sako_store_verify;
+
+/* Check the file at path without changing it: integrity_check, then every event
+ * batch against its checksum. SAKO_CORRUPT names the first damage. */
+int sako__store_verify(const char *path, sako_store_verify *out);
 
 #endif

@@ -438,7 +438,9 @@ START_TEST(test_schema2_migrates)
     sako_retrain_status before = due(e);
     sako_close(e);
     /* what libsako 0.2 wrote: the same tables without the policy keys */
-    sql_exec(path, "DELETE FROM sako_meta WHERE key LIKE 'policy%'; PRAGMA user_version = 2;");
+    sql_exec(path, "DELETE FROM sako_meta WHERE key LIKE 'policy%'; PRAGMA user_version = 2;"
+                   " ALTER TABLE event_batches DROP COLUMN checksum;" /* issue 12's part of 2 -> 3 */
+                   " DELETE FROM sako_meta WHERE key = 'checksum_from_batch';");
     e = open_policy(path, 9);
     ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 3);
     sako_policy got, want = SAKO_POLICY_INIT;
@@ -453,7 +455,8 @@ START_TEST(test_schema2_migrates)
     sako_close(e);
     /* never retrained: everything since the first batch counts */
     sql_exec(path, "DELETE FROM sako_meta WHERE key LIKE 'policy%'; DELETE FROM models;"
-                   " PRAGMA user_version = 2;");
+                   " PRAGMA user_version = 2; ALTER TABLE event_batches DROP COLUMN checksum;"
+                   " DELETE FROM sako_meta WHERE key = 'checksum_from_batch';");
     e = open_policy(path, 9);
     s = due(e);
     ck_assert_uint_eq(s.events_since, sk_stats(e).n_events);

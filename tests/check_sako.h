@@ -32,6 +32,7 @@ Suite *suite_personal(void);
 Suite *suite_policy(void);
 Suite *suite_backup(void);
 Suite *suite_files(void);
+Suite *suite_checksum(void);
 
 /* The status, its name and this thread's message, for failure output. */
 #define ck_assert_rc(expr, want)                                                          \
