@@ -109,6 +109,7 @@ int sako__store_commit(sako_store *st)
 
 void sako__store_rollback(sako_store *st)
 {
+    st->next_seq = 0; /* a rolled-back batch may have taken it: ask the table again */
     if (!sqlite3_get_autocommit(st->db))
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -333,19 +334,25 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
     int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(seq, n_events, created_at, "
                     "events, order_ids, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                     "appending to the event log");
-    if (rc == SAKO_OK)
+    if (rc == SAKO_OK && st->next_seq <= 0)
         rc = cached(st, &st->st_next_seq, "SELECT coalesce(max(seq), 0) + 1 FROM event_batches",
                     "appending to the event log");
     if (rc)
         return rc;
-    /* The checksum covers seq, so seq is chosen here (the largest plus one, as SQLite
-     * would), inside the caller's transaction. */
-    sqlite3_stmt *q = st->st_next_seq;
-    int step = sqlite3_step(q);
-    int64_t seq = sqlite3_column_int64(q, 0);
-    sqlite3_reset(q);
-    if (step != SQLITE_ROW)
-        return sako__error_sqlite(st->db, step, "appending to the event log");
+    /* The checksum covers seq, so seq is chosen here: the largest plus one, as SQLite
+     * would, asked once and then counted (one engine writes a file; a rollback makes
+     * it ask again). */
+    if (st->next_seq <= 0) {
+        sqlite3_stmt *q = st->st_next_seq;
+        int step = sqlite3_step(q);
+        st->next_seq = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        if (step != SQLITE_ROW) {
+            st->next_seq = 0;
+            return sako__error_sqlite(st->db, step, "appending to the event log");
+        }
+    }
+    int64_t seq = st->next_seq;
     size_t bytes = n * EVENT_BYTES, order_bytes = order_ids ? n * 8 : 0;
     unsigned char *blob = malloc(bytes + order_bytes + 1);
     if (!blob)
@@ -367,8 +374,12 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
     rc = step_done(st, s, "appending to the event log");
     sqlite3_clear_bindings(s);
     free(blob);
-    if (rc == SAKO_OK)
+    if (rc == SAKO_OK) {
         *seq_out = seq;
+        st->next_seq = seq + 1;
+    } else {
+        st->next_seq = 0;
+    }
     return rc;
 }
 
