@@ -1252,8 +1252,10 @@ int sako__store_verify(const char *path, sako_store_verify *out)
     memset(&st, 0, sizeof st);
     st.lock_fd = -1;
     rc = lock_file(&st, path);
-    int live = rc == SAKO_BUSY;
-    if (rc && !live)
+    /* No lock file can be made (a backup on read-only media): no engine can write
+     * there either; one that already holds the file shows by its -wal. */
+    int locked = rc == SAKO_OK, live = rc == SAKO_BUSY;
+    if (rc == SAKO_NOMEM)
         return rc;
     char *wal = side_name(path, "-wal"), *shm = side_name(path, "-shm");
     char *uri = immutable_uri(path);
@@ -1261,6 +1263,8 @@ int sako__store_verify(const char *path, sako_store_verify *out)
         rc = sako__error(SAKO_NOMEM, "out of memory");
         goto done;
     }
+    if (!locked && !live && access(wal, F_OK) == 0)
+        live = 1;
     int had_shm = access(shm, F_OK) == 0;
     int immutable = !live && access(wal, F_OK) != 0;
     rc = sqlite3_open_v2(immutable ? uri : path, &st.db,
@@ -1274,7 +1278,7 @@ int sako__store_verify(const char *path, sako_store_verify *out)
     sqlite3_close_v2(st.db);
     st.db = NULL;
     /* A crashed engine's -wal was read in place; the -shm that reading made goes. */
-    if (!live && !had_shm)
+    if (locked && !had_shm)
         unlink(shm);
 done:
     free(wal);

@@ -2,6 +2,7 @@
  * inside a logged batch is caught at open and by sako_verify, naming the batch;
  * sako_verify changes nothing; a 0.2 file keeps working, its old batches unchecked. */
 #include <sqlite3.h>
+#include <sys/wait.h>
 
 #include "check_sako.h"
 #include "checksum_internal.h"
@@ -238,6 +239,40 @@ START_TEST(test_verify_changes_nothing)
 }
 END_TEST
 
+/* A backup on read-only media: no lock file can be made, and none is needed. The
+ * check runs in a child dropped to an unprivileged user (root writes anywhere). */
+START_TEST(test_verify_read_only_directory)
+{
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/verify-ro-%ld", sk_tmp_dir(), (long)getpid());
+    sk_mkdirs(dir);
+    snprintf(path, sizeof path, "%s/backup.db", dir);
+    sk_remove_db(path);
+    make_log(path);
+    char lock[700];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(lock);
+    chmod(dir, 0555);
+    chmod(path, 0444);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(2);
+        sako_verify_report r;
+        _exit(sako_verify(path, &r) == SAKO_OK && r.n_checksummed == 3 ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    chmod(dir, 0755);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 1);
+    ck_assert(!side(path, "-wal") && !side(path, "-shm") && !side(path, "-lock"));
+    chmod(path, 0644);
+    sk_remove_db(path);
+    rmdir(dir);
+}
+END_TEST
+
 /* A 0.2 file (schema 2, no checksums) opens, migrates, and from then on every new
  * batch is checked; its old batches are counted as unchecked. */
 START_TEST(test_schema2_batches_unchecked)
@@ -277,6 +312,7 @@ Suite *suite_checksum(void)
     tcase_add_test(tc, test_every_flip_in_a_batch_caught);
     tcase_add_test(tc, test_row_changes_caught);
     tcase_add_test(tc, test_verify_changes_nothing);
+    tcase_add_test(tc, test_verify_read_only_directory);
     tcase_add_test(tc, test_schema2_batches_unchecked);
     suite_add_tcase(s, tc);
     return s;
