@@ -183,13 +183,17 @@ typedef struct sako_options {
     double decay_half_life_days;  /**< half-life of the population evidence, product demand
                                        and bought-together counts, in days of event time;
                                        0 = no decay, else in [1, 1e6] (0) */
+    /* Run time, not stored (issue 12): */
+    int create_empty;             /**< 1: an existing zero-length file at the path becomes a new
+                                       database; 0: it is refused with SAKO_CORRUPT, as a
+                                       database truncated to nothing would be (0) */
 } sako_options;
 
 #define SAKO_OPTIONS_VERSION 3
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -373,13 +377,20 @@ typedef struct sako_retrain_status {
  *
  * @param[out] out   the new engine; set to NULL on failure
  * @param[in]  path  a file path (created if missing), or NULL / ":memory:" for a
- *                   private in-memory database (nothing persists)
+ *                   private in-memory database (nothing persists); "" is refused
  * @param[in]  opts  options, or NULL for the defaults
- * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options;
- *         SAKO_CORRUPT if the file is not a libsako database or is damaged;
- *         SAKO_VERSION if its schema is newer than this library; SAKO_IO if it
- *         cannot be opened or created; SAKO_BUSY if locked; SAKO_NOMEM.
- * @note Release the engine with sako_close(). @since 0.1
+ * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options or an
+ *         empty path; SAKO_CORRUPT if the file is not a libsako database (another
+ *         application's SQLite file included) or is damaged, or has zero length and
+ *         opts->create_empty is 0; SAKO_VERSION if its schema is newer than this
+ *         library; SAKO_IO if it cannot be opened or created, or this process may
+ *         not write it (a read-only file is refused here, not at the first write);
+ *         SAKO_BUSY if locked; SAKO_NOMEM.
+ * @note A refused file is left as it was: another application's file is identified
+ *       from its header before SQLite opens it (or, when only its -wal can tell, on a
+ *       connection that does not checkpoint on close), and the "<path>-lock" file
+ *       this call created is removed. Release the engine with sako_close().
+ *       @since 0.1 (0.3: empty path, zero-length and read-only files refused)
  */
 SAKO_API int sako_init(sako_engine **out, const char *path, const sako_options *opts);
 
@@ -548,6 +559,30 @@ SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
  * @note Thread-safe. @since 0.3
  */
 SAKO_API int sako_ready(sako_engine *engine, int *ready_out);
+
+/** What sako_verify() checked. */
+typedef struct sako_verify_report {
+    uint64_t n_batches;     /**< event batches in the log */
+    uint64_t n_checksummed; /**< of them with a checksum (all verified); batches logged
+                                 before 0.3 have none */
+    uint64_t n_events;      /**< events in the batches read */
+} sako_verify_report;
+
+/**
+ * Check a database file without changing it: SQLite's integrity_check, then every
+ * event batch of the log against the CRC-32C written with it (and decoded). For
+ * operators and backups (`sako verify PATH`). A file no engine has open is read
+ * under its lock, creating no -wal or -shm; a file an engine has open is read
+ * through its WAL like any reader (a consistent snapshot).
+ * @param[in]  path  a database file
+ * @param[out] out   counts of what was checked (filled also on failure, up to it)
+ * @return SAKO_OK; SAKO_MISUSE (NULL path or out); SAKO_INVALID (empty path or
+ *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, or a
+ *         batch is damaged: the message names its seq); SAKO_VERSION (newer schema);
+ *         SAKO_IO; SAKO_NOMEM.
+ * @note Thread-safe. Opens its own read-only connection. @since 0.3
+ */
+SAKO_API int sako_verify(const char *path, sako_verify_report *out);
 
 /* ------------------------------------------------------------------ backup */
 

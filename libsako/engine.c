@@ -135,11 +135,16 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
         return sako__error(SAKO_MISUSE, "sako_init: out is NULL");
     *out = NULL;
     sako__error_clear();
+    /* SQLite would open "" as a private temporary file: updates would be
+     * acknowledged and vanish at close. */
+    if (path && !*path)
+        return sako__error(SAKO_INVALID, "sako_init: the path is empty (give a file name, or "
+                           "NULL or \":memory:\" for an in-memory database)");
     sako_options defaults = SAKO_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
-    if (opts->version != 1 && opts->version != 2 && opts->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2 or %d (use SAKO_OPTIONS_INIT)",
+    if (opts->version < 1 || opts->version > SAKO_OPTIONS_VERSION)
+        return sako__error(SAKO_INVALID, "options: version %u is not 1 to %d (use SAKO_OPTIONS_INIT)",
                            opts->version, SAKO_OPTIONS_VERSION);
     sako_options upgraded;
     sako__model_options_upgrade(&upgraded, opts);
@@ -170,12 +175,14 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     pthread_rwlockattr_destroy(&attr);
 
     if ((rc = sako__store_open(&e->store, path, opts->busy_timeout_ms, opts->durability,
-                               &e->params)) ||
+                               opts->create_empty, &e->params)) ||
         (rc = load(e)) ||
         (opts->reconfigure && (rc = reconfigure(e)))) {
+        sako__store_refuse(&e->store);
         engine_free(e, 0);
         return rc;
     }
+    sako__store_open_done(&e->store);
     sako__domains_start(e);
     sako__error_clear();
     *out = e;

@@ -143,6 +143,8 @@ int sako__model_validate_options(const sako_options *o)
                            o->busy_timeout_ms);
     if (o->reconfigure != 0 && o->reconfigure != 1)
         return sako__error(SAKO_INVALID, "options: reconfigure = %d is not 0 or 1", o->reconfigure);
+    if (o->create_empty != 0 && o->create_empty != 1)
+        return sako__error(SAKO_INVALID, "options: create_empty = %d is not 0 or 1", o->create_empty);
     if (o->organic_demand != 0 && o->organic_demand != 1)
         return sako__error(SAKO_INVALID, "options: organic_demand = %d is not 0 or 1", o->organic_demand);
     if (o->personal != 0 && o->personal != 1)

@@ -9,11 +9,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum_internal.h"
 #include "error_internal.h"
 #include "idmap_internal.h"
 #include "store_internal.h"
@@ -73,7 +75,13 @@ static const char *const migrations[] = {
      * database keeps its state and posteriors; the frame of the stored item counts
      * (offset, latest event time) and the time of the current prior epoch. */
     "INSERT INTO sako_meta(key, value) VALUES ('decay_half_life_days', 0.0),"
-    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0);",
+    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0);"
+    /* 2 -> 3, checksummed event log (issue 12): a CRC-32C per batch (batch_checksum
+     * below). Batches logged before the upgrade have none (NULL); every batch from
+     * checksum_from_batch on must have one, so that damage cannot pass as "old". */
+    "ALTER TABLE event_batches ADD COLUMN checksum INTEGER;"
+    "INSERT INTO sako_meta(key, value) SELECT 'checksum_from_batch', coalesce(max(seq), 0) + 1"
+    " FROM event_batches;",
 };
 
 /* ------------------------------------------------------- statements */
@@ -106,6 +114,7 @@ int sako__store_commit(sako_store *st)
 
 void sako__store_rollback(sako_store *st)
 {
+    st->next_seq = 0; /* a rolled-back batch may have taken it: ask the table again */
     if (!sqlite3_get_autocommit(st->db))
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -310,13 +319,46 @@ static int decode_events(const void *blob, size_t bytes, sako_event *out, size_t
     return SAKO_OK;
 }
 
+/* A batch's checksum covers everything its replay depends on: its place in the log
+ * (seq), its size, its time, its events, and its order ids (or their absence). */
+static uint32_t batch_checksum(int64_t seq, int64_t n, int64_t created_at, const void *events,
+                               size_t bytes, const void *orders, size_t order_bytes, int has_orders)
+{
+    unsigned char head[25];
+    put64(head, seq);
+    put64(head + 8, n);
+    put64(head + 16, created_at);
+    head[24] = (unsigned char)(has_orders != 0);
+    uint32_t crc = sako__checksum_update(0, head, sizeof head);
+    crc = sako__checksum_update(crc, events, bytes);
+    return has_orders ? sako__checksum_update(crc, orders, order_bytes) : crc;
+}
+
 int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t *order_ids,
                              size_t n, int64_t created_at, int64_t *seq_out)
 {
-    int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(n_events, created_at, "
-                    "events, order_ids) VALUES(?1, ?2, ?3, ?4)", "appending to the event log");
+    int rc = cached(st, &st->st_insert_batch, "INSERT INTO event_batches(seq, n_events, created_at, "
+                    "events, order_ids, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                    "appending to the event log");
+    if (rc == SAKO_OK && st->next_seq <= 0)
+        rc = cached(st, &st->st_next_seq, "SELECT coalesce(max(seq), 0) + 1 FROM event_batches",
+                    "appending to the event log");
     if (rc)
         return rc;
+    /* The checksum covers seq, so seq is chosen here: the largest plus one, as SQLite
+     * would, asked once and then counted (one engine writes a file; a rollback makes
+     * it ask again). */
+    if (st->next_seq <= 0) {
+        sqlite3_stmt *q = st->st_next_seq;
+        int step = sqlite3_step(q);
+        st->next_seq = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+        if (step != SQLITE_ROW) {
+            st->next_seq = 0;
+            return sako__error_sqlite(st->db, step, "appending to the event log");
+        }
+    }
+    int64_t seq = st->next_seq;
     size_t bytes = n * EVENT_BYTES, order_bytes = order_ids ? n * 8 : 0;
     unsigned char *blob = malloc(bytes + order_bytes + 1);
     if (!blob)
@@ -325,18 +367,25 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
     for (size_t i = 0; i < n && order_ids; i++)
         put64(blob + bytes + 8 * i, order_ids[i]);
     sqlite3_stmt *s = st->st_insert_batch;
-    sqlite3_bind_int64(s, 1, (int64_t)n);
-    sqlite3_bind_int64(s, 2, created_at);
-    sqlite3_bind_blob64(s, 3, blob, bytes, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, seq);
+    sqlite3_bind_int64(s, 2, (int64_t)n);
+    sqlite3_bind_int64(s, 3, created_at);
+    sqlite3_bind_blob64(s, 4, blob, bytes, SQLITE_STATIC);
     if (order_ids)
-        sqlite3_bind_blob64(s, 4, blob + bytes, order_bytes, SQLITE_STATIC);
+        sqlite3_bind_blob64(s, 5, blob + bytes, order_bytes, SQLITE_STATIC);
     else
-        sqlite3_bind_null(s, 4);
+        sqlite3_bind_null(s, 5);
+    sqlite3_bind_int64(s, 6, batch_checksum(seq, (int64_t)n, created_at, blob, bytes,
+                                            blob + bytes, order_bytes, order_ids != NULL));
     rc = step_done(st, s, "appending to the event log");
     sqlite3_clear_bindings(s);
     free(blob);
-    if (rc == SAKO_OK)
-        *seq_out = sqlite3_last_insert_rowid(st->db);
+    if (rc == SAKO_OK) {
+        *seq_out = seq;
+        st->next_seq = seq + 1;
+    } else {
+        st->next_seq = 0;
+    }
     return rc;
 }
 
@@ -523,7 +572,10 @@ static int migrate(sako_store *st, int64_t from)
 
 /* Two engines on one file would each keep their own in-memory state and overwrite
  * each other's bookkeeping: an advisory lock on a side file keeps one engine per
- * file (readers such as backup tools are not affected). */
+ * file (readers such as backup tools are not affected). A lock file this open
+ * created is remembered, so that a refused open can remove it again (see
+ * sako__store_refuse); the loop makes sure the file locked is still the one named
+ * `path`-lock, in case a refusing engine removed it between our open and flock. */
 static int lock_file(sako_store *st, const char *path)
 {
     size_t len = strlen(path);
@@ -532,31 +584,103 @@ static int lock_file(sako_store *st, const char *path)
         return sako__error(SAKO_NOMEM, "out of memory");
     memcpy(name, path, len);
     memcpy(name + len, "-lock", 6);
-    st->lock_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    free(name);
-    if (st->lock_fd < 0)
-        return sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
-    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int busy = errno == EWOULDBLOCK;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int created = 1;
+        st->lock_fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (st->lock_fd < 0 && errno == EEXIST) {
+            created = 0;
+            st->lock_fd = open(name, O_RDWR | O_CLOEXEC);
+        }
+        if (st->lock_fd < 0) {
+            if (errno == ENOENT)
+                continue; /* removed between the two opens */
+            break;
+        }
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            close(st->lock_fd);
+            st->lock_fd = -1;
+            free(name);
+            return err == EWOULDBLOCK ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
+                                      : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(err));
+        }
+        struct stat held, named;
+        if (fstat(st->lock_fd, &held) == 0 && stat(name, &named) == 0 &&
+            held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+            st->lock_path = created ? name : NULL;
+            if (!created)
+                free(name);
+            return SAKO_OK;
+        }
         close(st->lock_fd);
         st->lock_fd = -1;
-        return busy ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
-                    : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(errno));
     }
-    return SAKO_OK;
+    int err = errno;
+    free(name);
+    return sako__error(SAKO_IO, "%s-lock: %s", path, strerror(err));
 }
 
-/* Refuse anything that is not SQLite before SQLite touches it. */
-static int check_header(const char *path)
+static uint32_t get_be32(const unsigned char *p)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return SAKO_OK;
-    char head[16];
-    size_t got = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (got > 0 && (got < sizeof head || memcmp(head, "SQLite format 3", 16) != 0))
-        return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Refuse what can be refused from the file's own bytes, before SQLite or the lock
+ * touches anything: a missing file is created; a zero-length one is a database
+ * truncated to nothing unless the caller asked to create in it; anything that is
+ * not SQLite, or is another application's SQLite (an application id that is not
+ * ours, or no id and tables of its own in the main file), is refused without being
+ * opened, so a hot journal or -wal of that application is never rolled back or
+ * checkpointed; a file we may not write is refused before any -wal or -shm exists.
+ * The one case the header cannot decide (no id, no tables in the main file, so
+ * either empty or with everything still in a -wal) is left to identify(), which runs
+ * on a connection that does not checkpoint on close. */
+static int check_file(const char *path, int create_empty, int need_write)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return errno == ENOENT ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return sako__error(SAKO_IO, "%s: %s", path, strerror(EISDIR));
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
+        /* A new database whose first writes are all still in its -wal (a crash
+         * before the first checkpoint) is not empty: SQLite reads it. */
+        size_t len = strlen(path);
+        char *wal = malloc(len + 5);
+        if (!wal)
+            return sako__error(SAKO_NOMEM, "out of memory");
+        memcpy(wal, path, len);
+        memcpy(wal + len, "-wal", 5);
+        struct stat wb;
+        int has_wal = stat(wal, &wb) == 0 && wb.st_size > 0;
+        free(wal);
+        if (!create_empty && !has_wal)
+            return sako__error(SAKO_CORRUPT, "%s is empty (0 bytes): a truncated or damaged "
+                               "database? set create_empty in sako_options to create a new "
+                               "database in an existing empty file", path);
+    } else {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+        unsigned char head[108];
+        size_t got = fread(head, 1, sizeof head, f);
+        fclose(f);
+        if (got < 16 || memcmp(head, "SQLite format 3", 16) != 0)
+            return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
+        if (got >= 105) {
+            /* Header: user_version at 60, application_id at 68; page 1's b-tree
+             * header (sqlite_schema) at 100: its type and number of cells. */
+            uint32_t app_id = get_be32(head + 68), version = get_be32(head + 60);
+            int schema_empty = head[100] == 0x0D && head[103] == 0 && head[104] == 0;
+            if (app_id != SAKO_APPLICATION_ID && (app_id != 0 || version != 0 || !schema_empty))
+                return sako__error(SAKO_CORRUPT, "%s is an SQLite database of another "
+                                   "application", path);
+        }
+    }
+    if (need_write && access(path, W_OK) != 0)
+        return sako__error(SAKO_IO, "%s is not writable (%s): libsako writes to its database "
+                           "file and its -wal beside it; make it writable, or work on a copy",
+                           path, strerror(errno));
     return SAKO_OK;
 }
 
@@ -585,18 +709,22 @@ static int identify(sako_store *st, const char *path, int64_t *version, int *fre
 }
 
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
-                     const sako_model_params *fresh_params)
+                     int create_empty, const sako_model_params *fresh_params)
 {
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
     int rc;
-    if (!st->in_memory && ((rc = check_header(path)) || (rc = lock_file(st, path))))
+    if (!st->in_memory && ((rc = check_file(path, create_empty, 1)) || (rc = lock_file(st, path))))
         return rc;
     rc = sqlite3_open_v2(st->in_memory ? ":memory:" : path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return sako__error_sqlite(st->db, rc, path ? path : ":memory:");
     sqlite3_extended_result_codes(st->db, 1);
+    /* Until the open succeeds, closing must not checkpoint: a refused file's -wal
+     * (another application's) stays as it is; sako__store_open_done() turns the
+     * usual checkpoint on close back on. */
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     sqlite3_busy_timeout(st->db, busy_timeout_ms);
 
     int64_t version = 0;
@@ -632,7 +760,7 @@ int sako__store_ready(const sako_store *st)
 void sako__store_close(sako_store *st)
 {
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
-                               &st->st_write_counts, &st->st_write_user };
+                               &st->st_write_counts, &st->st_write_user, &st->st_next_seq };
     for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
         sqlite3_finalize(*cache[i]);
         *cache[i] = NULL;
@@ -643,6 +771,26 @@ void sako__store_close(sako_store *st)
     if (st->lock_fd >= 0)
         close(st->lock_fd);
     st->lock_fd = -1;
+    free(st->lock_path);
+    st->lock_path = NULL;
+}
+
+void sako__store_open_done(sako_store *st)
+{
+    if (st->db)
+        sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    free(st->lock_path);
+    st->lock_path = NULL;
+}
+
+/* Called instead of open_done when the engine refuses the file: the lock file this
+ * open created goes (removed while still locked, so no other engine can hold it). */
+void sako__store_refuse(sako_store *st)
+{
+    if (st->lock_path && st->lock_fd >= 0)
+        unlink(st->lock_path);
+    free(st->lock_path);
+    st->lock_path = NULL;
 }
 
 /* ------------------------------------------------------------ readers */
@@ -821,14 +969,40 @@ int sako__store_read_category_demand(sako_store *st,
     return finish_read(st, s, step, rc);
 }
 
+/* SAKO_CORRUPT naming the batch if its checksum is missing (from checked_from on) or
+ * does not match; `s` is positioned on the row (columns as in read_batches). */
+static int check_batch(sqlite3_stmt *s, int64_t seq, int64_t n, const void *blob, size_t bytes,
+                       const void *ob, size_t obytes, int64_t checked_from)
+{
+    if (sqlite3_column_type(s, 5) == SQLITE_NULL) {
+        if (checked_from > 0 && seq >= checked_from)
+            return sako__error(SAKO_CORRUPT, "event log: batch %lld has lost its checksum",
+                               (long long)seq);
+        return SAKO_OK; /* logged before 0.3 */
+    }
+    int64_t stored = sqlite3_column_int64(s, 5);
+    uint32_t got = batch_checksum(seq, n, sqlite3_column_int64(s, 4), blob, bytes, ob, obytes,
+                                  sqlite3_column_type(s, 3) != SQLITE_NULL);
+    if (stored != (int64_t)got)
+        return sako__error(SAKO_CORRUPT, "event log: batch %lld is damaged (checksum %08llx, "
+                           "stored %08llx)", (long long)seq, (unsigned long long)got,
+                           (unsigned long long)stored);
+    return SAKO_OK;
+}
+
 int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload)
 {
+    int64_t checked_from = 0;
+    int rc = query_int(st, "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
+                       &checked_from);
+    if (rc)
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids FROM event_batches "
-                                "WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
+    rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids, created_at, checksum "
+                            "FROM event_batches WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
         return SAKO_CORRUPT;
@@ -858,13 +1032,15 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                 break;
             }
         }
+        int64_t seq = sqlite3_column_int64(s, 0);
+        const unsigned char *ob = sqlite3_column_blob(s, 3);
+        size_t obytes = (size_t)sqlite3_column_bytes(s, 3);
+        if ((status = check_batch(s, seq, n, blob, bytes, ob, obytes, checked_from)))
+            break;
         if (n == 0)
             continue;
         if ((status = decode_events(blob, bytes, events, (size_t)n)))
             break;
-        int64_t seq = sqlite3_column_int64(s, 0);
-        const unsigned char *ob = sqlite3_column_blob(s, 3);
-        size_t obytes = (size_t)sqlite3_column_bytes(s, 3);
         if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
             if (obytes != (size_t)n * 8) {
                 status = sako__error(SAKO_CORRUPT, "event log: batch %lld has %zu bytes of order ids "
@@ -993,4 +1169,134 @@ void sako__store_backup_free(sako_store_backup *bk)
         sqlite3_backup_finish(bk->copy); /* only after a failure, see backup.c */
     sqlite3_close_v2(bk->dest);
     free(bk);
+}
+
+/* ------------------------------------------------------------- verify */
+
+static char *side_name(const char *path, const char *suffix)
+{
+    size_t len = strlen(path), slen = strlen(suffix);
+    char *name = malloc(len + slen + 1);
+    if (name) {
+        memcpy(name, path, len);
+        memcpy(name + len, suffix, slen + 1);
+    }
+    return name;
+}
+
+/* "file:" URI of path, immutable: percent-encode what a URI would read otherwise. */
+static char *immutable_uri(const char *path)
+{
+    size_t len = strlen(path);
+    char *uri = malloc(5 + 3 * len + sizeof "?immutable=1");
+    if (!uri)
+        return NULL;
+    char *p = uri;
+    memcpy(p, "file:", 5);
+    p += 5;
+    for (const char *c = path; *c; c++) {
+        if (*c == '%' || *c == '?' || *c == '#') {
+            p += sprintf(p, "%%%02X", (unsigned char)*c);
+        } else {
+            *p++ = *c;
+        }
+    }
+    strcpy(p, "?immutable=1");
+    return uri;
+}
+
+static int count_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *order_ids,
+                       size_t n)
+{
+    (void)seq, (void)ev, (void)order_ids;
+    ((sako_store_verify *)payload)->n_events += n;
+    return SAKO_OK;
+}
+
+/* Reads and checks, never writes: a file no engine has open is read under its lock
+ * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
+ * engine has open is read through its WAL like any reader. */
+static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
+{
+    int64_t version = 0, n = 0, n_sum = 0;
+    int is_fresh = 0, rc;
+    if ((rc = identify(st, path, &version, &is_fresh)))
+        return rc;
+    if (is_fresh)
+        return sako__error(SAKO_CORRUPT, "%s is an empty SQLite database, not a libsako one", path);
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path, sqlite3_errmsg(st->db));
+    rc = sqlite3_step(s);
+    const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+    if (!first || strcmp(first, "ok") != 0) {
+        rc = sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path,
+                         first ? first : sqlite3_errmsg(st->db));
+        sqlite3_finalize(s);
+        return rc;
+    }
+    sqlite3_finalize(s);
+    if ((rc = query_int(st, "SELECT count(*) FROM event_batches", &n)) ||
+        (rc = query_int(st, "SELECT coalesce(sum(n_events), 0) FROM event_batches", &n_sum)))
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
+    out->n_batches = (uint64_t)n;
+    out->n_events = (uint64_t)n_sum;
+    if (version < 3) /* written before checksums (0.2): integrity_check is all there is */
+        return SAKO_OK;
+    out->n_events = 0; /* counted again as each batch is read and checked */
+    if ((rc = query_int(st, "SELECT count(checksum) FROM event_batches", &n)))
+        return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
+    out->n_checksummed = (uint64_t)n;
+    return sako__store_read_batches(st, 0, count_batch, out);
+}
+
+int sako__store_verify(const char *path, sako_store_verify *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_file(path, 0, 0);
+    if (rc)
+        return rc;
+    if (access(path, F_OK) != 0)
+        return sako__error(SAKO_IO, "%s: %s", path, strerror(ENOENT));
+    sako_store st;
+    memset(&st, 0, sizeof st);
+    st.lock_fd = -1;
+    rc = lock_file(&st, path);
+    /* No lock file can be made (a backup on read-only media): no engine can write
+     * there either; one that already holds the file shows by its -wal. */
+    int locked = rc == SAKO_OK, live = rc == SAKO_BUSY;
+    if (rc == SAKO_NOMEM)
+        return rc;
+    char *wal = side_name(path, "-wal"), *shm = side_name(path, "-shm");
+    char *uri = immutable_uri(path);
+    if (!wal || !shm || !uri) {
+        rc = sako__error(SAKO_NOMEM, "out of memory");
+        goto done;
+    }
+    if (!locked && !live && access(wal, F_OK) == 0)
+        live = 1;
+    int had_shm = access(shm, F_OK) == 0;
+    int immutable = !live && access(wal, F_OK) != 0;
+    rc = sqlite3_open_v2(immutable ? uri : path, &st.db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sako__error_sqlite(st.db, rc, path);
+    } else {
+        sqlite3_db_config(st.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        rc = verify_open(&st, path, out);
+    }
+    sqlite3_close_v2(st.db);
+    st.db = NULL;
+    /* A crashed engine's -wal was read in place; the -shm that reading made goes. */
+    if (locked && !had_shm)
+        unlink(shm);
+done:
+    free(wal);
+    free(shm);
+    free(uri);
+    sako__store_refuse(&st); /* a lock file made for this check goes too */
+    if (st.lock_fd >= 0)
+        close(st.lock_fd);
+    return rc;
 }

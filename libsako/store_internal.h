@@ -103,15 +103,23 @@ typedef struct sako_store {
     sqlite3_stmt *st_write_category;
     sqlite3_stmt *st_write_counts;
     sqlite3_stmt *st_write_user;
+    char *lock_path;           /* "<path>-lock" while an open that created it may still refuse */
+    sqlite3_stmt *st_next_seq; /* asks the table for the next batch's seq (its checksum covers it) */
+    int64_t next_seq;          /* the next batch's seq once known, 0 when it must be asked */
 } sako_store;
 
 /* The time stored rows carry: unix milliseconds, wall clock. */
 int64_t sako__store_now_ms(void);
 
 /* Open (or create, stamped and holding `fresh_params`) the file at `path`; NULL or
- * ":memory:" for a private in-memory database. */
+ * ":memory:" for a private in-memory database. A zero-length file is refused unless
+ * `create_empty`. Then exactly one of open_done (the engine keeps the file) or
+ * refuse (it does not: the lock file this open created is removed, and the close
+ * leaves any -wal as it is) before sako__store_close. */
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
-                     const sako_model_params *fresh_params);
+                     int create_empty, const sako_model_params *fresh_params);
+void sako__store_open_done(sako_store *st);
+void sako__store_refuse(sako_store *st);
 /* 1 once open succeeded up to the metadata statement (a close may checkpoint). */
 int sako__store_ready(const sako_store *st);
 void sako__store_close(sako_store *st);
@@ -191,5 +199,14 @@ int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out);
 int sako__store_backup_finish(sako_store_backup *bk);
 /* Close the destination and free (no source access: outside the mutex). */
 void sako__store_backup_free(sako_store_backup *bk);
+
+/* sako_verify: what was checked. */
+typedef struct sako_store_verify {
+    uint64_t n_batches, n_checksummed, n_events;
+} sako_store_verify;
+
+/* Check the file at path without changing it: integrity_check, then every event
+ * batch against its checksum. SAKO_CORRUPT names the first damage. */
+int sako__store_verify(const char *path, sako_store_verify *out);
 
 #endif

@@ -24,6 +24,8 @@ int main(void)
     srunner_add_suite(sr, suite_policy());
     srunner_add_suite(sr, suite_backup());
     srunner_add_suite(sr, suite_decay());
+    srunner_add_suite(sr, suite_files());
+    srunner_add_suite(sr, suite_checksum());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     /* CK_FORK_GETENV: fork unless CK_FORK=no. */

@@ -125,6 +125,14 @@ START_TEST(test_recommend_query_checks)
     q = (sako_query)SAKO_QUERY_INIT;
     q.category_id = 999;
     ck_assert_rc(sako_recommend(e, &q, r, 20, &n), SAKO_NOTFOUND);
+    /* The category is checked before k: k = 0 does not hide an unknown one
+     * (issue 12, item 6), with or without an output array. */
+    q.k = 0;
+    n = 77;
+    ck_assert_rc(sako_recommend(e, &q, r, 20, &n), SAKO_NOTFOUND);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_rc(sako_recommend(e, &q, NULL, 0, &n), SAKO_NOTFOUND);
+    q.k = 10;
     q.category_id = -1;
     ck_assert_rc(sako_recommend(e, &q, r, 20, &n), SAKO_INVALID);
     q.category_id = SAKO_ID_MAX + 1;

@@ -31,12 +31,16 @@ Suite *suite_threads(void);
 Suite *suite_personal(void);
 Suite *suite_policy(void);
 Suite *suite_backup(void);
+Suite *suite_files(void);
+Suite *suite_checksum(void);
 Suite *suite_decay(void);
 
-/* SQL that turns a new file back into schema 2: every sako_meta key the 2 -> 3
- * migration adds (the retrain policy's and decay's). */
+/* SQL that turns a new file back into schema 2: everything the 2 -> 3 migration adds
+ * (the retrain policy's and decay's keys, the event log's checksums). */
 #define SK_SCHEMA3_TO_2 \
-    "DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\';" \
+    "DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
+    " OR key = 'checksum_from_batch';" \
+    " ALTER TABLE event_batches DROP COLUMN checksum;" \
     " PRAGMA user_version = 2;"
 
 /* The status, its name and this thread's message, for failure output. */

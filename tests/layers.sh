@@ -16,8 +16,9 @@ allow() {
 }
 allow error
 allow decay
+allow checksum
 allow idmap error
-allow store error
+allow store error checksum
 allow users error idmap store
 allow personal error decay
 allow model error idmap beta rng demand decay
@@ -30,5 +31,6 @@ allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal policy
 allow backup error store
+allow verify error store
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail

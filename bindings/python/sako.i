@@ -187,6 +187,7 @@ SAKOPY_BUFFER(sako_user_item, NULL, 1)
 SAKOPY_BUFFER(const sako_policy, NULL, 0)
 SAKOPY_BUFFER(sako_policy, NULL, 1)
 SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
+SAKOPY_BUFFER(sako_verify_report, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -204,6 +205,7 @@ SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
 %apply const sako_policy *BUF { const sako_policy *policy };
 %apply sako_policy *BUF { sako_policy *out };
 %apply sako_retrain_status *BUF { sako_retrain_status *out };
+%apply sako_verify_report *BUF { sako_verify_report *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }

@@ -50,8 +50,8 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("personal_min_baskets", "u4"), ("half_life_days", "f8"), ("personal_strength", "f8"),
         ("personal_temperature", "f8"), ("due_exponent", "f8"), ("affinity_strength", "f8"),
         ("lift_strength", "f8"), ("basket_gap_ms", "i8"),
-        # version 3 (0.3): decay
-        ("decay_half_life_days", "f8")),
+        # version 3 (0.3): decay; issue 12: create a database in an existing zero-length file
+        ("decay_half_life_days", "f8"), ("create_empty", "i4")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -81,6 +81,8 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("events_since", "u8"), ("seconds_since", "f8"), ("retrained_at", "i8"),
         ("baseline_conversion", "f8"), ("baseline_impressions", "u8"),
         ("recent_conversion", "f8"), ("recent_impressions", "u8")),
+    # 0.3, issue 12: what sako_verify checked
+    "sako_verify_report": (("n_batches", "u8"), ("n_checksummed", "u8"), ("n_events", "u8")),
 }
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
@@ -598,9 +600,11 @@ class Engine:
         ``organic_demand``, ``demand_min_purchases``, ``personal``,
         ``personal_min_baskets``, ``half_life_days``, ``personal_strength``,
         ``personal_temperature``, ``due_exponent``, ``affinity_strength``,
-        ``lift_strength``, ``basket_gap_ms``, and ``decay_half_life_days`` (the
+        ``lift_strength``, ``basket_gap_ms``, ``decay_half_life_days`` (the
         half-life of the population evidence, product demand and bought-together
-        counts in days of event time; 0 = no decay). Unset fields keep the C defaults
+        counts in days of event time; 0 = no decay) and ``create_empty`` (1: an existing
+        zero-length file becomes a new database; by default it is refused with
+        :class:`Corrupt`, as a database truncated to nothing). Unset fields keep the C defaults
         (:func:`default_options`). The model fields of an existing database stay as
         stored unless ``reconfigure=1``.
 
@@ -1133,3 +1137,24 @@ __all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", 
            "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
            "Event", "EventType", "Mode", "MODE_NAMES", "SOURCE_NAMES",
            "default_options", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]
+
+
+class VerifyReport(NamedTuple):
+    """What :func:`verify` checked (``sako_verify_report``)."""
+    n_batches: int      #: event batches in the log
+    n_checksummed: int  #: of them with a checksum, all verified (0.2 batches have none)
+    n_events: int       #: events in the batches read
+
+
+def verify(path: Union[str, "os.PathLike[str]"]) -> VerifyReport:
+    """Check a database file without changing it (``sako_verify``): SQLite's
+    integrity_check, then every logged event batch against its CRC-32C.
+
+    Safe on a file a running engine has open (it reads a consistent snapshot) and on
+    backups. Raises :class:`Corrupt` naming the first damaged batch, :class:`IOFailure`
+    if the file cannot be read, :class:`VersionError` for a newer schema.
+    """
+    buf = np.zeros(1, DTYPES["sako_verify_report"])
+    _sako.sako_verify(os.fspath(path), buf)
+    r = buf[0]
+    return VerifyReport(int(r["n_batches"]), int(r["n_checksummed"]), int(r["n_events"]))

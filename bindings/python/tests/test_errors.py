@@ -147,3 +147,54 @@ def test_busy(db_path):
             con.close()
         e.update([(1, 100, "click")])  # fine once the lock is gone
         assert e.item(100).clicks == 1
+
+
+def test_open_empty_path_refused(tmp_path, monkeypatch):
+    # "" was an SQLite temporary database: acknowledged updates vanished at close.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(sako.InvalidArgument, match="empty"):
+        sako.open("")
+    assert not (tmp_path / "-lock").exists()
+
+
+def test_open_zero_length_file(tmp_path):
+    p = tmp_path / "zero.db"
+    p.write_bytes(b"")
+    with pytest.raises(sako.Corrupt, match="create_empty"):
+        sako.open(str(p))
+    assert p.stat().st_size == 0
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["zero.db"]
+    with sako.open(str(p), create_empty=1, seed=1) as e:
+        e.upsert_categories([(1, 0, "Dairy")])
+    with sako.open(str(p)) as e:
+        assert e.stats().n_categories == 1
+
+
+def test_verify_and_cli(tmp_path, capsys):
+    from sako.cli import main
+
+    p = tmp_path / "v.db"
+    with sako.open(str(p), seed=1, durability="off") as e:
+        fill(e)
+        e.update([(1, 100, "impression"), (1, 100, "click"), (2, 101, "purchase")])
+        e.update([(3, 104, "impression", 1_700_000_000_000), (3, 104, "cart", 1_700_000_000_001)])
+    r = sako.verify(p)
+    assert r.n_batches >= 1 and r.n_checksummed == r.n_batches and r.n_events > 0
+    assert main(["verify", str(p)]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["v.db", "v.db-lock"]
+    # One byte of the last logged batch flipped: both refuse, naming the batch.
+    con = sqlite3.connect(str(p))
+    seq, blob = con.execute("SELECT seq, events FROM event_batches ORDER BY seq DESC LIMIT 1").fetchone()
+    con.close()
+    data = bytearray(p.read_bytes())
+    at = data.find(blob)
+    assert at > 0
+    data[at + 9] ^= 0x04
+    p.write_bytes(bytes(data))
+    with pytest.raises(sako.Corrupt, match=f"batch {seq}"):
+        sako.verify(p)
+    assert main(["verify", str(p)]) == 2
+    assert f"batch {seq}" in capsys.readouterr().err
+    with pytest.raises(sako.Corrupt, match=f"batch {seq}"):
+        sako.open(str(p))

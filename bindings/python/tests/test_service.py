@@ -423,3 +423,69 @@ def test_settings_keys_file_and_cli(tmp_path, monkeypatch):
     assert ring.role("admin-file") == "admin"
     with pytest.raises(SystemExit):
         parse(["--client-keys", "x"])  # keys are never flags
+
+
+# ------------------------------------------------- request bodies (issue 12, item 7)
+
+EVENT = {"user_id": 1, "item_id": 100, "type": "click"}
+
+
+def test_invalid_utf8_is_malformed_json(client, engine):
+    before = engine.stats().n_events
+    # Valid JSON structure, one byte that is not UTF-8 inside a string.
+    body = b'{"events": [{"user_id": 1, "item_id": 100, "type": "cl\xe9ck"}]}'
+    b = assert_error(post_raw(client, "/v1/events", body), 400, "malformed_json")
+    assert "UTF-8" in b["message"]
+    assert b["errors"][0]["index"] == body.index(b"\xe9")
+    assert_error(post_raw(client, "/v1/recommendations", b'{"user_id": 1, "x": "\xc3"}'),
+                 400, "malformed_json")
+    assert engine.stats().n_events == before
+
+
+def test_deep_nesting_is_malformed_json(client):
+    for depth in (65, 1000, 100000):
+        body = b'{"user_id": ' + b"[" * depth + b"]" * depth + b"}"
+        b = assert_error(post_raw(client, "/v1/recommendations", body), 400, "malformed_json")
+        assert "nested" in b["message"]
+    # Brackets inside strings are not nesting; 64 levels are allowed through (and then
+    # refused by the schema, 422, as any wrong type).
+    body = json.dumps({"user_id": 1, "exclude": [], "x": "[" * 500}).encode()
+    assert_error(post_raw(client, "/v1/recommendations", body), 422, "validation_error")
+    body = b'{"user_id": ' + b"[" * 63 + b"]" * 63 + b"}"
+    assert_error(post_raw(client, "/v1/recommendations", body), 422, "validation_error")
+
+
+def test_duplicate_keys_refused(client, engine):
+    before = engine.stats().n_events
+    body = b'{"events": [' + json.dumps(EVENT).encode() + b'], "events": []}'
+    b = assert_error(post_raw(client, "/v1/events", body), 400, "malformed_json")
+    assert "'events'" in b["message"]
+    assert b["errors"][0]["field"] == "events"
+    # Inside a nested object too, naming that key.
+    body = b'{"events": [{"user_id": 1, "item_id": 100, "item_id": 101, "type": "click"}]}'
+    b = assert_error(post_raw(client, "/v1/events", body), 400, "malformed_json")
+    assert b["errors"][0]["field"] == "item_id"
+    assert engine.stats().n_events == before
+    # Same key in two different objects is fine.
+    body = json.dumps({"events": [EVENT, EVENT]}).encode()
+    assert post_raw(client, "/v1/events", body).json() == {"accepted": 2}
+
+
+def test_content_type(client, engine):
+    before = engine.stats().n_events
+    body = json.dumps({"events": [EVENT]}).encode()
+    # No Content-Type: the body is taken as JSON.
+    r = client.post("/v1/events", content=body, headers=CLIENT)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1}
+    # JSON with parameters or a +json type: accepted.
+    for ctype in ("application/json; charset=utf-8", "application/vnd.sako+json"):
+        r = client.post("/v1/events", content=body, headers={**CLIENT, "content-type": ctype})
+        assert r.status_code == 200, (ctype, r.text)
+    # Anything else: 415, saying what to send.
+    for ctype in ("text/plain", "application/x-www-form-urlencoded"):
+        b = assert_error(client.post("/v1/events", content=body,
+                                     headers={**CLIENT, "content-type": ctype}),
+                         415, "unsupported_media_type")
+        assert "application/json" in b["message"]
+    assert engine.stats().n_events == before + 3

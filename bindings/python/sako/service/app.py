@@ -19,7 +19,7 @@ import sako
 
 from . import errors
 from .metrics import Metrics
-from .middleware import BodyLimitMiddleware
+from .middleware import BodyLimitMiddleware, JsonBodyMiddleware
 from .retrainer import Retrainer
 from .routers import backup, catalog, events, operations, policy, recommendations, users
 from .settings import DEFAULT_DB, Settings
@@ -96,6 +96,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 
+    app.add_middleware(JsonBodyMiddleware)  # inside the body limit: sees bounded bodies
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     if app.state.metrics is not None:
         app.add_middleware(app.state.metrics.middleware)
