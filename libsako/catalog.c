@@ -504,6 +504,7 @@ static void category_publish(sako_engine *e, category_batch *b)
     }
     e->n_categories = b->nc + b->n_new;
     rebuild_subtrees(e);
+    e->catalog_gen++;
     pthread_rwlock_unlock(&e->lock);
     /* The tree changed shape: every category domain's membership may have. */
     sako__domains_rebuild(e);
@@ -650,8 +651,10 @@ static void item_change(sako_engine *e, uint32_t x, uint32_t category, int activ
     }
     e->item_class[x].category = it->category;
     e->item_class[x].active = it->active;
-    if (old_category != it->category || was_active != it->active)
+    if (old_category != it->category || was_active != it->active) {
         sako__domains_item_changed(e, x, old_category, was_active);
+        e->catalog_gen++;
+    }
 }
 
 static void item_publish(sako_engine *e, const item_batch *b)

@@ -100,6 +100,7 @@ static int load(sako_engine *e)
     if ((rc = load_meta(e, &demand)) || (rc = sako__catalog_load(e)) ||
         (rc = sako__users_load(&e->users, &e->store)) ||
         (rc = sako__personal_reserve_items(&e->personal, e->cap_items)) ||
+        (rc = sako__store_last_batch(&e->store, &e->last_batch)) ||
         (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL)) ||
         (rc = sako__demand_restore(e, &demand, &e->demand)))
         return rc;

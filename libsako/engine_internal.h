@@ -67,6 +67,15 @@ struct sako_engine {
     uint64_t request_counter;    /* atomic; each request's RNG stream */
     pthread_mutex_t scratch_mutex;
     struct sako_scratch *scratch_free;
+
+    /* epochs built off the writer mutex (retrain.c) */
+    int64_t last_batch;          /* the last logged batch; written under the writer mutex,
+                                    read atomically */
+    uint64_t catalog_gen;        /* bumped when an item changes category or activity, or the
+                                    category tree changes: an epoch built before is stale */
+    int retraining;              /* a sako_retrain() runs (under the writer mutex) */
+    void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
+    void *retrain_hook_arg;
 };
 
 #endif

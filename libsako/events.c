@@ -40,6 +40,7 @@ typedef struct event_batch {
     uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
     uint32_t *user;      /* user index per event, provisional for users the batch creates */
     sako_idmap created;  /* unknown item id -> its order of first appearance */
+    int64_t seq;         /* its sequence number in the log, once written */
     size_t n_created;
     int64_t *created_ids;
 } event_batch;
@@ -120,15 +121,14 @@ static int event_reserve(sako_engine *e, event_batch *b)
 }
 
 /* Created items, the batch and the counters it moves, in one transaction. */
-static int event_write(sako_engine *e, const event_batch *b)
+static int event_write(sako_engine *e, event_batch *b)
 {
-    int64_t seq = 0;
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
     if ((b->n_created &&
          (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
-        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(), &seq)) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(), &b->seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                        (int64_t)(e->events_since_refresh + b->n)))) {
@@ -168,6 +168,7 @@ static void event_publish(sako_engine *e, event_batch *b)
     e->n_events += b->n;
     e->events_since_refresh += b->n;
     e->events_since_checkpoint += b->n;
+    __atomic_store_n(&e->last_batch, b->seq, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&e->lock);
     sako__domains_maintain(e);
 }

@@ -27,6 +27,10 @@ void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst);
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
                                       double root, const double *cat_means,
                                       const struct sako_demand *demand, sako_beta *dst);
+/* Item i's posterior alone, as sako__model_fill_posteriors_with() computes it. */
+void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts, double root,
+                                 const double *cat_means, const struct sako_demand *demand,
+                                 uint32_t i, sako_beta *dst);
 /* An item's counts as recommendation outcomes: without organic clicks, carts and
  * purchases when organic_demand is on. */
 sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c);

@@ -5,6 +5,7 @@
 #include "engine_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
+#include "snapshot_internal.h"
 
 typedef struct replay_state {
     sako_engine *e;
@@ -91,9 +92,10 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
-/* The new priors (and, for a retrain, the counts and a model version) on disk. */
+/* The new priors (and, for a retrain, the counts and a model version) on disk;
+ * `since` events were logged after the batch whose counts the epoch used. */
 static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means,
-                       const sako_demand *demand)
+                       const sako_demand *demand, uint64_t since)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -109,7 +111,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
     if (rc == SAKO_OK && counts)
         rc = write_checkpoint(e, counts);
     if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
+        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", (int64_t)since);
     if (rc == SAKO_OK && counts) {
         rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
         if (rc == SAKO_OK)
@@ -123,18 +125,18 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
     return sako__store_commit(&e->store);
 }
 
-/* Swap the new epoch in. Posteriors and samplers are computed before taking the
- * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
- * posterior array back, for the caller to free. */
-static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
-                          const double *means, sako_demand **demand, sako_beta **post)
+/* Swap a computed epoch in, under the write lock. `*post`, `*demand` and (when
+ * given) `*personal` get the old ones back, for the caller to free. */
+static void epoch_swap(sako_engine *e, const sako_counts *counts, double root,
+                       const double *means, sako_demand **demand, sako_beta **post,
+                       sako_domains *domains, sako_personal *personal, uint64_t since)
 {
-    sako__model_fill_posteriors_with(e, counts, root, means, *demand, *post);
-    sako_domains *domains = NULL;
-    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
-    if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
-        domains = NULL; /* queries brute-force until the next rebuild */
     pthread_rwlock_wrlock(&e->lock);
+    if (personal) {
+        sako_personal old = e->personal;
+        e->personal = *personal;
+        *personal = old;
+    }
     for (size_t c = 0; c < e->n_categories; c++)
         e->categories[c].prior_mean = means[c];
     e->root_mean = root;
@@ -155,9 +157,33 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, double root
     sako_demand *old_demand = e->demand;
     e->demand = *demand;
     *demand = old_demand;
-    e->events_since_refresh = 0;
+    e->events_since_refresh = since;
     pthread_rwlock_unlock(&e->lock);
     sako__domains_free(old_domains);
+}
+
+/* The k the samplers are tuned for (at least what queries have asked). */
+static int domains_k(sako_engine *e)
+{
+    pthread_rwlock_rdlock(&e->lock);
+    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+    pthread_rwlock_unlock(&e->lock);
+    int want = (int)__atomic_load_n(&e->k_hint, __ATOMIC_RELAXED);
+    return want > k ? want : k;
+}
+
+/* Swap the new epoch in. Posteriors and samplers are computed before taking the
+ * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
+ * posterior array back, for the caller to free. */
+static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
+                          const double *means, sako_demand **demand, sako_beta **post)
+{
+    sako__model_fill_posteriors_with(e, counts, root, means, *demand, *post);
+    sako_domains *domains = NULL;
+    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+    if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
+        domains = NULL; /* queries brute-force until the next rebuild */
+    epoch_swap(e, counts, root, means, demand, post, domains, NULL, 0);
 }
 
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
@@ -175,7 +201,7 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
     if (rc == SAKO_OK)
         rc = sako__demand_build(e, counts, root, means, &demand);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, root, means, demand);
+        rc = epoch_write(e, counts, root, means, demand, 0);
     if (rc == SAKO_OK)
         epoch_publish(e, counts, root, means, &demand, &post);
     sako__demand_free(demand);
@@ -202,12 +228,237 @@ int sako__retrain_checkpoint(sako_engine *e)
     return SAKO_OK;
 }
 
-int sako_retrain(sako_engine *e)
+/* ------------------------------------------------ the retrain off the writer mutex
+ *
+ * A retrain notes the log's last batch P under the writer mutex and lets go of it.
+ * It then replays batches <= P into fresh counts and a fresh personal state on a
+ * second, read-only connection, and computes the epoch of P (priors, demand,
+ * posteriors, samplers) on a snapshot of the catalog: readers keep sampling the
+ * active state and updates keep being acknowledged meanwhile. It catches up with
+ * the batches logged since in rounds, then takes the writer mutex for the last
+ * few: every item those batches touched (or created) gets its posterior from the
+ * epoch's priors and its final counts, exactly as sako_update() would have given
+ * it after a retrain at P. The checkpoint and the model row are written in one
+ * transaction and the new state swapped in under the write lock. The result is
+ * therefore that of a retrain run right after batch P, followed by the later
+ * batches: bit for bit what a reopen rebuilds. */
+
+/* Catch-up rounds off the mutex before the last one under it. */
+#define RETRAIN_ROUNDS 4
+
+typedef struct fresh_state {
+    sako_engine *e;
+    int locked;               /* the caller holds the writer mutex: no read lock needed */
+    int catching_up;          /* batches after P: mark what they touch */
+    sako_counts *counts;      /* per item, grown with the catalog */
+    uint8_t *touched;         /* per item: changed by a batch after P */
+    size_t cap_counts;
+    sako_personal personal;
+    uint64_t since;           /* events in the batches after P */
+    uint32_t *user, *item;
+    size_t cap;
+} fresh_state;
+
+static int fresh_grow(fresh_state *fs, size_t n_items)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
-    sako__error_clear();
-    pthread_mutex_lock(&e->write_mutex);
+    if (n_items <= fs->cap_counts)
+        return SAKO_OK;
+    size_t cap = fs->cap_counts ? fs->cap_counts : 16;
+    while (cap < n_items)
+        cap *= 2;
+    sako_counts *c = realloc(fs->counts, cap * sizeof *c);
+    if (c)
+        fs->counts = c;
+    uint8_t *t = c ? realloc(fs->touched, cap) : NULL;
+    if (!t)
+        return sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", n_items);
+    fs->touched = t;
+    memset(fs->counts + fs->cap_counts, 0, (cap - fs->cap_counts) * sizeof *c);
+    memset(fs->touched + fs->cap_counts, 0, cap - fs->cap_counts);
+    fs->cap_counts = cap;
+    return SAKO_OK;
+}
+
+/* One logged batch into the fresh state. Ids are resolved under the read lock
+ * (writers may be growing the maps), then applied to the private state unlocked. */
+static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *orders,
+                       size_t n)
+{
+    fresh_state *fs = payload;
+    sako_engine *e = fs->e;
+    if (n > fs->cap) {
+        free(fs->user);
+        free(fs->item);
+        fs->user = malloc(n * sizeof *fs->user);
+        fs->item = malloc(n * sizeof *fs->item);
+        fs->cap = fs->user && fs->item ? n : 0;
+        if (!fs->cap)
+            return sako__error(SAKO_NOMEM, "out of memory replaying the event log");
+    }
+    size_t n_users = 0, n_items = 0;
+    if (!fs->locked)
+        pthread_rwlock_rdlock(&e->lock);
+    int rc = sako__users_indices(&e->users, ev, n, fs->user, &n_users);
+    if (rc == SAKO_OK && n_users != e->users.n)
+        rc = sako__error(SAKO_CORRUPT, "event log: batch %lld names a user with no stored row",
+                         (long long)seq);
+    for (size_t j = 0; j < n && rc == SAKO_OK; j++) {
+        fs->item[j] = sako__idmap_get(&e->item_index, ev[j].item_id);
+        if (fs->item[j] == SAKO_NONE)
+            rc = sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
+                             (long long)ev[j].item_id);
+    }
+    n_items = e->n_items;
+    if (!fs->locked)
+        pthread_rwlock_unlock(&e->lock);
+    if (rc || (rc = fresh_grow(fs, n_items)) ||
+        (rc = sako__personal_reserve(&fs->personal, n_users, ev, fs->user, fs->item, n)))
+        return rc;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t item = fs->item[j];
+        sako__personal_apply(&fs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
+                             fs->user[j], item);
+        fs->counts[item].n[ev[j].type] += 1.0;
+        if (fs->catching_up)
+            fs->touched[item] = 1;
+    }
+    if (fs->catching_up)
+        fs->since += n;
+    return SAKO_OK;
+}
+
+/* A retrain in progress: the epoch of batch P, built off the mutex. */
+typedef struct retrain_job {
+    int64_t position;         /* P, then the last batch replayed */
+    uint64_t catalog_gen;     /* the catalog the epoch was computed on */
+    size_t n_items;           /* items at P */
+    uint64_t n_events;        /* events at P */
+    sako_store reader;
+    fresh_state fs;
+    double root, *means;
+    sako_demand *demand;
+    sako_beta *post;
+    sako_domains *domains;
+} retrain_job;
+
+static void job_free(retrain_job *j)
+{
+    sako__store_close(&j->reader);
+    free(j->fs.counts);
+    free(j->fs.touched);
+    free(j->fs.user);
+    free(j->fs.item);
+    sako__personal_free(&j->fs.personal);
+    free(j->means);
+    sako__demand_free(j->demand);
+    free(j->post);
+    sako__domains_free(j->domains);
+}
+
+/* The epoch of P on a snapshot of the catalog, from the fresh state. */
+static int job_compute(sako_engine *e, retrain_job *j)
+{
+    sako_engine *v = NULL;
+    int rc = sako__snapshot_catalog(e, j->n_items, j->n_events, &v);
+    if (rc)
+        return rc;
+    v->personal = j->fs.personal; /* borrowed: given back before the view is freed */
+    size_t nc = v->n_categories;
+    j->means = malloc((nc ? nc : 1) * sizeof *j->means);
+    j->post = malloc((j->n_items ? j->n_items : 1) * sizeof *j->post);
+    if (!j->means || !j->post)
+        rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
+    if (rc == SAKO_OK)
+        rc = sako__model_refresh_priors(v, j->fs.counts, &j->root, j->means);
+    if (rc == SAKO_OK)
+        rc = sako__demand_build(v, j->fs.counts, j->root, j->means, &j->demand);
+    if (rc == SAKO_OK) {
+        sako__model_fill_posteriors_with(v, j->fs.counts, j->root, j->means, j->demand, j->post);
+        if (sako__domains_build(v, j->post, domains_k(e), &j->domains) != SAKO_OK)
+            j->domains = NULL; /* queries brute-force until the next rebuild */
+        sako__error_clear();
+    }
+    memset(&v->personal, 0, sizeof v->personal);
+    sako__snapshot_free(v);
+    return rc;
+}
+
+/* Off the mutex: the fresh state at P, its epoch, then catch-up rounds. */
+static int job_build(sako_engine *e, retrain_job *j)
+{
+    int rc;
+    j->fs.e = e;
+    if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
+        (rc = fresh_grow(&j->fs, j->n_items)) ||
+        (rc = sako__personal_reserve_items(&j->fs.personal, j->n_items)) ||
+        (rc = sako__store_read_batch_range(&j->reader, 0, j->position, fresh_batch, &j->fs)) ||
+        (rc = job_compute(e, j)))
+        return rc;
+    if (e->retrain_hook)
+        e->retrain_hook(e, e->retrain_hook_arg);
+    j->fs.catching_up = 1;
+    for (int round = 0; round < RETRAIN_ROUNDS; round++) {
+        int64_t last = __atomic_load_n(&e->last_batch, __ATOMIC_ACQUIRE);
+        if (last == j->position)
+            break;
+        if ((rc = sako__store_read_batch_range(&j->reader, j->position, last, fresh_batch, &j->fs)))
+            return rc;
+        j->position = last;
+    }
+    return SAKO_OK;
+}
+
+/* Under the writer mutex: the last batches, the items they touched, the write and
+ * the swap. */
+static int job_finish(sako_engine *e, retrain_job *j)
+{
+    fresh_state *fs = &j->fs;
+    fs->locked = 1;
+    int rc;
+    if ((rc = sako__store_read_batch_range(&j->reader, j->position, e->last_batch, fresh_batch, fs)) ||
+        (rc = fresh_grow(fs, e->n_items)) ||
+        (rc = sako__personal_reserve_items(&fs->personal, e->cap_items)) ||
+        (rc = sako__personal_reserve(&fs->personal, e->users.n, NULL, NULL, NULL, 0)))
+        return rc;
+    if (e->catalog_gen != j->catalog_gen) {
+        /* An item moved or the tree changed while the epoch was computed: compute
+         * it again here, on the catalog as it is, from the state at the last batch. */
+        pthread_rwlock_wrlock(&e->lock);
+        sako_personal old = e->personal;
+        e->personal = fs->personal;
+        fs->personal = old;
+        pthread_rwlock_unlock(&e->lock);
+        return sako__retrain_epoch(e, fs->counts);
+    }
+    sako_beta *post = realloc(j->post, (e->cap_items ? e->cap_items : 1) * sizeof *post);
+    if (!post)
+        return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
+    j->post = post;
+    /* The epoch's priors with each touched (or new) item's final state. */
+    sako_engine now = *e;
+    now.personal = fs->personal;
+    now.posterior = j->post;
+    now.domains = j->domains;
+    for (size_t i = 0; i < e->n_items; i++) {
+        if (i < j->n_items && !fs->touched[i])
+            continue;
+        sako__model_posterior_with(&now, fs->counts, j->root, j->means, j->demand, (uint32_t)i,
+                                   &j->post[i]);
+        sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
+                                   i < j->n_items && e->items[i].active);
+    }
+    if ((rc = epoch_write(e, fs->counts, j->root, j->means, j->demand, fs->since)))
+        return rc;
+    epoch_swap(e, fs->counts, j->root, j->means, &j->demand, &j->post, j->domains, &fs->personal,
+               fs->since);
+    j->domains = NULL;
+    return SAKO_OK;
+}
+
+/* In-memory databases have no second connection: the whole retrain holds the
+ * writer mutex (readers still go on until the swap). */
+static int retrain_blocking(sako_engine *e)
+{
     int rc = SAKO_OK;
     sako_personal fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -230,6 +481,40 @@ int sako_retrain(sako_engine *e)
     }
     sako__personal_free(&fresh);
     free(counts);
+    return rc;
+}
+
+int sako_retrain(sako_engine *e)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
+    sako__error_clear();
+    pthread_mutex_lock(&e->write_mutex);
+    if (e->retraining) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return sako__error(SAKO_BUSY, "sako_retrain: another retrain of this engine is running");
+    }
+    if (e->store.in_memory) {
+        int rc = retrain_blocking(e);
+        pthread_mutex_unlock(&e->write_mutex);
+        return rc;
+    }
+    e->retraining = 1;
+    retrain_job j;
+    memset(&j, 0, sizeof j);
+    j.reader.lock_fd = -1;
+    j.position = e->last_batch;
+    j.catalog_gen = e->catalog_gen;
+    j.n_items = e->n_items;
+    j.n_events = e->n_events;
     pthread_mutex_unlock(&e->write_mutex);
+
+    int rc = job_build(e, &j);
+    pthread_mutex_lock(&e->write_mutex);
+    if (rc == SAKO_OK)
+        rc = job_finish(e, &j);
+    e->retraining = 0;
+    pthread_mutex_unlock(&e->write_mutex);
+    job_free(&j);
     return rc;
 }

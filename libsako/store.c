@@ -770,14 +770,23 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                                           const int64_t *order_ids, size_t n),
                              void *payload)
 {
+    return sako__store_read_batch_range(st, after_batch, INT64_MAX, batch, payload);
+}
+
+int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                              const int64_t *order_ids, size_t n),
+                                 void *payload)
+{
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids FROM event_batches "
-                                "WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
+                                "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
         return SAKO_CORRUPT;
     }
     sqlite3_bind_int64(s, 1, after_batch);
+    sqlite3_bind_int64(s, 2, upto_batch);
     sako_event *events = NULL;
     int64_t *orders = NULL;
     size_t cap = 0;
@@ -835,4 +844,29 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
         status = read_failed(st, rc, "reading the event log");
     sqlite3_finalize(s);
     return status;
+}
+
+/* ------------------------------------------------ a second connection (retrain) */
+
+int sako__store_last_batch(sako_store *st, int64_t *out)
+{
+    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
+}
+
+int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->lock_fd = -1;
+    const char *path = st->db && !st->in_memory ? sqlite3_db_filename(st->db, "main") : NULL;
+    if (!path || !*path)
+        return sako__error(SAKO_MISUSE, "an in-memory database has no second connection");
+    int rc = sqlite3_open_v2(path, &reader->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int status = sako__error_sqlite(reader->db, rc, path);
+        sako__store_close(reader);
+        return status;
+    }
+    sqlite3_extended_result_codes(reader->db, 1);
+    sqlite3_busy_timeout(reader->db, busy_timeout_ms);
+    return SAKO_OK;
 }

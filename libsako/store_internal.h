@@ -156,5 +156,18 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload);
+/* The same, up to and including batch `upto_batch`. */
+int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                              const int64_t *order_ids, size_t n),
+                                 void *payload);
+/* The sequence number of the last logged batch (0: none). */
+int sako__store_last_batch(sako_store *st, int64_t *out);
+
+/* ------------------------------------------------ a second connection (retrain) */
+/* A read-only connection to the same file, for reading the log while the writer
+ * commits (WAL: each statement reads one consistent snapshot). SAKO_MISUSE for an
+ * in-memory database. Close it with sako__store_close(). */
+int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader);
 
 #endif

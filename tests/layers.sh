@@ -23,7 +23,8 @@ allow model error idmap beta rng demand
 allow demand error idmap store model
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
-allow retrain error idmap store model users domains demand personal
+allow snapshot error
+allow retrain error idmap store model users domains demand personal snapshot
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal
