@@ -137,6 +137,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     set_personal_params(e, &e->params);
     e->root_mean = 0.5;
     e->store.lock_fd = -1;
+    e->refresh_sync_items = SAKO_REFRESH_SYNC_ITEMS;
     e->seed = opts->seed ? opts->seed
                          : (uint64_t)sako__store_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
     e->opts.seed = e->seed;
@@ -176,6 +177,7 @@ void sako_close(sako_engine *e)
 static void engine_free(sako_engine *e, int checkpoint)
 {
     sako__domains_join(e);
+    sako__retrain_stop(e);
     if (checkpoint && sako__store_ready(&e->store) && !e->store.in_memory &&
         e->events_since_checkpoint > 0) {
         pthread_mutex_lock(&e->write_mutex);

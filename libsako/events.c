@@ -6,6 +6,7 @@
 #include "engine_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
+#include "snapshot_internal.h"
 
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen
  * replays a bounded tail of the event log. */
@@ -151,6 +152,7 @@ static void event_publish(sako_engine *e, event_batch *b)
                 x = sako__catalog_add_item(e, b->ev[i].item_id, SAKO_NONE, 1, b->now);
             b->item[i] = x;
         }
+        sako__snapshot_save(e, x); /* a background refresh keeps x as it was */
         sako__users_apply(&e->users, &b->ev[i]);
         sako__personal_apply(&e->personal, &e->personal_params, &b->ev[i],
                              b->orders ? b->orders[i] : 0, b->user[i], x);
@@ -177,8 +179,7 @@ static void event_publish(sako_engine *e, event_batch *b)
  * here is reported nowhere but retried after the next batch. */
 static void event_housekeeping(sako_engine *e)
 {
-    if (sako__model_refresh_due(e))
-        sako__retrain_epoch(e, NULL);
+    sako__retrain_refresh(e);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__retrain_checkpoint(e);
     sako__error_clear();

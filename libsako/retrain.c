@@ -158,6 +158,7 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, double root,
     e->demand = *demand;
     *demand = old_demand;
     e->events_since_refresh = since;
+    e->epoch_serial++;
     pthread_rwlock_unlock(&e->lock);
     sako__domains_free(old_domains);
 }
@@ -208,6 +209,150 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
     free(means);
     free(post);
     return rc;
+}
+
+/* ------------------------------------------------ the prior refresh off the mutex
+ *
+ * A refresh falls due after an update (sako__model_refresh_due). On a large
+ * catalog it runs on a thread of its own: the update that found it due notes the
+ * log position P (its own batch) and starts copying the evidence on write
+ * (snapshot.c), and returns. The thread copies the rest, computes the epoch of P
+ * on a catalog snapshot (priors, demand, posteriors, samplers) with neither the
+ * writer mutex nor the read lock, then takes the writer mutex to give every item
+ * changed or created since P its posterior under the new priors, writes the
+ * priors and swaps. The result is that of an inline refresh at P followed by the
+ * later batches. It is dropped (and started again by a later update) if the
+ * catalog changed shape or another epoch was published meanwhile. */
+
+typedef struct refresh_job {
+    sako_engine *e;
+    uint64_t n_events;        /* at P */
+    size_t n_items;           /* at P */
+    uint64_t catalog_gen, serial;
+    sako_evidence_snap *snap;
+} refresh_job;
+
+/* Under the writer mutex: the items changed since P, the write and the swap. */
+static int refresh_finish(sako_engine *e, const refresh_job *r, double root, const double *means,
+                          sako_demand **demand, sako_beta **post, sako_domains **domains)
+{
+    sako_beta *p = realloc(*post, (e->cap_items ? e->cap_items : 1) * sizeof *p);
+    if (!p)
+        return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
+    *post = p;
+    sako_engine now = *e;
+    now.posterior = p;
+    now.domains = *domains;
+    for (size_t i = 0; i < e->n_items; i++) {
+        if (i < r->n_items && !r->snap->touched[i])
+            continue;
+        sako__model_posterior_with(&now, NULL, root, means, *demand, (uint32_t)i, &p[i]);
+        sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
+                                   i < r->n_items && e->items[i].active);
+    }
+    uint64_t since = e->n_events - r->n_events;
+    int rc = epoch_write(e, NULL, root, means, *demand, since);
+    if (rc)
+        return rc;
+    epoch_swap(e, NULL, root, means, demand, post, *domains, NULL, since);
+    *domains = NULL;
+    return SAKO_OK;
+}
+
+static int refresh_cancelled(sako_engine *e)
+{
+    return __atomic_load_n(&e->refresh_cancel, __ATOMIC_ACQUIRE);
+}
+
+static void *refresh_main(void *arg)
+{
+    refresh_job *r = arg;
+    sako_engine *e = r->e, *v = NULL;
+    double root = 0.5, *means = NULL;
+    sako_demand *demand = NULL;
+    sako_beta *post = NULL;
+    sako_domains *domains = NULL;
+    if (e->refresh_hook)
+        e->refresh_hook(e, e->refresh_hook_arg);
+    sako__snapshot_evidence_copy(e, r->snap);
+    int rc = refresh_cancelled(e) ? SAKO_ERROR : sako__snapshot_catalog(e, r->n_items, r->n_events, &v);
+    if (rc == SAKO_OK) {
+        sako__snapshot_evidence_view(r->snap, v);
+        size_t nc = v->n_categories;
+        means = malloc((nc ? nc : 1) * sizeof *means);
+        post = malloc((r->n_items ? r->n_items : 1) * sizeof *post);
+        if (!means || !post)
+            rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
+    }
+    if (rc == SAKO_OK)
+        rc = sako__model_refresh_priors(v, NULL, &root, means);
+    if (rc == SAKO_OK)
+        rc = sako__demand_build(v, NULL, root, means, &demand);
+    if (rc == SAKO_OK) {
+        sako__model_fill_posteriors_with(v, NULL, root, means, demand, post);
+        if (refresh_cancelled(e) || sako__domains_build(v, post, domains_k(e), &domains) != SAKO_OK)
+            domains = NULL; /* queries brute-force until the next rebuild */
+    }
+    if (v) {
+        memset(&v->personal, 0, sizeof v->personal);
+        sako__snapshot_free(v);
+    }
+    pthread_mutex_lock(&e->write_mutex);
+    if (rc == SAKO_OK && !refresh_cancelled(e) && e->catalog_gen == r->catalog_gen &&
+        e->epoch_serial == r->serial)
+        refresh_finish(e, r, root, means, &demand, &post, &domains);
+    sako__snapshot_evidence_end(e, r->snap);
+    pthread_mutex_unlock(&e->write_mutex);
+    sako__domains_free(domains);
+    sako__demand_free(demand);
+    free(post);
+    free(means);
+    free(r);
+    sako__error_clear();
+    __atomic_store_n(&e->refresh_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+void sako__retrain_refresh(sako_engine *e)
+{
+    if (e->refresh_running && __atomic_load_n(&e->refresh_done, __ATOMIC_ACQUIRE)) {
+        pthread_join(e->refresh_thread, NULL);
+        e->refresh_running = 0;
+    }
+    if (e->refresh_running || e->retraining || !sako__model_refresh_due(e))
+        return;
+    if (e->n_items <= e->refresh_sync_items) {
+        sako__retrain_epoch(e, NULL);
+        return;
+    }
+    refresh_job *r = calloc(1, sizeof *r);
+    if (!r || sako__snapshot_evidence_begin(e, &r->snap) != SAKO_OK) {
+        free(r);
+        return; /* tried again after the next batch */
+    }
+    r->e = e;
+    r->n_events = e->n_events;
+    r->n_items = e->n_items;
+    r->catalog_gen = e->catalog_gen;
+    r->serial = e->epoch_serial;
+    e->refresh_done = 0;
+    if (pthread_create(&e->refresh_thread, NULL, refresh_main, r) != 0) {
+        sako__snapshot_evidence_end(e, r->snap);
+        free(r);
+        sako__retrain_epoch(e, NULL);
+        return;
+    }
+    e->refresh_running = 1;
+}
+
+void sako__retrain_stop(sako_engine *e)
+{
+    if (!e->refresh_running)
+        return;
+    __atomic_store_n(&e->refresh_cancel, 1, __ATOMIC_RELEASE);
+    pthread_join(e->refresh_thread, NULL);
+    e->refresh_running = 0;
+    __atomic_store_n(&e->refresh_cancel, 0, __ATOMIC_RELEASE);
 }
 
 int sako__retrain_checkpoint(sako_engine *e)

@@ -105,3 +105,100 @@ int sako__snapshot_catalog(sako_engine *e, size_t n_items, uint64_t n_events, sa
     *out = v;
     return SAKO_OK;
 }
+
+/* ------------------------------------------------ the evidence at a log position
+ *
+ * A background prior refresh needs every item's counts, organic events and basket
+ * count as of one batch P, while updates go on changing them. Copy on write: from
+ * begin() (under the writer mutex, right after P) a writer saves an item's values
+ * before its first change (sako__snapshot_save, under the write lock), and the
+ * builder copies every item not saved yet in chunks under the read lock. Either
+ * way each item's copy is its value at P. `touched` tells the publisher which
+ * items changed since. */
+
+int sako__snapshot_evidence_begin(sako_engine *e, sako_evidence_snap **out)
+{
+    *out = NULL;
+    size_t n = e->n_items;
+    sako_evidence_snap *s = calloc(1, sizeof *s);
+    if (!s || !(s->counts = calloc(n ? n : 1, sizeof *s->counts)) ||
+        !(s->demand = calloc(n ? n : 1, sizeof *s->demand)) ||
+        !(s->item_baskets = calloc(n ? n : 1, sizeof *s->item_baskets)) ||
+        !(s->copied = calloc(n ? n : 1, 1)) || !(s->touched = calloc(n ? n : 1, 1))) {
+        sako__snapshot_evidence_free(s);
+        return sako__error(SAKO_NOMEM, "out of memory snapshotting %zu items", n);
+    }
+    s->n = n;
+    s->baskets = e->personal.baskets;
+    s->organic_purchases = e->personal.organic_purchases;
+    pthread_rwlock_wrlock(&e->lock);
+    e->snap = s;
+    pthread_rwlock_unlock(&e->lock);
+    *out = s;
+    return SAKO_OK;
+}
+
+static void save_one(const sako_engine *e, sako_evidence_snap *s, size_t i)
+{
+    s->counts[i] = e->items[i].counts;
+    if (i < e->personal.cap_items) {
+        memcpy(s->demand[i].organic, e->personal.items[i].organic, sizeof s->demand[i].organic);
+        s->item_baskets[i] = e->personal.item_baskets[i];
+    }
+    s->copied[i] = 1;
+}
+
+void sako__snapshot_save(sako_engine *e, uint32_t item)
+{
+    sako_evidence_snap *s = e->snap;
+    if (!s || item >= s->n)
+        return;
+    if (!s->copied[item])
+        save_one(e, s, item);
+    s->touched[item] = 1;
+}
+
+void sako__snapshot_evidence_copy(sako_engine *e, sako_evidence_snap *s)
+{
+    for (size_t at = 0; at < s->n; at += SNAPSHOT_CHUNK) {
+        size_t end = s->n - at < SNAPSHOT_CHUNK ? s->n : at + SNAPSHOT_CHUNK;
+        pthread_rwlock_rdlock(&e->lock);
+        for (size_t i = at; i < end; i++)
+            if (!s->copied[i])
+                save_one(e, s, i);
+        pthread_rwlock_unlock(&e->lock);
+    }
+}
+
+void sako__snapshot_evidence_view(sako_evidence_snap *s, sako_engine *view)
+{
+    memset(&view->personal, 0, sizeof view->personal);
+    view->personal.items = s->demand;
+    view->personal.item_baskets = s->item_baskets;
+    view->personal.cap_items = s->n;
+    view->personal.baskets = s->baskets;
+    view->personal.organic_purchases = s->organic_purchases;
+    for (size_t i = 0; i < s->n && i < view->n_items; i++)
+        view->items[i].counts = s->counts[i];
+}
+
+void sako__snapshot_evidence_end(sako_engine *e, sako_evidence_snap *s)
+{
+    pthread_rwlock_wrlock(&e->lock);
+    if (e->snap == s)
+        e->snap = NULL;
+    pthread_rwlock_unlock(&e->lock);
+    sako__snapshot_evidence_free(s);
+}
+
+void sako__snapshot_evidence_free(sako_evidence_snap *s)
+{
+    if (!s)
+        return;
+    free(s->counts);
+    free(s->demand);
+    free(s->item_baskets);
+    free(s->copied);
+    free(s->touched);
+    free(s);
+}

@@ -27,6 +27,6 @@ allow snapshot error
 allow retrain error idmap store model users domains demand personal snapshot
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
-allow events error idmap store model users domains catalog retrain personal
+allow events error idmap store model users domains catalog retrain personal snapshot
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail
