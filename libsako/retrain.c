@@ -163,6 +163,26 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, double root,
     sako__domains_free(old_domains);
 }
 
+/* What computing one item's posterior under a new epoch and mirroring it into the
+ * new samplers reads of the engine (caller holds the writer mutex), with the new
+ * posterior array and samplers. Not a copy of the whole struct: readers change
+ * some of its fields (request counter, scratch pool) concurrently. */
+static void epoch_view(const sako_engine *e, sako_beta *post, sako_domains *domains,
+                       sako_engine *v)
+{
+    memset(v, 0, sizeof *v);
+    v->params = e->params;
+    v->personal_params = e->personal_params;
+    v->items = e->items;
+    v->n_items = e->n_items;
+    v->cap_items = e->cap_items;
+    v->categories = e->categories;
+    v->n_categories = e->n_categories;
+    v->personal = e->personal;
+    v->posterior = post;
+    v->domains = domains;
+}
+
 /* The k the samplers are tuned for (at least what queries have asked). */
 static int domains_k(sako_engine *e)
 {
@@ -240,9 +260,8 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
     if (!p)
         return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
     *post = p;
-    sako_engine now = *e;
-    now.posterior = p;
-    now.domains = *domains;
+    sako_engine now;
+    epoch_view(e, p, *domains, &now);
     for (size_t i = 0; i < e->n_items; i++) {
         if (i < r->n_items && !r->snap->touched[i])
             continue;
@@ -580,10 +599,9 @@ static int job_finish(sako_engine *e, retrain_job *j)
         return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
     j->post = post;
     /* The epoch's priors with each touched (or new) item's final state. */
-    sako_engine now = *e;
+    sako_engine now;
+    epoch_view(e, j->post, j->domains, &now);
     now.personal = fs->personal;
-    now.posterior = j->post;
-    now.domains = j->domains;
     for (size_t i = 0; i < e->n_items; i++) {
         if (i < j->n_items && !fs->touched[i])
             continue;
