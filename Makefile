@@ -78,6 +78,11 @@ $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
 bench: $(BUILD)/bench_sako
 	$(BUILD)/bench_sako
 
+# Stalls of recommend and durable updates during a retrain, 50k and 1M items with
+# 10M events in the log (docs/benchmarks.md; ~10 min). STALL_ARGS=--quick: 50k, 1M events.
+bench-stall: $(BUILD)/bench_sako
+	nice $(BUILD)/bench_sako --only stall $(STALL_ARGS)
+
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
 	$(CC) $(SAKO_CFLAGS) $(CFLAGS) -o $@ examples/cold_start.c $(STATIC) $(SAKO_LIBS)
@@ -174,4 +179,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python

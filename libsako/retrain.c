@@ -92,10 +92,11 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
-/* The new priors (and, for a retrain, the counts and a model version) on disk;
- * `since` events were logged after the batch whose counts the epoch used. */
-static int epoch_write(sako_engine *e, const sako_counts *counts, double root, const double *means,
-                       const sako_demand *demand, uint64_t since)
+/* The new priors on disk, with `counts` (when given) as a checkpoint and, with
+ * `version`, a new model version; `since` events were logged after the batch whose
+ * counts the epoch used. */
+static int epoch_write(sako_engine *e, const sako_counts *counts, int version, double root,
+                       const double *means, const sako_demand *demand, uint64_t since)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -112,7 +113,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
         rc = write_checkpoint(e, counts);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "events_since_refresh", (int64_t)since);
-    if (rc == SAKO_OK && counts) {
+    if (rc == SAKO_OK && version) {
         rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
         if (rc == SAKO_OK)
             rc = sako__store_record_model(&e->store, e->model_version + 1,
@@ -127,7 +128,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, double root, c
 
 /* Swap a computed epoch in, under the write lock. `*post`, `*demand` and (when
  * given) `*personal` get the old ones back, for the caller to free. */
-static void epoch_swap(sako_engine *e, const sako_counts *counts, double root,
+static void epoch_swap(sako_engine *e, const sako_counts *counts, int version, double root,
                        const double *means, sako_demand **demand, sako_beta **post,
                        sako_domains *domains, sako_personal *personal, uint64_t since)
 {
@@ -147,8 +148,9 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, double root,
         }
         sako__users_clean(&e->users);
         e->events_since_checkpoint = 0;
-        e->model_version++;
     }
+    if (version)
+        e->model_version++;
     sako_beta *old = e->posterior;
     e->posterior = *post;
     *post = old;
@@ -204,7 +206,7 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, double root
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
         domains = NULL; /* queries brute-force until the next rebuild */
-    epoch_swap(e, counts, root, means, demand, post, domains, NULL, 0);
+    epoch_swap(e, counts, counts != NULL, root, means, demand, post, domains, NULL, 0);
 }
 
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
@@ -222,7 +224,7 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
     if (rc == SAKO_OK)
         rc = sako__demand_build(e, counts, root, means, &demand);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, root, means, demand, 0);
+        rc = epoch_write(e, counts, counts != NULL, root, means, demand, 0);
     if (rc == SAKO_OK)
         epoch_publish(e, counts, root, means, &demand, &post);
     sako__demand_free(demand);
@@ -270,10 +272,10 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
                                    i < r->n_items && e->items[i].active);
     }
     uint64_t since = e->n_events - r->n_events;
-    int rc = epoch_write(e, NULL, root, means, *demand, since);
+    int rc = epoch_write(e, NULL, 0, root, means, *demand, since);
     if (rc)
         return rc;
-    epoch_swap(e, NULL, root, means, demand, post, *domains, NULL, since);
+    epoch_swap(e, NULL, 0, root, means, demand, post, *domains, NULL, since);
     *domains = NULL;
     return SAKO_OK;
 }
@@ -418,6 +420,9 @@ typedef struct fresh_state {
     uint8_t *touched;         /* per item: changed by a batch after P */
     size_t cap_counts;
     sako_personal personal;
+    uint32_t *pending;        /* items touched after P whose posterior is not redone yet */
+    size_t n_pending, cap_pending;
+    int failed;               /* out of memory listing them: redo every item at the end */
     uint64_t since;           /* events in the batches after P */
     uint32_t *user, *item;
     size_t cap;
@@ -483,8 +488,20 @@ static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const i
         sako__personal_apply(&fs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
                              fs->user[j], item);
         fs->counts[item].n[ev[j].type] += 1.0;
-        if (fs->catching_up)
+        if (fs->catching_up && !fs->touched[item]) {
             fs->touched[item] = 1;
+            if (fs->n_pending == fs->cap_pending) {
+                size_t cap = fs->cap_pending ? 2 * fs->cap_pending : 1024;
+                uint32_t *p = realloc(fs->pending, cap * sizeof *p);
+                if (!p) {
+                    fs->failed = 1;
+                    continue;
+                }
+                fs->pending = p;
+                fs->cap_pending = cap;
+            }
+            fs->pending[fs->n_pending++] = item;
+        }
     }
     if (fs->catching_up)
         fs->since += n;
@@ -503,6 +520,7 @@ typedef struct retrain_job {
     sako_demand *demand;
     sako_beta *post;
     sako_domains *domains;
+    sako_engine *view;        /* the catalog snapshot the epoch was computed on */
 } retrain_job;
 
 static void job_free(retrain_job *j)
@@ -512,6 +530,10 @@ static void job_free(retrain_job *j)
     free(j->fs.touched);
     free(j->fs.user);
     free(j->fs.item);
+    free(j->fs.pending);
+    if (j->view)
+        memset(&j->view->personal, 0, sizeof j->view->personal);
+    sako__snapshot_free(j->view);
     sako__personal_free(&j->fs.personal);
     free(j->means);
     sako__demand_free(j->demand);
@@ -526,6 +548,7 @@ static int job_compute(sako_engine *e, retrain_job *j)
     int rc = sako__snapshot_catalog(e, j->n_items, j->n_events, &v);
     if (rc)
         return rc;
+    j->view = v;
     v->personal = j->fs.personal; /* borrowed: given back before the view is freed */
     size_t nc = v->n_categories;
     j->means = malloc((nc ? nc : 1) * sizeof *j->means);
@@ -542,9 +565,37 @@ static int job_compute(sako_engine *e, retrain_job *j)
             j->domains = NULL; /* queries brute-force until the next rebuild */
         sako__error_clear();
     }
-    memset(&v->personal, 0, sizeof v->personal);
-    sako__snapshot_free(v);
     return rc;
+}
+
+/* The items touched after P get their posterior under the epoch's priors from
+ * their counts so far, and the new samplers follow; those of the snapshot here
+ * (off the mutex: both are still private), those appended since it at the end. */
+static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
+{
+    fresh_state *fs = &j->fs;
+    sako_engine v;
+    memset(&v, 0, sizeof v);
+    v.params = catalog->params;
+    v.items = catalog->items;
+    v.n_items = catalog->n_items;
+    v.categories = catalog->categories;
+    v.n_categories = catalog->n_categories;
+    v.personal = fs->personal;
+    v.posterior = j->post;
+    v.domains = j->domains;
+    size_t keep = 0;
+    for (size_t k = 0; k < fs->n_pending; k++) {
+        uint32_t i = fs->pending[k];
+        if (i >= j->n_items) {
+            fs->pending[keep++] = i;
+            continue;
+        }
+        sako__model_posterior_with(&v, fs->counts, j->root, j->means, j->demand, i, &j->post[i]);
+        sako__domains_item_changed(&v, i, SAKO_NONE, v.items[i].active);
+        fs->touched[i] = 0;
+    }
+    fs->n_pending = keep;
 }
 
 /* Off the mutex: the fresh state at P, its epoch, then catch-up rounds. */
@@ -568,6 +619,7 @@ static int job_build(sako_engine *e, retrain_job *j)
         if ((rc = sako__store_read_batch_range(&j->reader, j->position, last, fresh_batch, &j->fs)))
             return rc;
         j->position = last;
+        job_redo_pending(j, j->view);
     }
     return SAKO_OK;
 }
@@ -598,21 +650,29 @@ static int job_finish(sako_engine *e, retrain_job *j)
     if (!post)
         return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
     j->post = post;
-    /* The epoch's priors with each touched (or new) item's final state. */
+    /* The epoch's priors with each item's final state: those touched by the last
+     * batches, and those appended since the snapshot. */
     sako_engine now;
     epoch_view(e, j->post, j->domains, &now);
     now.personal = fs->personal;
     for (size_t i = 0; i < e->n_items; i++) {
-        if (i < j->n_items && !fs->touched[i])
+        if (i < j->n_items && !fs->touched[i] && !fs->failed)
             continue;
         sako__model_posterior_with(&now, fs->counts, j->root, j->means, j->demand, (uint32_t)i,
                                    &j->post[i]);
         sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
                                    i < j->n_items && e->items[i].active);
     }
-    if ((rc = epoch_write(e, fs->counts, j->root, j->means, j->demand, fs->since)))
+    /* The rebuilt counts equal the online ones unless the online state went wrong:
+     * only then are they written (a whole checkpoint). Otherwise the dirty items
+     * wait for the next regular checkpoint and the transaction stays small. */
+    const sako_counts *fix = NULL;
+    for (size_t i = 0; i < e->n_items && !fix; i++)
+        if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
+            fix = fs->counts;
+    if ((rc = epoch_write(e, fix, 1, j->root, j->means, j->demand, fs->since)))
         return rc;
-    epoch_swap(e, fs->counts, j->root, j->means, &j->demand, &j->post, j->domains, &fs->personal,
+    epoch_swap(e, fix, 1, j->root, j->means, &j->demand, &j->post, j->domains, &fs->personal,
                fs->since);
     j->domains = NULL;
     return SAKO_OK;
