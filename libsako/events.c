@@ -129,7 +129,8 @@ static int event_write(sako_engine *e, event_batch *b)
         return rc;
     if ((b->n_created &&
          (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
-        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(), &b->seq)) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(),
+                                       &b->seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                        (int64_t)(e->events_since_refresh + b->n)))) {
