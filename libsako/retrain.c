@@ -411,6 +411,11 @@ int sako__retrain_checkpoint(sako_engine *e)
 
 /* Catch-up rounds off the mutex before the last one under it. */
 #define RETRAIN_ROUNDS 4
+/* Events read per statement: each is a read transaction of its own, so that the
+ * writer's WAL checkpoints are not held back for the whole replay. */
+#define RETRAIN_READ_EVENTS 100000
+/* Events whose ids are resolved per hold of the read lock. */
+#define RETRAIN_RESOLVE_EVENTS 4096
 
 typedef struct fresh_state {
     sako_engine *e;
@@ -465,21 +470,25 @@ static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const i
             return sako__error(SAKO_NOMEM, "out of memory replaying the event log");
     }
     size_t n_users = 0, n_items = 0;
-    if (!fs->locked)
-        pthread_rwlock_rdlock(&e->lock);
-    int rc = sako__users_indices(&e->users, ev, n, fs->user, &n_users);
-    if (rc == SAKO_OK && n_users != e->users.n)
-        rc = sako__error(SAKO_CORRUPT, "event log: batch %lld names a user with no stored row",
-                         (long long)seq);
-    for (size_t j = 0; j < n && rc == SAKO_OK; j++) {
-        fs->item[j] = sako__idmap_get(&e->item_index, ev[j].item_id);
-        if (fs->item[j] == SAKO_NONE)
-            rc = sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
-                             (long long)ev[j].item_id);
+    int rc = SAKO_OK;
+    for (size_t at = 0; at < n && rc == SAKO_OK; at += RETRAIN_RESOLVE_EVENTS) {
+        size_t m = n - at < RETRAIN_RESOLVE_EVENTS ? n - at : RETRAIN_RESOLVE_EVENTS;
+        if (!fs->locked)
+            pthread_rwlock_rdlock(&e->lock);
+        rc = sako__users_indices(&e->users, ev + at, m, fs->user + at, &n_users);
+        if (rc == SAKO_OK && n_users != e->users.n)
+            rc = sako__error(SAKO_CORRUPT, "event log: batch %lld names a user with no stored "
+                             "row", (long long)seq);
+        for (size_t j = at; j < at + m && rc == SAKO_OK; j++) {
+            fs->item[j] = sako__idmap_get(&e->item_index, ev[j].item_id);
+            if (fs->item[j] == SAKO_NONE)
+                rc = sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
+                                 (long long)ev[j].item_id);
+        }
+        n_items = e->n_items;
+        if (!fs->locked)
+            pthread_rwlock_unlock(&e->lock);
     }
-    n_items = e->n_items;
-    if (!fs->locked)
-        pthread_rwlock_unlock(&e->lock);
     if (rc || (rc = fresh_grow(fs, n_items)) ||
         (rc = sako__personal_reserve(&fs->personal, n_users, ev, fs->user, fs->item, n)))
         return rc;
@@ -598,6 +607,16 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
     fs->n_pending = keep;
 }
 
+/* Batches (after, upto] into the fresh state, a statement per RETRAIN_READ_EVENTS. */
+static int job_read(retrain_job *j, int64_t after, int64_t upto)
+{
+    int rc = SAKO_OK;
+    while (after < upto && rc == SAKO_OK)
+        rc = sako__store_read_batch_range(&j->reader, after, upto, RETRAIN_READ_EVENTS, &after,
+                                          fresh_batch, &j->fs);
+    return rc;
+}
+
 /* Off the mutex: the fresh state at P, its epoch, then catch-up rounds. */
 static int job_build(sako_engine *e, retrain_job *j)
 {
@@ -606,7 +625,7 @@ static int job_build(sako_engine *e, retrain_job *j)
     if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
         (rc = fresh_grow(&j->fs, j->n_items)) ||
         (rc = sako__personal_reserve_items(&j->fs.personal, j->n_items)) ||
-        (rc = sako__store_read_batch_range(&j->reader, 0, j->position, fresh_batch, &j->fs)) ||
+        (rc = job_read(j, 0, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
     if (e->retrain_hook)
@@ -616,7 +635,7 @@ static int job_build(sako_engine *e, retrain_job *j)
         int64_t last = __atomic_load_n(&e->last_batch, __ATOMIC_ACQUIRE);
         if (last == j->position)
             break;
-        if ((rc = sako__store_read_batch_range(&j->reader, j->position, last, fresh_batch, &j->fs)))
+        if ((rc = job_read(j, j->position, last)))
             return rc;
         j->position = last;
         job_redo_pending(j, j->view);
@@ -631,7 +650,7 @@ static int job_finish(sako_engine *e, retrain_job *j)
     fresh_state *fs = &j->fs;
     fs->locked = 1;
     int rc;
-    if ((rc = sako__store_read_batch_range(&j->reader, j->position, e->last_batch, fresh_batch, fs)) ||
+    if ((rc = job_read(j, j->position, e->last_batch)) ||
         (rc = fresh_grow(fs, e->n_items)) ||
         (rc = sako__personal_reserve_items(&fs->personal, e->cap_items)) ||
         (rc = sako__personal_reserve(&fs->personal, e->users.n, NULL, NULL, NULL, 0)))

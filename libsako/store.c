@@ -770,14 +770,18 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                                           const int64_t *order_ids, size_t n),
                              void *payload)
 {
-    return sako__store_read_batch_range(st, after_batch, INT64_MAX, batch, payload);
+    return sako__store_read_batch_range(st, after_batch, INT64_MAX, 0, NULL, batch, payload);
 }
 
 int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 size_t max_events, int64_t *last_out,
                                  int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                               const int64_t *order_ids, size_t n),
                                  void *payload)
 {
+    size_t read = 0;
+    if (last_out)
+        *last_out = upto_batch;
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids FROM event_batches "
                                 "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", -1, &s, NULL);
@@ -837,6 +841,14 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
         }
         status = batch(payload, seq, events, sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL : orders,
                        (size_t)n);
+        read += (size_t)n;
+        if (status == SAKO_OK && max_events && read >= max_events) {
+            /* Stop here (the statement's read transaction ends with it). */
+            if (last_out)
+                *last_out = seq;
+            rc = SQLITE_DONE;
+            break;
+        }
     }
     free(events);
     free(orders);

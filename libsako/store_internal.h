@@ -156,8 +156,11 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload);
-/* The same, up to and including batch `upto_batch`. */
+/* The same, up to and including batch `upto_batch`; with `max_events`, stopping
+ * after the batch that reaches that many events (*last_out: the last batch read,
+ * or upto_batch when the range was read to its end). */
 int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 size_t max_events, int64_t *last_out,
                                  int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                               const int64_t *order_ids, size_t n),
                                  void *payload);
