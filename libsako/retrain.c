@@ -250,6 +250,7 @@ typedef struct refresh_job {
     sako_engine *e;
     uint64_t n_events;        /* at P */
     size_t n_items;           /* at P */
+    size_t cap_items;         /* room at P */
     uint64_t catalog_gen, serial;
     sako_evidence_snap *snap;
 } refresh_job;
@@ -258,10 +259,13 @@ typedef struct refresh_job {
 static int refresh_finish(sako_engine *e, const refresh_job *r, double root, const double *means,
                           sako_demand **demand, sako_beta **post, sako_domains **domains)
 {
-    sako_beta *p = realloc(*post, (e->cap_items ? e->cap_items : 1) * sizeof *p);
-    if (!p)
-        return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
-    *post = p;
+    sako_beta *p = *post;
+    if (e->cap_items > r->cap_items) {
+        if (!(p = realloc(*post, e->cap_items * sizeof *p)))
+            return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items",
+                               e->cap_items);
+        *post = p;
+    }
     sako_engine now;
     epoch_view(e, p, *domains, &now);
     for (size_t i = 0; i < e->n_items; i++) {
@@ -301,7 +305,7 @@ static void *refresh_main(void *arg)
         sako__snapshot_evidence_view(r->snap, v);
         size_t nc = v->n_categories;
         means = malloc((nc ? nc : 1) * sizeof *means);
-        post = malloc((r->n_items ? r->n_items : 1) * sizeof *post);
+        post = malloc((r->cap_items ? r->cap_items : 1) * sizeof *post);
         if (!means || !post)
             rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
     }
@@ -354,6 +358,7 @@ void sako__retrain_refresh(sako_engine *e)
     r->e = e;
     r->n_events = e->n_events;
     r->n_items = e->n_items;
+    r->cap_items = e->cap_items;
     r->catalog_gen = e->catalog_gen;
     r->serial = e->epoch_serial;
     e->refresh_done = 0;
@@ -522,6 +527,7 @@ typedef struct retrain_job {
     int64_t position;         /* P, then the last batch replayed */
     uint64_t catalog_gen;     /* the catalog the epoch was computed on */
     size_t n_items;           /* items at P */
+    size_t cap_items;         /* room at P: the posteriors are allocated for it */
     uint64_t n_events;        /* events at P */
     sako_store reader;
     fresh_state fs;
@@ -561,7 +567,7 @@ static int job_compute(sako_engine *e, retrain_job *j)
     v->personal = j->fs.personal; /* borrowed: given back before the view is freed */
     size_t nc = v->n_categories;
     j->means = malloc((nc ? nc : 1) * sizeof *j->means);
-    j->post = malloc((j->n_items ? j->n_items : 1) * sizeof *j->post);
+    j->post = malloc((j->cap_items ? j->cap_items : 1) * sizeof *j->post);
     if (!j->means || !j->post)
         rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
     if (rc == SAKO_OK)
@@ -665,10 +671,13 @@ static int job_finish(sako_engine *e, retrain_job *j)
         pthread_rwlock_unlock(&e->lock);
         return sako__retrain_epoch(e, fs->counts);
     }
-    sako_beta *post = realloc(j->post, (e->cap_items ? e->cap_items : 1) * sizeof *post);
-    if (!post)
-        return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items", e->cap_items);
-    j->post = post;
+    if (e->cap_items > j->cap_items) {
+        sako_beta *post = realloc(j->post, e->cap_items * sizeof *post);
+        if (!post)
+            return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items",
+                               e->cap_items);
+        j->post = post;
+    }
     /* The epoch's priors with each item's final state: those touched by the last
      * batches, and those appended since the snapshot. */
     sako_engine now;
@@ -748,6 +757,7 @@ int sako_retrain(sako_engine *e)
     j.position = e->last_batch;
     j.catalog_gen = e->catalog_gen;
     j.n_items = e->n_items;
+    j.cap_items = e->cap_items;
     j.n_events = e->n_events;
     pthread_mutex_unlock(&e->write_mutex);
 
