@@ -536,6 +536,8 @@ typedef struct retrain_job {
     sako_beta *post;
     sako_domains *domains;
     sako_engine *view;        /* the catalog snapshot the epoch was computed on */
+    uint8_t *suspect;         /* per item of the snapshot: online counts differed after
+                                 the last round (or the comparison could not be made) */
 } retrain_job;
 
 static void job_free(retrain_job *j)
@@ -546,6 +548,7 @@ static void job_free(retrain_job *j)
     free(j->fs.user);
     free(j->fs.item);
     free(j->fs.pending);
+    free(j->suspect);
     if (j->view)
         memset(&j->view->personal, 0, sizeof j->view->personal);
     sako__snapshot_free(j->view);
@@ -629,8 +632,8 @@ static int job_build(sako_engine *e, retrain_job *j)
     int rc;
     j->fs.e = e;
     if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
-        (rc = fresh_grow(&j->fs, j->n_items)) ||
-        (rc = sako__personal_reserve_items(&j->fs.personal, j->n_items)) ||
+        (rc = fresh_grow(&j->fs, j->cap_items)) ||
+        (rc = sako__personal_reserve_items(&j->fs.personal, j->cap_items)) ||
         (rc = job_read(j, 0, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
@@ -645,6 +648,25 @@ static int job_build(sako_engine *e, retrain_job *j)
             return rc;
         j->position = last;
         job_redo_pending(j, j->view);
+    }
+    /* Which online counts differ from the rebuilt ones, compared here under short
+     * read locks so that the last step need not scan the catalog. An update logged
+     * after the last round makes its items differ here spuriously; they are in the
+     * last batches and compared again there. */
+    j->suspect = calloc(j->n_items ? j->n_items : 1, 1);
+    for (size_t at = 0; at < j->n_items; at += 16384) {
+        size_t end = j->n_items - at < 16384 ? j->n_items : at + 16384;
+        pthread_rwlock_rdlock(&e->lock);
+        for (size_t i = at; i < end; i++)
+            if (!j->suspect ||
+                memcmp(&j->fs.counts[i], &e->items[i].counts, sizeof j->fs.counts[i]) != 0) {
+                if (!j->suspect)
+                    break;
+                j->suspect[i] = 1;
+            }
+        pthread_rwlock_unlock(&e->lock);
+        if (!j->suspect)
+            break;
     }
     return SAKO_OK;
 }
@@ -695,9 +717,12 @@ static int job_finish(sako_engine *e, retrain_job *j)
      * only then are they written (a whole checkpoint). Otherwise the dirty items
      * wait for the next regular checkpoint and the transaction stays small. */
     const sako_counts *fix = NULL;
-    for (size_t i = 0; i < e->n_items && !fix; i++)
+    for (size_t i = 0; i < e->n_items && !fix; i++) {
+        if (i < j->n_items && j->suspect && !j->suspect[i] && !fs->touched[i])
+            continue;
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
+    }
     if ((rc = epoch_write(e, fix, 1, j->root, j->means, j->demand, fs->since)))
         return rc;
     epoch_swap(e, fix, 1, j->root, j->means, &j->demand, &j->post, j->domains, &fs->personal,
