@@ -52,8 +52,10 @@ static int copy_categories(const sako_engine *e, sako_engine *v)
             return sako__error(SAKO_NOMEM, "out of memory copying category %lld",
                                (long long)src->id);
         }
-        memcpy(dst->members, src->members, src->n_members * sizeof *dst->members);
-        memcpy(dst->subtree, src->subtree, src->n_subtree * sizeof *dst->subtree);
+        if (src->n_members)
+            memcpy(dst->members, src->members, src->n_members * sizeof *dst->members);
+        if (src->n_subtree)
+            memcpy(dst->subtree, src->subtree, src->n_subtree * sizeof *dst->subtree);
         dst->cap_members = src->n_members;
     }
     return SAKO_OK;
