@@ -64,12 +64,18 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" check
 
 # ThreadSanitizer over the concurrency tests: the engine's stress test (threads
-# suite) and the pruned sampler's concurrent readers (pruned/structure).
+# suite), the pruned sampler's concurrent readers (pruned/structure), the retrain
+# policy's status readers against a writer (policy/concurrent), the online backup
+# taken while a writer runs (backup) and readers racing decay's epochs and rebases
+# (decay/threads, with a retrain and a background refresh across rebases).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=pruned CK_RUN_CASE=structure build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=policy CK_RUN_CASE=concurrent build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=backup build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
@@ -82,6 +88,14 @@ bench: $(BUILD)/bench_sako
 # 10M events in the log (docs/benchmarks.md; ~10 min). STALL_ARGS=--quick: 50k, 1M events.
 bench-stall: $(BUILD)/bench_sako
 	nice $(BUILD)/bench_sako --only stall $(STALL_ARGS)
+# What an online backup costs writers (docs/benchmarks.md, "Online backup").
+BACKUP_ARGS ?= 50000 2000000
+$(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -Ilibsako -O2 -g -o $@ tests/backup_stall.c $(STATIC) $(SAKO_LIBS)
+
+bench-backup: $(BUILD)/backup_stall
+	@mkdir -p $(BUILD)/tmp
+	$(BUILD)/backup_stall $(BACKUP_ARGS) $(BUILD)/tmp
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
@@ -179,4 +193,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-stall example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python

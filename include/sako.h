@@ -177,13 +177,19 @@ typedef struct sako_options {
     double lift_strength;         /**< pseudo co-occurrences shrinking the lift to 1 (5) */
     int64_t basket_gap_ms;        /**< purchases without order_id further apart start a new
                                        basket (1800000 = 30 min) */
+    /* Version 3 (0.3): decay. A model field, stored like the ones above; a version-1
+     * or version-2 struct gets 0, and so does a 0.2 database (no decay: its state
+     * and posteriors do not change). docs/architecture.md ("Decay") gives the rule. */
+    double decay_half_life_days;  /**< half-life of the population evidence, product demand
+                                       and bought-together counts, in days of event time;
+                                       0 = no decay, else in [1, 1e6] (0) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 2
+#define SAKO_OPTIONS_VERSION 3
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -263,7 +269,8 @@ typedef struct sako_item_info {
     int active;
     int64_t added_at;        /**< unix ms */
     int64_t last_event_at;   /**< unix ms of its newest event, 0 if none */
-    double impressions, clicks, carts, purchases; /**< event counts */
+    double impressions, clicks, carts, purchases; /**< event counts (with decay: decayed
+                                                       to the current prior epoch's time) */
     double prior_mean;       /**< mean of the prior it starts from */
     double alpha, beta;      /**< the Beta posterior sampled by sako_recommend() */
 } sako_item_info;
@@ -300,6 +307,64 @@ typedef struct sako_user_item {
     int64_t last_bought_at;  /**< unix ms */
     double mean_gap_days;    /**< the user's mean repurchase interval, 0 with one basket */
 } sako_user_item;
+
+/* Retrain policy (0.3, issue 9): when a retrain is due. */
+
+/** What triggers a retrain (bits of ::sako_retrain_status.reasons). */
+typedef enum sako_retrain_reason {
+    SAKO_RETRAIN_EVENTS = 1, /**< every_events events since the last retrain */
+    SAKO_RETRAIN_TIME = 2,   /**< every_seconds seconds since the last retrain */
+    SAKO_RETRAIN_DRIFT = 4   /**< the conversion of served recommendations dropped */
+} sako_retrain_reason;
+
+/** The fraction the default drift sample is sized for (see ::SAKO_POLICY_INIT). */
+#define SAKO_POLICY_DRIFT_FRACTION 0.8
+
+/**
+ * The retrain policy: set in advance by the operator, stored in the database, read
+ * by sako_retrain_due(). Any combination of the triggers may be on; all off is the
+ * default (retrains happen only when asked for). Initialise with ::SAKO_POLICY_INIT.
+ *
+ * Drift is measured on served recommendations only (events with a rec_id): the
+ * conversion is the reward-weighted clicks, carts and purchases (weighted with the
+ * model's rewards, as the bandit weighs them) per rec-attributed impression. The
+ * baseline is the first drift_window such impressions after the last retrain; the
+ * recent conversion is over the latest drift_window impressions after the baseline
+ * (in 16 buckets, so between 15/16 and all of the window). Drift is due when both
+ * samples hold at least drift_min_impressions and recent < drift_fraction x baseline.
+ * The default minimum, 12,500, keeps the probability of a false trigger per check
+ * below 3e-5 (4 standard errors) at the default fraction 0.8 for a conversion of
+ * 5 % or more (docs/architecture.md, "Retrain policy"); a lower conversion needs a
+ * larger minimum.
+ */
+typedef struct sako_policy {
+    unsigned version;               /**< ::SAKO_POLICY_VERSION */
+    uint64_t every_events;          /**< events since the last retrain; 0 = off (0) */
+    uint64_t every_seconds;         /**< seconds since the last retrain; 0 = off (0) */
+    double drift_fraction;          /**< in [0, 1): recent below this x baseline; 0 = off (0) */
+    uint64_t drift_window;          /**< rec-attributed impressions per window (25000) */
+    uint64_t drift_min_impressions; /**< least sample of baseline and recent, 1..window (12500) */
+} sako_policy;
+
+#define SAKO_POLICY_VERSION 1
+#define SAKO_POLICY_INIT { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500 }
+/** Largest every_events, every_seconds and drift_window. */
+#define SAKO_POLICY_MAX ((uint64_t)9007199254740991ULL)
+
+/** Whether a retrain is due and why (sako_retrain_due()). "Since" counts from the
+ *  last successful retrain, or from the file's creation (or upgrade to 0.3) before. */
+typedef struct sako_retrain_status {
+    int due;                       /**< 1 if any trigger of the policy fired */
+    unsigned reasons;              /**< ::sako_retrain_reason bits of the triggers that fired */
+    const char *reason;            /**< static text: "events", "time, drift"... or "not due" */
+    uint64_t events_since;         /**< events logged since the last retrain */
+    double seconds_since;          /**< wall-clock seconds since it */
+    int64_t retrained_at;          /**< unix ms of it */
+    double baseline_conversion;    /**< weighted successes per impression in the baseline */
+    uint64_t baseline_impressions; /**< its sample: rec-attributed impressions */
+    double recent_conversion;      /**< the same over the recent window */
+    uint64_t recent_impressions;   /**< its sample */
+} sako_retrain_status;
 
 /* ------------------------------------------------------------------ engine */
 
@@ -419,6 +484,35 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  */
 SAKO_API int sako_retrain(sako_engine *engine);
 
+/**
+ * Set the retrain policy. It is validated whole, then stored in the database (it
+ * survives a reopen) and in force at once; a changed drift_window rebuilds the
+ * drift counters from the log since the last retrain.
+ * @param[in] policy  initialised with ::SAKO_POLICY_INIT; copied, not kept
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (wrong version,
+ *         drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
+ *         drift_window 0, drift_min_impressions 0 or above drift_window), nothing
+ *         changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
+ * @note Serialised with sako_update() and sako_retrain(). @since 0.3
+ */
+SAKO_API int sako_policy_set(sako_engine *engine, const sako_policy *policy);
+
+/**
+ * The retrain policy in force.
+ * @param[out] out  the policy
+ * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_policy_get(sako_engine *engine, sako_policy *out);
+
+/**
+ * Whether the policy says a retrain is due, why, and the counters behind it. The
+ * engine never retrains by itself: the caller (the service's background task) runs
+ * sako_retrain() when `due` is 1, which resets the counters. O(1).
+ * @param[out] out  the status; out->reason is a static string
+ * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_retrain_due(sako_engine *engine, sako_retrain_status *out);
+
 /* ----------------------------------------------------------- introspection */
 
 /** Evidence and posterior of one item. @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID,
@@ -443,10 +537,47 @@ SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
 
 /** The options in force: the model fields as stored in the database, the run-time
  *  fields as given to sako_init() (seed as actually used). Set out->version to
- *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get the
- *  version-2 fields; any other value gets the version-1 fields only, so code built
- *  against 0.1 keeps working. @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
+ *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get every
+ *  field; version 2 gets the fields up to basket_gap_ms, any other value the
+ *  version-1 fields only, so code built against 0.1 or 0.2 keeps working.
+ *  @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
 SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
+
+/**
+ * Whether the engine serves at full speed: its model is loaded (always true once
+ * sako_init() has returned) and the samplers of its sampling domains are built. A
+ * catalog of more than 100,000 items gets its samplers from a background thread
+ * after sako_init() returns; until then sako_recommend() answers exactly but by
+ * brute force. A service can use this as its readiness.
+ * @param[out] ready_out  1 when ready, else 0
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or ready_out).
+ * @note Thread-safe. @since 0.3
+ */
+SAKO_API int sako_ready(sako_engine *engine, int *ready_out);
+
+/* ------------------------------------------------------------------ backup */
+
+/**
+ * Copy the engine's database into a new file while it keeps serving (SQLite's
+ * online backup API, through the engine's own connection).
+ *
+ * The copy goes a few pages at a time (64), each step holding the writer mutex
+ * for that step only: sako_update() and the other writers wait at most one step,
+ * sako_recommend() never waits. The copy ends at one instant, under the writer
+ * mutex: the backup holds every batch acknowledged before that instant and none
+ * after it, and opening it with sako_init() gives the engine's state at that
+ * instant (posteriors, users, personal state). Works for in-memory engines too.
+ * The pages go to "<path>.partial-XXXXXX" first, which is synced and linked to
+ * `path` only when complete; `path` is never overwritten.
+ * @param[in] path  the backup file to create; must not exist
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or path); SAKO_INVALID (path empty,
+ *         ":memory:", or an existing file, which is left alone); SAKO_IO (the
+ *         directory is missing or not writable, the disk is full); SAKO_BUSY (another
+ *         connection held the database for more than ~5 s); SAKO_NOMEM. On failure
+ *         no file is left at `path`.
+ * @note Thread-safe; may run concurrently with every call but sako_close(). @since 0.3
+ */
+SAKO_API int sako_backup(sako_engine *engine, const char *path);
 
 /* ------------------------------------------------------------- diagnostics */
 

@@ -135,7 +135,7 @@ static double rate_of(const sako_demand *d, const sako_engine *e, uint32_t item,
     return (c + s * m) / (b + s);
 }
 
-static int build_lists(const sako_engine *e, sako_demand *d, double b)
+static int build_lists(const sako_engine *e, sako_demand *d, double b, double ps)
 {
     size_t nc = e->n_categories;
     d->listed_items = e->n_items;
@@ -150,7 +150,7 @@ static int build_lists(const sako_engine *e, sako_demand *d, double b)
         return sako__error(SAKO_NOMEM, "out of memory building demand lists");
     for (size_t i = 0; i < e->n_items; i++)
         if (e->items[i].active)
-            heap_offer(&h, rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i], b), (uint32_t)i);
+            heap_offer(&h, rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i] * ps, b), (uint32_t)i);
     d->n_top = heap_drain(&h, d->top);
     for (size_t c = 0; c < nc; c++) {
         const sako_category_state *cs = &e->categories[c];
@@ -158,7 +158,7 @@ static int build_lists(const sako_engine *e, sako_demand *d, double b)
         for (size_t j = 0; j < cs->n_members; j++) {
             uint32_t i = cs->members[j];
             if (e->items[i].active)
-                heap_offer(&ch, rate_of(d, e, i, e->personal.item_baskets[i], b), i);
+                heap_offer(&ch, rate_of(d, e, i, e->personal.item_baskets[i] * ps, b), i);
         }
         d->cat_top_n[c] = (uint8_t)heap_drain(&ch, d->cat_top + c * SAKO_CATEGORY_TOP);
     }
@@ -178,8 +178,26 @@ static void category_means(const sako_engine *e, sako_demand *d, const uint32_t 
     }
 }
 
-int sako__demand_build(const sako_engine *e, const sako_counts *counts, double root_prior,
-                       const double *cat_prior_means, sako_demand **out)
+/* B at the epoch's time, at least 1. */
+static double baskets_at(const sako_engine *e, double ps)
+{
+    double b = e->personal.baskets * ps;
+    return b > 1.0 ? b : 1.0;
+}
+
+double sako__demand_personal_scale(const sako_engine *e)
+{
+    return sako__decay_scale(&e->personal.decay, e->decay_ref);
+}
+
+static double scale_of(const sako_engine *e, const sako_demand *d)
+{
+    return sako__decay_scale(&e->personal.decay, d->ref);
+}
+
+int sako__demand_build(const sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       sako_decay_ref ref, double root_prior, const double *cat_prior_means,
+                       sako_demand **out)
 {
     (void)root_prior;
     (void)cat_prior_means;
@@ -199,11 +217,13 @@ int sako__demand_build(const sako_engine *e, const sako_counts *counts, double r
         goto done;
     }
     d->n_categories = nc;
-    double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
+    d->ref = ref;
+    double ps = scale_of(e, d);
+    double b = baskets_at(e, ps);
     double total = 0.0, shown_q = 0.0, successes = 0.0;
     for (size_t i = 0; i < n; i++) {
         const sako_item_state *it = &e->items[i];
-        double c = e->personal.item_baskets[i];
+        double c = e->personal.item_baskets[i] * ps;
         total += c;
         for (uint32_t x = it->category; x != SAKO_NONE; x = e->categories[x].parent) {
             sub_c[x] += c;
@@ -225,20 +245,21 @@ int sako__demand_build(const sako_engine *e, const sako_counts *counts, double r
     }
     /* Calibration over the products shown so far. */
     for (size_t i = 0; i < n; i++) {
-        sako_counts oc = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &e->items[i].counts);
+        sako_counts oc = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &e->items[i].counts,
+                                              frame, ref);
         if (oc.n[SAKO_EVENT_IMPRESSION] <= 0.0)
             continue;
         double a, bb;
         sako__model_evidence(&e->params, &oc, &a, &bb);
         successes += a;
-        shown_q += oc.n[SAKO_EVENT_IMPRESSION] * rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i], b);
+        shown_q += oc.n[SAKO_EVENT_IMPRESSION] * rate_of(d, e, (uint32_t)i, e->personal.item_baskets[i] * ps, b);
     }
     d->calibration = (successes + SAKO_CALIBRATION_PSEUDO) / (shown_q + SAKO_CALIBRATION_PSEUDO);
     d->baskets = b;
     d->active = e->params.organic_demand && e->params.prior == SAKO_PRIOR_CATEGORY &&
                 e->personal.organic_purchases >= (double)e->params.demand_min_purchases &&
                 e->personal.baskets > 0.0;
-    rc = build_lists(e, d, b);
+    rc = build_lists(e, d, b, ps);
 done:
     free(sub_c);
     free(sub_n);
@@ -266,7 +287,8 @@ int sako__demand_relist(sako_engine *e)
     fresh.cat_top_n = NULL;
     /* Lists cover every category now; the constants stay the epoch's (a category
      * newer than it falls back to the root's). */
-    int rc = build_lists(e, &fresh, e->personal.baskets > 1.0 ? e->personal.baskets : 1.0);
+    double ps = scale_of(e, d);
+    int rc = build_lists(e, &fresh, baskets_at(e, ps), ps);
     if (rc) {
         free(fresh.top);
         free(fresh.cat_top);
@@ -294,8 +316,9 @@ int sako__demand_relist(sako_engine *e)
 double sako__demand_rate(const sako_engine *e, uint32_t item)
 {
     const sako_demand *d = e->demand;
-    double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
-    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
+    double ps = sako__demand_personal_scale(e);
+    double b = baskets_at(e, ps);
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] * ps : 0.0;
     if (!d)
         return (c + 1e-9) / (b + 1.0);
     return rate_of(d, e, item, c, b);
@@ -304,8 +327,9 @@ double sako__demand_rate(const sako_engine *e, uint32_t item)
 void sako__demand_rate_prior(const sako_engine *e, uint32_t item, double *rate, double *prior)
 {
     const sako_demand *d = e->demand;
-    double b = e->personal.baskets > 1.0 ? e->personal.baskets : 1.0;
-    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
+    double ps = sako__demand_personal_scale(e);
+    double b = baskets_at(e, ps);
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] * ps : 0.0;
     uint32_t cat = e->item_class[item].category;
     if (!d) {
         *rate = (c + 1e-9) / (b + 1.0);
@@ -327,7 +351,7 @@ double sako__demand_prior_with(const sako_engine *e, const sako_demand *d, uint3
 {
     if (!d || !d->active)
         return category_prior;
-    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] : 0.0;
+    double c = item < e->personal.cap_items ? e->personal.item_baskets[item] * scale_of(e, d) : 0.0;
     return clamp01(d->calibration * rate_of(d, e, item, c, d->baskets));
 }
 
@@ -393,10 +417,13 @@ int sako__demand_restore(const sako_engine *e, const sako_store_demand *stored, 
     d->baskets = stored->baskets;
     d->root_mean = stored->root_mean;
     d->root_strength = stored->root_strength;
+    d->ref = e->decay_ref;
     restore_state rs = { e, d };
     int rc = sako__store_read_category_demand((sako_store *)&e->store, restore_row, &rs);
-    if (rc == SAKO_OK)
-        rc = build_lists(e, d, e->personal.baskets > 1.0 ? e->personal.baskets : 1.0);
+    if (rc == SAKO_OK) {
+        double ps = scale_of(e, d);
+        rc = build_lists(e, d, baskets_at(e, ps), ps);
+    }
     if (rc) {
         sako__demand_free(d);
         return rc;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decay_internal.h"
 #include "sako.h"
 #include "store_internal.h"
 
@@ -34,12 +35,15 @@ typedef struct sako_demand {
     uint32_t *cat_top;       /* per category, SAKO_CATEGORY_TOP slots... */
     uint8_t *cat_top_n;      /* ...of which this many are used */
     size_t listed_items, listed_categories; /* the catalog when the lists were built */
+    sako_decay_ref ref;      /* the epoch's time: demand sums are decayed to it */
 } sako_demand;
 
-/* The demand of a new epoch from `counts` (NULL: the items' own) and the engine's
- * personal state; `cat_prior_means` are the category priors of the same epoch. */
-int sako__demand_build(const sako_engine *e, const sako_counts *counts, double root_prior,
-                       const double *cat_prior_means, sako_demand **out);
+/* The demand of a new epoch from `counts` (NULL: the items' own) in the decay frame
+ * `frame`, and the engine's personal state, decayed to the epoch's time `ref`;
+ * `cat_prior_means` are the category priors of the same epoch. */
+int sako__demand_build(const sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       sako_decay_ref ref, double root_prior, const double *cat_prior_means,
+                       sako_demand **out);
 void sako__demand_free(sako_demand *d);
 /* Rebuild the candidate lists when the catalog has grown by a tenth since they were
  * built (caller holds the writer mutex; swapped in under the write lock). */
@@ -52,6 +56,9 @@ int sako__demand_write(const sako_engine *e, const sako_demand *d);
 double sako__demand_rate(const sako_engine *e, uint32_t item);
 /* Both of the above at once (the personal draw's hot path). */
 void sako__demand_rate_prior(const sako_engine *e, uint32_t item, double *rate, double *prior);
+/* The factor turning the personal state's product-level sums into their value at the
+ * current prior epoch's time (1 without decay). */
+double sako__demand_personal_scale(const sako_engine *e);
 /* The population prior mean of an item (demand priors when active, else its category's). */
 double sako__demand_prior(const sako_engine *e, uint32_t item);
 /* The same under epoch `d`, given the item's category prior of that epoch. */

@@ -28,13 +28,15 @@ static int same_params(const sako_model_params *a, const sako_model_params *b)
            a->half_life_days == b->half_life_days && a->personal_strength == b->personal_strength &&
            a->personal_temperature == b->personal_temperature &&
            a->due_exponent == b->due_exponent && a->affinity_strength == b->affinity_strength &&
-           a->lift_strength == b->lift_strength && a->basket_gap_ms == b->basket_gap_ms;
+           a->lift_strength == b->lift_strength && a->basket_gap_ms == b->basket_gap_ms &&
+           a->decay_half_life_days == b->decay_half_life_days;
 }
 
 static void set_personal_params(sako_engine *e, const sako_model_params *p)
 {
     e->personal_params.half_life_days = p->half_life_days;
     e->personal_params.basket_gap_ms = p->basket_gap_ms;
+    e->personal_params.decay_half_life_days = p->decay_half_life_days;
 }
 
 /* opts->reconfigure: the given model parameters replace the stored ones and the
@@ -45,6 +47,17 @@ static int reconfigure(sako_engine *e)
     sako__model_params_from_options(&wanted, &e->opts);
     if (same_params(&wanted, &e->params))
         return SAKO_OK;
+    if (wanted.decay_half_life_days != e->params.decay_half_life_days) {
+        /* The stored counts are weighted for the old half-life: a new one rebuilds
+         * everything from the log (a retrain), which stores the parameters in the same
+         * transaction as the rebuilt counts, so a failure leaves the file as it was. */
+        sako_model_params old = e->params;
+        e->params = wanted;
+        int rc = sako_retrain(e);
+        if (rc)
+            e->params = old;
+        return rc;
+    }
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
@@ -56,7 +69,7 @@ static int reconfigure(sako_engine *e)
         e->params = old;
         return rc;
     }
-    return sako__retrain_epoch(e, NULL);
+    return sako__retrain_epoch(e, NULL, NULL);
 }
 
 /* The stored metadata; its parameters must pass the same checks as options. */
@@ -69,6 +82,12 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
         return rc;
     e->params = m.params;
     e->root_mean = m.root_mean;
+    /* The stored counts' frame, and the epoch their posteriors are decayed to. */
+    sako__decay_init(&e->decay, m.params.decay_half_life_days);
+    e->decay.offset = m.decay_offset;
+    e->decay.latest = m.decay_latest;
+    e->decay_epoch_at = m.decay_epoch_at;
+    e->decay_ref = sako__decay_ref(e->decay.half_life_ms, m.decay_epoch_at);
     e->n_events = m.n_events;
     e->events_since_refresh = m.events_since_refresh;
     e->checkpoint_batch = m.checkpoint_batch;
@@ -101,7 +120,8 @@ static int load(sako_engine *e)
         (rc = sako__users_load(&e->users, &e->store)) ||
         (rc = sako__personal_reserve_items(&e->personal, e->cap_items)) ||
         (rc = sako__store_last_batch(&e->store, &e->last_batch)) ||
-        (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL)) ||
+        (rc = sako__policy_load(e)) ||
+        (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL, NULL)) ||
         (rc = sako__demand_restore(e, &demand, &e->demand)))
         return rc;
     sako__model_fill_posteriors(e, e->posterior);
@@ -119,8 +139,8 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     sako_options defaults = SAKO_OPTIONS_INIT;
     if (!opts)
         opts = &defaults;
-    if (opts->version != 1 && opts->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not 1 or %d (use SAKO_OPTIONS_INIT)",
+    if (opts->version != 1 && opts->version != 2 && opts->version != SAKO_OPTIONS_VERSION)
+        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2 or %d (use SAKO_OPTIONS_INIT)",
                            opts->version, SAKO_OPTIONS_VERSION);
     sako_options upgraded;
     sako__model_options_upgrade(&upgraded, opts);
@@ -135,6 +155,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     e->opts = *opts;
     sako__model_params_from_options(&e->params, opts);
     set_personal_params(e, &e->params);
+    sako__decay_init(&e->decay, e->params.decay_half_life_days);
     e->root_mean = 0.5;
     e->store.lock_fd = -1;
     e->refresh_sync_items = SAKO_REFRESH_SYNC_ITEMS;
@@ -217,10 +238,12 @@ int sako_item_get(sako_engine *e, int64_t item_id, sako_item_info *out)
         out->active = it->active;
         out->added_at = it->added_at;
         out->last_event_at = it->last_event_at;
-        out->impressions = it->counts.n[SAKO_EVENT_IMPRESSION];
-        out->clicks = it->counts.n[SAKO_EVENT_CLICK];
-        out->carts = it->counts.n[SAKO_EVENT_CART];
-        out->purchases = it->counts.n[SAKO_EVENT_PURCHASE];
+        /* Decayed to the epoch's time (the scale is exactly 1 without decay). */
+        double f = sako__decay_scale(&e->decay, e->decay_ref);
+        out->impressions = it->counts.n[SAKO_EVENT_IMPRESSION] * f;
+        out->clicks = it->counts.n[SAKO_EVENT_CLICK] * f;
+        out->carts = it->counts.n[SAKO_EVENT_CART] * f;
+        out->purchases = it->counts.n[SAKO_EVENT_PURCHASE] * f;
         out->prior_mean = sako__demand_prior(e, i);
         out->alpha = e->posterior[i].a;
         out->beta = e->posterior[i].b;
@@ -271,14 +294,18 @@ int sako_options_get(sako_engine *e, sako_options *out)
     if (!e || !out)
         return sako__error(SAKO_MISUSE, "sako_options_get: NULL engine or output");
     sako__error_clear();
-    int full = out->version == SAKO_OPTIONS_VERSION;
+    unsigned want = out->version;
     pthread_rwlock_rdlock(&e->lock);
     sako_options o = e->opts;
     sako__model_options_from_params(&o, &e->params);
     o.reconfigure = 0;
     pthread_rwlock_unlock(&e->lock);
-    if (full) {
+    if (want == SAKO_OPTIONS_VERSION) {
         *out = o;
+    } else if (want == 2) {
+        /* A caller built against 0.2 has room up to basket_gap_ms. */
+        o.version = 2;
+        memcpy(out, &o, offsetof(sako_options, decay_half_life_days));
     } else {
         /* A caller built against 0.1 has room for the version-1 fields only. */
         o.version = 1;
@@ -354,4 +381,17 @@ int sako_user_item_get(sako_engine *e, int64_t user_id, int64_t item_id, sako_us
     }
     pthread_rwlock_unlock(&e->lock);
     return rc;
+}
+
+/* ------------------------------------------------------------ readiness */
+
+int sako_ready(sako_engine *e, int *ready_out)
+{
+    if (!e || !ready_out)
+        return sako__error(SAKO_MISUSE, "sako_ready: NULL engine or output");
+    sako__error_clear();
+    pthread_rwlock_rdlock(&e->lock);
+    *ready_out = e->domains != NULL; /* built once; a broken set is rebuilt by the next writer */
+    pthread_rwlock_unlock(&e->lock);
+    return SAKO_OK;
 }

@@ -1,7 +1,7 @@
 /* The engine's in-memory state. Not API.
  *
  * Only the modules that read or change the engine's fields include this (engine,
- * catalog, events, model, retrain, domains, recommend). The layers below them
+ * catalog, events, model, retrain, domains, recommend, policy). The layers below them
  * (store, users, idmap, error, the samplers) take narrow arguments instead. */
 #ifndef SAKO_ENGINE_INTERNAL_H
 #define SAKO_ENGINE_INTERNAL_H
@@ -10,11 +10,13 @@
 #include <stdint.h>
 
 #include "catalog_internal.h"
+#include "decay_internal.h"
 #include "demand_internal.h"
 #include "domains_internal.h"
 #include "error_internal.h"
 #include "idmap_internal.h"
 #include "personal_internal.h"
+#include "policy_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 #include "store_internal.h"
@@ -45,6 +47,11 @@ struct sako_engine {
     uint32_t *root_members;      /* items with no category */
     size_t n_root_members, cap_root_members;
     double root_mean;            /* pooled mean of the whole catalog, this epoch */
+    /* decay (decay_internal.h): the frame of the items' counts, and the prior epoch's
+     * time, to which posteriors and demand are decayed (0: no epoch yet) */
+    sako_decay decay;
+    int64_t decay_epoch_at;
+    sako_decay_ref decay_ref;
 
     sako_users users;
     sako_personal personal;      /* histories, demand counts, partners (whole log) */
@@ -86,6 +93,8 @@ struct sako_engine {
     int refresh_running;         /* ...started and not yet joined (writer mutex) */
     int refresh_done;            /* atomic: it has finished */
     int refresh_cancel;          /* atomic: sako_close() wants it to stop */
+    /* retrain policy (policy.c): the policy and its counters since the last activation */
+    sako_policy_state policy;
 };
 
 #endif

@@ -158,6 +158,7 @@ static void event_publish(sako_engine *e, event_batch *b)
         sako__personal_apply(&e->personal, &e->personal_params, &b->ev[i],
                              b->orders ? b->orders[i] : 0, b->user[i], x);
         sako__model_apply_event(e, &b->ev[i], x);
+        sako__policy_observe(&e->policy, e->params.reward, &b->ev[i]);
     }
     /* Each touched item's new posterior goes to the samplers once per batch. */
     uint32_t mark = ++e->batch_seq;

@@ -25,6 +25,14 @@
 /* A prior refresh also waits until the evidence grew by this share (see below). */
 #define SAKO_REFRESH_GROWTH 0.25
 
+/* With decay, a prior epoch is also due once the log's time has moved this share of
+ * a half-life past the epoch's time: between epochs an event weighs at most
+ * 2^(1/8) = 1.09 times what it will weigh at the next epoch. */
+#define SAKO_DECAY_EPOCH_SHARE 8.0
+/* With decay, decayed evidence above this is scaled down (mean kept): reached only
+ * when a batch jumps far past the epoch's time, until the epoch right after it. */
+#define SAKO_EVIDENCE_MAX 1e12
+
 /* Means are kept strictly inside (0, 1) so that both Beta shapes stay positive. */
 #define MEAN_FLOOR 1e-9
 
@@ -60,6 +68,7 @@ void sako__model_params_from_options(sako_model_params *p, const sako_options *o
     p->affinity_strength = o->affinity_strength;
     p->lift_strength = o->lift_strength;
     p->basket_gap_ms = o->basket_gap_ms;
+    p->decay_half_life_days = o->decay_half_life_days;
 }
 
 void sako__model_options_from_params(sako_options *o, const sako_model_params *p)
@@ -83,14 +92,17 @@ void sako__model_options_from_params(sako_options *o, const sako_model_params *p
     o->affinity_strength = p->affinity_strength;
     o->lift_strength = p->lift_strength;
     o->basket_gap_ms = p->basket_gap_ms;
+    o->decay_half_life_days = p->decay_half_life_days;
 }
 
 void sako__model_options_upgrade(sako_options *dst, const sako_options *src)
 {
     static const sako_options defaults = SAKO_OPTIONS_INIT;
-    if (src->version == 1) {
+    if (src->version == 1 || src->version == 2) {
+        /* Only the fields an older struct has are read: it may end right there. */
         *dst = defaults;
-        memcpy(dst, src, offsetof(sako_options, organic_demand));
+        memcpy(dst, src, src->version == 1 ? offsetof(sako_options, organic_demand)
+                                           : offsetof(sako_options, decay_half_life_days));
         dst->version = SAKO_OPTIONS_VERSION;
     } else {
         *dst = *src;
@@ -109,7 +121,7 @@ int sako__model_validate_options(const sako_options *o)
 {
     int rc;
     if (o->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not 1 or %d (use SAKO_OPTIONS_INIT)",
+        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2 or %d (use SAKO_OPTIONS_INIT)",
                            o->version, SAKO_OPTIONS_VERSION);
     if ((rc = check_weight("reward_click", o->reward_click, 0)) ||
         (rc = check_weight("reward_cart", o->reward_cart, 0)) ||
@@ -154,17 +166,29 @@ int sako__model_validate_options(const sako_options *o)
     if (o->basket_gap_ms < 0 || o->basket_gap_ms > (int64_t)30 * 86400000)
         return sako__error(SAKO_INVALID, "options: basket_gap_ms = %lld is not in [0, 30 days]",
                            (long long)o->basket_gap_ms);
+    /* Below a day, epochs (every eighth of a half-life of event time, each O(catalog))
+     * would come too often, and a day is already shorter than any drift worth following. */
+    double h = o->decay_half_life_days;
+    if (!isfinite(h) || (h != 0.0 && (h < 1.0 || h > 1e6)))
+        return sako__error(SAKO_INVALID, "options: decay_half_life_days = %g is not 0 (no decay) "
+                           "or a number of days in [1, 1e6]", h);
     return SAKO_OK;
 }
 
-sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c)
+/* Without decay both scales are exactly 1 and x * 1 == x: the 0.2 arithmetic. */
+sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c,
+                                 const sako_decay *frame, sako_decay_ref ref)
 {
-    sako_counts o = *c;
+    sako_counts o;
+    double fc = sako__decay_scale(frame, ref);
+    for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+        o.n[t] = c->n[t] * fc;
     if (!e->params.organic_demand || item >= e->personal.cap_items)
         return o;
     const double *org = e->personal.items[item].organic;
+    double fp = sako__decay_scale(&e->personal.decay, ref);
     for (int t = SAKO_EVENT_CLICK; t < SAKO_EVENT_TYPES; t++) {
-        o.n[t] -= org[t];
+        o.n[t] -= org[t] * fp;
         if (o.n[t] < 0.0)
             o.n[t] = 0.0;
     }
@@ -219,6 +243,7 @@ size_t sako__model_order_by_depth(const sako_engine *e, uint32_t *order)
 }
 
 int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
+                               const sako_decay *frame, sako_decay_ref ref,
                                double *root_out, double *cat_means_out)
 {
     size_t nc = e->n_categories;
@@ -233,7 +258,8 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
     memset(&all, 0, sizeof all);
     for (size_t i = 0; i < e->n_items; i++) {
         const sako_item_state *it = &e->items[i];
-        sako_counts ct = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &it->counts);
+        sako_counts ct = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &it->counts,
+                                              frame, ref);
         pool_add(&all, &ct);
         /* Credit the item's category and every ancestor (depth <= SAKO_MAX_DEPTH). */
         for (uint32_t c = it->category; c != SAKO_NONE; c = e->categories[c].parent)
@@ -266,6 +292,10 @@ int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
 int sako__model_refresh_due(const sako_engine *e)
 {
     uint64_t since = e->events_since_refresh, every = e->params.prior_refresh_events;
+    /* Decay bites only through epochs: take one when the log's time has moved on. */
+    if (e->decay.half_life_ms > 0.0 && since > 0 &&
+        (double)(e->decay.latest - e->decay_epoch_at) >= e->decay.half_life_ms / SAKO_DECAY_EPOCH_SHARE)
+        return 1;
     if (every == 0 || since < every)
         return 0;
     uint64_t before = e->n_events - since;
@@ -284,6 +314,11 @@ static void posterior_of(const sako_model_params *p, const sako_counts *c, doubl
 {
     double ea, eb;
     sako__model_evidence(p, c, &ea, &eb);
+    if (p->decay_half_life_days > 0.0 && ea + eb > SAKO_EVIDENCE_MAX) {
+        double f = SAKO_EVIDENCE_MAX / (ea + eb);
+        ea *= f;
+        eb *= f;
+    }
     if (p->prior == SAKO_PRIOR_FLAT) {
         *a = 1.0 + ea;
         *b = 1.0 + eb;
@@ -295,28 +330,30 @@ static void posterior_of(const sako_model_params *p, const sako_counts *c, doubl
 
 static void model_posterior(const sako_engine *e, uint32_t item, double *a, double *b)
 {
-    sako_counts oc = sako__model_outcomes(e, item, &e->items[item].counts);
+    sako_counts oc = sako__model_outcomes(e, item, &e->items[item].counts, &e->decay, e->decay_ref);
     posterior_of(&e->params, &oc, sako__demand_prior(e, item), a, b);
 }
 
-void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts, double root,
+void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts,
+                                 const sako_decay *frame, sako_decay_ref ref, double root,
                                  const double *cat_means, const sako_demand *demand, uint32_t i,
                                  sako_beta *dst)
 {
     uint32_t c = e->items[i].category;
     double a, b;
     double prior = sako__demand_prior_with(e, demand, i, c == SAKO_NONE ? root : cat_means[c]);
-    sako_counts oc = sako__model_outcomes(e, i, counts ? &counts[i] : &e->items[i].counts);
+    sako_counts oc = sako__model_outcomes(e, i, counts ? &counts[i] : &e->items[i].counts, frame, ref);
     posterior_of(&e->params, &oc, prior, &a, &b);
     sako__beta_set(dst, a, b);
 }
 
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
+                                      const sako_decay *frame, sako_decay_ref ref,
                                       double root, const double *cat_means,
                                       const sako_demand *demand, sako_beta *dst)
 {
     for (size_t i = 0; i < e->n_items; i++)
-        sako__model_posterior_with(e, counts, root, cat_means, demand, (uint32_t)i, &dst[i]);
+        sako__model_posterior_with(e, counts, frame, ref, root, cat_means, demand, (uint32_t)i, &dst[i]);
 }
 
 void sako__model_update_posterior(sako_engine *e, uint32_t item)
@@ -338,7 +375,23 @@ void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst)
 void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item)
 {
     sako_item_state *it = &e->items[item];
-    it->counts.n[ev->type] += 1.0;
+    if (e->decay.half_life_ms > 0.0 && e->decay_epoch_at == 0) {
+        /* No epoch yet: the first event's time is the reference until the first one. */
+        e->decay_epoch_at = ev->time;
+        e->decay_ref = sako__decay_ref(e->decay.half_life_ms, ev->time);
+    }
+    int64_t delta = sako__decay_observe(&e->decay, ev->time);
+    if (delta) {
+        /* Every count times 2^-delta: exact, so no posterior changes (the scale at
+         * the epoch's time grows by 2^delta); each item is written at the next
+         * checkpoint. */
+        for (size_t i = 0; i < e->n_items; i++) {
+            for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+                e->items[i].counts.n[t] = sako__decay_shrink(e->items[i].counts.n[t], delta);
+            e->items[i].dirty = 1;
+        }
+    }
+    it->counts.n[ev->type] += sako__decay_weight(&e->decay, ev->time);
     if (ev->time > it->last_event_at)
         it->last_event_at = ev->time;
     it->dirty = 1;

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "decay_internal.h"
 #include "sako.h"
 #include "sampler_internal.h"
 #include "store_internal.h"
@@ -14,8 +15,9 @@ void sako__model_options_from_params(sako_options *o, const sako_model_params *p
 void sako__model_options_upgrade(sako_options *dst, const sako_options *src);
 int sako__model_validate_options(const sako_options *o);
 /* The root and every category mean computed from `counts` (one per item; NULL for
- * the items' own): the priors of a new epoch. */
+ * the items' own) in decay frame `frame`, decayed to `ref`: the priors of a new epoch. */
 int sako__model_refresh_priors(const sako_engine *e, const sako_counts *counts,
+                               const sako_decay *frame, sako_decay_ref ref,
                                double *root_out, double *cat_means_out);
 double sako__model_prior_mean(const sako_engine *e, uint32_t category);
 /* Whether the events since the last refresh call for a new prior epoch. */
@@ -25,15 +27,18 @@ void sako__model_update_posterior(sako_engine *e, uint32_t item);
  * or, when `counts` and `cat_means` are given, from those instead. */
 void sako__model_fill_posteriors(const sako_engine *e, sako_beta *dst);
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
+                                      const sako_decay *frame, sako_decay_ref ref,
                                       double root, const double *cat_means,
                                       const struct sako_demand *demand, sako_beta *dst);
 /* Item i's posterior alone, as sako__model_fill_posteriors_with() computes it. */
-void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts, double root,
+void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts,
+                                 const sako_decay *frame, sako_decay_ref ref, double root,
                                  const double *cat_means, const struct sako_demand *demand,
                                  uint32_t i, sako_beta *dst);
-/* An item's counts as recommendation outcomes: without organic clicks, carts and
- * purchases when organic_demand is on. */
-sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c);
+/* An item's counts (in decay frame `frame`) as recommendation outcomes decayed to
+ * `ref`: without organic clicks, carts and purchases when organic_demand is on. */
+sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c,
+                                 const sako_decay *frame, sako_decay_ref ref);
 void sako__model_evidence(const sako_model_params *p, const sako_counts *c, double *a, double *b);
 /* Category indices, parents before children; returns how many. */
 size_t sako__model_order_by_depth(const sako_engine *e, uint32_t *order);

@@ -154,23 +154,25 @@ const sako_history_entry *sako__personal_find(const sako_history *h, uint32_t it
     return at < h->n && h->v[at].item == item ? &h->v[at] : NULL;
 }
 
-double sako__personal_lift(const sako_personal *p, uint32_t i, const sako_partner *pair, double k)
+double sako__personal_lift(const sako_personal *p, uint32_t i, const sako_partner *pair, double k,
+                           double scale)
 {
-    double b = p->baskets > 1.0 ? p->baskets : 1.0;
-    double expected = p->item_baskets[i] * p->item_baskets[pair->item] / b;
-    return ((double)pair->count + k) / (expected + k);
+    double bs = p->baskets * scale;
+    double b = bs > 1.0 ? bs : 1.0;
+    double expected = p->item_baskets[i] * scale * (p->item_baskets[pair->item] * scale) / b;
+    return ((double)pair->count * scale + k) / (expected + k);
 }
 
 /* ------------------------------------------------------------ updates */
 
-/* One more co-occurrence of `other` in `item`'s table (space-saving). */
-static void partner_add(sako_item_demand *d, uint32_t other)
+/* One more co-occurrence (of weight w) of `other` in `item`'s table (space-saving). */
+static void partner_add(sako_item_demand *d, uint32_t other, float w)
 {
     sako_partner *v = d->partners;
     uint32_t min_at = 0;
     for (uint32_t j = 0; j < d->n_partners; j++) {
         if (v[j].item == other) {
-            v[j].count += 1.0f;
+            v[j].count += w;
             return;
         }
         if (v[j].count < v[min_at].count)
@@ -178,17 +180,35 @@ static void partner_add(sako_item_demand *d, uint32_t other)
     }
     if (d->n_partners < SAKO_PARTNERS) {
         v[d->n_partners].item = other;
-        v[d->n_partners].count = 1.0f;
+        v[d->n_partners].count = w;
         d->n_partners++;
         return;
     }
     v[min_at].item = other;
-    v[min_at].count += 1.0f;
+    v[min_at].count += w;
+}
+
+/* The decay offset moved by delta: every product-level sum times 2^-delta (exact). */
+static void rebase(sako_personal *p, int64_t delta)
+{
+    for (size_t i = 0; i < p->cap_items; i++) {
+        sako_item_demand *d = &p->items[i];
+        p->item_baskets[i] = sako__decay_shrink(p->item_baskets[i], delta);
+        for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+            d->organic[t] = sako__decay_shrink(d->organic[t], delta);
+        d->gap_days = sako__decay_shrink(d->gap_days, delta);
+        d->gaps = sako__decay_shrink(d->gaps, delta);
+        for (uint32_t j = 0; j < d->n_partners; j++)
+            d->partners[j].count = (float)sako__decay_shrink((double)d->partners[j].count, delta);
+    }
+    p->baskets = sako__decay_shrink(p->baskets, delta);
+    p->gap_days = sako__decay_shrink(p->gap_days, delta);
+    p->gaps = sako__decay_shrink(p->gaps, delta);
 }
 
 /* Start a new basket for the user at time t (the previous one is complete). */
 static void new_basket(sako_personal *p, const sako_personal_params *pp, sako_history *h,
-                       int64_t t, int64_t order_id)
+                       int64_t t, int64_t order_id, double w)
 {
     int64_t at = t > h->basket_at ? t : h->basket_at;
     h->weight = h->weight * sako__personal_decay(at - h->basket_at, pp->half_life_days) + 1.0;
@@ -196,7 +216,7 @@ static void new_basket(sako_personal *p, const sako_personal_params *pp, sako_hi
     h->n_baskets++;
     h->basket_size = 0;
     h->order_id = order_id;
-    p->baskets += 1.0;
+    p->baskets += w;
 }
 
 static int is_new_basket(const sako_personal_params *pp, const sako_history *h, int64_t t,
@@ -211,10 +231,10 @@ static int is_new_basket(const sako_personal_params *pp, const sako_history *h, 
 }
 
 static void purchase(sako_personal *p, const sako_personal_params *pp, sako_history *h,
-                     uint32_t item, int64_t t, int64_t order_id)
+                     uint32_t item, int64_t t, int64_t order_id, double w)
 {
     if (is_new_basket(pp, h, t, order_id))
-        new_basket(p, pp, h, t, order_id);
+        new_basket(p, pp, h, t, order_id, w);
     if (t > h->last_purchase_at)
         h->last_purchase_at = t;
     uint32_t at = lower_bound(h, item);
@@ -228,10 +248,10 @@ static void purchase(sako_personal *p, const sako_personal_params *pp, sako_hist
         if (t > last) {
             double gap = (double)(t - last) / SAKO_DAY_MS;
             x->gap_days = (float)((double)x->gap_days + gap);
-            d->gap_days += gap;
-            d->gaps++;
-            p->gap_days += gap;
-            p->gaps += 1.0;
+            d->gap_days += gap * w;
+            d->gaps += w;
+            p->gap_days += gap * w;
+            p->gaps += w;
         }
         int64_t now = t > last ? t : last;
         x->weight = (float)((double)x->weight * sako__personal_decay(now - last, pp->half_life_days) + 1.0);
@@ -249,15 +269,15 @@ static void purchase(sako_personal *p, const sako_personal_params *pp, sako_hist
         x->gap_days = 0.0f;
         x->last_buys = (uint64_t)t << 16 | 1u;
     }
-    p->item_baskets[item] += 1.0;
+    p->item_baskets[item] += w;
     /* Pair it with the basket's earlier products (the first SAKO_BASKET_PAIRS). */
     if (h->basket_size < SAKO_BASKET_PAIRS) {
         for (uint32_t j = 0; j < h->n; j++) {
             const sako_history_entry *y = &h->v[j];
             if (y->basket != h->n_baskets || y->item == item)
                 continue;
-            partner_add(d, y->item);
-            partner_add(&p->items[y->item], item);
+            partner_add(d, y->item, (float)w);
+            partner_add(&p->items[y->item], item, (float)w);
         }
     }
     h->basket_size++;
@@ -266,20 +286,27 @@ static void purchase(sako_personal *p, const sako_personal_params *pp, sako_hist
 void sako__personal_apply(sako_personal *p, const sako_personal_params *pp, const sako_event *ev,
                           int64_t order_id, uint32_t user, uint32_t item)
 {
+    /* Every event moves the frame (impressions too), so that it sees the same times
+     * as the population counts' frame and both share one offset. */
+    p->decay.half_life_ms = pp->decay_half_life_days > 0.0 ? pp->decay_half_life_days * SAKO_DAY_MS : 0.0;
+    int64_t delta = sako__decay_observe(&p->decay, ev->time);
+    if (delta)
+        rebase(p, delta);
+    double w = sako__decay_weight(&p->decay, ev->time);
     if (ev->rec_id == 0 && ev->type != SAKO_EVENT_IMPRESSION) {
-        p->items[item].organic[ev->type] += 1.0;
+        p->items[item].organic[ev->type] += w;
         if (ev->type == SAKO_EVENT_PURCHASE)
             p->organic_purchases += 1.0;
     }
     if (ev->type == SAKO_EVENT_PURCHASE)
-        purchase(p, pp, &p->users[user], item, ev->time, order_id);
+        purchase(p, pp, &p->users[user], item, ev->time, order_id, w);
 }
 
-double sako__personal_interval(const sako_personal *p, uint32_t item)
+double sako__personal_interval(const sako_personal *p, uint32_t item, double scale)
 {
-    double all = (p->gap_days + 14.0 * 10.0) / (p->gaps + 10.0);
+    double all = (p->gap_days * scale + 14.0 * 10.0) / (p->gaps * scale + 10.0);
     const sako_item_demand *d = &p->items[item];
-    return (d->gap_days + 2.0 * all) / ((double)d->gaps + 2.0);
+    return (d->gap_days * scale + 2.0 * all) / (d->gaps * scale + 2.0);
 }
 
 void sako__personal_free(sako_personal *p)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decay_internal.h"
 #include "sako.h"
 
 /* Bought-together partners kept per product (a bounded, deterministic heavy-hitters
@@ -53,11 +54,16 @@ typedef struct sako_partner {
 typedef struct sako_item_demand {
     double organic[SAKO_EVENT_TYPES]; /* events without a recommendation id */
     double gap_days;        /* every user's repurchase intervals: sum... */
-    uint32_t gaps;          /* ...and count */
+    double gaps;            /* ...and count (both forward-decayed, see sako_personal) */
     uint32_t n_partners;
     sako_partner *partners; /* SAKO_PARTNERS slots once allocated, else NULL */
 } sako_item_demand;
 
+/* With decay, the product-level sums (c_j, B, organic counts, interval sums, partner
+ * counts) are forward-decayed in the frame `decay` (decay_internal.h): their value at
+ * the prior epoch's time is sum * sako__decay_scale(). organic_purchases stays a plain
+ * count (it only says whether demand has enough data). Histories keep their own
+ * lazy decay with half_life_days. */
 typedef struct sako_personal {
     sako_history *users;    /* parallel to the engine's users (capacity cap_users) */
     size_t cap_users;
@@ -67,12 +73,14 @@ typedef struct sako_personal {
     double baskets;         /* B: baskets so far */
     double organic_purchases;
     double gap_days, gaps;  /* every repurchase interval: sum and count */
+    sako_decay decay;       /* the frame of the product-level sums */
 } sako_personal;
 
 /* The options the state depends on. */
 typedef struct sako_personal_params {
     double half_life_days;
     int64_t basket_gap_ms;
+    double decay_half_life_days;   /* product-level sums; 0: no decay */
 } sako_personal_params;
 
 /* 2^(-dt / half-life), dt in ms; 1 for dt <= 0. */
@@ -88,11 +96,13 @@ void sako__personal_apply(sako_personal *p, const sako_personal_params *pp, cons
                           int64_t order_id, uint32_t user, uint32_t item);
 /* The entry of `item` in a history, or NULL. */
 const sako_history_entry *sako__personal_find(const sako_history *h, uint32_t item);
-/* The shrunk lift of a pair: (C_ij + k) / (c_i c_j / B + k). */
-double sako__personal_lift(const sako_personal *p, uint32_t i, const sako_partner *pair, double k);
+/* The shrunk lift of a pair: (C_ij + k) / (c_i c_j / B + k), the sums decayed with
+ * `scale` (sako__decay_scale of the frame; 1 without decay). */
+double sako__personal_lift(const sako_personal *p, uint32_t i, const sako_partner *pair, double k,
+                           double scale);
 /* The product's population repurchase interval in days: its own intervals shrunk to
- * the catalog's (which starts at two weeks). */
-double sako__personal_interval(const sako_personal *p, uint32_t item);
+ * the catalog's (which starts at two weeks); sums decayed with `scale`. */
+double sako__personal_interval(const sako_personal *p, uint32_t item, double scale);
 void sako__personal_free(sako_personal *p);
 
 #endif

@@ -246,6 +246,7 @@ static int add_partners(const sako_engine *e, const sako_history *h, const sako_
 {
     size_t sources = 0;
     const sako_personal *p = &e->personal;
+    double scale = sako__demand_personal_scale(e);
     for (size_t r = 0; r < h->n + q->n_recent; r++) {
         uint32_t i;
         if (r < h->n) {
@@ -260,7 +261,7 @@ static int add_partners(const sako_engine *e, const sako_history *h, const sako_
         sources++;
         const sako_item_demand *d = &p->items[i];
         for (uint32_t j = 0; j < d->n_partners; j++) {
-            double lift = sako__personal_lift(p, i, &d->partners[j], lift_k);
+            double lift = sako__personal_lift(p, i, &d->partners[j], lift_k, scale);
             if (!(lift > 1.0))
                 continue;
             candidate *c = cand_get(s, d->partners[j].item, FROM_PARTNER);
@@ -418,6 +419,7 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
     /* One draw per eligible candidate; the top k by a heap. */
     size_t n_heap = 0, k = (size_t)q->k;
     double temp = mp->personal_temperature, kappa = mp->due_exponent;
+    double scale = sako__demand_personal_scale(e);
     for (size_t j = 0; j < s->n_cand; j++) {
         const candidate *c = &s->cand[j];
         uint32_t i = c->item;
@@ -454,7 +456,7 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
             int64_t last = SAKO_ENTRY_LAST(c->own);
             n_uj = c->own->weight * sako__personal_decay(now - last, hl);
             if (kappa > 0.0) {
-                double interval = ((double)c->own->gap_days + sako__personal_interval(&e->personal, i)) /
+                double interval = ((double)c->own->gap_days + sako__personal_interval(&e->personal, i, scale)) /
                                   (double)SAKO_ENTRY_BUYS(c->own);
                 double since = (double)(now - last) / SAKO_DAY_MS;
                 double x = interval > 0.0 ? since / interval : 1.0;

@@ -9,7 +9,8 @@
 
 typedef struct replay_state {
     sako_engine *e;
-    sako_counts *counts;        /* a retrain: item counts rebuilt here... */
+    sako_counts *counts;        /* a retrain: item counts rebuilt here (in this frame)... */
+    sako_decay *counts_decay;
     sako_personal *personal;    /* ...and personal state here (else the engine's) */
     int64_t model_after;        /* without counts: batches after this reach items and users too */
     uint32_t *user, *item;      /* per-event indices, grown as needed */
@@ -47,6 +48,8 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
     }
     if ((rc = sako__personal_reserve(rs->personal, n_users, ev, rs->user, rs->item, n)))
         return rc;
+    if (!rs->counts) /* open: the retrain policy's counters since its last activation */
+        sako__policy_replay(e, seq, ev, n);
     for (size_t j = 0; j < n; j++) {
         uint32_t item = rs->item[j];
         if (model_too)
@@ -54,7 +57,12 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
         sako__personal_apply(rs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
                              rs->user[j], item);
         if (rs->counts) {
-            rs->counts[item].n[ev[j].type] += 1.0;
+            /* As sako__model_apply_event does online, in the same order. */
+            int64_t delta = sako__decay_observe(rs->counts_decay, ev[j].time);
+            for (size_t i = 0; delta && i < e->n_items; i++)
+                for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+                    rs->counts[i].n[t] = sako__decay_shrink(rs->counts[i].n[t], delta);
+            rs->counts[item].n[ev[j].type] += sako__decay_weight(rs->counts_decay, ev[j].time);
         } else if (model_too) {
             /* n_events and events_since_refresh are stored per batch already. */
             sako__model_apply_event(e, &ev[j], item);
@@ -65,9 +73,10 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
 }
 
 int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
-                         sako_personal *personal)
+                         sako_decay *counts_decay, sako_personal *personal)
 {
-    replay_state rs = { e, counts, personal ? personal : &e->personal, model_after, NULL, NULL, 0 };
+    replay_state rs = { e, counts, counts_decay, personal ? personal : &e->personal, model_after,
+                        NULL, NULL, 0 };
     int rc = sako__store_read_batches(&e->store, 0, replay_batch, &rs);
     free(rs.user);
     free(rs.item);
@@ -75,9 +84,10 @@ int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *count
 }
 
 /* The counts of every dirty item (or, with `counts`, of every item whose counts
- * differ from those) and the totals of every dirty user, then the log position.
- * The caller owns the transaction and clears the dirty flags after it commits. */
-static int write_checkpoint(sako_engine *e, const sako_counts *counts)
+ * differ from those) and the totals of every dirty user, then the log position and
+ * the counts' decay frame. The caller owns the transaction and clears the dirty
+ * flags after it commits. */
+static int write_checkpoint(sako_engine *e, const sako_counts *counts, const sako_decay *frame)
 {
     int rc = SAKO_OK;
     for (size_t i = 0; i < e->n_items && rc == SAKO_OK; i++) {
@@ -89,14 +99,23 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts)
     }
     if (rc == SAKO_OK)
         rc = sako__users_checkpoint(&e->users, &e->store);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_offset", frame->offset);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_latest", frame->latest);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", e->decay_epoch_at);
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
-/* The new priors on disk, with `counts` (when given) as a checkpoint and, with
- * `version`, a new model version; `since` events were logged after the batch whose
- * counts the epoch used. */
-static int epoch_write(sako_engine *e, const sako_counts *counts, int version, double root,
-                       const double *means, const sako_demand *demand, uint64_t since)
+/* The new priors on disk, as of the log's time `epoch_at`, with `counts` (when
+ * given, in decay frame `frame`) as a checkpoint and, with `version` (a retrain), a
+ * new model version and the parameters the counts were built with (a reconfigured
+ * half-life reaches the file only with counts weighted for it); `since` events were
+ * logged after the batch whose evidence the epoch used. */
+static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       int64_t epoch_at, int version, double root, const double *means,
+                       const sako_demand *demand, uint64_t since)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -110,7 +129,13 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, int version, d
     /* Counts are stored by checkpoints, independently of epochs; only a
      * retrain, which may change them, must write them now. */
     if (rc == SAKO_OK && counts)
-        rc = write_checkpoint(e, counts);
+        rc = write_checkpoint(e, counts, frame);
+    /* With the counts, the parameters they were built with (a reconfigured half-life
+     * reaches the file only with counts weighted for it). */
+    if (rc == SAKO_OK && (counts || version))
+        rc = sako__store_write_params(&e->store, &e->params);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", epoch_at);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "events_since_refresh", (int64_t)since);
     if (rc == SAKO_OK && version) {
@@ -126,12 +151,16 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, int version, d
     return sako__store_commit(&e->store);
 }
 
-/* Swap a computed epoch in, under the write lock. `*post`, `*demand` and (when
- * given) `*personal` get the old ones back, for the caller to free. */
-static void epoch_swap(sako_engine *e, const sako_counts *counts, int version, double root,
-                       const double *means, sako_demand **demand, sako_beta **post,
-                       sako_domains *domains, sako_personal *personal, uint64_t since)
+/* Swap a computed epoch (of the log's time `epoch_at`) in, under the write lock;
+ * with `counts`, those in decay frame `frame` replace the items'. `*post`,
+ * `*demand` and (when given) `*personal` get the old ones back, for the caller to
+ * free. */
+static void epoch_swap(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       int64_t epoch_at, int version, double root, const double *means,
+                       sako_demand **demand, sako_beta **post, sako_domains *domains,
+                       sako_personal *personal, uint64_t since)
 {
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
     pthread_rwlock_wrlock(&e->lock);
     if (personal) {
         sako_personal old = e->personal;
@@ -141,7 +170,10 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, int version, d
     for (size_t c = 0; c < e->n_categories; c++)
         e->categories[c].prior_mean = means[c];
     e->root_mean = root;
+    e->decay_epoch_at = epoch_at;
+    e->decay_ref = ref;
     if (counts) {
+        e->decay = *frame;
         for (size_t i = 0; i < e->n_items; i++) {
             e->items[i].counts = counts[i];
             e->items[i].dirty = 0;
@@ -181,6 +213,9 @@ static void epoch_view(const sako_engine *e, sako_beta *post, sako_domains *doma
     v->categories = e->categories;
     v->n_categories = e->n_categories;
     v->personal = e->personal;
+    v->decay = e->decay;
+    v->decay_epoch_at = e->decay_epoch_at;
+    v->decay_ref = e->decay_ref;
     v->posterior = post;
     v->domains = domains;
 }
@@ -198,19 +233,27 @@ static int domains_k(sako_engine *e)
 /* Swap the new epoch in. Posteriors and samplers are computed before taking the
  * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
  * posterior array back, for the caller to free. */
-static void epoch_publish(sako_engine *e, const sako_counts *counts, double root,
-                          const double *means, sako_demand **demand, sako_beta **post)
+static void epoch_publish(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                          int64_t epoch_at, double root, const double *means,
+                          sako_demand **demand, sako_beta **post)
 {
-    sako__model_fill_posteriors_with(e, counts, root, means, *demand, *post);
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
+    sako__model_fill_posteriors_with(e, counts, frame, ref, root, means, *demand, *post);
     sako_domains *domains = NULL;
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
         domains = NULL; /* queries brute-force until the next rebuild */
-    epoch_swap(e, counts, counts != NULL, root, means, demand, post, domains, NULL, 0);
+    epoch_swap(e, counts, frame, epoch_at, counts != NULL, root, means, demand, post, domains,
+               NULL, 0);
 }
 
-int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
+int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay)
 {
+    /* The epoch's time is the log's latest event time, never the wall clock, so that
+     * a replay of the log agrees. */
+    const sako_decay *frame = counts ? counts_decay : &e->decay;
+    int64_t epoch_at = frame->latest;
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
     size_t nc = e->n_categories;
     double *means = malloc((nc ? nc : 1) * sizeof *means);
     sako_beta *post = malloc((e->cap_items ? e->cap_items : 1) * sizeof *post);
@@ -220,13 +263,13 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts)
         rc = sako__error(SAKO_NOMEM, "out of memory starting a prior epoch");
     sako_demand *demand = NULL;
     if (rc == SAKO_OK)
-        rc = sako__model_refresh_priors(e, counts, &root, means);
+        rc = sako__model_refresh_priors(e, counts, frame, ref, &root, means);
     if (rc == SAKO_OK)
-        rc = sako__demand_build(e, counts, root, means, &demand);
+        rc = sako__demand_build(e, counts, frame, ref, root, means, &demand);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, counts != NULL, root, means, demand, 0);
+        rc = epoch_write(e, counts, frame, epoch_at, counts != NULL, root, means, demand, 0);
     if (rc == SAKO_OK)
-        epoch_publish(e, counts, root, means, &demand, &post);
+        epoch_publish(e, counts, frame, epoch_at, root, means, &demand, &post);
     sako__demand_free(demand);
     free(means);
     free(post);
@@ -252,13 +295,15 @@ typedef struct refresh_job {
     size_t n_items;           /* at P */
     size_t cap_items;         /* room at P */
     uint64_t catalog_gen, serial;
-    sako_evidence_snap *snap;
+    sako_evidence_snap *snap; /* also holds the decay frames at P */
 } refresh_job;
 
 /* Under the writer mutex: the items changed since P, the write and the swap. */
 static int refresh_finish(sako_engine *e, const refresh_job *r, double root, const double *means,
                           sako_demand **demand, sako_beta **post, sako_domains **domains)
 {
+    int64_t epoch_at = r->snap->decay.latest;
+    sako_decay_ref ref = sako__decay_ref(r->snap->decay.half_life_ms, epoch_at);
     sako_beta *p = *post;
     if (e->cap_items > r->cap_items) {
         if (!(p = realloc(*post, e->cap_items * sizeof *p)))
@@ -268,18 +313,21 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
     }
     sako_engine now;
     epoch_view(e, p, *domains, &now);
+    now.decay_epoch_at = epoch_at;
+    now.decay_ref = ref;
     for (size_t i = 0; i < e->n_items; i++) {
         if (i < r->n_items && !r->snap->touched[i])
             continue;
-        sako__model_posterior_with(&now, NULL, root, means, *demand, (uint32_t)i, &p[i]);
+        sako__model_posterior_with(&now, NULL, &e->decay, ref, root, means, *demand, (uint32_t)i,
+                                   &p[i]);
         sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
                                    i < r->n_items && e->items[i].active);
     }
     uint64_t since = e->n_events - r->n_events;
-    int rc = epoch_write(e, NULL, 0, root, means, *demand, since);
+    int rc = epoch_write(e, NULL, &e->decay, epoch_at, 0, root, means, *demand, since);
     if (rc)
         return rc;
-    epoch_swap(e, NULL, 0, root, means, demand, post, *domains, NULL, since);
+    epoch_swap(e, NULL, &e->decay, epoch_at, 0, root, means, demand, post, *domains, NULL, since);
     *domains = NULL;
     return SAKO_OK;
 }
@@ -309,12 +357,14 @@ static void *refresh_main(void *arg)
         if (!means || !post)
             rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
     }
+    /* The epoch of P: at the log's time then, from the evidence in its frames then. */
+    sako_decay_ref ref = sako__decay_ref(r->snap->decay.half_life_ms, r->snap->decay.latest);
     if (rc == SAKO_OK)
-        rc = sako__model_refresh_priors(v, NULL, &root, means);
+        rc = sako__model_refresh_priors(v, NULL, &v->decay, ref, &root, means);
     if (rc == SAKO_OK)
-        rc = sako__demand_build(v, NULL, root, means, &demand);
+        rc = sako__demand_build(v, NULL, &v->decay, ref, root, means, &demand);
     if (rc == SAKO_OK) {
-        sako__model_fill_posteriors_with(v, NULL, root, means, demand, post);
+        sako__model_fill_posteriors_with(v, NULL, &v->decay, ref, root, means, demand, post);
         if (refresh_cancelled(e) || sako__domains_build(v, post, domains_k(e), &domains) != SAKO_OK)
             domains = NULL; /* queries brute-force until the next rebuild */
     }
@@ -323,8 +373,12 @@ static void *refresh_main(void *arg)
         sako__snapshot_free(v);
     }
     pthread_mutex_lock(&e->write_mutex);
+    /* Dropped (and started again by a later update) if the catalog changed shape,
+     * another epoch was published, or a decay rebase rescaled the evidence while it
+     * was being copied (offsets only grow: an equal offset means no rebase). */
     if (rc == SAKO_OK && !refresh_cancelled(e) && e->catalog_gen == r->catalog_gen &&
-        e->epoch_serial == r->serial)
+        e->epoch_serial == r->serial && e->decay.offset == r->snap->decay.offset &&
+        e->personal.decay.offset == r->snap->personal_decay.offset)
         refresh_finish(e, r, root, means, &demand, &post, &domains);
     sako__snapshot_evidence_end(e, r->snap);
     pthread_mutex_unlock(&e->write_mutex);
@@ -347,7 +401,7 @@ void sako__retrain_refresh(sako_engine *e)
     if (e->refresh_running || e->retraining || !sako__model_refresh_due(e))
         return;
     if (e->n_items <= e->refresh_sync_items) {
-        sako__retrain_epoch(e, NULL);
+        sako__retrain_epoch(e, NULL, NULL);
         return;
     }
     refresh_job *r = calloc(1, sizeof *r);
@@ -365,7 +419,7 @@ void sako__retrain_refresh(sako_engine *e)
     if (pthread_create(&e->refresh_thread, NULL, refresh_main, r) != 0) {
         sako__snapshot_evidence_end(e, r->snap);
         free(r);
-        sako__retrain_epoch(e, NULL);
+        sako__retrain_epoch(e, NULL, NULL);
         return;
     }
     e->refresh_running = 1;
@@ -386,7 +440,7 @@ int sako__retrain_checkpoint(sako_engine *e)
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = write_checkpoint(e, NULL)) || (rc = sako__store_commit(&e->store))) {
+    if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -426,7 +480,8 @@ typedef struct fresh_state {
     sako_engine *e;
     int locked;               /* the caller holds the writer mutex: no read lock needed */
     int catching_up;          /* batches after P: mark what they touch */
-    sako_counts *counts;      /* per item, grown with the catalog */
+    sako_counts *counts;      /* per item, grown with the catalog... */
+    sako_decay decay;         /* ...in this decay frame */
     uint8_t *touched;         /* per item: changed by a batch after P */
     size_t cap_counts;
     sako_personal personal;
@@ -501,7 +556,14 @@ static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const i
         uint32_t item = fs->item[j];
         sako__personal_apply(&fs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
                              fs->user[j], item);
-        fs->counts[item].n[ev[j].type] += 1.0;
+        /* As sako__model_apply_event does online, in the same order. A rebase
+         * rescales every item exactly (by a power of two): no posterior changes,
+         * so only the event's item counts as touched. */
+        int64_t delta = sako__decay_observe(&fs->decay, ev[j].time);
+        for (size_t i = 0; delta && i < fs->cap_counts; i++)
+            for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+                fs->counts[i].n[t] = sako__decay_shrink(fs->counts[i].n[t], delta);
+        fs->counts[item].n[ev[j].type] += sako__decay_weight(&fs->decay, ev[j].time);
         if (fs->catching_up && !fs->touched[item]) {
             fs->touched[item] = 1;
             if (fs->n_pending == fs->cap_pending) {
@@ -532,6 +594,8 @@ typedef struct retrain_job {
     sako_store reader;
     fresh_state fs;
     double root, *means;
+    int64_t epoch_at;         /* the log's time at P: the epoch's */
+    sako_decay_ref ref;
     sako_demand *demand;
     sako_beta *post;
     sako_domains *domains;
@@ -573,12 +637,19 @@ static int job_compute(sako_engine *e, retrain_job *j)
     j->post = malloc((j->cap_items ? j->cap_items : 1) * sizeof *j->post);
     if (!j->means || !j->post)
         rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
+    j->epoch_at = j->fs.decay.latest;
+    j->ref = sako__decay_ref(j->fs.decay.half_life_ms, j->epoch_at);
+    v->decay = j->fs.decay;
+    v->decay_epoch_at = j->epoch_at;
+    v->decay_ref = j->ref;
+    const sako_decay *frame = &j->fs.decay;
     if (rc == SAKO_OK)
-        rc = sako__model_refresh_priors(v, j->fs.counts, &j->root, j->means);
+        rc = sako__model_refresh_priors(v, j->fs.counts, frame, j->ref, &j->root, j->means);
     if (rc == SAKO_OK)
-        rc = sako__demand_build(v, j->fs.counts, j->root, j->means, &j->demand);
+        rc = sako__demand_build(v, j->fs.counts, frame, j->ref, j->root, j->means, &j->demand);
     if (rc == SAKO_OK) {
-        sako__model_fill_posteriors_with(v, j->fs.counts, j->root, j->means, j->demand, j->post);
+        sako__model_fill_posteriors_with(v, j->fs.counts, frame, j->ref, j->root, j->means,
+                                         j->demand, j->post);
         if (sako__domains_build(v, j->post, domains_k(e), &j->domains) != SAKO_OK)
             j->domains = NULL; /* queries brute-force until the next rebuild */
         sako__error_clear();
@@ -600,6 +671,9 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
     v.categories = catalog->categories;
     v.n_categories = catalog->n_categories;
     v.personal = fs->personal;
+    v.decay = fs->decay;
+    v.decay_epoch_at = j->epoch_at;
+    v.decay_ref = j->ref;
     v.posterior = j->post;
     v.domains = j->domains;
     size_t keep = 0;
@@ -609,7 +683,8 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
             fs->pending[keep++] = i;
             continue;
         }
-        sako__model_posterior_with(&v, fs->counts, j->root, j->means, j->demand, i, &j->post[i]);
+        sako__model_posterior_with(&v, fs->counts, &fs->decay, j->ref, j->root, j->means, j->demand,
+                                   i, &j->post[i]);
         sako__domains_item_changed(&v, i, SAKO_NONE, v.items[i].active);
         fs->touched[i] = 0;
     }
@@ -631,6 +706,7 @@ static int job_build(sako_engine *e, retrain_job *j)
 {
     int rc;
     j->fs.e = e;
+    sako__decay_init(&j->fs.decay, e->params.decay_half_life_days);
     if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
         (rc = fresh_grow(&j->fs, j->cap_items)) ||
         (rc = sako__personal_reserve_items(&j->fs.personal, j->cap_items)) ||
@@ -691,7 +767,7 @@ static int job_finish(sako_engine *e, retrain_job *j)
         e->personal = fs->personal;
         fs->personal = old;
         pthread_rwlock_unlock(&e->lock);
-        return sako__retrain_epoch(e, fs->counts);
+        return sako__retrain_epoch(e, fs->counts, &fs->decay);
     }
     if (e->cap_items > j->cap_items) {
         sako_beta *post = realloc(j->post, e->cap_items * sizeof *post);
@@ -705,11 +781,14 @@ static int job_finish(sako_engine *e, retrain_job *j)
     sako_engine now;
     epoch_view(e, j->post, j->domains, &now);
     now.personal = fs->personal;
+    now.decay = fs->decay;
+    now.decay_epoch_at = j->epoch_at;
+    now.decay_ref = j->ref;
     for (size_t i = 0; i < e->n_items; i++) {
         if (i < j->n_items && !fs->touched[i] && !fs->failed)
             continue;
-        sako__model_posterior_with(&now, fs->counts, j->root, j->means, j->demand, (uint32_t)i,
-                                   &j->post[i]);
+        sako__model_posterior_with(&now, fs->counts, &fs->decay, j->ref, j->root, j->means,
+                                   j->demand, (uint32_t)i, &j->post[i]);
         sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
                                    i < j->n_items && e->items[i].active);
     }
@@ -717,16 +796,19 @@ static int job_finish(sako_engine *e, retrain_job *j)
      * only then are they written (a whole checkpoint). Otherwise the dirty items
      * wait for the next regular checkpoint and the transaction stays small. */
     const sako_counts *fix = NULL;
+    if (memcmp(&fs->decay, &e->decay, sizeof fs->decay) != 0)
+        fix = fs->counts; /* a reconfigured half-life, or a frame gone wrong */
     for (size_t i = 0; i < e->n_items && !fix; i++) {
         if (i < j->n_items && j->suspect && !j->suspect[i] && !fs->touched[i])
             continue;
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
     }
-    if ((rc = epoch_write(e, fix, 1, j->root, j->means, j->demand, fs->since)))
+    if ((rc = epoch_write(e, fix, &fs->decay, j->epoch_at, 1, j->root, j->means, j->demand,
+                          fs->since)))
         return rc;
-    epoch_swap(e, fix, 1, j->root, j->means, &j->demand, &j->post, j->domains, &fs->personal,
-               fs->since);
+    epoch_swap(e, fix, &fs->decay, j->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
+               j->domains, &fs->personal, fs->since);
     j->domains = NULL;
     return SAKO_OK;
 }
@@ -738,13 +820,15 @@ static int retrain_blocking(sako_engine *e)
     int rc = SAKO_OK;
     sako_personal fresh;
     memset(&fresh, 0, sizeof fresh);
+    sako_decay frame;
+    sako__decay_init(&frame, e->params.decay_half_life_days);
     sako_counts *counts = calloc(e->n_items ? e->n_items : 1, sizeof *counts);
     if (!counts)
         rc = sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", e->n_items);
     if (rc == SAKO_OK)
         rc = sako__personal_reserve_items(&fresh, e->cap_items);
     if (rc == SAKO_OK)
-        rc = sako__retrain_replay(e, 0, counts, &fresh);
+        rc = sako__retrain_replay(e, 0, counts, &frame, &fresh);
     if (rc == SAKO_OK) {
         /* The rebuilt personal state replaces the online one; the item counts follow
          * with the epoch (until then readers sample the old posteriors). */
@@ -753,8 +837,10 @@ static int retrain_blocking(sako_engine *e)
         e->personal = fresh;
         fresh = old;
         pthread_rwlock_unlock(&e->lock);
-        rc = sako__retrain_epoch(e, counts);
+        rc = sako__retrain_epoch(e, counts, &frame);
     }
+    if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
+        sako__policy_activated(e);
     sako__personal_free(&fresh);
     free(counts);
     return rc;
@@ -791,6 +877,14 @@ int sako_retrain(sako_engine *e)
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
+    if (rc == SAKO_OK) {
+        /* the new model is active: the retrain policy counts from here */
+        sako__policy_activated(e);
+        /* a prior refresh that fell due meanwhile (by events or decay's time rule)
+         * was held back by the retrain: it runs now, as it would have after the
+         * batch that made it due */
+        sako__retrain_refresh(e);
+    }
     pthread_mutex_unlock(&e->write_mutex);
     job_free(&j);
     return rc;

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "decay_internal.h"
 #include "sako.h"
 #include "store_internal.h"
 
@@ -17,16 +18,17 @@
  * `model_after` (the checkpoint) also into its items and users, as sako_update()
  * would. */
 int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
-                         sako_personal *personal);
-/* A new prior epoch: fresh priors, published atomically. With `counts` (a retrain)
- * those counts replace the items', are checkpointed, and the model version increases. */
-int sako__retrain_epoch(sako_engine *e, const sako_counts *counts);
+                         sako_decay *counts_decay, sako_personal *personal);
 /* After an update (writer mutex held): if a prior refresh is due, run it inline on
  * a small catalog (up to refresh_sync_items), else start it on a background thread
  * unless one runs already (or a retrain does). */
 void sako__retrain_refresh(sako_engine *e);
 /* Stop and join a background refresh (sako_close; writer mutex not held). */
 void sako__retrain_stop(sako_engine *e);
+/* A new prior epoch at the log's latest event time: fresh priors, published
+ * atomically. With `counts` (a retrain, in decay frame `counts_decay`) those counts
+ * replace the items', are checkpointed, and the model version increases. */
+int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay);
 /* Checkpoint only (no new priors). */
 int sako__retrain_checkpoint(sako_engine *e);
 

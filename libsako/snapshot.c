@@ -133,6 +133,8 @@ int sako__snapshot_evidence_begin(sako_engine *e, sako_evidence_snap **out)
     s->n = n;
     s->baskets = e->personal.baskets;
     s->organic_purchases = e->personal.organic_purchases;
+    s->decay = e->decay;
+    s->personal_decay = e->personal.decay;
     pthread_rwlock_wrlock(&e->lock);
     e->snap = s;
     pthread_rwlock_unlock(&e->lock);
@@ -180,6 +182,10 @@ void sako__snapshot_evidence_view(sako_evidence_snap *s, sako_engine *view)
     view->personal.cap_items = s->n;
     view->personal.baskets = s->baskets;
     view->personal.organic_purchases = s->organic_purchases;
+    view->personal.decay = s->personal_decay;
+    view->decay = s->decay;
+    view->decay_epoch_at = s->decay.latest;
+    view->decay_ref = sako__decay_ref(s->decay.half_life_ms, s->decay.latest);
     for (size_t i = 0; i < s->n && i < view->n_items; i++)
         view->items[i].counts = s->counts[i];
 }

@@ -25,6 +25,8 @@ typedef struct sako_evidence_snap {
     sako_item_demand *demand;   /* ...organic events (other fields zero)... */
     double *item_baskets;       /* ...and baskets holding it */
     double baskets, organic_purchases;
+    sako_decay decay;           /* the frames of the item counts and of the personal */
+    sako_decay personal_decay;  /* sums at the position (a rebase since voids the copy) */
     uint8_t *copied;            /* per item: its values are here */
     uint8_t *touched;           /* per item: a writer changed it since the position */
 } sako_evidence_snap;

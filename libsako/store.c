@@ -18,7 +18,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 2          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 3          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -53,6 +53,27 @@ static const char *const migrations[] = {
     "ALTER TABLE categories ADD COLUMN demand_mean REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE categories ADD COLUMN demand_strength REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE categories ADD COLUMN demand_share REAL NOT NULL DEFAULT 0;",
+    /* 2 -> 3 (libsako 0.3), retrain policy: the policy with every trigger off, and
+     * its last activation: the latest retrain (its time, its event count, and the
+     * last batch of the log it saw: the batch where the running count reaches it),
+     * or before any retrain the first logged batch's time (now for a new file). */
+    "INSERT INTO sako_meta(key, value) VALUES ('policy_every_events', 0),"
+    " ('policy_every_seconds', 0), ('policy_drift_fraction', 0.0),"
+    " ('policy_drift_window', 25000), ('policy_drift_min_impressions', 12500);"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_at', coalesce("
+    " (SELECT created_at FROM models ORDER BY version DESC LIMIT 1),"
+    " (SELECT min(created_at) FROM event_batches),"
+    " CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER));"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_events', coalesce("
+    " (SELECT n_events FROM models ORDER BY version DESC LIMIT 1), 0);"
+    "INSERT INTO sako_meta(key, value) SELECT 'policy_activated_batch', coalesce(max(seq), 0)"
+    " FROM (SELECT seq, sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches)"
+    " WHERE upto <= (SELECT n_events FROM models ORDER BY version DESC LIMIT 1);"
+    /* 2 -> 3 (libsako 0.3), decay (issue 9 item 1): its half-life, 0 so that a 0.2
+     * database keeps its state and posteriors; the frame of the stored item counts
+     * (offset, latest event time) and the time of the current prior epoch. */
+    "INSERT INTO sako_meta(key, value) VALUES ('decay_half_life_days', 0.0),"
+    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0);",
 };
 
 /* ------------------------------------------------------- statements */
@@ -155,7 +176,8 @@ int sako__store_write_params(sako_store *st, const sako_model_params *p)
         (rc = sako__store_set_meta_real(st, "due_exponent", p->due_exponent)) ||
         (rc = sako__store_set_meta_real(st, "affinity_strength", p->affinity_strength)) ||
         (rc = sako__store_set_meta_real(st, "lift_strength", p->lift_strength)) ||
-        (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)))
+        (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)) ||
+        (rc = sako__store_set_meta_real(st, "decay_half_life_days", p->decay_half_life_days)))
         return rc;
     return SAKO_OK;
 }
@@ -415,6 +437,35 @@ int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at
     return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "recording the model version");
 }
 
+/* The retrain policy (policy.c validates it). */
+int sako__store_write_policy(sako_store *st, const sako_policy *p)
+{
+    int rc;
+    if ((rc = sako__store_set_meta_int(st, "policy_every_events", (int64_t)p->every_events)) ||
+        (rc = sako__store_set_meta_int(st, "policy_every_seconds", (int64_t)p->every_seconds)) ||
+        (rc = sako__store_set_meta_real(st, "policy_drift_fraction", p->drift_fraction)) ||
+        (rc = sako__store_set_meta_int(st, "policy_drift_window", (int64_t)p->drift_window)) ||
+        (rc = sako__store_set_meta_int(st, "policy_drift_min_impressions",
+                                       (int64_t)p->drift_min_impressions)))
+        return rc;
+    return SAKO_OK;
+}
+
+int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
+{
+    int rc;
+    if ((rc = sako__store_set_meta_int(st, "policy_activated_at", a->at)) ||
+        (rc = sako__store_set_meta_int(st, "policy_activated_events", (int64_t)a->n_events)) ||
+        (rc = sako__store_set_meta_int(st, "policy_activated_batch", a->batch)))
+        return rc;
+    return SAKO_OK;
+}
+
+int sako__store_last_batch(sako_store *st, int64_t *out)
+{
+    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
+}
+
 /* --------------------------------------------------------------- open */
 
 static int prepare_meta(sako_store *st)
@@ -638,7 +689,7 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
     int rc = prepare_read(st, "SELECT key, value FROM sako_meta", &s);
     if (rc)
         return rc;
-    unsigned seen = 0;
+    uint64_t seen = 0;
     sako_model_params *p = &out->params;
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
@@ -647,7 +698,7 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         int64_t i = sqlite3_column_int64(s, 1);
         if (!k)
             continue;
-#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= 1u << bit; }
+#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= (uint64_t)1 << bit; }
         if (0) {}
         META("reward_click", 0, p->reward[SAKO_EVENT_CLICK] = r)
         META("reward_cart", 1, p->reward[SAKO_EVENT_CART] = r)
@@ -678,12 +729,17 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("demand_baskets", 26, out->demand.baskets = r)
         META("demand_root_mean", 27, out->demand.root_mean = r)
         META("demand_root_strength", 28, out->demand.root_strength = r)
+        META("decay_half_life_days", 29, p->decay_half_life_days = r)
+        META("decay_offset", 30, out->decay_offset = i)
+        META("decay_latest", 31, out->decay_latest = i)
+        META("decay_epoch_at", 32, out->decay_epoch_at = i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != (1u << 29) - 1)
-        return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#x)", seen);
+    if (seen != ((uint64_t)1 << 33) - 1)
+        return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#llx)",
+                           (unsigned long long)seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
     return SAKO_OK;
 }
@@ -860,11 +916,6 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
 
 /* ------------------------------------------------ a second connection (retrain) */
 
-int sako__store_last_batch(sako_store *st, int64_t *out)
-{
-    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
-}
-
 int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader)
 {
     memset(reader, 0, sizeof *reader);
@@ -881,4 +932,105 @@ int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_stor
     sqlite3_extended_result_codes(reader->db, 1);
     sqlite3_busy_timeout(reader->db, busy_timeout_ms);
     return SAKO_OK;
+}
+int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a)
+{
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, "SELECT key, value FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\'", &s);
+    if (rc)
+        return rc;
+    unsigned seen = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(s, 0);
+        double r = sqlite3_column_double(s, 1);
+        int64_t i = sqlite3_column_int64(s, 1);
+        if (!k)
+            continue;
+#define META(name, bit, assign) else if (strcmp(k, name) == 0) { assign; seen |= 1u << bit; }
+        if (0) {}
+        META("policy_every_events", 0, p->every_events = (uint64_t)i)
+        META("policy_every_seconds", 1, p->every_seconds = (uint64_t)i)
+        META("policy_drift_fraction", 2, p->drift_fraction = r)
+        META("policy_drift_window", 3, p->drift_window = (uint64_t)i)
+        META("policy_drift_min_impressions", 4, p->drift_min_impressions = (uint64_t)i)
+        META("policy_activated_at", 5, a->at = i)
+        META("policy_activated_events", 6, a->n_events = (uint64_t)i)
+        META("policy_activated_batch", 7, a->batch = i)
+#undef META
+    }
+    if ((rc = finish_read(st, s, step, SAKO_OK)))
+        return rc;
+    if (seen != (1u << 8) - 1)
+        return sako__error(SAKO_CORRUPT, "database damaged: retrain policy incomplete (mask %#x)", seen);
+    return SAKO_OK;
+}
+
+/* ------------------------------------------------------ online backup */
+
+/* The destination is a private new file that becomes the backup only once it is
+ * complete and synced (backup.c renames it into place), so it needs no journal of
+ * its own and no sync of its own: a crash mid-copy leaves a partial file that was
+ * never the backup. */
+struct sako_store_backup {
+    sqlite3 *dest;
+    sqlite3_backup *copy;
+    int done;
+};
+
+int sako__store_backup_begin(sako_store *st, const char *dest_path, sako_store_backup **out)
+{
+    sako_store_backup *bk = calloc(1, sizeof *bk);
+    if (!bk)
+        return sako__error(SAKO_NOMEM, "out of memory starting a backup");
+    int rc = sqlite3_open_v2(dest_path, &bk->dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(bk->dest, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+                          NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int status = sako__error_sqlite(bk->dest, rc, dest_path);
+        sako__store_backup_free(bk);
+        return status == SAKO_CORRUPT || status == SAKO_ERROR ? SAKO_IO : status;
+    }
+    bk->copy = sqlite3_backup_init(bk->dest, "main", st->db, "main");
+    if (!bk->copy) {
+        int status = sako__error_sqlite(bk->dest, sqlite3_errcode(bk->dest), "starting a backup");
+        sako__store_backup_free(bk);
+        return status;
+    }
+    *out = bk;
+    return SAKO_OK;
+}
+
+int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out)
+{
+    int rc = sqlite3_backup_step(bk->copy, pages);
+    bk->done = rc == SQLITE_DONE;
+    *done_out = bk->done;
+    if (rc == SQLITE_OK || rc == SQLITE_DONE)
+        return SAKO_OK;
+    /* BUSY/LOCKED are transient (another connection writes the file); the caller
+     * retries. Anything else ends the copy. */
+    return sako__error_sqlite(bk->dest, rc, "copying pages to the backup");
+}
+
+int sako__store_backup_finish(sako_store_backup *bk)
+{
+    if (!bk->copy)
+        return SAKO_ERROR;
+    int rc = sqlite3_backup_finish(bk->copy);
+    bk->copy = NULL;
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(bk->dest, rc, "finishing the backup");
+    return bk->done ? SAKO_OK : sako__error(SAKO_ERROR, "backup ended before the copy was complete");
+}
+
+void sako__store_backup_free(sako_store_backup *bk)
+{
+    if (!bk)
+        return;
+    if (bk->copy)
+        sqlite3_backup_finish(bk->copy); /* only after a failure, see backup.c */
+    sqlite3_close_v2(bk->dest);
+    free(bk);
 }

@@ -38,6 +38,8 @@ typedef struct sako_model_params {
     double affinity_strength;
     double lift_strength;
     int64_t basket_gap_ms;
+    /* decay (options version 3) */
+    double decay_half_life_days;
 } sako_model_params;
 
 /* A demand epoch's constants (demand.c). */
@@ -51,6 +53,13 @@ typedef struct sako_category_demand_row {
     double mean, strength, share;   /* strength 0: not part of the stored epoch */
 } sako_category_demand_row;
 
+/* The retrain policy's last activation (policy.c). */
+typedef struct sako_store_activation {
+    int64_t at;          /* unix ms */
+    uint64_t n_events;   /* events logged before it */
+    int64_t batch;       /* the last logged batch before it */
+} sako_store_activation;
+
 /* Everything sako_meta holds. */
 typedef struct sako_store_meta {
     sako_model_params params;
@@ -60,6 +69,9 @@ typedef struct sako_store_meta {
     int64_t checkpoint_batch; /* last event batch folded into the stored counts */
     int64_t model_version;
     sako_store_demand demand;
+    /* decay: the population counts' frame as of the checkpoint, and the time of the
+     * current prior epoch (decay_internal.h) */
+    int64_t decay_offset, decay_latest, decay_epoch_at;
 } sako_store_meta;
 
 typedef struct sako_category_row {
@@ -135,6 +147,11 @@ int sako__store_write_demand(sako_store *st, const sako_store_demand *d);
 int sako__store_write_category_demand(sako_store *st, const sako_category_demand_row *r);
 int sako__store_record_model(sako_store *st, int64_t version, int64_t created_at,
                              uint64_t n_events);
+/* The retrain policy and its last activation (sako_meta policy_* keys). */
+int sako__store_write_policy(sako_store *st, const sako_policy *p);
+int sako__store_write_activation(sako_store *st, const sako_store_activation *a);
+/* The sequence number of the last logged batch (0 for none). */
+int sako__store_last_batch(sako_store *st, int64_t *out);
 
 /* ------------------------------------------------------------ readers */
 /* SAKO_CORRUPT when a key is missing; values are checked by the caller. */
@@ -164,13 +181,29 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
                                  int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                               const int64_t *order_ids, size_t n),
                                  void *payload);
-/* The sequence number of the last logged batch (0: none). */
-int sako__store_last_batch(sako_store *st, int64_t *out);
 
 /* ------------------------------------------------ a second connection (retrain) */
 /* A read-only connection to the same file, for reading the log while the writer
  * commits (WAL: each statement reads one consistent snapshot). SAKO_MISUSE for an
  * in-memory database. Close it with sako__store_close(). */
 int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader);
+
+/* The retrain policy and its last activation; SAKO_CORRUPT when a key is missing. */
+int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a);
+
+/* ------------------------------------------------------ online backup */
+/* A copy of the database in progress (SQLite's backup API) into a new file. Every
+ * call that reaches the source connection (begin, step, end) must run where that
+ * connection may be used, i.e. under the engine's writer mutex; the copy sees the
+ * writes made through the same connection between steps instead of restarting. */
+typedef struct sako_store_backup sako_store_backup;
+/* Open `dest_path` (an empty file the caller created) as the destination. */
+int sako__store_backup_begin(sako_store *st, const char *dest_path, sako_store_backup **out);
+/* Copy up to `pages` pages; *done_out = 1 once the copy is complete. */
+int sako__store_backup_step(sako_store_backup *bk, int pages, int *done_out);
+/* Release the source side (under the writer mutex): SAKO_OK if the copy completed. */
+int sako__store_backup_finish(sako_store_backup *bk);
+/* Close the destination and free (no source access: outside the mutex). */
+void sako__store_backup_free(sako_store_backup *bk);
 
 #endif

@@ -21,6 +21,9 @@ int main(void)
     srunner_add_suite(sr, suite_bandit());
     srunner_add_suite(sr, suite_threads());
     srunner_add_suite(sr, suite_personal());
+    srunner_add_suite(sr, suite_policy());
+    srunner_add_suite(sr, suite_backup());
+    srunner_add_suite(sr, suite_decay());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     /* CK_FORK_GETENV: fork unless CK_FORK=no. */

@@ -29,6 +29,15 @@ Suite *suite_sampler(void);
 Suite *suite_bandit(void);
 Suite *suite_threads(void);
 Suite *suite_personal(void);
+Suite *suite_policy(void);
+Suite *suite_backup(void);
+Suite *suite_decay(void);
+
+/* SQL that turns a new file back into schema 2: every sako_meta key the 2 -> 3
+ * migration adds (the retrain policy's and decay's). */
+#define SK_SCHEMA3_TO_2 \
+    "DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\';" \
+    " PRAGMA user_version = 2;"
 
 /* The status, its name and this thread's message, for failure output. */
 #define ck_assert_rc(expr, want)                                                          \

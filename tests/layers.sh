@@ -15,18 +15,21 @@ allow() {
     done
 }
 allow error
+allow decay
 allow idmap error
 allow store error
 allow users error idmap store
-allow personal error
-allow model error idmap beta rng demand
-allow demand error idmap store model
+allow personal error decay
+allow model error idmap beta rng demand decay
+allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
-allow snapshot error
-allow retrain error idmap store model users domains demand personal snapshot
+allow snapshot error decay
+allow retrain error idmap store model users domains demand personal snapshot decay policy
+allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
-allow events error idmap store model users domains catalog retrain personal snapshot
+allow events error idmap store model users domains catalog retrain personal snapshot policy
+allow backup error store
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail

@@ -184,6 +184,9 @@ SAKOPY_BUFFER(sako_stats, NULL, 1)
 SAKOPY_BUFFER(sako_options, NULL, 1)
 SAKOPY_BUFFER(sako_user_info, NULL, 1)
 SAKOPY_BUFFER(sako_user_item, NULL, 1)
+SAKOPY_BUFFER(const sako_policy, NULL, 0)
+SAKOPY_BUFFER(sako_policy, NULL, 1)
+SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -198,12 +201,22 @@ SAKOPY_BUFFER(sako_user_item, NULL, 1)
 %apply sako_options *BUF { sako_options *out };
 %apply sako_user_info *BUF { sako_user_info *out };
 %apply sako_user_item *BUF { sako_user_item *out };
+%apply const sako_policy *BUF { const sako_policy *policy };
+%apply sako_policy *BUF { sako_policy *out };
+%apply sako_retrain_status *BUF { sako_retrain_status *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
 %typemap(argout) double *mean_out {
     Py_DECREF($result);
     $result = PyFloat_FromDouble(*$1);
+}
+%typemap(in, numinputs = 0) int *ready_out (int tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) int *ready_out {
+    Py_DECREF($result);
+    $result = PyBool_FromLong(*$1);
 }
 
 /* ------------------------------------------------------ what sako.h cannot say */
@@ -294,6 +307,14 @@ static int sakopy_options_init(sako_options *out)
     *out = o;
     return SAKO_OK;
 }
+
+/* SAKO_POLICY_INIT, likewise. */
+static int sakopy_policy_init(sako_policy *out)
+{
+    sako_policy p = SAKO_POLICY_INIT;
+    *out = p;
+    return SAKO_OK;
+}
 %}
 
 /* ------------------------------------------------------------------ sako.h */
@@ -301,6 +322,8 @@ static int sakopy_options_init(sako_options *out)
 %constant long long SAKO_TIME_MAX = SAKO_TIME_MAX;
 %ignore SAKO_ID_MAX;
 %ignore SAKO_TIME_MAX;
+%constant unsigned long long SAKO_POLICY_MAX = SAKO_POLICY_MAX;
+%ignore SAKO_POLICY_MAX;
 %ignore sako_init;      /* sakopy_open */
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */

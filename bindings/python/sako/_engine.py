@@ -6,6 +6,7 @@ table, :data:`FIELDS`; everything the user sees (options, :class:`ItemInfo`,
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import enum
 import operator
@@ -48,7 +49,9 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("organic_demand", "i4"), ("demand_min_purchases", "u8"), ("personal", "i4"),
         ("personal_min_baskets", "u4"), ("half_life_days", "f8"), ("personal_strength", "f8"),
         ("personal_temperature", "f8"), ("due_exponent", "f8"), ("affinity_strength", "f8"),
-        ("lift_strength", "f8"), ("basket_gap_ms", "i8")),
+        ("lift_strength", "f8"), ("basket_gap_ms", "i8"),
+        # version 3 (0.3): decay
+        ("decay_half_life_days", "f8")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -69,6 +72,15 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
     "sako_user_item": (
         ("item_id", "i8"), ("n_baskets", "u8"), ("weight", "f8"), ("last_bought_at", "i8"),
         ("mean_gap_days", "f8")),
+    # 0.3: the retrain policy
+    "sako_policy": (
+        ("version", "u4"), ("every_events", "u8"), ("every_seconds", "u8"),
+        ("drift_fraction", "f8"), ("drift_window", "u8"), ("drift_min_impressions", "u8")),
+    "sako_retrain_status": (
+        ("due", "i4", bool), ("reasons", "u4"), ("reason", np.uintp),  # a static const char*
+        ("events_since", "u8"), ("seconds_since", "f8"), ("retrained_at", "i8"),
+        ("baseline_conversion", "f8"), ("baseline_impressions", "u8"),
+        ("recent_conversion", "f8"), ("recent_impressions", "u8")),
 }
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
@@ -110,6 +122,127 @@ UserInfo = _record("UserInfo", "sako_user_info",
 UserItem = _record("UserItem", "sako_user_item",
                    "One product of a user's purchase history (``sako_user_item``). Times "
                    "are unix ms.")
+
+
+# ------------------------------------------------------------------ retrain policy
+
+class RetrainReason(enum.IntFlag):
+    """What made a retrain due (``sako_retrain_reason`` bits)."""
+
+    EVENTS = _sako.SAKO_RETRAIN_EVENTS  #: every_events events since the last retrain
+    TIME = _sako.SAKO_RETRAIN_TIME      #: every_seconds seconds since it
+    DRIFT = _sako.SAKO_RETRAIN_DRIFT    #: the conversion of served recommendations dropped
+
+
+def _policy_init() -> np.ndarray:
+    buf = np.zeros(1, DTYPES["sako_policy"])
+    _sako.policy_init(buf)
+    return buf
+
+
+_POLICY_DEFAULTS = dict(zip(DTYPES["sako_policy"].names, _policy_init()[0].tolist()))
+#: largest every_events, every_seconds and drift_window (2^53 - 1)
+POLICY_MAX: int = int(_sako.SAKO_POLICY_MAX)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """The retrain policy (``sako_policy``): set in advance, stored in the database.
+
+    Any combination of triggers may be on; all are off by default.
+
+    Attributes
+    ----------
+    every_events : int
+        Retrain after this many events since the last retrain; 0 = off.
+    every_seconds : int
+        Retrain after this many wall-clock seconds since the last retrain; 0 = off.
+    drift_fraction : float
+        In [0, 1): retrain when the recent conversion of served recommendations falls
+        below this fraction of its level after the last retrain; 0 = off (0.8 is the
+        fraction the default sample is sized for).
+    drift_window : int
+        Rec-attributed impressions in the baseline and in the recent window (25,000).
+    drift_min_impressions : int
+        Least sample of each before drift can fire, 1..drift_window (12,500).
+    """
+
+    every_events: int = int(_POLICY_DEFAULTS["every_events"])
+    every_seconds: int = int(_POLICY_DEFAULTS["every_seconds"])
+    drift_fraction: float = float(_POLICY_DEFAULTS["drift_fraction"])
+    drift_window: int = int(_POLICY_DEFAULTS["drift_window"])
+    drift_min_impressions: int = int(_POLICY_DEFAULTS["drift_min_impressions"])
+
+    #: the fraction the default drift sample is sized for
+    DRIFT_FRACTION = float(_sako.SAKO_POLICY_DRIFT_FRACTION)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields as a dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+
+def _policy_buffer(p: "Policy") -> np.ndarray:
+    buf = _policy_init()
+    for f in dataclasses.fields(Policy):
+        v = getattr(p, f.name)
+        if f.type in (float, "float"):
+            if isinstance(v, (str, bytes, bool)) or not isinstance(v, (int, float, np.number)):
+                raise InvalidArgument(f"policy: {f.name} must be a number, got {v!r}")
+            buf[f.name] = float(v)
+        else:
+            try:
+                if isinstance(v, bool):
+                    raise TypeError("bool")
+                v = operator.index(v)
+            except TypeError:
+                raise InvalidArgument(f"policy: {f.name} must be an integer, got {v!r}") from None
+            if not 0 <= v < 2**64:
+                raise InvalidArgument(f"policy: {f.name} {v} is not in [0, 2^64)")
+            buf[f.name] = v
+    return buf
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainStatus:
+    """Whether a retrain is due and why (``sako_retrain_status``).
+
+    ``reasons`` holds :class:`RetrainReason` bits, ``reason`` the same as text
+    (``"events"``, ``"time, drift"``, ``"not due"``...). Counters run since the last
+    successful retrain (``retrained_at``, unix ms; before the first, since the file was
+    created or upgraded). Conversions are reward-weighted successes per
+    rec-attributed impression; ``*_impressions`` are their samples.
+    """
+
+    due: bool
+    reasons: RetrainReason
+    reason: str
+    events_since: int
+    seconds_since: float
+    retrained_at: int
+    baseline_conversion: float
+    baseline_impressions: int
+    recent_conversion: float
+    recent_impressions: int
+
+    @property
+    def reason_names(self) -> Tuple[str, ...]:
+        """The reasons as lower-case names, e.g. ``("events", "drift")``."""
+        return tuple(r.name.lower() for r in RetrainReason if r in self.reasons)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields as a dict (JSON-ready: ``reasons`` as a list of names)."""
+        d = dataclasses.asdict(self)
+        d["reasons"] = list(self.reason_names)
+        return d
+
+    @classmethod
+    def _from_buffer(cls, buf: np.ndarray) -> "RetrainStatus":
+        r = buf[0]
+        text = ctypes.string_at(int(r["reason"])).decode() if int(r["reason"]) else ""
+        return cls(bool(r["due"]), RetrainReason(int(r["reasons"])), text, int(r["events_since"]),
+                   float(r["seconds_since"]), int(r["retrained_at"]),
+                   float(r["baseline_conversion"]), int(r["baseline_impressions"]),
+                   float(r["recent_conversion"]), int(r["recent_impressions"]))
 
 
 class EventType(enum.IntEnum):
@@ -465,7 +598,9 @@ class Engine:
         ``organic_demand``, ``demand_min_purchases``, ``personal``,
         ``personal_min_baskets``, ``half_life_days``, ``personal_strength``,
         ``personal_temperature``, ``due_exponent``, ``affinity_strength``,
-        ``lift_strength``, ``basket_gap_ms``. Unset fields keep the C defaults
+        ``lift_strength``, ``basket_gap_ms``, and ``decay_half_life_days`` (the
+        half-life of the population evidence, product demand and bought-together
+        counts in days of event time; 0 = no decay). Unset fields keep the C defaults
         (:func:`default_options`). The model fields of an existing database stay as
         stored unless ``reconfigure=1``.
 
@@ -855,6 +990,44 @@ class Engine:
         _sako.sako_retrain(self._h)
         return self.stats()
 
+    @property
+    def policy(self) -> Policy:
+        """The retrain policy in force (``sako_policy_get``); assign a :class:`Policy`
+        or a mapping of some of its fields (the others keep their current values) to
+        set it (``sako_policy_set``: validated whole, stored in the database).
+
+        Raises
+        ------
+        InvalidArgument
+            On assignment: a field out of range (the message names it); nothing changed.
+        """
+        buf = _policy_init()
+        _sako.sako_policy_get(self._h, buf)
+        r = buf[0]
+        return Policy(int(r["every_events"]), int(r["every_seconds"]), float(r["drift_fraction"]),
+                      int(r["drift_window"]), int(r["drift_min_impressions"]))
+
+    @policy.setter
+    def policy(self, value: Union[Policy, Mapping[str, Any]]) -> None:
+        if isinstance(value, Mapping):
+            names = {f.name for f in dataclasses.fields(Policy)}
+            unknown = sorted(set(value) - names)
+            if unknown:
+                raise InvalidArgument(f"policy: unknown field(s) {', '.join(unknown)}")
+            value = dataclasses.replace(self.policy, **value)
+        elif not isinstance(value, Policy):
+            raise InvalidArgument(f"policy: expected a sako.Policy or a mapping, got "
+                                  f"{type(value).__name__}")
+        _sako.sako_policy_set(self._h, _policy_buffer(value))
+
+    def retrain_due(self) -> RetrainStatus:
+        """Whether the retrain policy says a retrain is due, why, and its counters
+        (``sako_retrain_due``; O(1)). The engine never retrains by itself: call
+        :meth:`retrain` when ``due`` is true (the service's background task does)."""
+        buf = np.zeros(1, DTYPES["sako_retrain_status"])
+        _sako.sako_retrain_due(self._h, buf)
+        return RetrainStatus._from_buffer(buf)
+
     def item(self, item_id: int) -> ItemInfo:
         """Evidence and posterior of one item.
 
@@ -910,6 +1083,43 @@ class Engine:
         """
         return float(_sako.sako_category_prior(self._h, _int_arg(category_id, "category_id")))
 
+    # ------------------------------------------------------ backup, readiness
+    def backup(self, path: Union[str, "os.PathLike[str]"]) -> str:
+        """Copy the database into the new file ``path`` while the engine keeps serving.
+
+        SQLite's online backup, through the engine's own connection: updates wait at
+        most one step of 64 pages, recommendations never wait. The backup is the
+        database at one instant: every batch acknowledged before the call is in it, and
+        opening it gives the engine's state at that instant. Works for in-memory
+        engines too.
+
+        Returns
+        -------
+        str
+            ``path``, as a string.
+
+        Raises
+        ------
+        InvalidArgument
+            ``path`` exists (a backup never overwrites a file) or is empty/``":memory:"``.
+        SakoError
+            The directory is missing or not writable, the disk is full (no file is
+            left at ``path``).
+        """
+        p = os.fspath(path)
+        if isinstance(p, bytes):
+            p = os.fsdecode(p)
+        if not isinstance(p, str):
+            raise InvalidArgument("backup path must be a str or os.PathLike")
+        _sako.sako_backup(self._h, p)
+        return p
+
+    @property
+    def ready(self) -> bool:
+        """True once the sampling domains are built (large catalogs build them in the
+        background after open; until then recommendations are exact but slower)."""
+        return bool(_sako.sako_ready(self._h))
+
 
 def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> Engine:  # noqa: A001
     """Open (or create) an engine; same arguments as :class:`Engine`.
@@ -920,5 +1130,6 @@ def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> E
 
 
 __all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", "UserItem",
+           "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
            "Event", "EventType", "Mode", "MODE_NAMES", "SOURCE_NAMES",
            "default_options", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]

@@ -1,9 +1,11 @@
-"""The ``sako`` command: ``sako serve``, ``sako eval ...``, ``sako demo-db``, ``sako version``."""
+"""The ``sako`` command: ``sako serve``, ``sako eval ...``, ``sako demo-db``, ``sako backup``,
+``sako restore``, ``sako version``."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -39,8 +41,17 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("sako.service").warning(
             "--dev and no API key: every request is treated as admin")
     app = create_app(settings)
+    # uvicorn finishes the requests in flight (up to 10 s), runs the app's shutdown
+    # (the engine is closed, its log folded into a checkpoint), then raises the signal
+    # it caught again with the handler found at start. With this one, SIGTERM and
+    # SIGINT end a graceful shutdown with status 0, as a service manager expects.
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=settings.access_log, timeout_graceful_shutdown=10)
+    if stopped:
+        logging.getLogger("sako.service").info("stopped by signal %d", stopped[0])
     return 0
 
 
@@ -71,6 +82,34 @@ def _demo_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from . import SakoError
+    from .restore import backup
+
+    try:
+        r = backup(args.db, args.out)
+    except (SakoError, OSError) as e:
+        print(f"sako backup: {e}", file=sys.stderr)
+        return 2
+    how = "online backup" if r.online else "read snapshot (the file is open in an engine)"
+    print(f"{r.path}: {r.size_bytes} bytes, {r.n_events} events, {r.duration_seconds:.3f} s ({how})")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from . import SakoError
+    from .restore import RestoreError, restore
+
+    try:
+        r = restore(args.backup, args.target, keep_replaced=not args.no_keep)
+    except (RestoreError, SakoError, OSError) as e:
+        print(f"sako restore: refused, nothing changed: {e}", file=sys.stderr)
+        return 2
+    print(f"{r.target}: restored ({r.n_items} items, {r.n_events} events)"
+          + (f"; the replaced file is kept as {r.replaced}" if r.replaced else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sako", description="libsako recommendations: service and tools")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -94,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=42)
     d.add_argument("--force", action="store_true")
 
+    b = sub.add_parser("backup", help="back up a database file into a new file",
+                       description="Back up DB into the new file OUT (never overwritten). A "
+                                   "running service: use POST /v1/backup instead.")
+    b.add_argument("db")
+    b.add_argument("out")
+
+    r = sub.add_parser("restore", help="check a backup and put it in place of a database",
+                       description="Check BACKUP (integrity, libsako stamp, opens as an engine) "
+                                   "and atomically put it in place as TARGET. Refused while an "
+                                   "engine holds TARGET; the replaced file is kept as "
+                                   "TARGET.replaced-<time> unless --no-keep.")
+    r.add_argument("backup")
+    r.add_argument("target")
+    r.add_argument("--no-keep", action="store_true", help="delete the replaced file")
+
     sub.add_parser("version", help="print the library version")
     return p
 
@@ -108,6 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _serve(args)
     if args.command == "demo-db":
         return _demo_db(args)
+    if args.command == "backup":
+        return _backup(args)
+    if args.command == "restore":
+        return _restore(args)
     if args.command == "version":
         from . import __version__
 

@@ -2,6 +2,8 @@
 produce a 5xx. Bounded (max_examples per operation) to keep the suite fast."""
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -13,7 +15,9 @@ from sako.service import Settings, create_app  # noqa: E402
 from conftest import fill  # noqa: E402
 
 _engine = fill(sako.open(None, seed=9, unknown_items="reject"))
-app = create_app(Settings(dev=True), engine=_engine)
+# POST /v1/backup writes its files here, not beside the default database path
+_backups = tempfile.TemporaryDirectory(prefix="sako-schemathesis-backups-")
+app = create_app(Settings(dev=True, backup_dir=_backups.name), engine=_engine)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

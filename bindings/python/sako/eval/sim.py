@@ -118,6 +118,7 @@ class SimConfig:
     n_arrivals: int = 10
     shifts: tuple = (0.5,)           # preference shifts at these fractions of the run
     shift_aisle_share: float = 0.2
+    shift_strength: float = 1.0      # a shifted aisle's appeal times e^(+-strength)
     mean_click: float = 0.02         # catalog-average click probability
     p_max: float = 0.5
     pref_sigma: float = 0.5
@@ -163,7 +164,7 @@ class World:
         for _ in self.shift_steps:
             m = np.ones(cat.n_aisles)
             pick = rng.choice(cat.n_aisles, max(1, int(cfg.shift_aisle_share * cat.n_aisles)), replace=False)
-            m[pick] = np.exp(rng.choice([-1.0, 1.0], pick.size))
+            m[pick] = np.exp(cfg.shift_strength * rng.choice([-1.0, 1.0], pick.size))
             self.shift_mult.append(m)
         # click scale c: catalog-average click probability = mean_click
         self.c = self._solve_c()

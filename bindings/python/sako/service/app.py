@@ -20,7 +20,8 @@ import sako
 from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware
-from .routers import catalog, events, operations, recommendations, users
+from .retrainer import Retrainer
+from .routers import backup, catalog, events, operations, policy, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -53,12 +54,17 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping = False
         if app.state.engine is None:
             app.state.engine = await run_in_threadpool(
                 open_default_engine, settings.db, settings.demo, settings.engine_options())
+        if settings.auto_retrain:
+            app.state.retrainer.start()
         try:
             yield
         finally:
+            app.state.stopping = True  # /readyz answers 503 from here on
+            await app.state.retrainer.stop()
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
                 log.info("engine closed")
@@ -69,11 +75,15 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.stopping = False
     app.state.keys = keys
     app.state.dev = settings.dev
     app.state.recommender = recommendations.Recommender(settings.inline_recommend)
     app.state.metrics = (Metrics(lambda: getattr(app.state, "engine", None))
                          if settings.metrics else None)
+    app.state.retrainer = Retrainer(
+        lambda: getattr(app.state, "engine", None), settings.policy_check_seconds,
+        app.state.metrics.observe_retrain if app.state.metrics is not None else None)
 
     errors.install(app)
     app.include_router(recommendations.router)
@@ -81,6 +91,8 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(catalog.router)
     app.include_router(users.router)
     app.include_router(operations.router)
+    app.include_router(policy.router)
+    app.include_router(backup.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

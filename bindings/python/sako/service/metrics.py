@@ -1,13 +1,16 @@
 """Prometheus metrics of the service: requests and latency per route, events ingested,
 recommendations served, and the engine's model version and catalog size (read from
-the engine at scrape time)."""
+the engine at scrape time); retrains by reason and outcome, the last one's reason and
+duration, and the retrain policy's counters (read at scrape time)."""
 from __future__ import annotations
 
 import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+import sako
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -27,7 +30,26 @@ class _EngineCollector:
             s = e.stats()
         except Exception:  # a closed engine during shutdown: no sample
             return
-        for name, doc, value in (
+        try:
+            d = e.retrain_due()
+        except Exception:
+            d = None
+        policy = () if d is None else (
+            ("sako_retrain_due", "1 if the retrain policy says a retrain is due", float(d.due)),
+            ("sako_retrain_events_since", "Events since the last retrain", d.events_since),
+            ("sako_retrain_seconds_since", "Seconds since the last retrain", d.seconds_since),
+            ("sako_conversion_baseline", "Weighted conversion of served recommendations after "
+             "the last retrain (the drift baseline)", d.baseline_conversion),
+            ("sako_conversion_recent", "Weighted conversion of served recommendations over the "
+             "recent window", d.recent_conversion),
+        )
+        if d is not None:
+            g = GaugeMetricFamily("sako_retrain_due_reason", "1 for each retrain-policy trigger "
+                                  "that fired", labels=["reason"])
+            for r in sako.RetrainReason:
+                g.add_metric([r.name.lower()], float(r in d.reasons))
+            yield g
+        for name, doc, value in policy + (
             ("sako_model_version", "Model version (increases with every retrain)", s.model_version),
             ("sako_catalog_items", "Items in the catalog", s.n_items),
             ("sako_catalog_active_items", "Recommendable items", s.n_active_items),
@@ -54,7 +76,25 @@ class Metrics:
                               registry=self.registry)
         self.recommendations = Counter("sako_recommendations", "Recommendation requests served",
                                        registry=self.registry)
+        self.retrains = Counter("sako_retrains", "Retrains run by the service",
+                                ("reason", "outcome"), registry=self.registry)
+        self.last_retrain = Gauge("sako_last_retrain_timestamp_seconds",
+                                  "When the last retrain finished, labelled with its reason and "
+                                  "outcome", ("reason", "outcome"), registry=self.registry)
+        self.last_retrain_duration = Gauge("sako_last_retrain_duration_seconds",
+                                           "Duration of the last retrain", registry=self.registry)
         self.registry.register(_EngineCollector(get_engine))
+        # POST /v1/backup (routers/backup.py)
+        self.backup_last_time = Gauge("sako_backup_last_success_timestamp_seconds",
+                                      "Unix time the last successful backup finished",
+                                      registry=self.registry)
+        self.backup_last_duration = Gauge("sako_backup_last_duration_seconds",
+                                          "Duration of the last successful backup",
+                                          registry=self.registry)
+        self.backup_last_size = Gauge("sako_backup_last_size_bytes",
+                                      "Size of the last successful backup", registry=self.registry)
+        self.backups = Counter("sako_backups", "Backups attempted", ("result",),
+                               registry=self.registry)
         self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
         self._event_children = [self.events.labels(t) for t in _TYPE_NAMES]
         metrics = self
@@ -101,6 +141,21 @@ class Metrics:
         for t, c in enumerate(counts[:4].tolist()):
             if c:
                 self._event_children[t].inc(c)
+
+    def observe_retrain(self, rec: Any) -> None:
+        """A finished retrain (a :class:`sako.service.retrainer.RetrainRecord`)."""
+        self.retrains.labels(rec.reason, rec.outcome).inc()
+        self.last_retrain.clear()
+        self.last_retrain.labels(rec.reason, rec.outcome).set(rec.finished_at / 1000.0)
+        self.last_retrain_duration.set(rec.duration_seconds)
+    def backup_done(self, seconds: float, size: int) -> None:
+        self.backup_last_time.set(time.time())
+        self.backup_last_duration.set(seconds)
+        self.backup_last_size.set(size)
+        self.backups.labels("ok").inc()
+
+    def backup_failed(self) -> None:
+        self.backups.labels("failed").inc()
 
     def render(self) -> Tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

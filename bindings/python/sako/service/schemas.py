@@ -179,6 +179,12 @@ class HealthOut(BaseModel):
     version: str
     model_version: int
     n_items: int
+    ready: bool = Field(description="samplers built (GET /readyz answers 200)")
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    model_version: int
 
 
 class ErrorEntry(BaseModel):
@@ -199,3 +205,83 @@ AUTH_RESPONSES: Dict[Any, Any] = {400: _ERR, 401: _ERR, 413: _ERR, 422: _ERR, 50
 ADMIN_RESPONSES: Dict[Any, Any] = {**AUTH_RESPONSES, 403: _ERR}
 NOT_FOUND_RESPONSES: Dict[Any, Any] = {**AUTH_RESPONSES, 404: _ERR}
 UNAVAILABLE_RESPONSES: Dict[Any, Any] = {503: _ERR}
+
+
+# ------------------------------------------------------------ retrain policy (0.3)
+class PolicyIn(_Model):
+    """The retrain policy's fields to change (``PUT /v1/policy``); absent ones keep
+    their current values. The whole result is validated by the engine before anything
+    changes."""
+
+    every_events: Optional[int] = Field(
+        default=None, ge=0, le=sako.POLICY_MAX,
+        description="retrain after this many events since the last retrain; 0 = off")
+    every_seconds: Optional[int] = Field(
+        default=None, ge=0, le=sako.POLICY_MAX,
+        description="retrain after this many seconds since the last retrain; 0 = off")
+    drift_fraction: Optional[float] = Field(
+        default=None, ge=0.0, lt=1.0, allow_inf_nan=False,
+        description="retrain when the recent conversion of served recommendations falls below "
+                    "this fraction of its level after the last retrain; 0 = off")
+    drift_window: Optional[int] = Field(
+        default=None, ge=1, le=sako.POLICY_MAX,
+        description="rec-attributed impressions in the baseline and in the recent window")
+    drift_min_impressions: Optional[int] = Field(
+        default=None, ge=1, le=sako.POLICY_MAX,
+        description="least sample of baseline and recent window before drift can fire "
+                    "(at most drift_window)")
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> "PolicyIn":
+        if (self.drift_window is not None and self.drift_min_impressions is not None
+                and self.drift_min_impressions > self.drift_window):
+            raise ValueError(f"drift_min_impressions {self.drift_min_impressions} is above "
+                             f"drift_window {self.drift_window}")
+        return self
+
+
+PolicyOut = _from_dataclass("PolicyOut", sako.Policy, "The retrain policy in force.")
+
+
+class RetrainStatusOut(BaseModel):
+    """Whether a retrain is due and the counters behind it (``Engine.retrain_due``)."""
+
+    due: bool
+    reasons: List[str] = Field(description="the triggers that fired: events, time, drift")
+    reason: str
+    events_since: int
+    seconds_since: float
+    retrained_at: int = Field(description="unix ms of the last retrain (or of the file's "
+                                          "creation before the first)")
+    baseline_conversion: float
+    baseline_impressions: int
+    recent_conversion: float
+    recent_impressions: int
+
+
+class RetrainRecordOut(BaseModel):
+    """A retrain the service ran (times in unix ms)."""
+
+    reason: str = Field(description="manual, or the policy's reasons joined by '+'")
+    started_at: int
+    finished_at: int
+    duration_seconds: float
+    outcome: str = Field(description="ok, error, or running")
+    error: Optional[str] = None
+    model_version: Optional[int] = None
+
+
+class BackgroundOut(BaseModel):
+    enabled: bool
+    check_seconds: float
+    checks: int
+    last_check_at: Optional[int] = None
+    last_check_error: Optional[str] = None
+
+
+class PolicyResponse(BaseModel):
+    policy: PolicyOut  # type: ignore[valid-type]
+    status: RetrainStatusOut
+    last_retrain: Optional[RetrainRecordOut] = None
+    running: Optional[RetrainRecordOut] = None
+    background: BackgroundOut

@@ -45,6 +45,13 @@ class ServeFlags(BaseSettings):
     metrics: bool = Field(True, description="serve GET /metrics and count requests")
     log_level: str = Field("info", description="log level of sako and uvicorn")
     access_log: bool = Field(False, description="log every request")
+    auto_retrain: bool = Field(True, description="run the retrains the engine's retrain policy "
+                                                 "says are due, in the background")
+    policy_check_seconds: float = Field(5.0, gt=0, le=86400,
+                                        description="how often the background task asks "
+                                                    "whether a retrain is due, seconds")
+    backup_dir: Optional[str] = Field(None, description="directory of POST /v1/backup's files; "
+                                                        "null = 'backups' beside the database")
 
 
 class Settings(ServeFlags):
@@ -86,6 +93,14 @@ class Settings(ServeFlags):
         if self.seed is not None:
             opts["seed"] = self.seed
         return opts
+
+    def backup_directory(self) -> str:
+        """Where ``POST /v1/backup`` writes: ``backup_dir``, else ``backups`` beside the
+        database file (beside the working directory for an in-memory database)."""
+        if self.backup_dir:
+            return self.backup_dir
+        base = "" if self.db == ":memory:" else os.path.dirname(os.path.abspath(self.db))
+        return os.path.join(base, "backups")
 
     @property
     def inline_recommend(self) -> Optional[bool]:

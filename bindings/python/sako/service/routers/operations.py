@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request, Response
 import sako
 
 from ..dependencies import Admin, Client, EngineDep
+from ..errors import ApiError
+from ..retrainer import MANUAL
 from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, HealthOut,
-                       StatsOut, stats_out)
+                       ReadyOut, StatsOut, stats_out)
 
 router = APIRouter()
 
@@ -22,16 +24,31 @@ def stats(e: EngineDep) -> Any:
 
 @router.post("/v1/retrain", response_model=StatsOut, responses=ADMIN_RESPONSES, tags=["model"],
              dependencies=[Admin], summary="Rebuild the model from the event log (admin)")
-def retrain(e: EngineDep) -> Any:
-    return stats_out(e.retrain())
+def retrain(request: Request, e: EngineDep) -> Any:
+    # through the service's retrainer: one at a time, recorded with reason "manual"
+    return stats_out(request.app.state.retrainer.retrain(e, MANUAL))
 
 
 @router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
-            summary="Liveness and readiness")
+            summary="Liveness (the process serves, the engine is open)")
 def healthz(e: EngineDep) -> Any:
     s = e.stats()
     return {"status": "ok", "version": sako.__version__, "model_version": s.model_version,
-            "n_items": s.n_items}
+            "n_items": s.n_items, "ready": e.ready}
+
+
+@router.get("/readyz", response_model=ReadyOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
+            summary="Readiness: engine open, model loaded, samplers built; 503 otherwise")
+def readyz(request: Request) -> Any:
+    state = request.app.state
+    e = state.engine
+    if state.stopping or e is None or e.closed:
+        raise ApiError(503, "not_ready", "the engine is not open (starting or shutting down)",
+                       headers={"Retry-After": "1"})
+    if not e.ready:
+        raise ApiError(503, "not_ready", "the samplers are being built (large catalog)",
+                       headers={"Retry-After": "1"})
+    return {"ready": True, "model_version": e.stats().model_version}
 
 
 #: included only when the app counts metrics

@@ -1,0 +1,177 @@
+"""Retrains run by the service: the background task that asks the engine's retrain
+policy whether a retrain is due (``Engine.retrain_due``) every few seconds and runs the
+due ones, and the record of the last retrain that ``GET /v1/policy`` and the metrics
+show.
+
+Every retrain, manual (``POST /v1/retrain``) or due, goes through
+:meth:`Retrainer.retrain`: in a worker thread (never on the event loop), one at a time
+(a lock), timed, and recorded with its reason and outcome. A failure is logged and
+recorded, never raised out of the background task: the service keeps serving from the
+active model and the next check tries again.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from starlette.concurrency import run_in_threadpool
+
+import sako
+
+log = logging.getLogger("sako.service")
+
+#: the reason recorded for ``POST /v1/retrain``
+MANUAL = "manual"
+
+
+@dataclasses.dataclass
+class RetrainRecord:
+    """One retrain as the service ran it. Times are unix ms."""
+
+    reason: str                  #: "manual", or the policy's reasons joined by "+" ("events+drift")
+    started_at: int
+    finished_at: int = 0
+    duration_seconds: float = 0.0
+    outcome: str = "running"     #: "ok", "error" or, while it runs, "running"
+    error: Optional[str] = None  #: the exception's type and message when it failed
+    model_version: Optional[int] = None  #: the version it produced
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def policy_reason(status: sako.RetrainStatus) -> str:
+    """The reason label of a due retrain: its reasons joined by ``+``."""
+    return "+".join(status.reason_names) or "policy"
+
+
+class Retrainer:
+    """Runs the service's retrains and remembers the last one.
+
+    Parameters
+    ----------
+    get_engine : callable
+        Returns the engine being served (or None while none is open).
+    check_seconds : float
+        How often the background task asks whether a retrain is due.
+    on_finish : callable, optional
+        Called with each finished :class:`RetrainRecord` (the metrics).
+    """
+
+    def __init__(self, get_engine: Callable[[], Optional[sako.Engine]], check_seconds: float,
+                 on_finish: Optional[Callable[[RetrainRecord], None]] = None) -> None:
+        self._get = get_engine
+        self.check_seconds = float(check_seconds)
+        self._on_finish = on_finish
+        self._lock = threading.Lock()     # one retrain at a time
+        self._state = threading.Lock()    # guards the fields below
+        self.running: Optional[RetrainRecord] = None
+        self.last: Optional[RetrainRecord] = None
+        self.last_check_at: Optional[int] = None
+        self.last_check_error: Optional[str] = None
+        self.checks = 0
+        self._task: Optional[asyncio.Task] = None
+
+    # ------------------------------------------------------------ retrains
+    def retrain(self, engine: sako.Engine, reason: str) -> sako.Stats:
+        """Retrain now (blocking: call it from a worker thread); waits for a retrain
+        already running. Records the outcome; re-raises a failure."""
+        with self._lock:
+            rec = RetrainRecord(reason=reason, started_at=int(time.time() * 1000))
+            with self._state:
+                self.running = rec
+            t0 = time.perf_counter()
+            try:
+                stats = engine.retrain()
+            except Exception as exc:
+                rec.outcome, rec.error = "error", f"{type(exc).__name__}: {exc}"
+                raise
+            else:
+                rec.outcome, rec.model_version = "ok", int(stats.model_version)
+                return stats
+            finally:
+                rec.duration_seconds = time.perf_counter() - t0
+                rec.finished_at = int(time.time() * 1000)
+                with self._state:
+                    self.running, self.last = None, rec
+                if rec.outcome == "error":
+                    log.error("retrain (%s) failed after %.3f s: %s", reason,
+                              rec.duration_seconds, rec.error)
+                else:
+                    log.info("retrain (%s): model version %s in %.3f s", reason,
+                             rec.model_version, rec.duration_seconds)
+                if self._on_finish is not None:
+                    try:
+                        self._on_finish(rec)
+                    except Exception:  # pragma: no cover - metrics must not break retrains
+                        log.exception("recording a retrain")
+
+    def check_once(self) -> Optional[RetrainRecord]:
+        """Ask the policy; run a due retrain (blocking). Never raises: a failure is
+        logged and kept in ``last_check_error`` / ``last``. Returns the record of the
+        retrain it ran, if any."""
+        e = self._get()
+        if e is None or e.closed:
+            return None
+        try:
+            status = e.retrain_due()
+            with self._state:
+                self.checks += 1
+                self.last_check_at = int(time.time() * 1000)
+                self.last_check_error = None
+            if not status.due:
+                return None
+            self.retrain(e, policy_reason(status))
+        except Exception as exc:
+            if isinstance(exc, sako.Misuse) and e.closed:  # shutting down
+                return None
+            with self._state:
+                self.last_check_error = f"{type(exc).__name__}: {exc}"
+            log.error("background retrain check: %s", self.last_check_error)
+        return self.last
+
+    async def run(self) -> None:
+        """The background loop: every ``check_seconds``, :meth:`check_once` in a worker
+        thread. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(self.check_seconds)
+            await run_in_threadpool(self.check_once)
+
+    def start(self) -> None:
+        """Start the background loop on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="sako-retrainer")
+
+    async def stop(self) -> None:
+        """Cancel the background loop (a retrain already in its thread finishes)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def background(self) -> bool:
+        return self._task is not None
+
+    def snapshot(self) -> Dict[str, Any]:
+        """The service's side of ``GET /v1/policy``."""
+        with self._state:
+            return {
+                "background": self.background,
+                "check_seconds": self.check_seconds,
+                "checks": self.checks,
+                "last_check_at": self.last_check_at,
+                "last_check_error": self.last_check_error,
+                "running": self.running.as_dict() if self.running else None,
+                "last_retrain": self.last.as_dict() if self.last else None,
+            }
+
+
+__all__ = ["Retrainer", "RetrainRecord", "MANUAL", "policy_reason"]
