@@ -482,6 +482,8 @@ typedef struct fresh_state {
     int catching_up;          /* batches after P: mark what they touch */
     sako_counts *counts;      /* per item, grown with the catalog... */
     sako_decay decay;         /* ...in this decay frame */
+    int64_t epoch_at;         /* the epoch's time, and the reference the items touched */
+    sako_decay_ref ref;       /* after P are computed at (see fresh_batch) */
     uint8_t *touched;         /* per item: changed by a batch after P */
     size_t cap_counts;
     sako_personal personal;
@@ -554,6 +556,12 @@ static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const i
         return rc;
     for (size_t j = 0; j < n; j++) {
         uint32_t item = fs->item[j];
+        if (fs->catching_up && fs->decay.half_life_ms > 0.0 && fs->epoch_at == 0) {
+            /* An epoch of an empty log: as online, the first event's time becomes the
+             * reference until the next epoch (sako__model_apply_event). */
+            fs->epoch_at = ev[j].time;
+            fs->ref = sako__decay_ref(fs->decay.half_life_ms, ev[j].time);
+        }
         sako__personal_apply(&fs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
                              fs->user[j], item);
         /* As sako__model_apply_event does online, in the same order. A rebase
@@ -594,8 +602,8 @@ typedef struct retrain_job {
     sako_store reader;
     fresh_state fs;
     double root, *means;
-    int64_t epoch_at;         /* the log's time at P: the epoch's */
-    sako_decay_ref ref;
+    int64_t epoch_at;         /* the log's time at P: the epoch's priors and demand are */
+    sako_decay_ref ref;       /* built at it */
     sako_demand *demand;
     sako_beta *post;
     sako_domains *domains;
@@ -642,6 +650,8 @@ static int job_compute(sako_engine *e, retrain_job *j)
     v->decay = j->fs.decay;
     v->decay_epoch_at = j->epoch_at;
     v->decay_ref = j->ref;
+    j->fs.epoch_at = j->epoch_at;
+    j->fs.ref = j->ref;
     const sako_decay *frame = &j->fs.decay;
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(v, j->fs.counts, frame, j->ref, &j->root, j->means);
@@ -672,8 +682,8 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
     v.n_categories = catalog->n_categories;
     v.personal = fs->personal;
     v.decay = fs->decay;
-    v.decay_epoch_at = j->epoch_at;
-    v.decay_ref = j->ref;
+    v.decay_epoch_at = fs->epoch_at;
+    v.decay_ref = fs->ref;
     v.posterior = j->post;
     v.domains = j->domains;
     size_t keep = 0;
@@ -683,7 +693,7 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
             fs->pending[keep++] = i;
             continue;
         }
-        sako__model_posterior_with(&v, fs->counts, &fs->decay, j->ref, j->root, j->means, j->demand,
+        sako__model_posterior_with(&v, fs->counts, &fs->decay, fs->ref, j->root, j->means, j->demand,
                                    i, &j->post[i]);
         sako__domains_item_changed(&v, i, SAKO_NONE, v.items[i].active);
         fs->touched[i] = 0;
@@ -782,12 +792,12 @@ static int job_finish(sako_engine *e, retrain_job *j)
     epoch_view(e, j->post, j->domains, &now);
     now.personal = fs->personal;
     now.decay = fs->decay;
-    now.decay_epoch_at = j->epoch_at;
-    now.decay_ref = j->ref;
+    now.decay_epoch_at = fs->epoch_at;
+    now.decay_ref = fs->ref;
     for (size_t i = 0; i < e->n_items; i++) {
         if (i < j->n_items && !fs->touched[i] && !fs->failed)
             continue;
-        sako__model_posterior_with(&now, fs->counts, &fs->decay, j->ref, j->root, j->means,
+        sako__model_posterior_with(&now, fs->counts, &fs->decay, fs->ref, j->root, j->means,
                                    j->demand, (uint32_t)i, &j->post[i]);
         sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
                                    i < j->n_items && e->items[i].active);
@@ -804,10 +814,10 @@ static int job_finish(sako_engine *e, retrain_job *j)
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
     }
-    if ((rc = epoch_write(e, fix, &fs->decay, j->epoch_at, 1, j->root, j->means, j->demand,
+    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, j->demand,
                           fs->since)))
         return rc;
-    epoch_swap(e, fix, &fs->decay, j->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
+    epoch_swap(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
                j->domains, &fs->personal, fs->since);
     j->domains = NULL;
     return SAKO_OK;

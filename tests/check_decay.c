@@ -483,6 +483,37 @@ START_TEST(test_during_retrain_and_refresh)
     sako_close(ref);
     sako_close(e);
     sk_remove_db(path);
+
+    /* A retrain of an empty log while the first batch arrives: as online, that
+     * batch's first event becomes the decay reference until the next epoch. */
+    e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    decay_during f = {0, 2, 0, 0, 0};
+    e->retrain_hook = decay_hook;
+    e->retrain_hook_arg = &f;
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(f.calls, 1);
+    e->retrain_hook = NULL;
+    ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    ck_assert_ok(sako_retrain(ref));
+    traffic_part(ref, 400, 1, 0, 2);
+    ck_assert_uint_gt(sk_stats(ref).events_since_refresh, 0); /* no epoch since */
+    ck_assert_int_eq(e->decay_epoch_at, ref->decay_epoch_at);
+    /* (one batch: too little history for the personal answers compared above) */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < N_ALL; i++) {
+            sako_item_info x = sk_info(e, all_items[i]), y = sk_info(ref, all_items[i]);
+            ck_assert_msg(sk_same_info(&x, &y), "item %lld: %.17g/%.17g vs %.17g/%.17g",
+                          (long long)all_items[i], x.alpha, x.beta, y.alpha, y.beta);
+        }
+        assert_same_priors(e, ref);
+        sako_close(e);
+        e = sk_open_opts(path, &o); /* and a reopen */
+    }
+    sako_close(ref);
+    sako_close(e);
+    sk_remove_db(path);
 }
 END_TEST
 
