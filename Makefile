@@ -67,7 +67,7 @@ asan:
 # suite), the pruned sampler's concurrent readers (pruned/structure), the retrain
 # policy's status readers against a writer (policy/concurrent), the online backup
 # taken while a writer runs (backup) and readers racing decay's epochs and rebases
-# (decay/threads).
+# (decay/threads, with a retrain and a background refresh across rebases).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
@@ -84,6 +84,10 @@ $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
 bench: $(BUILD)/bench_sako
 	$(BUILD)/bench_sako
 
+# Stalls of recommend and durable updates during a retrain, 50k and 1M items with
+# 10M events in the log (docs/benchmarks.md; ~10 min). STALL_ARGS=--quick: 50k, 1M events.
+bench-stall: $(BUILD)/bench_sako
+	nice $(BUILD)/bench_sako --only stall $(STALL_ARGS)
 # What an online backup costs writers (docs/benchmarks.md, "Online backup").
 BACKUP_ARGS ?= 50000 2000000
 $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
@@ -189,4 +193,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python

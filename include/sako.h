@@ -483,8 +483,14 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  * Rebuild the model from the event log: every item's evidence and every category
  * prior is recomputed, then swapped in atomically while recommendations go on.
  * The result equals the online state after a prior refresh, bit for bit.
- * @return SAKO_OK; SAKO_MISUSE; SAKO_IO; SAKO_BUSY; SAKO_NOMEM; SAKO_CORRUPT if
- *         the log names items that no longer exist.
+ * On a database file the rebuild holds no lock that updates or recommendations
+ * wait for (since 0.3): it rebuilds the model of the last batch logged when it
+ * started, and the batches acknowledged meanwhile reach the new model before it is
+ * swapped in (the result is that of a retrain run at its start followed by those
+ * batches). An in-memory database retrains while updates wait.
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_IO; SAKO_BUSY (also when another
+ *         sako_retrain() of this engine is running: nothing was done); SAKO_NOMEM;
+ *         SAKO_CORRUPT if the log names items that no longer exist.
  * @since 0.1
  */
 SAKO_API int sako_retrain(sako_engine *engine);

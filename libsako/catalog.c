@@ -487,9 +487,12 @@ static int category_write(sako_engine *e, const category_batch *b)
 static void category_publish(sako_engine *e, category_batch *b)
 {
     pthread_rwlock_wrlock(&e->lock);
+    int reshaped = b->n_new > 0; /* a rename alone leaves epochs being built valid */
     for (size_t i = 0; i < b->n; i++) {
         uint32_t idx = b->target[i];
         sako_category_state *c = &e->categories[idx];
+        if (idx < b->nc && c->parent != b->parent[idx])
+            reshaped = 1;
         if (idx >= b->nc) {
             memset(c, 0, sizeof *c);
             c->id = b->cats[i].id;
@@ -504,6 +507,8 @@ static void category_publish(sako_engine *e, category_batch *b)
     }
     e->n_categories = b->nc + b->n_new;
     rebuild_subtrees(e);
+    if (reshaped)
+        e->catalog_gen++;
     pthread_rwlock_unlock(&e->lock);
     /* The tree changed shape: every category domain's membership may have. */
     sako__domains_rebuild(e);
@@ -650,8 +655,10 @@ static void item_change(sako_engine *e, uint32_t x, uint32_t category, int activ
     }
     e->item_class[x].category = it->category;
     e->item_class[x].active = it->active;
-    if (old_category != it->category || was_active != it->active)
+    if (old_category != it->category || was_active != it->active) {
         sako__domains_item_changed(e, x, old_category, was_active);
+        e->catalog_gen++;
+    }
 }
 
 static void item_publish(sako_engine *e, const item_batch *b)

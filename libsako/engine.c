@@ -119,6 +119,7 @@ static int load(sako_engine *e)
     if ((rc = load_meta(e, &demand)) || (rc = sako__catalog_load(e)) ||
         (rc = sako__users_load(&e->users, &e->store)) ||
         (rc = sako__personal_reserve_items(&e->personal, e->cap_items)) ||
+        (rc = sako__store_last_batch(&e->store, &e->last_batch)) ||
         (rc = sako__policy_load(e)) ||
         (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL, NULL)) ||
         (rc = sako__demand_restore(e, &demand, &e->demand)))
@@ -162,6 +163,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
     sako__decay_init(&e->decay, e->params.decay_half_life_days);
     e->root_mean = 0.5;
     e->store.lock_fd = -1;
+    e->refresh_sync_items = SAKO_REFRESH_SYNC_ITEMS;
     e->seed = opts->seed ? opts->seed
                          : (uint64_t)sako__store_now_ms() ^ ((uint64_t)(uintptr_t)e << 16) ^ (uint64_t)clock();
     e->opts.seed = e->seed;
@@ -203,6 +205,7 @@ void sako_close(sako_engine *e)
 static void engine_free(sako_engine *e, int checkpoint)
 {
     sako__domains_join(e);
+    sako__retrain_stop(e);
     if (checkpoint && sako__store_ready(&e->store) && !e->store.in_memory &&
         e->events_since_checkpoint > 0) {
         pthread_mutex_lock(&e->write_mutex);

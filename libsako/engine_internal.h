@@ -24,6 +24,7 @@
 
 
 struct sako_scratch; /* recommend.c */
+struct sako_evidence_snap; /* snapshot.c */
 
 struct sako_engine {
     sako_store store;
@@ -75,6 +76,23 @@ struct sako_engine {
     pthread_mutex_t scratch_mutex;
     struct sako_scratch *scratch_free;
 
+    /* epochs built off the writer mutex (retrain.c) */
+    int64_t last_batch;          /* the last logged batch; written under the writer mutex,
+                                    read atomically */
+    uint64_t catalog_gen;        /* bumped when an item changes category or activity, or the
+                                    category tree changes: an epoch built before is stale */
+    int retraining;              /* a sako_retrain() runs (under the writer mutex) */
+    void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
+    void *retrain_hook_arg;
+    void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */
+    void *refresh_hook_arg;
+    struct sako_evidence_snap *snap; /* a background refresh's copy-on-write (write lock) */
+    uint64_t epoch_serial;       /* epochs published; a refresh from an older one is dropped */
+    size_t refresh_sync_items;   /* catalogs up to this size refresh inline */
+    pthread_t refresh_thread;    /* the background prior refresh... */
+    int refresh_running;         /* ...started and not yet joined (writer mutex) */
+    int refresh_done;            /* atomic: it has finished */
+    int refresh_cancel;          /* atomic: sako_close() wants it to stop */
     /* retrain policy (policy.c): the policy and its counters since the last activation */
     sako_policy_state policy;
 };

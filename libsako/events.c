@@ -6,6 +6,7 @@
 #include "engine_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
+#include "snapshot_internal.h"
 
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen
  * replays a bounded tail of the event log. */
@@ -40,6 +41,7 @@ typedef struct event_batch {
     uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
     uint32_t *user;      /* user index per event, provisional for users the batch creates */
     sako_idmap created;  /* unknown item id -> its order of first appearance */
+    int64_t seq;         /* its sequence number in the log, once written */
     size_t n_created;
     int64_t *created_ids;
 } event_batch;
@@ -120,15 +122,15 @@ static int event_reserve(sako_engine *e, event_batch *b)
 }
 
 /* Created items, the batch and the counters it moves, in one transaction. */
-static int event_write(sako_engine *e, const event_batch *b)
+static int event_write(sako_engine *e, event_batch *b)
 {
-    int64_t seq = 0;
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
     if ((b->n_created &&
          (rc = sako__store_create_items(&e->store, b->created_ids, b->n_created, b->now))) ||
-        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(), &seq)) ||
+        (rc = sako__store_append_batch(&e->store, b->ev, b->orders, b->n, sako__store_now_ms(),
+                                       &b->seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
                                        (int64_t)(e->events_since_refresh + b->n)))) {
@@ -151,6 +153,7 @@ static void event_publish(sako_engine *e, event_batch *b)
                 x = sako__catalog_add_item(e, b->ev[i].item_id, SAKO_NONE, 1, b->now);
             b->item[i] = x;
         }
+        sako__snapshot_save(e, x); /* a background refresh keeps x as it was */
         sako__users_apply(&e->users, &b->ev[i]);
         sako__personal_apply(&e->personal, &e->personal_params, &b->ev[i],
                              b->orders ? b->orders[i] : 0, b->user[i], x);
@@ -169,6 +172,7 @@ static void event_publish(sako_engine *e, event_batch *b)
     e->n_events += b->n;
     e->events_since_refresh += b->n;
     e->events_since_checkpoint += b->n;
+    __atomic_store_n(&e->last_batch, b->seq, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&e->lock);
     sako__domains_maintain(e);
 }
@@ -177,8 +181,7 @@ static void event_publish(sako_engine *e, event_batch *b)
  * here is reported nowhere but retried after the next batch. */
 static void event_housekeeping(sako_engine *e)
 {
-    if (sako__model_refresh_due(e))
-        sako__retrain_epoch(e, NULL, NULL);
+    sako__retrain_refresh(e);
     if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
         sako__retrain_checkpoint(e);
     sako__error_clear();

@@ -336,21 +336,26 @@ static void model_posterior(const sako_engine *e, uint32_t item, double *a, doub
     posterior_of(&e->params, &oc, sako__demand_prior(e, item), a, b);
 }
 
+void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts,
+                                 const sako_decay *frame, sako_decay_ref ref, double root,
+                                 const double *cat_means, const sako_demand *demand, uint32_t i,
+                                 sako_beta *dst)
+{
+    uint32_t c = e->items[i].category;
+    double a, b;
+    double prior = sako__demand_prior_with(e, demand, i, c == SAKO_NONE ? root : cat_means[c]);
+    sako_counts oc = sako__model_outcomes(e, i, counts ? &counts[i] : &e->items[i].counts, frame, ref);
+    posterior_of(&e->params, &oc, prior, &a, &b);
+    sako__beta_set(dst, a, b);
+}
+
 void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *counts,
                                       const sako_decay *frame, sako_decay_ref ref,
                                       double root, const double *cat_means,
                                       const sako_demand *demand, sako_beta *dst)
 {
-    for (size_t i = 0; i < e->n_items; i++) {
-        uint32_t c = e->items[i].category;
-        double a, b;
-        double prior = sako__demand_prior_with(e, demand, (uint32_t)i,
-                                               c == SAKO_NONE ? root : cat_means[c]);
-        sako_counts oc = sako__model_outcomes(e, (uint32_t)i, counts ? &counts[i] : &e->items[i].counts,
-                                              frame, ref);
-        posterior_of(&e->params, &oc, prior, &a, &b);
-        sako__beta_set(&dst[i], a, b);
-    }
+    for (size_t i = 0; i < e->n_items; i++)
+        sako__model_posterior_with(e, counts, frame, ref, root, cat_means, demand, (uint32_t)i, &dst[i]);
 }
 
 void sako__model_update_posterior(sako_engine *e, uint32_t item)

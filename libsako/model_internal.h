@@ -30,6 +30,11 @@ void sako__model_fill_posteriors_with(const sako_engine *e, const sako_counts *c
                                       const sako_decay *frame, sako_decay_ref ref,
                                       double root, const double *cat_means,
                                       const struct sako_demand *demand, sako_beta *dst);
+/* Item i's posterior alone, as sako__model_fill_posteriors_with() computes it. */
+void sako__model_posterior_with(const sako_engine *e, const sako_counts *counts,
+                                 const sako_decay *frame, sako_decay_ref ref, double root,
+                                 const double *cat_means, const struct sako_demand *demand,
+                                 uint32_t i, sako_beta *dst);
 /* An item's counts (in decay frame `frame`) as recommendation outcomes decayed to
  * `ref`: without organic clicks, carts and purchases when organic_demand is on. */
 sako_counts sako__model_outcomes(const sako_engine *e, uint32_t item, const sako_counts *c,

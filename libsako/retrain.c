@@ -5,6 +5,7 @@
 #include "engine_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
+#include "snapshot_internal.h"
 
 typedef struct replay_state {
     sako_engine *e;
@@ -107,9 +108,14 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts, const sak
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
-/* The new priors (and, for a retrain, the counts and a model version) on disk. */
+/* The new priors on disk, as of the log's time `epoch_at`, with `counts` (when
+ * given, in decay frame `frame`) as a checkpoint and, with `version` (a retrain), a
+ * new model version and the parameters the counts were built with (a reconfigured
+ * half-life reaches the file only with counts weighted for it); `since` events were
+ * logged after the batch whose evidence the epoch used. */
 static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
-                       int64_t epoch_at, double root, const double *means, const sako_demand *demand)
+                       int64_t epoch_at, int version, double root, const double *means,
+                       const sako_demand *demand, uint64_t since)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -126,13 +132,13 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
         rc = write_checkpoint(e, counts, frame);
     /* With the counts, the parameters they were built with (a reconfigured half-life
      * reaches the file only with counts weighted for it). */
-    if (rc == SAKO_OK && counts)
+    if (rc == SAKO_OK && (counts || version))
         rc = sako__store_write_params(&e->store, &e->params);
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", epoch_at);
     if (rc == SAKO_OK)
-        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
-    if (rc == SAKO_OK && counts) {
+        rc = sako__store_set_meta_int(&e->store, "events_since_refresh", (int64_t)since);
+    if (rc == SAKO_OK && version) {
         rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
         if (rc == SAKO_OK)
             rc = sako__store_record_model(&e->store, e->model_version + 1,
@@ -143,6 +149,85 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
         return rc;
     }
     return sako__store_commit(&e->store);
+}
+
+/* Swap a computed epoch (of the log's time `epoch_at`) in, under the write lock;
+ * with `counts`, those in decay frame `frame` replace the items'. `*post`,
+ * `*demand` and (when given) `*personal` get the old ones back, for the caller to
+ * free. */
+static void epoch_swap(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       int64_t epoch_at, int version, double root, const double *means,
+                       sako_demand **demand, sako_beta **post, sako_domains *domains,
+                       sako_personal *personal, uint64_t since)
+{
+    sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
+    pthread_rwlock_wrlock(&e->lock);
+    if (personal) {
+        sako_personal old = e->personal;
+        e->personal = *personal;
+        *personal = old;
+    }
+    for (size_t c = 0; c < e->n_categories; c++)
+        e->categories[c].prior_mean = means[c];
+    e->root_mean = root;
+    e->decay_epoch_at = epoch_at;
+    e->decay_ref = ref;
+    if (counts) {
+        e->decay = *frame;
+        for (size_t i = 0; i < e->n_items; i++) {
+            e->items[i].counts = counts[i];
+            e->items[i].dirty = 0;
+        }
+        sako__users_clean(&e->users);
+        e->events_since_checkpoint = 0;
+    }
+    if (version)
+        e->model_version++;
+    sako_beta *old = e->posterior;
+    e->posterior = *post;
+    *post = old;
+    sako_domains *old_domains = e->domains;
+    e->domains = domains;
+    sako_demand *old_demand = e->demand;
+    e->demand = *demand;
+    *demand = old_demand;
+    e->events_since_refresh = since;
+    e->epoch_serial++;
+    pthread_rwlock_unlock(&e->lock);
+    sako__domains_free(old_domains);
+}
+
+/* What computing one item's posterior under a new epoch and mirroring it into the
+ * new samplers reads of the engine (caller holds the writer mutex), with the new
+ * posterior array and samplers. Not a copy of the whole struct: readers change
+ * some of its fields (request counter, scratch pool) concurrently. */
+static void epoch_view(const sako_engine *e, sako_beta *post, sako_domains *domains,
+                       sako_engine *v)
+{
+    memset(v, 0, sizeof *v);
+    v->params = e->params;
+    v->personal_params = e->personal_params;
+    v->items = e->items;
+    v->n_items = e->n_items;
+    v->cap_items = e->cap_items;
+    v->categories = e->categories;
+    v->n_categories = e->n_categories;
+    v->personal = e->personal;
+    v->decay = e->decay;
+    v->decay_epoch_at = e->decay_epoch_at;
+    v->decay_ref = e->decay_ref;
+    v->posterior = post;
+    v->domains = domains;
+}
+
+/* The k the samplers are tuned for (at least what queries have asked). */
+static int domains_k(sako_engine *e)
+{
+    pthread_rwlock_rdlock(&e->lock);
+    int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+    pthread_rwlock_unlock(&e->lock);
+    int want = (int)__atomic_load_n(&e->k_hint, __ATOMIC_RELAXED);
+    return want > k ? want : k;
 }
 
 /* Swap the new epoch in. Posteriors and samplers are computed before taking the
@@ -158,33 +243,8 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, const sako_
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
         domains = NULL; /* queries brute-force until the next rebuild */
-    pthread_rwlock_wrlock(&e->lock);
-    for (size_t c = 0; c < e->n_categories; c++)
-        e->categories[c].prior_mean = means[c];
-    e->root_mean = root;
-    e->decay_epoch_at = epoch_at;
-    e->decay_ref = ref;
-    if (counts) {
-        e->decay = *frame;
-        for (size_t i = 0; i < e->n_items; i++) {
-            e->items[i].counts = counts[i];
-            e->items[i].dirty = 0;
-        }
-        sako__users_clean(&e->users);
-        e->events_since_checkpoint = 0;
-        e->model_version++;
-    }
-    sako_beta *old = e->posterior;
-    e->posterior = *post;
-    *post = old;
-    sako_domains *old_domains = e->domains;
-    e->domains = domains;
-    sako_demand *old_demand = e->demand;
-    e->demand = *demand;
-    *demand = old_demand;
-    e->events_since_refresh = 0;
-    pthread_rwlock_unlock(&e->lock);
-    sako__domains_free(old_domains);
+    epoch_swap(e, counts, frame, epoch_at, counts != NULL, root, means, demand, post, domains,
+               NULL, 0);
 }
 
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay)
@@ -207,13 +267,172 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_de
     if (rc == SAKO_OK)
         rc = sako__demand_build(e, counts, frame, ref, root, means, &demand);
     if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, frame, epoch_at, root, means, demand);
+        rc = epoch_write(e, counts, frame, epoch_at, counts != NULL, root, means, demand, 0);
     if (rc == SAKO_OK)
         epoch_publish(e, counts, frame, epoch_at, root, means, &demand, &post);
     sako__demand_free(demand);
     free(means);
     free(post);
     return rc;
+}
+
+/* ------------------------------------------------ the prior refresh off the mutex
+ *
+ * A refresh falls due after an update (sako__model_refresh_due). On a large
+ * catalog it runs on a thread of its own: the update that found it due notes the
+ * log position P (its own batch) and starts copying the evidence on write
+ * (snapshot.c), and returns. The thread copies the rest, computes the epoch of P
+ * on a catalog snapshot (priors, demand, posteriors, samplers) with neither the
+ * writer mutex nor the read lock, then takes the writer mutex to give every item
+ * changed or created since P its posterior under the new priors, writes the
+ * priors and swaps. The result is that of an inline refresh at P followed by the
+ * later batches. It is dropped (and started again by a later update) if the
+ * catalog changed shape or another epoch was published meanwhile. */
+
+typedef struct refresh_job {
+    sako_engine *e;
+    uint64_t n_events;        /* at P */
+    size_t n_items;           /* at P */
+    size_t cap_items;         /* room at P */
+    uint64_t catalog_gen, serial;
+    sako_evidence_snap *snap; /* also holds the decay frames at P */
+} refresh_job;
+
+/* Under the writer mutex: the items changed since P, the write and the swap. */
+static int refresh_finish(sako_engine *e, const refresh_job *r, double root, const double *means,
+                          sako_demand **demand, sako_beta **post, sako_domains **domains)
+{
+    int64_t epoch_at = r->snap->decay.latest;
+    sako_decay_ref ref = sako__decay_ref(r->snap->decay.half_life_ms, epoch_at);
+    sako_beta *p = *post;
+    if (e->cap_items > r->cap_items) {
+        if (!(p = realloc(*post, e->cap_items * sizeof *p)))
+            return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items",
+                               e->cap_items);
+        *post = p;
+    }
+    sako_engine now;
+    epoch_view(e, p, *domains, &now);
+    now.decay_epoch_at = epoch_at;
+    now.decay_ref = ref;
+    for (size_t i = 0; i < e->n_items; i++) {
+        if (i < r->n_items && !r->snap->touched[i])
+            continue;
+        sako__model_posterior_with(&now, NULL, &e->decay, ref, root, means, *demand, (uint32_t)i,
+                                   &p[i]);
+        sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
+                                   i < r->n_items && e->items[i].active);
+    }
+    uint64_t since = e->n_events - r->n_events;
+    int rc = epoch_write(e, NULL, &e->decay, epoch_at, 0, root, means, *demand, since);
+    if (rc)
+        return rc;
+    epoch_swap(e, NULL, &e->decay, epoch_at, 0, root, means, demand, post, *domains, NULL, since);
+    *domains = NULL;
+    return SAKO_OK;
+}
+
+static int refresh_cancelled(sako_engine *e)
+{
+    return __atomic_load_n(&e->refresh_cancel, __ATOMIC_ACQUIRE);
+}
+
+static void *refresh_main(void *arg)
+{
+    refresh_job *r = arg;
+    sako_engine *e = r->e, *v = NULL;
+    double root = 0.5, *means = NULL;
+    sako_demand *demand = NULL;
+    sako_beta *post = NULL;
+    sako_domains *domains = NULL;
+    if (e->refresh_hook)
+        e->refresh_hook(e, e->refresh_hook_arg);
+    sako__snapshot_evidence_copy(e, r->snap);
+    int rc = refresh_cancelled(e) ? SAKO_ERROR : sako__snapshot_catalog(e, r->n_items, r->n_events, &v);
+    if (rc == SAKO_OK) {
+        sako__snapshot_evidence_view(r->snap, v);
+        size_t nc = v->n_categories;
+        means = malloc((nc ? nc : 1) * sizeof *means);
+        post = malloc((r->cap_items ? r->cap_items : 1) * sizeof *post);
+        if (!means || !post)
+            rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
+    }
+    /* The epoch of P: at the log's time then, from the evidence in its frames then. */
+    sako_decay_ref ref = sako__decay_ref(r->snap->decay.half_life_ms, r->snap->decay.latest);
+    if (rc == SAKO_OK)
+        rc = sako__model_refresh_priors(v, NULL, &v->decay, ref, &root, means);
+    if (rc == SAKO_OK)
+        rc = sako__demand_build(v, NULL, &v->decay, ref, root, means, &demand);
+    if (rc == SAKO_OK) {
+        sako__model_fill_posteriors_with(v, NULL, &v->decay, ref, root, means, demand, post);
+        if (refresh_cancelled(e) || sako__domains_build(v, post, domains_k(e), &domains) != SAKO_OK)
+            domains = NULL; /* queries brute-force until the next rebuild */
+    }
+    if (v) {
+        memset(&v->personal, 0, sizeof v->personal);
+        sako__snapshot_free(v);
+    }
+    pthread_mutex_lock(&e->write_mutex);
+    /* Dropped (and started again by a later update) if the catalog changed shape,
+     * another epoch was published, or a decay rebase rescaled the evidence while it
+     * was being copied (offsets only grow: an equal offset means no rebase). */
+    if (rc == SAKO_OK && !refresh_cancelled(e) && e->catalog_gen == r->catalog_gen &&
+        e->epoch_serial == r->serial && e->decay.offset == r->snap->decay.offset &&
+        e->personal.decay.offset == r->snap->personal_decay.offset)
+        refresh_finish(e, r, root, means, &demand, &post, &domains);
+    sako__snapshot_evidence_end(e, r->snap);
+    pthread_mutex_unlock(&e->write_mutex);
+    sako__domains_free(domains);
+    sako__demand_free(demand);
+    free(post);
+    free(means);
+    free(r);
+    sako__error_clear();
+    __atomic_store_n(&e->refresh_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+void sako__retrain_refresh(sako_engine *e)
+{
+    if (e->refresh_running && __atomic_load_n(&e->refresh_done, __ATOMIC_ACQUIRE)) {
+        pthread_join(e->refresh_thread, NULL);
+        e->refresh_running = 0;
+    }
+    if (e->refresh_running || e->retraining || !sako__model_refresh_due(e))
+        return;
+    if (e->n_items <= e->refresh_sync_items) {
+        sako__retrain_epoch(e, NULL, NULL);
+        return;
+    }
+    refresh_job *r = calloc(1, sizeof *r);
+    if (!r || sako__snapshot_evidence_begin(e, &r->snap) != SAKO_OK) {
+        free(r);
+        return; /* tried again after the next batch */
+    }
+    r->e = e;
+    r->n_events = e->n_events;
+    r->n_items = e->n_items;
+    r->cap_items = e->cap_items;
+    r->catalog_gen = e->catalog_gen;
+    r->serial = e->epoch_serial;
+    e->refresh_done = 0;
+    if (pthread_create(&e->refresh_thread, NULL, refresh_main, r) != 0) {
+        sako__snapshot_evidence_end(e, r->snap);
+        free(r);
+        sako__retrain_epoch(e, NULL, NULL);
+        return;
+    }
+    e->refresh_running = 1;
+}
+
+void sako__retrain_stop(sako_engine *e)
+{
+    if (!e->refresh_running)
+        return;
+    __atomic_store_n(&e->refresh_cancel, 1, __ATOMIC_RELEASE);
+    pthread_join(e->refresh_thread, NULL);
+    e->refresh_running = 0;
+    __atomic_store_n(&e->refresh_cancel, 0, __ATOMIC_RELEASE);
 }
 
 int sako__retrain_checkpoint(sako_engine *e)
@@ -234,12 +453,380 @@ int sako__retrain_checkpoint(sako_engine *e)
     return SAKO_OK;
 }
 
-int sako_retrain(sako_engine *e)
+/* ------------------------------------------------ the retrain off the writer mutex
+ *
+ * A retrain notes the log's last batch P under the writer mutex and lets go of it.
+ * It then replays batches <= P into fresh counts and a fresh personal state on a
+ * second, read-only connection, and computes the epoch of P (priors, demand,
+ * posteriors, samplers) on a snapshot of the catalog: readers keep sampling the
+ * active state and updates keep being acknowledged meanwhile. It catches up with
+ * the batches logged since in rounds, then takes the writer mutex for the last
+ * few: every item those batches touched (or created) gets its posterior from the
+ * epoch's priors and its final counts, exactly as sako_update() would have given
+ * it after a retrain at P. The checkpoint and the model row are written in one
+ * transaction and the new state swapped in under the write lock. The result is
+ * therefore that of a retrain run right after batch P, followed by the later
+ * batches: bit for bit what a reopen rebuilds. */
+
+/* Catch-up rounds off the mutex before the last one under it. */
+#define RETRAIN_ROUNDS 4
+/* Events read per statement: each is a read transaction of its own, so that the
+ * writer's WAL checkpoints are not held back for the whole replay. */
+#define RETRAIN_READ_EVENTS 100000
+/* Events whose ids are resolved per hold of the read lock. */
+#define RETRAIN_RESOLVE_EVENTS 4096
+
+typedef struct fresh_state {
+    sako_engine *e;
+    int locked;               /* the caller holds the writer mutex: no read lock needed */
+    int catching_up;          /* batches after P: mark what they touch */
+    sako_counts *counts;      /* per item, grown with the catalog... */
+    sako_decay decay;         /* ...in this decay frame */
+    int64_t epoch_at;         /* the epoch's time, and the reference the items touched */
+    sako_decay_ref ref;       /* after P are computed at (see fresh_batch) */
+    uint8_t *touched;         /* per item: changed by a batch after P */
+    size_t cap_counts;
+    sako_personal personal;
+    uint32_t *pending;        /* items touched after P whose posterior is not redone yet */
+    size_t n_pending, cap_pending;
+    int failed;               /* out of memory listing them: redo every item at the end */
+    uint64_t since;           /* events in the batches after P */
+    uint32_t *user, *item;
+    size_t cap;
+} fresh_state;
+
+static int fresh_grow(fresh_state *fs, size_t n_items)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
-    sako__error_clear();
-    pthread_mutex_lock(&e->write_mutex);
+    if (n_items <= fs->cap_counts)
+        return SAKO_OK;
+    size_t cap = fs->cap_counts ? fs->cap_counts : 16;
+    while (cap < n_items)
+        cap *= 2;
+    sako_counts *c = realloc(fs->counts, cap * sizeof *c);
+    if (c)
+        fs->counts = c;
+    uint8_t *t = c ? realloc(fs->touched, cap) : NULL;
+    if (!t)
+        return sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", n_items);
+    fs->touched = t;
+    memset(fs->counts + fs->cap_counts, 0, (cap - fs->cap_counts) * sizeof *c);
+    memset(fs->touched + fs->cap_counts, 0, cap - fs->cap_counts);
+    fs->cap_counts = cap;
+    return SAKO_OK;
+}
+
+/* One logged batch into the fresh state. Ids are resolved under the read lock
+ * (writers may be growing the maps), then applied to the private state unlocked. */
+static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *orders,
+                       size_t n)
+{
+    fresh_state *fs = payload;
+    sako_engine *e = fs->e;
+    if (n > fs->cap) {
+        free(fs->user);
+        free(fs->item);
+        fs->user = malloc(n * sizeof *fs->user);
+        fs->item = malloc(n * sizeof *fs->item);
+        fs->cap = fs->user && fs->item ? n : 0;
+        if (!fs->cap)
+            return sako__error(SAKO_NOMEM, "out of memory replaying the event log");
+    }
+    size_t n_users = 0, n_items = 0;
+    int rc = SAKO_OK;
+    for (size_t at = 0; at < n && rc == SAKO_OK; at += RETRAIN_RESOLVE_EVENTS) {
+        size_t m = n - at < RETRAIN_RESOLVE_EVENTS ? n - at : RETRAIN_RESOLVE_EVENTS;
+        if (!fs->locked)
+            pthread_rwlock_rdlock(&e->lock);
+        rc = sako__users_indices(&e->users, ev + at, m, fs->user + at, &n_users);
+        if (rc == SAKO_OK && n_users != e->users.n)
+            rc = sako__error(SAKO_CORRUPT, "event log: batch %lld names a user with no stored "
+                             "row", (long long)seq);
+        for (size_t j = at; j < at + m && rc == SAKO_OK; j++) {
+            fs->item[j] = sako__idmap_get(&e->item_index, ev[j].item_id);
+            if (fs->item[j] == SAKO_NONE)
+                rc = sako__error(SAKO_CORRUPT, "event log names item %lld, not in the catalog",
+                                 (long long)ev[j].item_id);
+        }
+        n_items = e->n_items;
+        if (!fs->locked)
+            pthread_rwlock_unlock(&e->lock);
+    }
+    if (rc || (rc = fresh_grow(fs, n_items)) ||
+        (rc = sako__personal_reserve(&fs->personal, n_users, ev, fs->user, fs->item, n)))
+        return rc;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t item = fs->item[j];
+        if (fs->catching_up && fs->decay.half_life_ms > 0.0 && fs->epoch_at == 0) {
+            /* An epoch of an empty log: as online, the first event's time becomes the
+             * reference until the next epoch (sako__model_apply_event). */
+            fs->epoch_at = ev[j].time;
+            fs->ref = sako__decay_ref(fs->decay.half_life_ms, ev[j].time);
+        }
+        sako__personal_apply(&fs->personal, &e->personal_params, &ev[j], orders ? orders[j] : 0,
+                             fs->user[j], item);
+        /* As sako__model_apply_event does online, in the same order. A rebase
+         * rescales every item exactly (by a power of two): no posterior changes,
+         * so only the event's item counts as touched. */
+        int64_t delta = sako__decay_observe(&fs->decay, ev[j].time);
+        for (size_t i = 0; delta && i < fs->cap_counts; i++)
+            for (int t = 0; t < SAKO_EVENT_TYPES; t++)
+                fs->counts[i].n[t] = sako__decay_shrink(fs->counts[i].n[t], delta);
+        fs->counts[item].n[ev[j].type] += sako__decay_weight(&fs->decay, ev[j].time);
+        if (fs->catching_up && !fs->touched[item]) {
+            fs->touched[item] = 1;
+            if (fs->n_pending == fs->cap_pending) {
+                size_t cap = fs->cap_pending ? 2 * fs->cap_pending : 1024;
+                uint32_t *p = realloc(fs->pending, cap * sizeof *p);
+                if (!p) {
+                    fs->failed = 1;
+                    continue;
+                }
+                fs->pending = p;
+                fs->cap_pending = cap;
+            }
+            fs->pending[fs->n_pending++] = item;
+        }
+    }
+    if (fs->catching_up)
+        fs->since += n;
+    return SAKO_OK;
+}
+
+/* A retrain in progress: the epoch of batch P, built off the mutex. */
+typedef struct retrain_job {
+    int64_t position;         /* P, then the last batch replayed */
+    uint64_t catalog_gen;     /* the catalog the epoch was computed on */
+    size_t n_items;           /* items at P */
+    size_t cap_items;         /* room at P: the posteriors are allocated for it */
+    uint64_t n_events;        /* events at P */
+    sako_store reader;
+    fresh_state fs;
+    double root, *means;
+    int64_t epoch_at;         /* the log's time at P: the epoch's priors and demand are */
+    sako_decay_ref ref;       /* built at it */
+    sako_demand *demand;
+    sako_beta *post;
+    sako_domains *domains;
+    sako_engine *view;        /* the catalog snapshot the epoch was computed on */
+    uint8_t *suspect;         /* per item of the snapshot: online counts differed after
+                                 the last round (or the comparison could not be made) */
+} retrain_job;
+
+static void job_free(retrain_job *j)
+{
+    sako__store_close(&j->reader);
+    free(j->fs.counts);
+    free(j->fs.touched);
+    free(j->fs.user);
+    free(j->fs.item);
+    free(j->fs.pending);
+    free(j->suspect);
+    if (j->view)
+        memset(&j->view->personal, 0, sizeof j->view->personal);
+    sako__snapshot_free(j->view);
+    sako__personal_free(&j->fs.personal);
+    free(j->means);
+    sako__demand_free(j->demand);
+    free(j->post);
+    sako__domains_free(j->domains);
+}
+
+/* The epoch of P on a snapshot of the catalog, from the fresh state. */
+static int job_compute(sako_engine *e, retrain_job *j)
+{
+    sako_engine *v = NULL;
+    int rc = sako__snapshot_catalog(e, j->n_items, j->n_events, &v);
+    if (rc)
+        return rc;
+    j->view = v;
+    v->personal = j->fs.personal; /* borrowed: given back before the view is freed */
+    size_t nc = v->n_categories;
+    j->means = malloc((nc ? nc : 1) * sizeof *j->means);
+    j->post = malloc((j->cap_items ? j->cap_items : 1) * sizeof *j->post);
+    if (!j->means || !j->post)
+        rc = sako__error(SAKO_NOMEM, "out of memory computing a prior epoch");
+    j->epoch_at = j->fs.decay.latest;
+    j->ref = sako__decay_ref(j->fs.decay.half_life_ms, j->epoch_at);
+    v->decay = j->fs.decay;
+    v->decay_epoch_at = j->epoch_at;
+    v->decay_ref = j->ref;
+    j->fs.epoch_at = j->epoch_at;
+    j->fs.ref = j->ref;
+    const sako_decay *frame = &j->fs.decay;
+    if (rc == SAKO_OK)
+        rc = sako__model_refresh_priors(v, j->fs.counts, frame, j->ref, &j->root, j->means);
+    if (rc == SAKO_OK)
+        rc = sako__demand_build(v, j->fs.counts, frame, j->ref, j->root, j->means, &j->demand);
+    if (rc == SAKO_OK) {
+        sako__model_fill_posteriors_with(v, j->fs.counts, frame, j->ref, j->root, j->means,
+                                         j->demand, j->post);
+        if (sako__domains_build(v, j->post, domains_k(e), &j->domains) != SAKO_OK)
+            j->domains = NULL; /* queries brute-force until the next rebuild */
+        sako__error_clear();
+    }
+    return rc;
+}
+
+/* The items touched after P get their posterior under the epoch's priors from
+ * their counts so far, and the new samplers follow; those of the snapshot here
+ * (off the mutex: both are still private), those appended since it at the end. */
+static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
+{
+    fresh_state *fs = &j->fs;
+    sako_engine v;
+    memset(&v, 0, sizeof v);
+    v.params = catalog->params;
+    v.items = catalog->items;
+    v.n_items = catalog->n_items;
+    v.categories = catalog->categories;
+    v.n_categories = catalog->n_categories;
+    v.personal = fs->personal;
+    v.decay = fs->decay;
+    v.decay_epoch_at = fs->epoch_at;
+    v.decay_ref = fs->ref;
+    v.posterior = j->post;
+    v.domains = j->domains;
+    size_t keep = 0;
+    for (size_t k = 0; k < fs->n_pending; k++) {
+        uint32_t i = fs->pending[k];
+        if (i >= j->n_items) {
+            fs->pending[keep++] = i;
+            continue;
+        }
+        sako__model_posterior_with(&v, fs->counts, &fs->decay, fs->ref, j->root, j->means, j->demand,
+                                   i, &j->post[i]);
+        sako__domains_item_changed(&v, i, SAKO_NONE, v.items[i].active);
+        fs->touched[i] = 0;
+    }
+    fs->n_pending = keep;
+}
+
+/* Batches (after, upto] into the fresh state, a statement per RETRAIN_READ_EVENTS. */
+static int job_read(retrain_job *j, int64_t after, int64_t upto)
+{
+    int rc = SAKO_OK;
+    while (after < upto && rc == SAKO_OK)
+        rc = sako__store_read_batch_range(&j->reader, after, upto, RETRAIN_READ_EVENTS, &after,
+                                          fresh_batch, &j->fs);
+    return rc;
+}
+
+/* Off the mutex: the fresh state at P, its epoch, then catch-up rounds. */
+static int job_build(sako_engine *e, retrain_job *j)
+{
+    int rc;
+    j->fs.e = e;
+    sako__decay_init(&j->fs.decay, e->params.decay_half_life_days);
+    if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
+        (rc = fresh_grow(&j->fs, j->cap_items)) ||
+        (rc = sako__personal_reserve_items(&j->fs.personal, j->cap_items)) ||
+        (rc = job_read(j, 0, j->position)) ||
+        (rc = job_compute(e, j)))
+        return rc;
+    if (e->retrain_hook)
+        e->retrain_hook(e, e->retrain_hook_arg);
+    j->fs.catching_up = 1;
+    for (int round = 0; round < RETRAIN_ROUNDS; round++) {
+        int64_t last = __atomic_load_n(&e->last_batch, __ATOMIC_ACQUIRE);
+        if (last == j->position)
+            break;
+        if ((rc = job_read(j, j->position, last)))
+            return rc;
+        j->position = last;
+        job_redo_pending(j, j->view);
+    }
+    /* Which online counts differ from the rebuilt ones, compared here under short
+     * read locks so that the last step need not scan the catalog. An update logged
+     * after the last round makes its items differ here spuriously; they are in the
+     * last batches and compared again there. */
+    j->suspect = calloc(j->n_items ? j->n_items : 1, 1);
+    for (size_t at = 0; at < j->n_items; at += 16384) {
+        size_t end = j->n_items - at < 16384 ? j->n_items : at + 16384;
+        pthread_rwlock_rdlock(&e->lock);
+        for (size_t i = at; i < end; i++)
+            if (!j->suspect ||
+                memcmp(&j->fs.counts[i], &e->items[i].counts, sizeof j->fs.counts[i]) != 0) {
+                if (!j->suspect)
+                    break;
+                j->suspect[i] = 1;
+            }
+        pthread_rwlock_unlock(&e->lock);
+        if (!j->suspect)
+            break;
+    }
+    return SAKO_OK;
+}
+
+/* Under the writer mutex: the last batches, the items they touched, the write and
+ * the swap. */
+static int job_finish(sako_engine *e, retrain_job *j)
+{
+    fresh_state *fs = &j->fs;
+    fs->locked = 1;
+    int rc;
+    if ((rc = job_read(j, j->position, e->last_batch)) ||
+        (rc = fresh_grow(fs, e->n_items)) ||
+        (rc = sako__personal_reserve_items(&fs->personal, e->cap_items)) ||
+        (rc = sako__personal_reserve(&fs->personal, e->users.n, NULL, NULL, NULL, 0)))
+        return rc;
+    if (e->catalog_gen != j->catalog_gen) {
+        /* An item moved or the tree changed while the epoch was computed: compute
+         * it again here, on the catalog as it is, from the state at the last batch. */
+        pthread_rwlock_wrlock(&e->lock);
+        sako_personal old = e->personal;
+        e->personal = fs->personal;
+        fs->personal = old;
+        pthread_rwlock_unlock(&e->lock);
+        return sako__retrain_epoch(e, fs->counts, &fs->decay);
+    }
+    if (e->cap_items > j->cap_items) {
+        sako_beta *post = realloc(j->post, e->cap_items * sizeof *post);
+        if (!post)
+            return sako__error(SAKO_NOMEM, "out of memory growing posteriors to %zu items",
+                               e->cap_items);
+        j->post = post;
+    }
+    /* The epoch's priors with each item's final state: those touched by the last
+     * batches, and those appended since the snapshot. */
+    sako_engine now;
+    epoch_view(e, j->post, j->domains, &now);
+    now.personal = fs->personal;
+    now.decay = fs->decay;
+    now.decay_epoch_at = fs->epoch_at;
+    now.decay_ref = fs->ref;
+    for (size_t i = 0; i < e->n_items; i++) {
+        if (i < j->n_items && !fs->touched[i] && !fs->failed)
+            continue;
+        sako__model_posterior_with(&now, fs->counts, &fs->decay, fs->ref, j->root, j->means,
+                                   j->demand, (uint32_t)i, &j->post[i]);
+        sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE,
+                                   i < j->n_items && e->items[i].active);
+    }
+    /* The rebuilt counts equal the online ones unless the online state went wrong:
+     * only then are they written (a whole checkpoint). Otherwise the dirty items
+     * wait for the next regular checkpoint and the transaction stays small. */
+    const sako_counts *fix = NULL;
+    if (memcmp(&fs->decay, &e->decay, sizeof fs->decay) != 0)
+        fix = fs->counts; /* a reconfigured half-life, or a frame gone wrong */
+    for (size_t i = 0; i < e->n_items && !fix; i++) {
+        if (i < j->n_items && j->suspect && !j->suspect[i] && !fs->touched[i])
+            continue;
+        if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
+            fix = fs->counts;
+    }
+    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, j->demand,
+                          fs->since)))
+        return rc;
+    epoch_swap(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
+               j->domains, &fs->personal, fs->since);
+    j->domains = NULL;
+    return SAKO_OK;
+}
+
+/* In-memory databases have no second connection: the whole retrain holds the
+ * writer mutex (readers still go on until the swap). */
+static int retrain_blocking(sako_engine *e)
+{
     int rc = SAKO_OK;
     sako_personal fresh;
     memset(&fresh, 0, sizeof fresh);
@@ -266,6 +853,49 @@ int sako_retrain(sako_engine *e)
         sako__policy_activated(e);
     sako__personal_free(&fresh);
     free(counts);
+    return rc;
+}
+
+int sako_retrain(sako_engine *e)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
+    sako__error_clear();
+    pthread_mutex_lock(&e->write_mutex);
+    if (e->retraining) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return sako__error(SAKO_BUSY, "sako_retrain: another retrain of this engine is running");
+    }
+    if (e->store.in_memory) {
+        int rc = retrain_blocking(e);
+        pthread_mutex_unlock(&e->write_mutex);
+        return rc;
+    }
+    e->retraining = 1;
+    retrain_job j;
+    memset(&j, 0, sizeof j);
+    j.reader.lock_fd = -1;
+    j.position = e->last_batch;
+    j.catalog_gen = e->catalog_gen;
+    j.n_items = e->n_items;
+    j.cap_items = e->cap_items;
+    j.n_events = e->n_events;
     pthread_mutex_unlock(&e->write_mutex);
+
+    int rc = job_build(e, &j);
+    pthread_mutex_lock(&e->write_mutex);
+    if (rc == SAKO_OK)
+        rc = job_finish(e, &j);
+    e->retraining = 0;
+    if (rc == SAKO_OK) {
+        /* the new model is active: the retrain policy counts from here */
+        sako__policy_activated(e);
+        /* a prior refresh that fell due meanwhile (by events or decay's time rule)
+         * was held back by the retrain: it runs now, as it would have after the
+         * batch that made it due */
+        sako__retrain_refresh(e);
+    }
+    pthread_mutex_unlock(&e->write_mutex);
+    job_free(&j);
     return rc;
 }

@@ -8,6 +8,10 @@
 #include "sako.h"
 #include "store_internal.h"
 
+/* Catalogs up to this size refresh their priors inline (a few milliseconds);
+ * larger ones on a background thread. */
+#define SAKO_REFRESH_SYNC_ITEMS 10000
+
 /* Replay the whole event log. With `counts` (a retrain): item counts into `counts`
  * (one per item) and personal state into `personal`, both fresh. Without (open):
  * every batch into the engine's personal state, and the batches after
@@ -15,6 +19,12 @@
  * would. */
 int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
                          sako_decay *counts_decay, sako_personal *personal);
+/* After an update (writer mutex held): if a prior refresh is due, run it inline on
+ * a small catalog (up to refresh_sync_items), else start it on a background thread
+ * unless one runs already (or a retrain does). */
+void sako__retrain_refresh(sako_engine *e);
+/* Stop and join a background refresh (sako_close; writer mutex not held). */
+void sako__retrain_stop(sako_engine *e);
 /* A new prior epoch at the log's latest event time: fresh priors, published
  * atomically. With `counts` (a retrain, in decay frame `counts_decay`) those counts
  * replace the items', are checkpointed, and the model version increases. */

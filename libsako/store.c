@@ -995,6 +995,18 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                                           const int64_t *order_ids, size_t n),
                              void *payload)
 {
+    return sako__store_read_batch_range(st, after_batch, INT64_MAX, 0, NULL, batch, payload);
+}
+
+int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 size_t max_events, int64_t *last_out,
+                                 int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                              const int64_t *order_ids, size_t n),
+                                 void *payload)
+{
+    size_t read = 0;
+    if (last_out)
+        *last_out = upto_batch;
     int64_t checked_from = 0;
     int rc = query_int(st, "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
                        &checked_from);
@@ -1002,12 +1014,13 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids, created_at, checksum "
-                            "FROM event_batches WHERE seq > ?1 ORDER BY seq", -1, &s, NULL);
+                            "FROM event_batches WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
         return SAKO_CORRUPT;
     }
     sqlite3_bind_int64(s, 1, after_batch);
+    sqlite3_bind_int64(s, 2, upto_batch);
     sako_event *events = NULL;
     int64_t *orders = NULL;
     size_t cap = 0;
@@ -1060,6 +1073,14 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
         }
         status = batch(payload, seq, events, sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL : orders,
                        (size_t)n);
+        read += (size_t)n;
+        if (status == SAKO_OK && max_events && read >= max_events) {
+            /* Stop here (the statement's read transaction ends with it). */
+            if (last_out)
+                *last_out = seq;
+            rc = SQLITE_DONE;
+            break;
+        }
     }
     free(events);
     free(orders);
@@ -1069,6 +1090,25 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
     return status;
 }
 
+/* ------------------------------------------------ a second connection (retrain) */
+
+int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->lock_fd = -1;
+    const char *path = st->db && !st->in_memory ? sqlite3_db_filename(st->db, "main") : NULL;
+    if (!path || !*path)
+        return sako__error(SAKO_MISUSE, "an in-memory database has no second connection");
+    int rc = sqlite3_open_v2(path, &reader->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int status = sako__error_sqlite(reader->db, rc, path);
+        sako__store_close(reader);
+        return status;
+    }
+    sqlite3_extended_result_codes(reader->db, 1);
+    sqlite3_busy_timeout(reader->db, busy_timeout_ms);
+    return SAKO_OK;
+}
 int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a)
 {
     sqlite3_stmt *s;

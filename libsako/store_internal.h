@@ -181,6 +181,20 @@ int sako__store_read_batches(sako_store *st, int64_t after_batch,
                              int (*batch)(void *payload, int64_t seq, const sako_event *ev,
                                           const int64_t *order_ids, size_t n),
                              void *payload);
+/* The same, up to and including batch `upto_batch`; with `max_events`, stopping
+ * after the batch that reaches that many events (*last_out: the last batch read,
+ * or upto_batch when the range was read to its end). */
+int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t upto_batch,
+                                 size_t max_events, int64_t *last_out,
+                                 int (*batch)(void *payload, int64_t seq, const sako_event *ev,
+                                              const int64_t *order_ids, size_t n),
+                                 void *payload);
+
+/* ------------------------------------------------ a second connection (retrain) */
+/* A read-only connection to the same file, for reading the log while the writer
+ * commits (WAL: each statement reads one consistent snapshot). SAKO_MISUSE for an
+ * in-memory database. Close it with sako__store_close(). */
+int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader);
 
 /* The retrain policy and its last activation; SAKO_CORRUPT when a key is missing. */
 int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a);

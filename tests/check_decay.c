@@ -7,9 +7,12 @@
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "check_sako.h"
 #include "decay_internal.h"
+#include "engine_internal.h"
 #include "personal_internal.h"
 
 #define DAY 86400000LL
@@ -227,7 +230,15 @@ END_TEST
 
 /* Deterministic traffic over `days` days: orders (partners, intervals), organic
  * purchases (demand), answered recommendations (outcomes), impressions. */
+static void traffic_part(sako_engine *e, int days, int seed, int from, int to);
+
 static void traffic(sako_engine *e, int days, int seed)
+{
+    traffic_part(e, days, seed, 0, days);
+}
+
+/* The batches of traffic(e, days, seed) for the days in [from, to) only. */
+static void traffic_part(sako_engine *e, int days, int seed, int from, int to)
 {
     static const int64_t items[] = {101, 102, 103, 104, 105, 111, 112, 113, 150, 201, 202, 203, 204, 301};
     sako_event ev[64];
@@ -247,7 +258,8 @@ static void traffic(sako_engine *e, int days, int seed)
             ev[n] = evj;
             orders[n++] = (x >> 50) % 2 ? (int64_t)(day * 10 + user) : 0;
         }
-        ck_assert_ok(sako_update_orders(e, ev, orders, n));
+        if (day >= from && day < to)
+            ck_assert_ok(sako_update_orders(e, ev, orders, n));
     }
 }
 
@@ -296,6 +308,18 @@ static void assert_same_state(sako_engine *a, sako_engine *b)
                                   (long long)ra[i].item_id, ra[i].score, rb[j].score);
                 }
         ck_assert_uint_ge(common, 1);
+    }
+}
+
+static void assert_same_priors(sako_engine *a, sako_engine *b)
+{
+    static const int64_t cats[] = {0, 1, 2, 11, 12, 21};
+    for (size_t c = 0; c < sizeof cats / sizeof cats[0]; c++) {
+        double ma, mb;
+        ck_assert_ok(sako_category_prior(a, cats[c], &ma));
+        ck_assert_ok(sako_category_prior(b, cats[c], &mb));
+        ck_assert_msg(sk_same_double(ma, mb), "category %lld: %.17g vs %.17g", (long long)cats[c],
+                      ma, mb);
     }
 }
 
@@ -354,6 +378,140 @@ START_TEST(test_retrain_reopen_exact)
     sako_close(plain);
     sako_close(re);
     sako_close(mem);
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
+/* What the tests below send while a retrain or a background refresh builds. */
+typedef struct decay_during {
+    int from, to;           /* traffic days sent from the hook */
+    int calls;
+    int64_t offset_before;  /* the items' decay offset before they were sent... */
+    int64_t offset_after;   /* ...and after: a rebase happened meanwhile */
+} decay_during;
+
+static void decay_hook(sako_engine *e, void *arg)
+{
+    decay_during *d = arg;
+    if (d->calls++)
+        return;
+    d->offset_before = e->decay.offset;
+    traffic_part(e, 400, 1, d->from, d->to);
+    d->offset_after = e->decay.offset;
+}
+
+static void decay_refresh_wait(sako_engine *e)
+{
+    while (__atomic_load_n(&e->refresh_running, __ATOMIC_ACQUIRE) &&
+           !__atomic_load_n(&e->refresh_done, __ATOMIC_ACQUIRE))
+        usleep(1000);
+}
+
+/* Non-blocking retrain and background refresh with decay (a 3-day half-life: a
+ * time-rule epoch after every batch, a rebase of both frames every 192 days).
+ * Batches acknowledged while the retrain builds cross a rebase and would each have
+ * taken an epoch: the result equals a retrain after the batches it started from
+ * followed by the others, and a reopen. A background refresh whose evidence a
+ * rebase rescales while it is copied is dropped and started again by the next
+ * update: the result equals inline refreshes, and a reopen. */
+START_TEST(test_during_retrain_and_refresh)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "decay-during.db");
+    sk_remove_db(path);
+    sako_options o = exact_opts(3.0);
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    traffic_part(e, 400, 1, 0, 100);
+    decay_during d = {100, 300, 0, 0, 0};
+    e->retrain_hook = decay_hook;
+    e->retrain_hook_arg = &d;
+    ck_assert_ok(sako_retrain(e));
+    e->retrain_hook = NULL;
+    ck_assert_int_eq(d.calls, 1);
+    ck_assert_int_gt(d.offset_after, d.offset_before); /* a rebase during the retrain */
+    ck_assert_uint_eq(sk_stats(e).events_since_refresh, 0); /* the deferred epoch ran */
+
+    sako_engine *ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    traffic_part(ref, 400, 1, 0, 100);
+    ck_assert_ok(sako_retrain(ref));
+    traffic_part(ref, 400, 1, 100, 300);
+    assert_same_state(e, ref);
+    ck_assert_int_eq(sk_stats(e).model_version, sk_stats(ref).model_version);
+    ck_assert(memcmp(&e->decay, &ref->decay, sizeof e->decay) == 0);
+    ck_assert_int_eq(e->decay_epoch_at, ref->decay_epoch_at);
+    sako_close(e);
+    e = sk_open_opts(path, &o);
+    assert_same_state(e, ref); /* reopen agrees */
+
+    /* Background refreshes (forced on this small catalog), one of them crossing a
+     * rebase while it builds. */
+    e->refresh_sync_items = 0;
+    decay_during r = {388, 394, 0, 0, 0}; /* the rebase: day 390 */
+    for (int day = 300; day < 400; day += 2) {
+        if (day == 386) {
+            e->refresh_hook = decay_hook;
+            e->refresh_hook_arg = &r;
+        }
+        if (day < 388 || day >= 394) {
+            traffic_part(e, 400, 1, day, day + 2);
+            decay_refresh_wait(e);
+        }
+        if (day == 386) {
+            ck_assert_int_eq(r.calls, 1);
+            e->refresh_hook = NULL;
+            /* Dropped: the priors are still the epoch of day 384's batch. */
+            sako_engine *at = sk_open_opts(NULL, &o);
+            sk_catalog(at);
+            traffic_part(at, 400, 1, 0, 386);
+            assert_same_priors(e, at);
+            ck_assert_int_eq(e->decay_epoch_at, at->decay_epoch_at);
+            sako_close(at);
+        }
+    }
+    ck_assert_int_gt(r.offset_after, r.offset_before); /* the refresh was dropped */
+    traffic_part(ref, 400, 1, 300, 400);
+    ck_assert_uint_eq(sk_stats(e).events_since_refresh, 0);
+    ck_assert_uint_eq(sk_stats(ref).events_since_refresh, 0);
+    assert_same_state(e, ref);
+    ck_assert_int_eq(e->decay_epoch_at, ref->decay_epoch_at);
+    sako_close(e);
+    e = sk_open_opts(path, &o);
+    assert_same_state(e, ref);
+    sako_close(ref);
+    sako_close(e);
+    sk_remove_db(path);
+
+    /* A retrain of an empty log while the first batch arrives: as online, that
+     * batch's first event becomes the decay reference until the next epoch. */
+    e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    decay_during f = {0, 2, 0, 0, 0};
+    e->retrain_hook = decay_hook;
+    e->retrain_hook_arg = &f;
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(f.calls, 1);
+    e->retrain_hook = NULL;
+    ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    ck_assert_ok(sako_retrain(ref));
+    traffic_part(ref, 400, 1, 0, 2);
+    ck_assert_uint_gt(sk_stats(ref).events_since_refresh, 0); /* no epoch since */
+    ck_assert_int_eq(e->decay_epoch_at, ref->decay_epoch_at);
+    /* (one batch: too little history for the personal answers compared above) */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < N_ALL; i++) {
+            sako_item_info x = sk_info(e, all_items[i]), y = sk_info(ref, all_items[i]);
+            ck_assert_msg(sk_same_info(&x, &y), "item %lld: %.17g/%.17g vs %.17g/%.17g",
+                          (long long)all_items[i], x.alpha, x.beta, y.alpha, y.beta);
+        }
+        assert_same_priors(e, ref);
+        sako_close(e);
+        e = sk_open_opts(path, &o); /* and a reopen */
+    }
+    sako_close(ref);
     sako_close(e);
     sk_remove_db(path);
 }
@@ -613,10 +771,12 @@ Suite *suite_decay(void)
     tcase_add_test(tc, test_old_option_structs);
     tcase_add_test(tc, test_schema2_migrates);
     suite_add_tcase(s, tc);
-    /* Its own case, so that make tsan can run it alone. */
+    /* Its own case, so that make tsan can run it alone (with the retrain and the
+     * background refresh racing updates). */
     TCase *th = tcase_create("threads");
     tcase_set_timeout(th, 300);
     tcase_add_test(th, test_threads);
+    tcase_add_test(th, test_during_retrain_and_refresh);
     suite_add_tcase(s, th);
     return s;
 }

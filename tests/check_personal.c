@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "check_sako.h"
+#include "engine_internal.h"
 
 #define DAY 86400000LL
 #define T0 (1500000000000LL) /* a fixed instant: decay is measured between event times */
@@ -271,7 +272,7 @@ END_TEST
 
 /* Deterministic mixed traffic: orders, organic purchases, answered recommendations,
  * two users sharing orders' products, a user with a long history. */
-static void traffic(sako_engine *e, int seed)
+static void traffic_part(sako_engine *e, int seed, int from, int to)
 {
     sako_event ev[400];
     int64_t orders[400];
@@ -289,8 +290,14 @@ static void traffic(sako_engine *e, int seed)
             ev[n] = evj;
             orders[n++] = (x >> 50) % 2 ? (int64_t)(batch * 10 + user) : 0;
         }
-        ck_assert_ok(sako_update_orders(e, ev, orders, n));
+        if (batch >= from && batch < to)
+            ck_assert_ok(sako_update_orders(e, ev, orders, n));
     }
+}
+
+static void traffic(sako_engine *e, int seed)
+{
+    traffic_part(e, seed, 0, 20);
 }
 
 static void assert_same_state(sako_engine *a, sako_engine *b)
@@ -355,6 +362,157 @@ START_TEST(test_reopen_and_retrain_exact)
 }
 END_TEST
 
+/* What a test runs while a retrain builds off the writer mutex (retrain_hook). */
+typedef struct during {
+    int move;      /* also move an item to another category (the catalog changes) */
+    int busy_rc;   /* what a second sako_retrain() returned meanwhile */
+} during;
+
+static const sako_item new_item = {160, 12, 1, 1000};
+
+static void late_traffic(sako_engine *e, int move)
+{
+    traffic_part(e, 1, 12, 20);
+    ck_assert_ok(sako_items_upsert(e, &new_item, 1)); /* appended after the snapshot */
+    sako_event ev[3] = {{3, 160, SAKO_EVENT_IMPRESSION, T0 + 41 * DAY, 0},
+                        {3, 160, SAKO_EVENT_PURCHASE, T0 + 41 * DAY, 0},
+                        {4, 101, SAKO_EVENT_CLICK, T0 + 41 * DAY, 9}};
+    ck_assert_ok(sako_update(e, ev, 3));
+    if (move) {
+        sako_item moved = {104, 21, 1, 1000};
+        ck_assert_ok(sako_items_upsert(e, &moved, 1));
+    }
+}
+
+static void during_retrain(sako_engine *e, void *arg)
+{
+    during *d = arg;
+    d->busy_rc = sako_retrain(e);
+    late_traffic(e, d->move);
+}
+
+/* Updates and upserts acknowledged while a retrain runs reach its result: it equals
+ * a retrain run after the batches it started from, followed by the others (and, when
+ * an item moved meanwhile, a retrain after everything); reopen agrees bit for bit. */
+static void check_retrain_during_updates(int move)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "personal-during.db");
+    sako_options o = personal_opts(8);
+    o.demand_min_purchases = 10;
+    o.prior_refresh_events = 0; /* no refresh: the epochs compared are the retrains' */
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    traffic_part(e, 1, 0, 12);
+    during d = {move, 0};
+    e->retrain_hook = during_retrain;
+    e->retrain_hook_arg = &d;
+    ck_assert_ok(sako_retrain(e));
+    e->retrain_hook = NULL;
+    ck_assert_int_eq(d.busy_rc, SAKO_BUSY);
+
+    sako_engine *ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    traffic_part(ref, 1, 0, 12);
+    if (!move)
+        ck_assert_ok(sako_retrain(ref));
+    late_traffic(ref, move);
+    if (move)
+        ck_assert_ok(sako_retrain(ref));
+    assert_same_state(e, ref);
+    sako_item_info x = sk_info(e, 160), y = sk_info(ref, 160);
+    ck_assert(x.alpha == y.alpha && x.beta == y.beta && x.purchases == 1.0);
+    sako_stats se, sr;
+    ck_assert_ok(sako_stats_get(e, &se));
+    ck_assert_ok(sako_stats_get(ref, &sr));
+    ck_assert_uint_eq(se.n_events, sr.n_events);
+    ck_assert_int_eq(se.model_version, sr.model_version);
+    ck_assert_uint_eq(se.events_since_refresh, sr.events_since_refresh);
+    sako_close(e);
+    e = sk_open_opts(path, &o);
+    assert_same_state(e, ref);   /* the retrain's epoch and checkpoint are on disk */
+    x = sk_info(e, 160);
+    ck_assert(x.alpha == y.alpha && x.beta == y.beta);
+    sako_close(ref);
+    sako_close(e);
+    sk_remove_db(path);
+}
+
+START_TEST(test_retrain_during_updates)
+{
+    check_retrain_during_updates(0);
+}
+END_TEST
+
+START_TEST(test_retrain_during_catalog_change)
+{
+    check_retrain_during_updates(1);
+}
+END_TEST
+
+static void refresh_wait(sako_engine *e)
+{
+    while (__atomic_load_n(&e->refresh_running, __ATOMIC_ACQUIRE) &&
+           !__atomic_load_n(&e->refresh_done, __ATOMIC_ACQUIRE))
+        usleep(1000);
+}
+
+static void during_refresh(sako_engine *e, void *arg)
+{
+    int *sent = arg;
+    if (*sent)
+        return;
+    *sent = 1;
+    traffic_part(e, 1, 3, 5); /* changes items the refresh must see as they were */
+}
+
+/* A prior refresh on a background thread (forced here on a small catalog) uses the
+ * evidence of the batch that made it due, even when updates change it before the
+ * thread has copied it, and gives the items those updates touched their posterior
+ * under the new priors: the result equals inline refreshes, and reopen agrees. */
+START_TEST(test_background_refresh_exact)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "personal-refresh.db");
+    sako_options o = personal_opts(8);
+    o.demand_min_purchases = 10;
+    o.prior_refresh_events = 50;
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    e->refresh_sync_items = 0;
+    int sent = 0;
+    e->refresh_hook = during_refresh;
+    e->refresh_hook_arg = &sent;
+    traffic_part(e, 1, 0, 3); /* 60 events: the refresh starts after batch 2 */
+    refresh_wait(e);
+    ck_assert_int_eq(sent, 1);
+    sako_engine *ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    traffic_part(ref, 1, 0, 5); /* inline: the refresh after batch 2, then 3 and 4 */
+    assert_same_state(e, ref);
+    sako_close(ref);
+    for (int b = 5; b < 20; b++) {
+        traffic_part(e, 1, b, b + 1);
+        refresh_wait(e);
+    }
+    ref = sk_open_opts(NULL, &o);
+    sk_catalog(ref);
+    traffic(ref, 1);
+    assert_same_state(e, ref);
+    sako_stats se, sr;
+    ck_assert_ok(sako_stats_get(e, &se));
+    ck_assert_ok(sako_stats_get(ref, &sr));
+    ck_assert_uint_eq(se.events_since_refresh, sr.events_since_refresh);
+    ck_assert(se.global_mean == sr.global_mean);
+    sako_close(e);
+    e = sk_open_opts(path, &o);
+    assert_same_state(e, ref);
+    sako_close(ref);
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
 /* Options: bad personal values are refused with a message; version 1 gets defaults. */
 START_TEST(test_personal_options)
 {
@@ -400,6 +558,9 @@ Suite *suite_personal(void)
     tcase_add_test(tc, test_organic_demand);
     tcase_add_test(tc, test_query_version_1);
     tcase_add_test(tc, test_reopen_and_retrain_exact);
+    tcase_add_test(tc, test_retrain_during_updates);
+    tcase_add_test(tc, test_retrain_during_catalog_change);
+    tcase_add_test(tc, test_background_refresh_exact);
     tcase_add_test(tc, test_personal_options);
     suite_add_tcase(s, tc);
     return s;

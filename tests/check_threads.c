@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "check_sako.h"
+#include "engine_internal.h"
 #include "sampler_internal.h"
 
 /* Catalog: department 1 with aisles 11 (odd items) and 12 (even items), items
@@ -18,6 +19,7 @@ enum { BASE_ITEMS = 200, PAIR_A = 1001, PAIR_B = 1002, NEW_BASE = 2000, BATCH = 
 typedef struct shared {
     sako_engine *e;
     int personal;        /* the writer also buys: users get histories */
+    int retrainers;      /* threads of their own run sako_retrain() in a loop (else the writer) */
     double deadline;
     int stop;            /* set by the writer when done (atomic) */
     int64_t max_new;     /* highest new item id published so far (atomic) */
@@ -29,6 +31,8 @@ typedef struct shared {
     char pair_fail[256];
     long writer_batches, writer_retrains, writer_upserts;
     char writer_fail[256];
+    long retrains[2], busy[2];
+    char retrain_fail[2][256];
 } shared;
 
 /* The readers' exclusion list is {3, 4, 5, 9, 99999}. */
@@ -182,7 +186,7 @@ static void *writer(void *p)
             break;
         }
         b++;
-        if (b % 5 == 0) {
+        if (!s->retrainers && b % 5 == 0) {
             if ((rc = sako_retrain(s->e))) {
                 snprintf(s->writer_fail, 256, "retrain = %d: %s", rc, sako_errmsg());
                 break;
@@ -215,6 +219,32 @@ static void *writer(void *p)
     return NULL;
 }
 
+/* Retrains back to back while the writer and readers go on; with two of these,
+ * one may find the other running (SAKO_BUSY). */
+typedef struct retrainer_arg {
+    shared *s;
+    int idx;
+} retrainer_arg;
+
+static void *retrainer(void *p)
+{
+    retrainer_arg *a = p;
+    shared *s = a->s;
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        int rc = sako_retrain(s->e);
+        if (rc == SAKO_BUSY) {
+            s->busy[a->idx]++;
+            usleep(1000);
+        } else if (rc != SAKO_OK) {
+            snprintf(s->retrain_fail[a->idx], 256, "retrain = %d: %s", rc, sako_errmsg());
+            break;
+        } else {
+            s->retrains[a->idx]++;
+        }
+    }
+    return NULL;
+}
+
 static sako_engine *threads_engine(const char *path, int personal)
 {
     sako_options o = sk_opts(5150);
@@ -236,12 +266,15 @@ static sako_engine *threads_engine(const char *path, int personal)
     return e;
 }
 
-static void run_stress(const char *path, int personal)
+static void run_stress_with(const char *path, int personal, int retrainers)
 {
     static shared s;
     memset(&s, 0, sizeof s);
     s.e = threads_engine(path, personal);
     s.personal = personal;
+    s.retrainers = retrainers;
+    if (retrainers)
+        s.e->refresh_sync_items = 0; /* refreshes on the background thread too */
     s.max_new = NEW_BASE - 1;
     s.strength = sk_options(s.e).prior_strength;
     s.deadline = sk_mono() + RUN_SECONDS;
@@ -253,7 +286,18 @@ static void run_stress(const char *path, int personal)
     }
     ck_assert_int_eq(pthread_create(&pr, NULL, pair_reader, &s), 0);
     ck_assert_int_eq(pthread_create(&w, NULL, writer, &s), 0);
+    pthread_t rt[2];
+    retrainer_arg rargs[2];
+    for (int i = 0; i < retrainers; i++) {
+        rargs[i] = (retrainer_arg){&s, i};
+        ck_assert_int_eq(pthread_create(&rt[i], NULL, retrainer, &rargs[i]), 0);
+    }
     pthread_join(w, NULL);
+    for (int i = 0; i < retrainers; i++) {
+        pthread_join(rt[i], NULL);
+        ck_assert_msg(!s.retrain_fail[i][0], "retrainer %d: %s", i, s.retrain_fail[i]);
+        s.writer_retrains += s.retrains[i];
+    }
     pthread_join(pr, NULL);
     for (int i = 0; i < N_READERS; i++)
         pthread_join(rd[i], NULL);
@@ -275,7 +319,39 @@ static void run_stress(const char *path, int personal)
     sako_item_info a = sk_info(s.e, PAIR_A), b = sk_info(s.e, PAIR_B);
     ck_assert_double_eq(a.impressions, 3.0 * s.writer_batches);
     ck_assert_double_eq(b.clicks, 1.0 * s.writer_batches);
+    if (retrainers) {
+        /* No event lost or counted twice: a fresh retrain from the log finds the
+         * counts the engine holds, and a reopen the posteriors it then holds. */
+        enum { N_CHECK = BASE_ITEMS + 2 };
+        static sako_item_info before[N_CHECK];
+        for (int i = 0; i < N_CHECK; i++)
+            before[i] = sk_info(s.e, i < BASE_ITEMS ? i + 1 : PAIR_A + (i - BASE_ITEMS));
+        ck_assert_ok(sako_retrain(s.e));
+        for (int i = 0; i < N_CHECK; i++) {
+            sako_item_info x = sk_info(s.e, before[i].id);
+            ck_assert_msg(x.impressions == before[i].impressions && x.clicks == before[i].clicks &&
+                          x.purchases == before[i].purchases,
+                          "item %lld: online %g/%g/%g, retrained %g/%g/%g", (long long)x.id,
+                          before[i].impressions, before[i].clicks, before[i].purchases,
+                          x.impressions, x.clicks, x.purchases);
+            before[i] = x;
+        }
+        sako_options o = sk_options(s.e);
+        sako_close(s.e);
+        s.e = sk_open_opts(path, &o);
+        for (int i = 0; i < N_CHECK; i++) {
+            sako_item_info x = sk_info(s.e, before[i].id);
+            ck_assert_msg(x.alpha == before[i].alpha && x.beta == before[i].beta,
+                          "item %lld: %.17g/%.17g after reopen, %.17g/%.17g before",
+                          (long long)x.id, x.alpha, x.beta, before[i].alpha, before[i].beta);
+        }
+    }
     sako_close(s.e);
+}
+
+static void run_stress(const char *path, int personal)
+{
+    run_stress_with(path, personal, 0);
 }
 
 START_TEST(test_stress_memory)
@@ -288,6 +364,18 @@ END_TEST
 START_TEST(test_stress_personal)
 {
     run_stress(NULL, 1);
+}
+END_TEST
+
+/* Retrains on two threads of their own and background refreshes while the writer
+ * updates and upserts and the readers recommend: serving and ingest go on, and
+ * nothing acknowledged is lost. */
+START_TEST(test_stress_concurrent_retrain)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "threads-retrain");
+    run_stress_with(path, 1, 2);
+    sk_remove_db(path);
 }
 END_TEST
 
@@ -363,6 +451,7 @@ Suite *suite_threads(void)
     tcase_add_test(tc, test_stress_memory);
     tcase_add_test(tc, test_stress_file);
     tcase_add_test(tc, test_stress_personal);
+    tcase_add_test(tc, test_stress_concurrent_retrain);
     tcase_add_test(tc, test_parallel_readers_distinct_streams);
     suite_add_tcase(s, tc);
     return s;

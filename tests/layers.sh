@@ -25,11 +25,12 @@ allow model error idmap beta rng demand decay
 allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
-allow retrain error idmap store model users domains demand personal decay policy
+allow snapshot error decay
+allow retrain error idmap store model users domains demand personal snapshot decay policy
 allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
-allow events error idmap store model users domains catalog retrain personal policy
+allow events error idmap store model users domains catalog retrain personal snapshot policy
 allow backup error store
 allow verify error store
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"

@@ -1,6 +1,9 @@
 /* libsako C benchmark: `make bench`. See docs/benchmarks.md.
  *
- *   bench_sako [--quick] [--seed N] [--markdown FILE] [--only recommend|update|memory]
+ *   bench_sako [--quick] [--seed N] [--markdown FILE] [--only recommend|update|memory|stall]
+ *
+ * (--only stall, not part of the default run: stalls of recommend and durable
+ * updates during a retrain, tests/bench/bench_stall.c.)
  *
  * One thread, one run, medians of repeated measurements:
  *  1. sako_recommend() latency, k = 20, over generated catalogs shaped like
@@ -1882,8 +1885,11 @@ static void usage(void)
             "  --seed N         data and sampling seed (default 1)\n"
             "  --markdown FILE  also write the tables as markdown to FILE\n"
             "  --only PART      one part: recommend (with the personal rows), update (with\n"
-            "                   the purchase stream), memory\n");
+            "                   the purchase stream), memory, stall (stalls during a retrain:\n"
+            "                   only when asked, tests/bench/bench_stall.c)\n");
 }
+
+int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path);
 
 int main(int argc, char **argv)
 {
@@ -1916,6 +1922,8 @@ int main(int argc, char **argv)
     atexit(cleanup);
     progress("libsako %s on %s; temp dir %s", sako_version_string(), machine, tmp_dir);
 
+    if (only && strcmp(only, "stall") == 0)
+        return bench_stall(quick, seed, tmp_dir, md_path);
 #define RUN(part) (!only || strcmp(only, part) == 0)
     if (RUN("recommend")) {
         bench_recommend(1000, 0, quick, seed);
