@@ -301,6 +301,28 @@ START_TEST(test_schema2_batches_unchecked)
 }
 END_TEST
 
+/* A batch damaged while an engine has the file open: the retrain (which replays the
+ * log on its own connection) refuses it naming the batch, and the engine keeps
+ * serving the state it had. */
+START_TEST(test_retrain_refuses_damage)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "retraindamage");
+    make_log(path);
+    sako_options o = sk_opts(21);
+    sako_engine *e = sk_open_opts(path, &o);
+    sako_item_info before, after;
+    ck_assert_ok(sako_item_get(e, 101, &before));
+    sql(path, "UPDATE event_batches SET events = zeroblob(length(events)) WHERE seq = 1;");
+    ck_assert_rc(sako_retrain(e), SAKO_CORRUPT);
+    ck_assert_msg(strstr(sako_errmsg(), "batch 1 ") != NULL, "message: %s", sako_errmsg());
+    ck_assert_ok(sako_item_get(e, 101, &after));
+    ck_assert(memcmp(&before, &after, sizeof before) == 0);
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
 Suite *suite_checksum(void)
 {
     Suite *s = suite_create("checksum");
@@ -312,6 +334,7 @@ Suite *suite_checksum(void)
     tcase_add_test(tc, test_verify_changes_nothing);
     tcase_add_test(tc, test_verify_read_only_directory);
     tcase_add_test(tc, test_schema2_batches_unchecked);
+    tcase_add_test(tc, test_retrain_refuses_damage);
     suite_add_tcase(s, tc);
     return s;
 }
