@@ -7,38 +7,6 @@
 #include "check_sako.h"
 #include "checksum_internal.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void spill(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
-static void sql(const char *path, const char *text)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(db, text, NULL, NULL, &err);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", text, err ? err : "?");
-    sqlite3_close(db);
-}
-
 /* The bytes of a blob column of one batch. */
 static unsigned char *batch_blob(const char *path, const char *column, int64_t seq, size_t *len)
 {
@@ -116,7 +84,7 @@ static void flip_all(const char *path, const char *column, int64_t seq)
 {
     size_t blen, flen;
     unsigned char *blob = batch_blob(path, column, seq, &blen);
-    unsigned char *file = slurp(path, &flen);
+    unsigned char *file = sk_read_file(path, &flen);
     unsigned char *at = memmem(file, flen, blob, blen);
     ck_assert_msg(at != NULL, "batch %lld's %s not found in the file", (long long)seq, column);
     ck_assert_ptr_null(memmem(at + 1, flen - (size_t)(at + 1 - file), blob, blen));
@@ -126,7 +94,7 @@ static void flip_all(const char *path, const char *column, int64_t seq)
     for (size_t i = 0; i < blen; i++) {
         unsigned char keep = at[i];
         at[i] ^= (unsigned char)(1u << (i % 8));
-        spill(path, file, flen);
+        sk_write_file(path, file, flen);
         sako_engine *e = (sako_engine *)(uintptr_t)1;
         int rc = sako_init(&e, path, &o);
         ck_assert_msg(rc == SAKO_CORRUPT, "%s byte %zu flipped: sako_init = %d (%s)", column, i, rc,
@@ -139,7 +107,7 @@ static void flip_all(const char *path, const char *column, int64_t seq)
         ck_assert_msg(strstr(sako_errmsg(), name), "verify: %s", sako_errmsg());
         at[i] = keep;
     }
-    spill(path, file, flen);
+    sk_write_file(path, file, flen);
     sako_engine *e = sk_open_opts(path, &o);
     sako_close(e);
     free(blob);
@@ -175,7 +143,7 @@ START_TEST(test_row_changes_caught)
         char path[512];
         sk_tmp_path(path, sizeof path, "rows");
         make_log(path);
-        sql(path, damage[i]);
+        sk_sql_exec(path, damage[i]);
         sako_engine *e = (sako_engine *)(uintptr_t)1;
         sako_options o = sk_opts(21);
         ck_assert_msg(sako_init(&e, path, &o) == SAKO_CORRUPT, "%s: not refused", damage[i]);
@@ -198,14 +166,14 @@ START_TEST(test_verify_changes_nothing)
     snprintf(lock, sizeof lock, "%s-lock", path);
     unlink(lock);
     size_t len0, len1;
-    unsigned char *before = slurp(path, &len0);
+    unsigned char *before = sk_read_file(path, &len0);
     sako_verify_report r;
     memset(&r, 0xAB, sizeof r);
     ck_assert_ok(sako_verify(path, &r));
     ck_assert_uint_eq(r.n_batches, 3);
     ck_assert_uint_eq(r.n_checksummed, 3);
     ck_assert_uint_eq(r.n_events, 9);
-    unsigned char *after = slurp(path, &len1);
+    unsigned char *after = sk_read_file(path, &len1);
     ck_assert_uint_eq(len0, len1);
     ck_assert(memcmp(before, after, len0) == 0);
     ck_assert(!side(path, "-wal") && !side(path, "-shm") && !side(path, "-lock"));
@@ -233,7 +201,7 @@ START_TEST(test_verify_changes_nothing)
     sk_remove_db(path);
     ck_assert_rc(sako_verify(path, &r), SAKO_IO);
     ck_assert(!side(path, "-lock"));
-    sql(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    sk_sql_exec(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
     ck_assert_rc(sako_verify(path, &r), SAKO_CORRUPT);
     sk_remove_db(path);
 }
@@ -280,7 +248,7 @@ START_TEST(test_schema2_batches_unchecked)
     char path[512];
     sk_tmp_path(path, sizeof path, "schema2sum");
     make_log(path);
-    sql(path, SK_SCHEMA3_TO_2);
+    sk_sql_exec(path, SK_SCHEMA3_TO_2);
     sako_verify_report r;
     ck_assert_ok(sako_verify(path, &r));
     ck_assert_uint_eq(r.n_batches, 3);
@@ -294,7 +262,7 @@ START_TEST(test_schema2_batches_unchecked)
     ck_assert_uint_eq(r.n_batches, 4);
     ck_assert_uint_eq(r.n_checksummed, 1);
     /* The new batch is checked; an old one losing nothing it never had is fine. */
-    sql(path, "UPDATE event_batches SET checksum = NULL WHERE seq = 4");
+    sk_sql_exec(path, "UPDATE event_batches SET checksum = NULL WHERE seq = 4");
     ck_assert_rc(sako_verify(path, &r), SAKO_CORRUPT);
     ck_assert_msg(strstr(sako_errmsg(), "batch 4"), "%s", sako_errmsg());
     sk_remove_db(path);
@@ -313,7 +281,7 @@ START_TEST(test_retrain_refuses_damage)
     sako_engine *e = sk_open_opts(path, &o);
     sako_item_info before, after;
     ck_assert_ok(sako_item_get(e, 101, &before));
-    sql(path, "UPDATE event_batches SET events = zeroblob(length(events)) WHERE seq = 1;");
+    sk_sql_exec(path, "UPDATE event_batches SET events = zeroblob(length(events)) WHERE seq = 1;");
     ck_assert_rc(sako_retrain(e), SAKO_CORRUPT);
     ck_assert_msg(strstr(sako_errmsg(), "batch 1 ") != NULL, "message: %s", sako_errmsg());
     ck_assert_ok(sako_item_get(e, 101, &after));

@@ -594,27 +594,6 @@ START_TEST(test_old_option_structs)
 }
 END_TEST
 
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
-    sqlite3_close(db);
-}
-
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
 /* A schema-2 (0.2) file migrates to 3 with decay off and its state unchanged;
  * reconfiguring a half-life then rebuilds from the log, equal to an engine that had
  * decay from the start and retrained. The 0.2 file is made from a new one by
@@ -632,10 +611,10 @@ START_TEST(test_schema2_migrates)
     for (size_t i = 0; i < N_ALL; i++)
         before[i] = sk_info(e, all_items[i]);
     sako_close(e);
-    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 3);
-    sql_exec(path, SK_SCHEMA3_TO_2);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
+    sk_sql_exec(path, SK_SCHEMA3_TO_2);
     e = sk_open_opts(path, &o);
-    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
     ck_assert_double_eq(half_life_of(e), 0.0);
     for (size_t i = 0; i < N_ALL; i++) {
         sako_item_info x = sk_info(e, all_items[i]);

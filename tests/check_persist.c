@@ -11,51 +11,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
-    sqlite3_close(db);
-}
-
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
 /* Opening must fail with one of the given codes, leave *out NULL, and say why. */
 static int expect_refused(const char *path, int want1, int want2)
 {
@@ -215,8 +170,8 @@ START_TEST(test_kill9_replays_log)
         sk_tmp_path(path, sizeof path, "killed");
         killed_writer(path, levels[l], 13, 4);
         /* The file has a log tail after its last checkpoint: the reopen must replay it. */
-        ck_assert_int_lt(sql_int(path, "SELECT value FROM sako_meta WHERE key = 'checkpoint_batch'"),
-                         sql_int(path, "SELECT max(seq) FROM event_batches"));
+        ck_assert_int_lt(sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'checkpoint_batch'"),
+                         sk_sql_int(path, "SELECT max(seq) FROM event_batches"));
         sako_options o = wl_opts(levels[l]);
         sako_engine *ref = sk_open_opts(NULL, &o);
         wl_catalog(ref);
@@ -361,14 +316,14 @@ START_TEST(test_category_names_stored)
     sako_category keep = {1, 2, NULL}, rename = {2, 0, "Bakery"};
     ck_assert_ok(sako_categories_upsert(e, &keep, 1));
     sako_close(e);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM categories WHERE id = 1 AND name = 'Dairy'"
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM categories WHERE id = 1 AND name = 'Dairy'"
                                    " AND parent_id = 2"), 1);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM categories WHERE id = 2 AND name = "
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM categories WHERE id = 2 AND name = "
                                    "'Caf\xc3\xa9'"), 1);
     e = sk_open_opts(path, &o);
     ck_assert_ok(sako_categories_upsert(e, &rename, 1));
     sako_close(e);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM categories WHERE id = 2 AND name = 'Bakery'"),
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM categories WHERE id = 2 AND name = 'Bakery'"),
                      1);
     sk_remove_db(path);
 }
@@ -382,14 +337,14 @@ START_TEST(test_refuse_text_file)
     sk_tmp_path(path, sizeof path, "text");
     const char *text = "name,price\nmilk,1.20\nbread,2.10\n"
                        "this is a CSV export, not a database; it is long enough to have a header\n";
-    write_file(path, text, strlen(text));
+    sk_write_file(path, text, strlen(text));
     expect_refused(path, SAKO_CORRUPT, SAKO_CORRUPT);
     /* Shorter than SQLite's 16-byte magic. */
-    write_file(path, "hello", 5);
+    sk_write_file(path, "hello", 5);
     expect_refused(path, SAKO_CORRUPT, SAKO_CORRUPT);
     /* Refused files are left as they were. */
     size_t len;
-    unsigned char *after = read_file(path, &len);
+    unsigned char *after = sk_read_file(path, &len);
     ck_assert_uint_eq(len, 5);
     ck_assert_int_eq(memcmp(after, "hello", 5), 0);
     free(after);
@@ -401,24 +356,24 @@ START_TEST(test_refuse_foreign_sqlite)
 {
     char path[512];
     sk_tmp_path(path, sizeof path, "foreign");
-    sql_exec(path, "CREATE TABLE recipes(id INTEGER PRIMARY KEY, title TEXT);"
+    sk_sql_exec(path, "CREATE TABLE recipes(id INTEGER PRIMARY KEY, title TEXT);"
                    "INSERT INTO recipes(title) VALUES('soup'), ('bread');");
     size_t len0, len1;
-    unsigned char *before = read_file(path, &len0);
+    unsigned char *before = sk_read_file(path, &len0);
     expect_refused(path, SAKO_CORRUPT, SAKO_CORRUPT);
     /* The other application's file is untouched: same bytes, still rollback-journal
      * mode, its data intact. */
-    unsigned char *after = read_file(path, &len1);
+    unsigned char *after = sk_read_file(path, &len1);
     ck_assert_uint_eq(len0, len1);
     ck_assert_msg(memcmp(before, after, len0) == 0, "a refused foreign database was modified");
     free(before);
     free(after);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM recipes"), 2);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM recipes"), 2);
     sk_remove_db(path);
 
     /* A database that claims libsako's tables but not its identity is foreign too. */
     sk_tmp_path(path, sizeof path, "lookalike");
-    sql_exec(path, "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
+    sk_sql_exec(path, "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
                    "CREATE TABLE items(id INTEGER PRIMARY KEY);");
     expect_refused(path, SAKO_CORRUPT, SAKO_CORRUPT);
     sk_remove_db(path);
@@ -435,22 +390,22 @@ START_TEST(test_refuse_newer_schema)
     sako_engine *e = sk_open_opts(path, &o);
     sk_catalog(e);
     sako_close(e);
-    int64_t v = sql_int(path, "PRAGMA user_version");
+    int64_t v = sk_sql_int(path, "PRAGMA user_version");
     ck_assert_int_ge(v, 1);
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %lld;", (long long)(v + 1));
-    sql_exec(path, sql);
+    sk_sql_exec(path, sql);
     expect_refused(path, SAKO_VERSION, SAKO_VERSION);
-    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), v + 1);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM items"), SK_N_ITEMS);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), v + 1);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM items"), SK_N_ITEMS);
     /* Back to the right version: it opens again, intact. */
     snprintf(sql, sizeof sql, "PRAGMA user_version = %lld;", (long long)v);
-    sql_exec(path, sql);
+    sk_sql_exec(path, sql);
     e = sk_open_opts(path, &o);
     ck_assert_uint_eq(sk_stats(e).n_items, SK_N_ITEMS);
     sako_close(e);
     /* user_version 0 on a file with libsako's application id: damaged. */
-    sql_exec(path, "PRAGMA user_version = 0;");
+    sk_sql_exec(path, "PRAGMA user_version = 0;");
     expect_refused(path, SAKO_CORRUPT, SAKO_CORRUPT);
     sk_remove_db(path);
 }
@@ -474,22 +429,22 @@ START_TEST(test_refuse_truncated)
     sk_tmp_path(path, sizeof path, "trunc");
     make_db(path, 40);
     size_t len;
-    unsigned char *data = read_file(path, &len);
+    unsigned char *data = sk_read_file(path, &len);
     ck_assert_uint_gt(len, 8192);
     static const double fractions[] = {0.5, 0.25, 0.75};
     for (int i = 0; i < 3; i++) {
         size_t cut = (size_t)(len * fractions[i]) / 4096 * 4096;
         sk_remove_db(path);
-        write_file(path, data, cut);
+        sk_write_file(path, data, cut);
         expect_refused(path, SAKO_CORRUPT, SAKO_IO);
         /* Not on a page boundary either. */
         sk_remove_db(path);
-        write_file(path, data, cut + 1000);
+        sk_write_file(path, data, cut + 1000);
         expect_refused(path, SAKO_CORRUPT, SAKO_IO);
     }
     /* Only the 100-byte header left. */
     sk_remove_db(path);
-    write_file(path, data, 100);
+    sk_write_file(path, data, 100);
     expect_refused(path, SAKO_CORRUPT, SAKO_IO);
     free(data);
     sk_remove_db(path);
@@ -502,7 +457,7 @@ START_TEST(test_refuse_garbled)
     sk_tmp_path(path, sizeof path, "garbled");
     make_db(path, 40);
     size_t len;
-    unsigned char *data = read_file(path, &len);
+    unsigned char *data = sk_read_file(path, &len);
     unsigned char *bad = malloc(len);
     sako_rng r;
     sako__rng_seed(&r, 4);
@@ -512,14 +467,14 @@ START_TEST(test_refuse_garbled)
     for (size_t i = 4096; i < len; i++)
         bad[i] = (unsigned char)(sako__rng_next(&r) >> 56);
     sk_remove_db(path);
-    write_file(path, bad, len);
+    sk_write_file(path, bad, len);
     expect_refused(path, SAKO_CORRUPT, SAKO_IO);
 
     memcpy(bad, data, len);
     for (size_t i = 16; i < 100; i++)
         bad[i] = (unsigned char)(sako__rng_next(&r) >> 56);
     sk_remove_db(path);
-    write_file(path, bad, len);
+    sk_write_file(path, bad, len);
     expect_refused(path, SAKO_CORRUPT, SAKO_IO);
 
     /* (c) noise in random places of every page: whatever happens, no crash, and a
@@ -533,7 +488,7 @@ START_TEST(test_refuse_garbled)
                     bad[at] ^= (unsigned char)(1 + (sako__rng_next(&r) >> 57));
             }
         sk_remove_db(path);
-        write_file(path, bad, len);
+        sk_write_file(path, bad, len);
         sako_engine *e = NULL;
         int rc = sako_init(&e, path, NULL);
         if (rc == SAKO_OK) {
@@ -581,7 +536,7 @@ START_TEST(test_refuse_damaged_rows)
         char path[512];
         sk_tmp_path(path, sizeof path, "rows");
         make_db(path, 6);
-        sql_exec(path, damage[i]);
+        sk_sql_exec(path, damage[i]);
         /* Refused every time: a refused open must not write anything (such as a
          * checkpoint of what it loaded) that makes the next open accept the file. */
         for (int attempt = 0; attempt < 2; attempt++) {
@@ -621,11 +576,11 @@ START_TEST(test_refused_batches_not_on_disk)
     sako_close(e);
 
     /* Straight from the file: one batch of one event, no item 555/900, no user 2. */
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM event_batches"), 1);
-    ck_assert_int_eq(sql_int(path, "SELECT sum(n_events) FROM event_batches"), 1);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM items WHERE id IN (555, 900, 901)"), 0);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM categories WHERE id = 50"), 0);
-    ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM event_batches"), 1);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT sum(n_events) FROM event_batches"), 1);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM items WHERE id IN (555, 900, 901)"), 0);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM categories WHERE id = 50"), 0);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM users"), 1);
 
     e = sk_open_opts(path, &o);
     sako_stats st = sk_stats(e);

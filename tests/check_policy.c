@@ -10,29 +10,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static void sql_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *err = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
-    sqlite3_close(db);
-}
-
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* splitmix64: the test's own stream, so the samples do not depend on the engine. */
 static uint64_t mix(uint64_t *s)
 {
@@ -439,9 +416,9 @@ START_TEST(test_schema2_migrates)
     sako_retrain_status before = due(e);
     sako_close(e);
     /* what libsako 0.2 wrote: the same tables without the policy keys */
-    sql_exec(path, SK_SCHEMA3_TO_2);
+    sk_sql_exec(path, SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
-    ck_assert_int_eq(sql_int(path, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
     sako_policy got, want = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &got));
     ck_assert(same_policy(&got, &want));
@@ -450,15 +427,15 @@ START_TEST(test_schema2_migrates)
     ck_assert_uint_eq(s.events_since, before.events_since);
     ck_assert_uint_eq(s.baseline_impressions, 150);
     ck_assert(sk_same_double(s.baseline_conversion, before.baseline_conversion));
-    ck_assert_int_eq(s.retrained_at, sql_int(path, "SELECT max(created_at) FROM models"));
+    ck_assert_int_eq(s.retrained_at, sk_sql_int(path, "SELECT max(created_at) FROM models"));
     sako_close(e);
     /* never retrained: everything since the first batch counts */
-    sql_exec(path, "DELETE FROM models; " SK_SCHEMA3_TO_2);
+    sk_sql_exec(path, "DELETE FROM models; " SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
     s = due(e);
     ck_assert_uint_eq(s.events_since, sk_stats(e).n_events);
     ck_assert_uint_eq(s.baseline_impressions, 450);
-    ck_assert_int_eq(s.retrained_at, sql_int(path, "SELECT min(created_at) FROM event_batches"));
+    ck_assert_int_eq(s.retrained_at, sk_sql_int(path, "SELECT min(created_at) FROM event_batches"));
     sako_close(e);
     sk_remove_db(path);
 }
