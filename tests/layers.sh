@@ -33,5 +33,6 @@ allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal snapshot policy
 allow backup error store
 allow verify error store
+allow killpoint
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail
