@@ -121,6 +121,29 @@ KILLS ?= 20
 crashtest: $(BUILD)/kill9
 	$(BUILD)/kill9 $(KILLS) $(BUILD)/tmp
 
+# ------------------------------------------ fault injection (tests/faults)
+# Allocation failures (the C allocator through --wrap, SQLite's through its config),
+# I/O failures and power loss (a VFS shim) over every public function
+# (docs/reliability.md). `make faults`: the short sweep under ASan+UBSan (part of
+# `make test`); `make faults-full`: every fault point, persistent faults too.
+FAULTS_SRC  := $(wildcard tests/faults/*.c)
+FAULTS_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign
+ASAN_FLAGS  := CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+               LDFLAGS="-fsanitize=address,undefined"
+FAULTS_ARGS ?=
+
+$(BUILD)/faults: $(FAULTS_SRC) $(wildcard tests/faults/*.h) $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -Itests/faults $(CFLAGS) -o $@ $(FAULTS_SRC) $(STATIC) $(LDFLAGS) \
+	    $(FAULTS_WRAP) $(SAKO_LIBS)
+
+faults:
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) build-asan/faults
+	build-asan/faults $(FAULTS_ARGS) build-asan/tmp/faults
+
+faults-full:
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) build-asan/faults
+	build-asan/faults --full $(FAULTS_ARGS) build-asan/tmp/faults
+
 # ------------------------------------------------ the two README commands
 VENV ?= .venv
 PY   := $(VENV)/bin/python
@@ -153,11 +176,12 @@ serve: venv
 	    exec $(VENV)/bin/sako serve --db var/sako.db --port $(PORT); \
 	fi
 
-# The whole test suite: C (plain, ASan+UBSan, TSan), kill -9 crash test, Python
-# binding, service and evaluation-harness tests.
+# The whole test suite: C (plain, ASan+UBSan, TSan), fault injection (short sweep),
+# kill -9 crash test, Python binding, service and evaluation-harness tests.
 test: deps
 	$(MAKE) all check
 	$(MAKE) asan
+	$(MAKE) faults
 	$(MAKE) tsan
 	$(MAKE) crashtest
 	bash bindings/python/setup_venv.sh $(abspath $(VENV))
@@ -193,4 +217,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest faults faults-full deps venv python serve test coverage eval eval-journey bench-python
