@@ -708,6 +708,19 @@ static int identify(sako_store *st, const char *path, int64_t *version, int *fre
     return SAKO_OK;
 }
 
+/* A statement of ours that does not prepare on an opened file means a schema that is
+ * not ours (damaged), unless SQLite ran out of memory or could not read the file. */
+static int prepare_failed(sqlite3 *db, int rc, const char *what)
+{
+    int status = sako__error_sqlite(db, rc, what);
+    if (status == SAKO_NOMEM || status == SAKO_IO || status == SAKO_BUSY)
+        return status;
+    char damaged[128];
+    snprintf(damaged, sizeof damaged, "database damaged: %s", what);
+    sako__error_sqlite(db, rc, damaged);
+    return SAKO_CORRUPT;
+}
+
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
                      int create_empty, const sako_model_params *fresh_params)
 {
@@ -745,10 +758,8 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
         return create_schema(st, fresh_params);
     if ((rc = migrate(st, version)))
         return rc;
-    if (prepare_meta(st) != SAKO_OK) {
-        sako__error_sqlite(st->db, sqlite3_errcode(st->db), "database damaged: the metadata table");
-        return SAKO_CORRUPT;
-    }
+    if (prepare_meta(st) != SAKO_OK)
+        return prepare_failed(st->db, sqlite3_errcode(st->db), "the metadata table");
     return SAKO_OK;
 }
 
@@ -1015,10 +1026,8 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids, created_at, checksum "
                             "FROM event_batches WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
-        return SAKO_CORRUPT;
-    }
+    if (rc != SQLITE_OK)
+        return prepare_failed(st->db, rc, "reading the event log");
     sqlite3_bind_int64(s, 1, after_batch);
     sqlite3_bind_int64(s, 2, upto_batch);
     sako_event *events = NULL;
