@@ -635,11 +635,14 @@ static uint32_t get_be32(const unsigned char *p)
  * The one case the header cannot decide (no id, no tables in the main file, so
  * either empty or with everything still in a -wal) is left to identify(), which runs
  * on a connection that does not checkpoint on close. */
-static int check_file(const char *path, int create_empty, int need_write)
+static int check_file(const char *path, int create_empty, int need_write, int *missing)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return errno == ENOENT ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    *missing = 0;
+    if (stat(path, &sb) != 0) {
+        *missing = errno == ENOENT;
+        return *missing ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    }
     if (S_ISDIR(sb.st_mode))
         return sako__error(SAKO_IO, "%s: %s", path, strerror(EISDIR));
     if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
@@ -727,8 +730,13 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
     int rc;
-    if (!st->in_memory && ((rc = check_file(path, create_empty, 1)) || (rc = lock_file(st, path))))
+    int missing = 0;
+    if (!st->in_memory &&
+        ((rc = check_file(path, create_empty, 1, &missing)) || (rc = lock_file(st, path))))
         return rc;
+    /* Under the lock: no other engine can create it now; refusing removes it. */
+    if (missing && !(st->created_path = strdup(path)))
+        return sako__error(SAKO_NOMEM, "out of memory");
     rc = sqlite3_open_v2(st->in_memory ? ":memory:" : path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
@@ -784,6 +792,8 @@ void sako__store_close(sako_store *st)
     st->lock_fd = -1;
     free(st->lock_path);
     st->lock_path = NULL;
+    free(st->created_path);
+    st->created_path = NULL;
 }
 
 void sako__store_open_done(sako_store *st)
@@ -792,12 +802,32 @@ void sako__store_open_done(sako_store *st)
         sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     free(st->lock_path);
     st->lock_path = NULL;
+    free(st->created_path);
+    st->created_path = NULL;
 }
 
 /* Called instead of open_done when the engine refuses the file: the lock file this
  * open created goes (removed while still locked, so no other engine can hold it). */
 void sako__store_refuse(sako_store *st)
 {
+    /* A file this open created goes too, so that a retry creates it again rather
+     * than finding it empty (refused) or half made. The connection does not
+     * checkpoint on close yet, so closing it cannot bring the files back. */
+    if (st->created_path && st->lock_fd >= 0) {
+        static const char *const side[] = { "-wal", "-shm", "" };
+        size_t len = strlen(st->created_path);
+        char *name = malloc(len + 5);
+        for (size_t i = 0; name && i < sizeof side / sizeof *side; i++) {
+            memcpy(name, st->created_path, len);
+            memcpy(name + len, side[i], strlen(side[i]) + 1);
+            unlink(name);
+        }
+        if (!name)
+            unlink(st->created_path); /* at least the (empty) database itself */
+        free(name);
+    }
+    free(st->created_path);
+    st->created_path = NULL;
     if (st->lock_path && st->lock_fd >= 0)
         unlink(st->lock_path);
     free(st->lock_path);
@@ -1303,7 +1333,8 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
 int sako__store_verify(const char *path, sako_store_verify *out)
 {
     memset(out, 0, sizeof *out);
-    int rc = check_file(path, 0, 0);
+    int missing;
+    int rc = check_file(path, 0, 0, &missing);
     if (rc)
         return rc;
     if (access(path, F_OK) != 0)
