@@ -1292,6 +1292,30 @@ static int count_batch(void *payload, int64_t seq, const sako_event *ev, const i
     return SAKO_OK;
 }
 
+/* integrity_check did not say "ok": damage, unless what stopped it was memory or a
+ * read (it reports those in its rows too, as "out of memory" or "error code=N"). */
+static int integrity_failed(sqlite3 *db, int rc, const char *path, const char *text)
+{
+    int status = SAKO_CORRUPT;
+    if (rc != SQLITE_OK) {
+        status = sako__error_sqlite(db, rc, "integrity_check");
+        if (status != SAKO_NOMEM && status != SAKO_IO && status != SAKO_BUSY)
+            status = SAKO_CORRUPT;
+    } else if (text && strstr(text, "out of memory")) {
+        status = SAKO_NOMEM;
+    } else if (text) {
+        const char *code = strstr(text, "error code=");
+        int c = code ? atoi(code + 11) & 0xff : 0;
+        if (c == SQLITE_NOMEM)
+            status = SAKO_NOMEM;
+        else if (c == SQLITE_IOERR)
+            status = SAKO_IO;
+    }
+    return sako__error(status, "%s: integrity_check%s: %s", path,
+                       status == SAKO_CORRUPT ? "" : " could not finish",
+                       text ? text : sqlite3_errmsg(db));
+}
+
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
@@ -1306,12 +1330,11 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
     if (rc != SQLITE_OK)
-        return sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path, sqlite3_errmsg(st->db));
+        return integrity_failed(st->db, rc, path, NULL);
     rc = sqlite3_step(s);
     const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
     if (!first || strcmp(first, "ok") != 0) {
-        rc = sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path,
-                         first ? first : sqlite3_errmsg(st->db));
+        rc = integrity_failed(st->db, rc == SQLITE_ROW ? SQLITE_OK : rc, path, first);
         sqlite3_finalize(s);
         return rc;
     }
