@@ -178,6 +178,12 @@ fuzz: fuzz-build
 	    grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss" build-fuzz/fuzz_$$t.log; \
 	done
 
+# atheris over the service's request bodies (bindings/python/fuzz/fuzz_http.py); atheris
+# is installed into the venv here only, not by `make venv`.
+fuzz-python: venv
+	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install --quiet 'atheris>=2.3'
+	$(PY) bindings/python/fuzz/fuzz_http.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+
 # ------------------------------------------------ the two README commands
 VENV ?= .venv
 PY   := $(VENV)/bin/python
@@ -251,4 +257,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest faults faults-full fuzz fuzz-build deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest faults faults-full fuzz fuzz-build fuzz-python deps venv python serve test coverage eval eval-journey bench-python
