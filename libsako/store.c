@@ -101,6 +101,13 @@ static int exec(sako_store *st, const char *sql, const char *what)
 
 int sako__store_begin(sako_store *st)
 {
+    /* A ROLLBACK that could not run (out of memory) left its transaction open: end it
+     * now, or every later write would fail ("within a transaction"). */
+    if (!sqlite3_get_autocommit(st->db)) {
+        int rc = exec(st, "ROLLBACK", "rolling back a failed transaction");
+        if (rc)
+            return rc;
+    }
     return exec(st, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
