@@ -2,8 +2,9 @@
  * function (tests/faults/README in docs/reliability.md).
  *
  * usage: faults [--full] [--only SUBSTRING] [--no-powerloss] [dir]
- *   default: a short sweep (at most ~40 fault points per step and mode, one-shot
- *   faults; a power-loss run over ~60 crash points per durability), for `make test`.
+ *   default: a short sweep (at most ~40 fault points per step and mode; one-shot
+ *   faults, and persistent allocation faults; a power-loss run over ~60 crash points
+ *   per durability and loss model), for `make test`.
  *   --full: every fault point, one-shot and persistent faults, every crash point.
  * Ends with "N passed, N failed" (one test per step and mode, and per power-loss run). */
 #include <limits.h>
@@ -59,6 +60,7 @@ int main(int argc, char **argv)
 
     static const sweep_mode short_modes[] = {
         { "alloc", FAULT_ALLOC, 0 },
+        { "alloc-persistent", FAULT_ALLOC, 1 },
         { "write", FAULT_WRITE, 0 },
         { "read", FAULT_READ, 0 },
     };
