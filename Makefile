@@ -154,7 +154,7 @@ FUZZ_TARGETS ?= api open eventlog
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(LIB_SRC) $(LIB_HDR)
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
 	    LDFLAGS="-fsanitize=address,undefined" build-fuzz/libsako.a
 	clang $(SAKO_CFLAGS) -Itests/fuzz $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
@@ -248,11 +248,14 @@ bench-python: venv
 	SAKO_WITH_WRK=1 sh tests/install-deps.sh
 	bash bindings/python/bench/run.sh
 
-# Branch coverage of libsako/*.c by the C suite (gcov).
+# Line and branch coverage of libsako/*.c (gcov): by the C suite, then with the fault
+# sweep added (tests/faults, short sweep). Tables in build-cov/coverage-{check,faults}.txt.
 coverage:
-	$(MAKE) BUILD=build-cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check
-	cd build-cov/obj && gcov -b -o . ../../libsako/*.c > ../coverage.txt 2>/dev/null; \
-	    grep -A3 "^File 'libsako" ../coverage.txt | grep -E "File|Lines|Branches" || true
+	rm -f build-cov/obj/*.gcda
+	$(MAKE) BUILD=build-cov CFLAGS="-O0 -g --coverage" LDFLAGS="--coverage" check build-cov/faults
+	sh tests/coverage_table.sh build-cov/obj | tee build-cov/coverage-check.txt
+	build-cov/faults --no-powerloss build-cov/tmp/faults > build-cov/faults.log
+	sh tests/coverage_table.sh build-cov/obj | tee build-cov/coverage-faults.txt
 
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
