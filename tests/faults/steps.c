@@ -1,7 +1,10 @@
 /* One representative call of every public function, as the sweeps run it. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "engine_internal.h" /* refresh_sync_items and the refresh thread's flags */
+#include "retrain_internal.h" /* SAKO_REFRESH_SYNC_ITEMS */
 #include "steps.h"
 
 static int run_init_open(step_ctx *c)
@@ -57,6 +60,22 @@ static int run_update_orders(step_ctx *c)
     };
     int64_t orders[5] = { 77, 77, 77, 78, 78 };
     return sako_update_orders(c->e, ev, orders, 5);
+}
+
+/* sako_update() whose prior refresh runs on the background thread (as on a catalog
+ * over SAKO_REFRESH_SYNC_ITEMS), waited for, so that its allocations and writes are
+ * failed too and the state compared is the refreshed one. */
+static int run_update_background(step_ctx *c)
+{
+    c->e->refresh_sync_items = 0;
+    int rc = run_update(c);
+    while (c->e->refresh_running && !__atomic_load_n(&c->e->refresh_done, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    /* Later batches (the sweep's follow-up) refresh inline again, as in the reference. */
+    c->e->refresh_sync_items = SAKO_REFRESH_SYNC_ITEMS;
+    return rc;
 }
 
 static int run_recommend(step_ctx *c)
@@ -187,6 +206,7 @@ const step steps[] = {
     { "sako_items_upsert", STEP_ON_ENGINE, 1, run_items },
     { "sako_update", STEP_ON_ENGINE, 1, run_update },
     { "sako_update_orders", STEP_ON_ENGINE, 1, run_update_orders },
+    { "sako_update (background refresh)", STEP_ON_ENGINE, 1, run_update_background },
     { "sako_recommend", STEP_ON_ENGINE, 0, run_recommend },
     { "sako_retrain", STEP_ON_ENGINE, 1, run_retrain },
     { "sako_policy_set", STEP_ON_ENGINE, 1, run_policy_set },
