@@ -163,7 +163,11 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(LIB_SRC) $(L
 $(BUILD)/fuzz_seeds: tests/fuzz/seeds.c $(STATIC)
 	$(CC) $(SAKO_CFLAGS) $(CFLAGS) -o $@ tests/fuzz/seeds.c $(STATIC) $(LDFLAGS) $(SAKO_LIBS)
 
-fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%) $(BUILD)/fuzz_seeds
+fuzz-deps:
+	SAKO_WITH_CLANG=1 sh tests/install-deps.sh
+
+fuzz-build: fuzz-deps
+	$(MAKE) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%) $(BUILD)/fuzz_seeds
 
 fuzz: fuzz-build
 	rm -rf build-fuzz/seeds && $(BUILD)/fuzz_seeds build-fuzz/seeds
@@ -260,4 +264,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest faults faults-full fuzz fuzz-build fuzz-python deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest faults faults-full fuzz fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey bench-python
