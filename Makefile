@@ -179,6 +179,17 @@ eval-journey: venv
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
 	$(PY) -m sako.eval journey --out docs/journey $(JOURNEY_ARGS)
 
+# Decay and the retrain policy on the Complete Journey (issue 9 item 9; docs/journey/lifecycle.md):
+# a grid tuned on the quick subset's odd ids, reported on the full year's even ids (~25 min here).
+eval-lifecycle: venv
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) -m sako.eval.lifecycle --out docs/journey
+
+# Decay and retraining against a simulated preference shift (docs/evaluation.md section 6).
+eval-drift: venv
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) -m sako.eval.drift --out docs
+
 # The Python/service benchmark (docs/benchmarks-python.md, ~4 min, needs wrk).
 bench-python: venv
 	SAKO_WITH_WRK=1 sh tests/install-deps.sh
@@ -193,4 +204,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python

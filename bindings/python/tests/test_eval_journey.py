@@ -115,7 +115,7 @@ def test_quick_replay_synthetic(tmp_path):
     assert "odd ids = tuning split" in text and "| popularity | report (even ids) | month 1 |" in text
     assert (tmp_path / "figures" / "journey_ndcg_by_month.png").stat().st_size > 5000
     rows = res.table()
-    assert len(rows) == len(res.policies) * 2 * 3
+    assert len(rows) == len(res.policies) * 2 * len(J.PHASES)
     assert sum(r[3] for r in rows if r[0] == "popularity") == j.n_baskets // 5
     for name, split, phase, n, hit, rec, ndcg, new in rows:
         if n:
