@@ -20,7 +20,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 3          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 4          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -82,7 +82,27 @@ static const char *const migrations[] = {
     "ALTER TABLE event_batches ADD COLUMN checksum INTEGER;"
     "INSERT INTO sako_meta(key, value) SELECT 'checksum_from_batch', coalesce(max(seq), 0) + 1"
     " FROM event_batches;",
+    /* ---- 3 -> 4, log compaction (issue 9 item 5) ----
+     * The log checkpoint: the whole replayed state (item counts and their decay
+     * frame, the personal state) as of batch compact_batch, in checksummed chunks
+     * (logstate.c), so that the batches up to it can be deleted. Rows of another
+     * batch are a compaction that did not finish switching, or the previous one not
+     * yet deleted: open ignores them. compact_events counts the events of the
+     * deleted batches. Until a first compaction (compact_batch 0) the file behaves
+     * as schema 3. */
+    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(batch, part, chunk));"
+    "INSERT INTO sako_meta(key, value) VALUES ('compact_batch', 0), ('compact_events', 0);"
+    /* ---- end of 3 -> 4, log compaction ---- */
+    ,
 };
+
+/* The last batch logged: the log's, or the log checkpoint's when compaction deleted
+ * every batch (sequence numbers never go back, so a batch is never taken for one
+ * the checkpoint already holds). */
+#define LAST_BATCH_SQL "max(coalesce((SELECT max(seq) FROM event_batches), 0)," \
+    " coalesce((SELECT value FROM sako_meta WHERE key = 'compact_batch'), 0))"
 
 /* ------------------------------------------------------- statements */
 
@@ -341,7 +361,7 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
                     "events, order_ids, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                     "appending to the event log");
     if (rc == SAKO_OK && st->next_seq <= 0)
-        rc = cached(st, &st->st_next_seq, "SELECT coalesce(max(seq), 0) + 1 FROM event_batches",
+        rc = cached(st, &st->st_next_seq, "SELECT " LAST_BATCH_SQL " + 1",
                     "appending to the event log");
     if (rc)
         return rc;
@@ -438,7 +458,7 @@ static int query_int(sako_store *st, const char *sql, int64_t *out)
 int sako__store_checkpoint_done(sako_store *st)
 {
     int64_t last_batch = 0;
-    int rc = query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", &last_batch);
+    int rc = query_int(st, "SELECT " LAST_BATCH_SQL, &last_batch);
     return rc ? rc : sako__store_set_meta_int(st, "checkpoint_batch", last_batch);
 }
 
@@ -512,7 +532,7 @@ int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
 
 int sako__store_last_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
+    return query_int(st, "SELECT " LAST_BATCH_SQL, out);
 }
 
 /* --------------------------------------------------------------- open */
@@ -881,11 +901,13 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("decay_offset", 30, out->decay_offset = i)
         META("decay_latest", 31, out->decay_latest = i)
         META("decay_epoch_at", 32, out->decay_epoch_at = i)
+        META("compact_batch", 33, out->compact_batch = i)
+        META("compact_events", 34, out->compact_events = i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != ((uint64_t)1 << 33) - 1)
+    if (seen != ((uint64_t)1 << 35) - 1)
         return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#llx)",
                            (unsigned long long)seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
@@ -1090,6 +1112,230 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
     return status;
 }
 
+/* ------------------------------------------------ the log checkpoint (compaction) */
+
+static const char *const log_part_name[] = { "head", "items", "users" };
+
+const char *sako__store_log_part_name(int part)
+{
+    return part >= 0 && part < 3 ? log_part_name[part] : "unknown part";
+}
+
+/* A chunk's checksum covers the checkpoint it belongs to (batch), its place in it
+ * (part, chunk) and its size, so that a chunk of another checkpoint, or one moved
+ * or cut short, does not pass. */
+static uint32_t chunk_checksum(int64_t batch, int part, int64_t chunk, const void *data,
+                               size_t bytes)
+{
+    unsigned char head[32];
+    put64(head, batch);
+    put64(head + 8, part);
+    put64(head + 16, chunk);
+    put64(head + 24, (int64_t)bytes);
+    return sako__checksum_update(sako__checksum_update(0, head, sizeof head), data, bytes);
+}
+
+int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,
+                                const void *data, size_t bytes)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO log_checkpoint(batch, part, chunk,"
+                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, part);
+        sqlite3_bind_int64(s, 3, chunk);
+        sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, chunk_checksum(batch, part, chunk, data, bytes));
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the log checkpoint");
+}
+
+int sako__store_read_log_chunks(sako_store *st, int64_t batch,
+                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                             size_t bytes),
+                                void *payload)
+{
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM log_checkpoint"
+                          " WHERE batch = ?1 ORDER BY part, chunk", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, batch);
+    int step = SQLITE_DONE;
+    while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        int part = sqlite3_column_int(s, 0);
+        int64_t n = sqlite3_column_int64(s, 1);
+        const void *data = sqlite3_column_blob(s, 2);
+        size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
+        int64_t stored = sqlite3_column_int64(s, 3);
+        uint32_t got = chunk_checksum(batch, part, n, data, bytes);
+        if (stored != (int64_t)got)
+            rc = sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: %s chunk %lld is "
+                             "damaged (checksum %08llx, stored %08llx)", (long long)batch,
+                             sako__store_log_part_name(part), (long long)n,
+                             (unsigned long long)got, (unsigned long long)stored);
+        else
+            rc = chunk(payload, part, n, data, bytes);
+    }
+    return finish_read(st, s, step, rc);
+}
+
+int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events)
+{
+    int rc = sako__store_set_meta_int(st, "compact_batch", batch);
+    return rc ? rc : sako__store_set_meta_int(st, "compact_events", events);
+}
+
+/* Delete up to `max_rows` rows that the checkpoint at `batch` has made redundant:
+ * chunks of other checkpoints first, then batches up to it. */
+int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, int64_t *batches_out,
+                         int64_t *events_out, int *done_out)
+{
+    *batches_out = *events_out = 0;
+    *done_out = 0;
+    int64_t n = 0, events = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "DELETE FROM log_checkpoint WHERE rowid IN (SELECT rowid"
+                                " FROM log_checkpoint WHERE batch <> ?1 LIMIT ?2)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, max_rows);
+        rc = sqlite3_step(s);
+        n = sqlite3_changes(st->db);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "deleting an old log checkpoint");
+    if (n > 0)
+        return SAKO_OK;
+    /* The batches: their events counted first (the next delete takes the same rows). */
+    rc = sqlite3_prepare_v2(st->db, "SELECT count(*), coalesce(sum(n_events), 0) FROM (SELECT"
+                            " n_events FROM event_batches WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+                            -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, max_rows);
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            n = sqlite3_column_int64(s, 0);
+            events = sqlite3_column_int64(s, 1);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(st->db, rc, "compacting the event log");
+    if (n == 0) {
+        *done_out = 1;
+        return SAKO_OK;
+    }
+    rc = sqlite3_prepare_v2(st->db, "DELETE FROM event_batches WHERE seq IN (SELECT seq FROM"
+                            " event_batches WHERE seq <= ?1 ORDER BY seq LIMIT ?2)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, max_rows);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "compacting the event log");
+    *batches_out = n;
+    *events_out = events;
+    return SAKO_OK;
+}
+
+/* The last batch in (after, upto] that leaves at least keep_events events of the
+ * log after it (`after` when none does). */
+int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t keep_events,
+                          int64_t *out)
+{
+    *out = after;
+    int64_t total = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(sum(n_events), 0) FROM event_batches"
+                                " WHERE seq > ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, after);
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            total = sqlite3_column_int64(s, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(st->db, rc, "reading the event log");
+    if ((uint64_t)total <= keep_events)
+        return SAKO_OK;
+    /* The running count reaches total - keep_events: batches up to there may go. */
+    rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(max(seq), ?1) FROM (SELECT seq,"
+                            " sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches"
+                            " WHERE seq > ?1) WHERE upto <= ?2 AND seq <= ?3", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, after);
+        sqlite3_bind_int64(s, 2, total - (int64_t)keep_events);
+        sqlite3_bind_int64(s, 3, upto);
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            *out = sqlite3_column_int64(s, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "reading the event log");
+}
+
+int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "SELECT count(*), coalesce(sum(n_events), 0),"
+                                " coalesce(min(seq), 0), coalesce(max(seq), 0) FROM event_batches"
+                                " WHERE seq > ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, after);
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            out->n_batches = sqlite3_column_int64(s, 0);
+            out->n_events = sqlite3_column_int64(s, 1);
+            out->first_batch = sqlite3_column_int64(s, 2);
+            out->last_batch = sqlite3_column_int64(s, 3);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    int64_t pages = 0, page_size = 0, free_pages = 0, ckpt = 0;
+    if (rc == SQLITE_OK &&
+        ((rc = query_int(st, "PRAGMA page_count", &pages)) ||
+         (rc = query_int(st, "PRAGMA page_size", &page_size)) ||
+         (rc = query_int(st, "PRAGMA freelist_count", &free_pages)) ||
+         (rc = query_int(st, "SELECT coalesce(sum(length(data)), 0) FROM log_checkpoint", &ckpt))))
+        return rc;
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(st->db, rc, "reading the event log");
+    out->file_bytes = pages * page_size;
+    out->free_bytes = free_pages * page_size;
+    out->checkpoint_bytes = ckpt;
+    return SAKO_OK;
+}
+
+int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prepare_read(st, "SELECT value FROM sako_meta WHERE key = ?1", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (step == SQLITE_ROW)
+        return SAKO_OK;
+    if (step == SQLITE_DONE)
+        return sako__error(SAKO_CORRUPT, "database damaged: metadata %s is missing", key);
+    return read_failed(st, step, "reading the database");
+}
+
 /* ------------------------------------------------ a second connection (retrain) */
 
 int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader)
@@ -1253,6 +1499,15 @@ static int count_batch(void *payload, int64_t seq, const sako_event *ev, const i
     return SAKO_OK;
 }
 
+static int count_chunk(void *payload, int part, int64_t n, const void *data, size_t bytes)
+{
+    (void)n, (void)data, (void)bytes;
+    sako_store_verify *v = payload;
+    v->n_chunks++;
+    v->checkpoint_head |= part == SAKO_LOG_PART_HEAD;
+    return SAKO_OK;
+}
+
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
@@ -1288,7 +1543,19 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
     if ((rc = query_int(st, "SELECT count(checksum) FROM event_batches", &n)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     out->n_checksummed = (uint64_t)n;
-    return sako__store_read_batches(st, 0, count_batch, out);
+    if ((rc = sako__store_read_batches(st, 0, count_batch, out)) || version < 4)
+        return rc;
+    /* The log checkpoint the file starts from: every chunk against its checksum. */
+    int64_t batch = 0;
+    if ((rc = sako__store_read_meta_int(st, "compact_batch", &batch)) || batch == 0)
+        return rc;
+    out->compact_batch = batch;
+    if ((rc = sako__store_read_log_chunks(st, batch, count_chunk, out)))
+        return rc;
+    if (!out->checkpoint_head)
+        return sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: its head is missing "
+                           "(the batches up to it were deleted)", (long long)batch);
+    return SAKO_OK;
 }
 
 int sako__store_verify(const char *path, sako_store_verify *out)
