@@ -445,6 +445,43 @@ START_TEST(test_checksums)
 }
 END_TEST
 
+/* The regular checkpoint's rows carry a checksum too (schema 4): a changed count,
+ * user total or category prior is refused at open and by verify, naming the row. */
+START_TEST(test_row_checksums)
+{
+    static const struct { const char *sql, *needle; } cases[] = {
+        {"UPDATE items SET n_click = n_click + 1 WHERE id = 1005", "item 1005"},
+        {"UPDATE items SET category_id = 12 WHERE id = 1001", "item 1001"},
+        {"UPDATE users SET n_events = n_events + 1 WHERE id = 7", "user 7"},
+        {"UPDATE categories SET prior_mean = 0.25 WHERE id = 11", "category 11"},
+        {"UPDATE categories SET name = 'Yogurt' WHERE id = 11", "category 11"},
+        {"UPDATE items SET checksum = NULL WHERE id = 1002", "lost its checksum"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char path[512];
+        sk_tmp_path(path, sizeof path, "compact-rows");
+        sako_options o = compact_opts(0.0);
+        sako_engine *e = sk_open_opts(path, &o);
+        catalog(e);
+        traffic(e, 0, 5, 60000);
+        ck_assert_ok(sako_retrain(e)); /* category priors and demand written */
+        sako_close(e);
+        sako_verify_report v;
+        ck_assert_ok(sako_verify(path, &v));
+        sk_sql_exec(path, cases[k].sql);
+        e = NULL;
+        ck_assert_rc(sako_init(&e, path, &o), SAKO_CORRUPT);
+        ck_assert_ptr_null(e);
+        ck_assert_msg(strstr(sako_errmsg(), cases[k].needle), "%s: \"%s\"", cases[k].sql,
+                      sako_errmsg());
+        ck_assert_rc(sako_verify(path, &v), SAKO_CORRUPT);
+        ck_assert_msg(strstr(sako_errmsg(), cases[k].needle), "verify %s: \"%s\"", cases[k].sql,
+                      sako_errmsg());
+        sk_remove_db(path);
+    }
+}
+END_TEST
+
 /* Damage while the engine is open: the retrain (which reads the checkpoint on its
  * own connection) is refused naming the chunk, and the engine keeps its state. */
 START_TEST(test_retrain_refuses_damage)
@@ -672,6 +709,7 @@ Suite *suite_compact(void)
     tc = tcase_create("checksums");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_checksums);
+    tcase_add_test(tc, test_row_checksums);
     tcase_add_test(tc, test_retrain_refuses_damage);
     suite_add_tcase(s, tc);
     tc = tcase_create("threads");

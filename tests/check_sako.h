@@ -40,12 +40,17 @@ Suite *suite_compact(void);
 
 /* The schema this library writes (store.c). */
 #define SK_SCHEMA_VERSION 4
+#define SK_STR_(x) #x
+#define SK_STR(x) SK_STR_(x)
 
 /* SQL that turns a new file back into schema 3: the 3 -> 4 log compaction part
- * (its table and meta keys). */
+ * (its table and meta keys, the checkpoint rows' checksums). */
 #define SK_SCHEMA4_TO_3_COMPACT \
     "DROP TABLE IF EXISTS log_checkpoint;" \
-    " DELETE FROM sako_meta WHERE key IN ('compact_batch', 'compact_events');"
+    " DELETE FROM sako_meta WHERE key IN ('compact_batch', 'compact_events');" \
+    " ALTER TABLE items DROP COLUMN checksum;" \
+    " ALTER TABLE users DROP COLUMN checksum;" \
+    " ALTER TABLE categories DROP COLUMN checksum;"
 #define SK_SCHEMA4_TO_3 SK_SCHEMA4_TO_3_COMPACT " PRAGMA user_version = 3;"
 
 /* SQL that turns a new file back into schema 2: everything the 3 -> 4 and 2 -> 3
