@@ -98,6 +98,14 @@ $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
 bench-backup: $(BUILD)/backup_stall
 	@mkdir -p $(BUILD)/tmp
 	$(BUILD)/backup_stall $(BACKUP_ARGS) $(BUILD)/tmp
+# What a log compaction costs writers and saves at open (docs/operations.md).
+COMPACT_ARGS ?= 50000 2000000
+$(BUILD)/compact_stall: tests/compact_stall.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/compact_stall.c $(STATIC) $(SAKO_LIBS)
+
+bench-compact: $(BUILD)/compact_stall
+	@mkdir -p $(BUILD)/tmp
+	$(BUILD)/compact_stall $(COMPACT_ARGS) $(BUILD)/tmp
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
@@ -195,4 +203,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup bench-compact example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python

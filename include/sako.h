@@ -20,12 +20,14 @@ extern "C" {
  * backing off aisle -> department -> whole catalog), so a new yoghurt starts where
  * yoghurts are. Every accepted event is appended to an event log in one SQLite file
  * in the same transaction that updates the stored state; the file is all an engine
- * needs to come back exactly as it was.
+ * needs to come back exactly as it was. sako_compact() folds the old part of the
+ * log into a checkpoint so that the file stops growing.
  *
  * Caveats
  * - A handle may be shared by threads: sako_recommend() may run concurrently with
- *   itself and with sako_update()/sako_retrain()/catalog upserts, which are
- *   serialised internally; a reader never sees a half-applied batch. sako_close()
+ *   itself and with sako_update()/sako_retrain()/sako_compact()/catalog upserts,
+ *   which are serialised internally; a reader never sees a half-applied batch.
+ *   A retrain and a compaction of one engine exclude each other (::SAKO_BUSY). sako_close()
  *   must not run concurrently with any other call on the same handle.
  * - Do not use a handle across fork(); open a new one in the child.
  * - One engine owns a database file at a time (an advisory lock on "<path>-lock",
