@@ -194,12 +194,18 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
         return sako__error(SAKO_BUSY, "sako_compact: a %s of this engine is running",
                            e->retraining ? "retrain" : "compaction");
     }
+    e->compacting = 1;
     int hold = e->store.in_memory; /* no second connection: all under the mutex */
     int64_t from = e->compact_batch, checkpointed = 0, upto = 0;
+    if (!hold)
+        pthread_mutex_unlock(&e->write_mutex);
+    /* What an interrupted compaction left, in short steps like the rest. */
+    rc = trim(e, from, hold, &report.batches_removed, &report.events_removed);
+    if (!hold)
+        pthread_mutex_lock(&e->write_mutex);
     uint64_t keep = opt->keep_events > SAKO_COMPACT_MIN_EVENTS ? opt->keep_events
                                                                 : SAKO_COMPACT_MIN_EVENTS;
-    if ((rc = trim(e, from, 1, &report.batches_removed, &report.events_removed)) == SAKO_OK &&
-        e->events_since_checkpoint > 0)
+    if (rc == SAKO_OK && e->events_since_checkpoint > 0)
         rc = sako__retrain_checkpoint(e);
     if (rc == SAKO_OK)
         rc = sako__store_read_meta_int(&e->store, "checkpoint_batch", &checkpointed);
@@ -211,14 +217,12 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
     if (opt->keep_days > 0.0)
         cutoff = e->decay.latest - (int64_t)llround(opt->keep_days * DAY_MS);
     size_t cap_items = e->cap_items, n_items = e->n_items, n_users = e->users.n;
-    e->compacting = rc == SAKO_OK;
-    if (!hold)
+    if (rc)
+        e->compacting = 0;
+    if (!hold || rc)
         pthread_mutex_unlock(&e->write_mutex);
-    if (rc) {
-        if (hold)
-            pthread_mutex_unlock(&e->write_mutex);
+    if (rc)
         return rc;
-    }
 
     /* Step 2. */
     sako_retrain_state st;
