@@ -584,6 +584,80 @@ START_TEST(test_schema3_migrates)
 }
 END_TEST
 
+/* The states a crash can leave between the steps of a compaction reopen exactly,
+ * and the next compaction clears what they left: (A) the new checkpoint written and
+ * switched to, the old batches not yet deleted; (B) the new checkpoint's chunks
+ * written, not switched to. Both are built from a copy taken before the compaction
+ * plus the rows it wrote. */
+START_TEST(test_interrupted_states)
+{
+    char path[512], copy_a[512], copy_b[512], sql[2048];
+    sk_tmp_path(path, sizeof path, "compact-int");
+    sk_tmp_path(copy_a, sizeof copy_a, "compact-int-a");
+    sk_tmp_path(copy_b, sizeof copy_b, "compact-int-b");
+    sako_options o = compact_opts(3.0);
+    sako_engine *e = sk_open_opts(path, &o);
+    catalog(e);
+    traffic(e, 0, 200, 600000);
+    ck_assert_ok(sako_retrain(e));
+    traffic(e, 200, 300, 600000);
+    sako_close(e); /* a regular checkpoint at the end: the compaction needs no other */
+    e = sk_open_opts(path, &o);
+    ck_assert_ok(sako_backup(e, copy_a));
+    ck_assert_ok(sako_backup(e, copy_b));
+    ck_assert_int_eq(compact(e, 0.0, 0).compact_batch, 200);
+    sako_close(e);
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS c;"
+             " INSERT INTO log_checkpoint SELECT * FROM c.log_checkpoint;"
+             " UPDATE sako_meta SET value = (SELECT value FROM c.sako_meta WHERE key = 'compact_batch')"
+             "  WHERE key = 'compact_batch';"
+             " UPDATE sako_meta SET value = (SELECT value FROM c.sako_meta WHERE key = 'compact_events')"
+             "  WHERE key = 'compact_events';"
+             " INSERT INTO log_checkpoint VALUES(250, 1, 0, x'00', 0);"
+             " DETACH c;", path);
+    sk_sql_exec(copy_a, sql);
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS c; INSERT INTO log_checkpoint SELECT * FROM c.log_checkpoint; DETACH c;",
+             path);
+    sk_sql_exec(copy_b, sql);
+    ck_assert_int_eq(sk_sql_int(copy_a, "SELECT count(*) FROM event_batches"), 300);
+    sako_verify_report v;
+    ck_assert_ok(sako_verify(copy_a, &v));
+    ck_assert_ok(sako_verify(copy_b, &v));
+    ck_assert_int_eq(v.compact_batch, 0);
+    sako_engine *a = sk_open_opts(copy_a, &o), *b = sk_open_opts(copy_b, &o),
+                *ref = sk_open_opts(path, &o);
+    ck_assert_int_eq(log_stats(a).compact_batch, 200);
+    ck_assert_int_eq(log_stats(a).n_batches, 100);
+    ck_assert_int_eq(log_stats(b).compact_batch, 0);
+    assert_same(a, ref);
+    assert_same(b, ref);
+    /* The next compaction deletes the left-overs (A) or compacts afresh (B). */
+    sako_compact_report r = compact(a, 30.0, 100000);
+    ck_assert_int_eq(r.compact_batch, 200);
+    ck_assert_uint_eq(r.batches_removed, 200);
+    r = compact(b, 0.0, 0);
+    ck_assert_int_eq(r.compact_batch, 200);
+    ck_assert_uint_eq(r.batches_removed, 200);
+    BOTH(ck_assert_ok(sako_retrain(a)), ck_assert_ok(sako_retrain(ref)));
+    ck_assert_ok(sako_retrain(b));
+    assert_same(a, ref);
+    assert_same(b, ref);
+    sako_close(a);
+    sako_close(b);
+    sako_close(ref);
+    for (int k = 0; k < 2; k++) {
+        const char *p = k ? copy_b : copy_a;
+        ck_assert_int_eq(sk_sql_int(p, "SELECT count(DISTINCT batch) FROM log_checkpoint"), 1);
+        ck_assert_int_eq(sk_sql_int(p, "SELECT min(seq) FROM event_batches"), 201);
+    }
+    sk_remove_db(path);
+    sk_remove_db(copy_a);
+    sk_remove_db(copy_b);
+}
+END_TEST
+
 /* A retrain and a compaction exclude each other: SAKO_BUSY. */
 static void compact_in_hook(sako_engine *e, void *arg)
 {
@@ -705,6 +779,7 @@ Suite *suite_compact(void)
     tcase_add_test(tc, test_reconfigure_refused);
     tcase_add_test(tc, test_schema3_migrates);
     tcase_add_test(tc, test_busy_during_retrain);
+    tcase_add_test(tc, test_interrupted_states);
     suite_add_tcase(s, tc);
     tc = tcase_create("checksums");
     tcase_set_timeout(tc, 300);
