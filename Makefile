@@ -101,7 +101,7 @@ bench-backup: $(BUILD)/backup_stall
 # What a log compaction costs writers and saves at open (docs/operations.md).
 COMPACT_ARGS ?= 50000 2000000
 $(BUILD)/compact_stall: tests/compact_stall.c $(STATIC)
-	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/compact_stall.c $(STATIC) $(SAKO_LIBS)
+	$(CC) $(SAKO_CFLAGS) -Ilibsako -O2 -g -o $@ tests/compact_stall.c $(STATIC) $(SAKO_LIBS)
 
 bench-compact: $(BUILD)/compact_stall
 	@mkdir -p $(BUILD)/tmp

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compact_internal.h"
 #include "engine_internal.h"
 #include "killpoint_internal.h"
 #include "logstate_internal.h"
@@ -30,11 +31,32 @@
 #define SAKO_COMPACT_TRIM_ROWS 256
 #define DAY_MS 86400000.0
 
+/* The last compaction's longest hold of the writer mutex and its number of holds
+ * (bench-compact reads them; compact_internal.h). */
+long long sako__compact_max_hold_ns;
+long sako__compact_holds;
+static __thread long long hold_start_ns;
+
 static double mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void lock(sako_engine *e)
+{
+    pthread_mutex_lock(&e->write_mutex);
+    hold_start_ns = (long long)(mono_ms() * 1e6);
+}
+
+static void unlock(sako_engine *e)
+{
+    long long held = (long long)(mono_ms() * 1e6) - hold_start_ns;
+    if (held > sako__compact_max_hold_ns)
+        sako__compact_max_hold_ns = held;
+    sako__compact_holds++;
+    pthread_mutex_unlock(&e->write_mutex);
 }
 
 static int check_options(const sako_compact_options *o)
@@ -74,10 +96,10 @@ static int trim(sako_engine *e, int64_t batch, int hold, uint64_t *batches_out,
     while (rc == SAKO_OK && !done) {
         int64_t b = 0, n = 0;
         if (!hold)
-            pthread_mutex_lock(&e->write_mutex);
+            lock(e);
         rc = trim_step(e, batch, &b, &n, &done);
         if (!hold)
-            pthread_mutex_unlock(&e->write_mutex);
+            unlock(e);
         *batches_out += (uint64_t)b;
         *events_out += (uint64_t)n;
         if (rc == SAKO_OK && b > 0)
@@ -136,10 +158,10 @@ static int write_checkpoint(sako_engine *e, int hold, sako_retrain_state *st, ui
             break;
         }
         if (!hold)
-            pthread_mutex_lock(&e->write_mutex);
+            lock(e);
         rc = write_chunk(e, st->batch, part, chunk, data, bytes);
         if (!hold)
-            pthread_mutex_unlock(&e->write_mutex);
+            unlock(e);
         if (rc)
             break;
         SAKO_KILL_POINT("compact.chunk_written");
@@ -152,7 +174,7 @@ static int write_checkpoint(sako_engine *e, int hold, sako_retrain_state *st, ui
         return rc;
     SAKO_KILL_POINT("compact.before_switch");
     if (!hold)
-        pthread_mutex_lock(&e->write_mutex);
+        lock(e);
     if ((rc = sako__store_begin(&e->store)) == SAKO_OK) {
         if ((rc = sako__store_log_switch(&e->store, st->batch, (int64_t)events))) {
             sako__store_rollback(&e->store);
@@ -166,7 +188,7 @@ static int write_checkpoint(sako_engine *e, int hold, sako_retrain_state *st, ui
         e->compact_events = (int64_t)events;
     }
     if (!hold)
-        pthread_mutex_unlock(&e->write_mutex);
+        unlock(e);
     if (rc == SAKO_OK)
         SAKO_KILL_POINT("compact.switched");
     return rc;
@@ -184,13 +206,15 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
         return rc;
     sako__error_clear();
     double t0 = mono_ms();
+    sako__compact_max_hold_ns = 0;
+    sako__compact_holds = 0;
     sako_compact_report report;
     memset(&report, 0, sizeof report);
 
     /* Step 1. */
-    pthread_mutex_lock(&e->write_mutex);
+    lock(e);
     if (e->retraining || e->compacting) {
-        pthread_mutex_unlock(&e->write_mutex);
+        unlock(e);
         return sako__error(SAKO_BUSY, "sako_compact: a %s of this engine is running",
                            e->retraining ? "retrain" : "compaction");
     }
@@ -198,11 +222,11 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
     int hold = e->store.in_memory; /* no second connection: all under the mutex */
     int64_t from = e->compact_batch, checkpointed = 0, upto = 0;
     if (!hold)
-        pthread_mutex_unlock(&e->write_mutex);
+        unlock(e);
     /* What an interrupted compaction left, in short steps like the rest. */
     rc = trim(e, from, hold, &report.batches_removed, &report.events_removed);
     if (!hold)
-        pthread_mutex_lock(&e->write_mutex);
+        lock(e);
     uint64_t keep = opt->keep_events > SAKO_COMPACT_MIN_EVENTS ? opt->keep_events
                                                                 : SAKO_COMPACT_MIN_EVENTS;
     if (rc == SAKO_OK && e->events_since_checkpoint > 0)
@@ -220,7 +244,7 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
     if (rc)
         e->compacting = 0;
     if (!hold || rc)
-        pthread_mutex_unlock(&e->write_mutex);
+        unlock(e);
     if (rc)
         return rc;
 
@@ -249,13 +273,13 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
     sako__retrain_state_free(&st);
 
     if (!hold)
-        pthread_mutex_lock(&e->write_mutex);
+        lock(e);
     e->compacting = 0;
     sako_store_log_info info;
     int64_t now_batch = e->compact_batch;
     if (rc == SAKO_OK && (rc = sako__store_log_info(&e->store, now_batch, &info)) == SAKO_OK)
         report.first_batch = info.first_batch;
-    pthread_mutex_unlock(&e->write_mutex);
+    unlock(e);
     report.compact_batch = now_batch;
     report.elapsed_ms = mono_ms() - t0;
     if (out)
