@@ -6,5 +6,8 @@
  * compacting thread; read them after sako_compact() returned. */
 extern long long sako__compact_max_hold_ns;
 extern long sako__compact_holds;
+/* The first hold (the regular checkpoint when the log has a tail, the choice of C),
+ * which max_hold_ns leaves out. */
+extern long long sako__compact_first_hold_ns;
 
 #endif

@@ -1340,10 +1340,10 @@ int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events)
     return rc ? rc : sako__store_set_meta_int(st, "compact_events", events);
 }
 
-/* Delete up to `max_rows` rows that the checkpoint at `batch` has made redundant:
- * chunks of other checkpoints first, then batches up to it. */
-int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, int64_t *batches_out,
-                         int64_t *events_out, int *done_out)
+/* Delete a few rows that the checkpoint at `batch` has made redundant: up to
+ * max_rows chunks of other checkpoints first, then the oldest batches up to it. */
+int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t max_events,
+                         int64_t *batches_out, int64_t *events_out, int *done_out)
 {
     *batches_out = *events_out = 0;
     *done_out = 0;
@@ -1362,18 +1362,22 @@ int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, int64_t *b
         return sako__error_sqlite(st->db, rc, "deleting an old log checkpoint");
     if (n > 0)
         return SAKO_OK;
-    /* The batches: their events counted first (the next delete takes the same rows). */
-    rc = sqlite3_prepare_v2(st->db, "SELECT count(*), coalesce(sum(n_events), 0) FROM (SELECT"
-                            " n_events FROM event_batches WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
-                            -1, &s, NULL);
+    /* The oldest batches, up to max_rows of them and about max_events events (at
+     * least one batch): each delete frees that many pages, whatever the batch sizes. */
+    int64_t last = 0;
+    rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events FROM event_batches WHERE seq <= ?1"
+                            " ORDER BY seq LIMIT ?2", -1, &s, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, batch);
         sqlite3_bind_int(s, 2, max_rows);
-        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            n = sqlite3_column_int64(s, 0);
-            events = sqlite3_column_int64(s, 1);
-            rc = SQLITE_OK;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            last = sqlite3_column_int64(s, 0);
+            events += sqlite3_column_int64(s, 1);
+            n++;
+            if ((uint64_t)events >= max_events)
+                break;
         }
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_OK)
@@ -1382,11 +1386,9 @@ int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, int64_t *b
         *done_out = 1;
         return SAKO_OK;
     }
-    rc = sqlite3_prepare_v2(st->db, "DELETE FROM event_batches WHERE seq IN (SELECT seq FROM"
-                            " event_batches WHERE seq <= ?1 ORDER BY seq LIMIT ?2)", -1, &s, NULL);
+    rc = sqlite3_prepare_v2(st->db, "DELETE FROM event_batches WHERE seq <= ?1", -1, &s, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, batch);
-        sqlite3_bind_int(s, 2, max_rows);
+        sqlite3_bind_int64(s, 1, last);
         rc = sqlite3_step(s);
     }
     sqlite3_finalize(s);
@@ -1467,6 +1469,12 @@ int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out
     out->free_bytes = free_pages * page_size;
     out->checkpoint_bytes = ckpt;
     return SAKO_OK;
+}
+
+void sako__store_wal_checkpoint(sako_store *st)
+{
+    if (!st->in_memory)
+        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out)

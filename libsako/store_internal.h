@@ -211,10 +211,11 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
 /* The log now starts after `batch`, whose checkpoint is written; `events` were
  * logged up to it. */
 int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events);
-/* Delete up to max_rows redundant rows (chunks of other checkpoints, then batches
- * up to `batch`); the batches and events deleted, *done_out = 1 when none is left. */
-int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, int64_t *batches_out,
-                         int64_t *events_out, int *done_out);
+/* Delete a few redundant rows: up to max_rows chunks of other checkpoints, or else
+ * the oldest batches up to `batch`, at most max_rows and about max_events events (at
+ * least one); the batches and events deleted, *done_out = 1 when none is left. */
+int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t max_events,
+                         int64_t *batches_out, int64_t *events_out, int *done_out);
 /* The last batch in (after, upto] followed by at least keep_events events (else `after`). */
 int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t keep_events,
                           int64_t *out);
@@ -223,6 +224,10 @@ typedef struct sako_store_log_info {
     int64_t file_bytes, free_bytes, checkpoint_bytes;
 } sako_store_log_info;
 int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out);
+/* Copy what the WAL holds into the database file now (passive, best effort), so
+ * that a large write's pages are not left for the next commit's automatic
+ * checkpoint to copy. */
+void sako__store_wal_checkpoint(sako_store *st);
 /* One integer of sako_meta (SAKO_CORRUPT when missing). */
 int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out);
 
