@@ -668,7 +668,7 @@ typedef struct sako_compact_report {
  * The state at C is rebuilt off the writer mutex on a second connection, like a
  * retrain's; the checkpoint is written in chunks of about 1 MiB, each its own short
  * transaction under the writer mutex, then switched to in one transaction, then the
- * old batches are deleted a few hundred rows per transaction: sako_update() waits
+ * old batches are deleted about 32,768 events per transaction: sako_update() waits
  * at most one such step and sako_recommend() never. A crash at any moment leaves a
  * file that reopens exactly (the switch decides which checkpoint counts). Freed
  * pages are reused by later writes: the file stops growing but does not shrink.
