@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "compact_internal.h"
+#include "engine_internal.h"
 #include "sako.h"
 
 static double now_s(void)
@@ -65,6 +66,9 @@ static void *writer_main(void *arg)
     int64_t orders[100];
     while (!w->stop) {
         fill(ev, orders, 100, w->n_items);
+        sako_stats before, after;
+        sako_stats_get(w->e, &before);
+        uint64_t ckpt_before = __atomic_load_n(&w->e->events_since_checkpoint, __ATOMIC_RELAXED);
         double t0 = now_s();
         if (sako_update_orders(w->e, ev, orders, 100) != SAKO_OK) {
             fprintf(stderr, "update: %s\n", sako_errmsg());
@@ -73,6 +77,15 @@ static void *writer_main(void *arg)
         double dt = now_s() - t0;
         if (w->n < w->cap)
             w->lat[w->n++] = dt;
+        /* Name the long ones: the update's own housekeeping (a prior refresh, the
+         * checkpoint every 500,000 events), or else waiting (the compaction, the machine). */
+        sako_stats_get(w->e, &after);
+        uint64_t ckpt_after = __atomic_load_n(&w->e->events_since_checkpoint, __ATOMIC_RELAXED);
+        if (dt > 0.05)
+            printf("  update of %.1f ms: %s\n", dt * 1e3,
+                   after.events_since_refresh < before.events_since_refresh ? "a prior refresh"
+                   : ckpt_after < ckpt_before + 100 ? "a checkpoint (its own, or the compaction's)"
+                   : "neither (waiting for the compaction, or the machine)");
         struct timespec gap = {0, 100000};
         nanosleep(&gap, NULL);
     }
