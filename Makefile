@@ -106,6 +106,7 @@ $(BUILD)/compact_stall: tests/compact_stall.c $(STATIC)
 bench-compact: $(BUILD)/compact_stall
 	@mkdir -p $(BUILD)/tmp
 	$(BUILD)/compact_stall $(COMPACT_ARGS) $(BUILD)/tmp
+.PHONY: bench-compact
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
@@ -203,4 +204,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov
 
-.PHONY: all check asan tsan bench bench-stall bench-backup bench-compact example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest deps venv python serve test coverage eval eval-journey bench-python
