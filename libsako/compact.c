@@ -2,18 +2,21 @@
  * so that the file stops growing (issue 9 item 5).
  *
  * The steps, and why each intermediate state reopens exactly:
- *  1. Under the writer mutex: left-overs of an interrupted compaction are deleted
- *     (they are redundant: open reads only the checkpoint meta names and the
- *     batches after it), a regular checkpoint of item counts is written if the
- *     log has a tail, and C is chosen (sako.h says how).
+ *  1. Left-overs of an interrupted compaction are deleted (they are redundant:
+ *     open reads only the checkpoint meta names and the batches after it); under
+ *     the writer mutex a regular checkpoint of item counts is written if the log
+ *     has a tail, and C is chosen (sako.h says how).
  *  2. Off the mutex, on a second connection: the retrain replay's state at C,
  *     from the current checkpoint (retrain.c), as a retrain builds it.
  *  3. The new checkpoint's chunks, each in its own transaction under the mutex.
  *     Until the switch they are rows of a batch no meta key names: ignored.
  *  4. The switch: compact_batch = C, in one transaction. From here open loads the
  *     new checkpoint and replays the batches after C.
- *  5. The old checkpoint and the batches up to C, deleted a few hundred rows per
+ *  5. The old checkpoint and the batches up to C, deleted about 1 MiB of rows per
  *     transaction. Until they are gone they are ignored.
+ * Every step of 1, 3 and 5 holds the writer mutex for one short transaction (and
+ * copies its pages out of the WAL), then lets it go for a moment, as sako_backup
+ * does, so that a waiting update gets it.
  * A retrain and a compaction exclude each other (SAKO_BUSY), so that the checkpoint
  * a retrain starts from stays in place while it reads. */
 #include <math.h>
@@ -62,6 +65,14 @@ static void unlock(sako_engine *e)
     pthread_mutex_unlock(&e->write_mutex);
 }
 
+/* Between two steps the mutex is left free this long (a mutex is not fair:
+ * unlock-then-lock would often win it back from a waiting update). */
+static void pause_between_steps(void)
+{
+    struct timespec pause = {0, 200000L};
+    nanosleep(&pause, NULL);
+}
+
 static int check_options(const sako_compact_options *o)
 {
     if (o->version != SAKO_COMPACT_OPTIONS_VERSION)
@@ -103,8 +114,10 @@ static int trim(sako_engine *e, int64_t batch, int hold, uint64_t *batches_out,
         if (!hold)
             lock(e);
         rc = trim_step(e, batch, &b, &n, &done);
-        if (!hold)
+        if (!hold) {
             unlock(e);
+            pause_between_steps();
+        }
         *batches_out += (uint64_t)b;
         *events_out += (uint64_t)n;
         if (rc == SAKO_OK && b > 0)
@@ -169,8 +182,10 @@ static int write_checkpoint(sako_engine *e, int hold, sako_retrain_state *st, ui
         if (!hold)
             lock(e);
         rc = write_chunk(e, st->batch, part, chunk, data, bytes);
-        if (!hold)
+        if (!hold) {
             unlock(e);
+            pause_between_steps();
+        }
         if (rc)
             break;
         SAKO_KILL_POINT("compact.chunk_written");
