@@ -705,7 +705,8 @@ typedef struct sako_log_stats {
  * @param[out] out  the figures
  * @return SAKO_OK; SAKO_MISUSE (NULL engine or out); SAKO_IO; SAKO_CORRUPT.
  * @note Thread-safe; reads through the engine's connection under the writer
- *       mutex (a short query over the log's rows). @since 0.4
+ *       mutex (counters, the file header and an index lookup: no scan of the
+ *       log). @since 0.4
  */
 SAKO_API int sako_log_stats_get(sako_engine *engine, sako_log_stats *out);
 

@@ -329,15 +329,18 @@ int sako_log_stats_get(sako_engine *e, sako_log_stats *out)
     memset(out, 0, sizeof *out);
     sako_store_log_info info;
     pthread_mutex_lock(&e->write_mutex);
-    int64_t batch = e->compact_batch, events = e->compact_events;
+    /* Counted, not scanned: batches are numbered without gaps and every event
+     * acknowledged is in n_events (metrics read this at every scrape). */
+    int64_t batch = e->compact_batch, events = e->compact_events, last = e->last_batch;
+    uint64_t n_events = e->n_events;
     int rc = sako__store_log_info(&e->store, batch, &info);
     pthread_mutex_unlock(&e->write_mutex);
     if (rc)
         return rc;
-    out->n_batches = (uint64_t)info.n_batches;
-    out->n_events = (uint64_t)info.n_events;
+    out->n_batches = last > batch ? (uint64_t)(last - batch) : 0;
+    out->n_events = n_events - (uint64_t)events;
     out->first_batch = info.first_batch;
-    out->last_batch = info.last_batch ? info.last_batch : batch;
+    out->last_batch = last > batch ? last : batch;
     out->compact_batch = batch;
     out->compacted_events = (uint64_t)events;
     out->checkpoint_bytes = (uint64_t)info.checkpoint_bytes;

@@ -1441,33 +1441,41 @@ int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t 
 int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out)
 {
     memset(out, 0, sizeof *out);
+    /* Cheap reads only (metrics call this under the writer mutex): the first batch
+     * through the primary key, the page counts from the header, the checkpoint's
+     * chunk sizes from their record headers. */
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "SELECT count(*), coalesce(sum(n_events), 0),"
-                                " coalesce(min(seq), 0), coalesce(max(seq), 0) FROM event_batches"
+    int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(min(seq), 0) FROM event_batches"
                                 " WHERE seq > ?1", -1, &s, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, after);
         if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            out->n_batches = sqlite3_column_int64(s, 0);
-            out->n_events = sqlite3_column_int64(s, 1);
-            out->first_batch = sqlite3_column_int64(s, 2);
-            out->last_batch = sqlite3_column_int64(s, 3);
+            out->first_batch = sqlite3_column_int64(s, 0);
             rc = SQLITE_OK;
         }
     }
     sqlite3_finalize(s);
-    int64_t pages = 0, page_size = 0, free_pages = 0, ckpt = 0;
-    if (rc == SQLITE_OK &&
-        ((rc = query_int(st, "PRAGMA page_count", &pages)) ||
-         (rc = query_int(st, "PRAGMA page_size", &page_size)) ||
-         (rc = query_int(st, "PRAGMA freelist_count", &free_pages)) ||
-         (rc = query_int(st, "SELECT coalesce(sum(length(data)), 0) FROM log_checkpoint", &ckpt))))
-        return rc;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(sum(length(data)), 0) FROM log_checkpoint"
+                                " WHERE batch = ?1", -1, &s, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(s, 1, after);
+            if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                out->checkpoint_bytes = sqlite3_column_int64(s, 0);
+                rc = SQLITE_OK;
+            }
+        }
+        sqlite3_finalize(s);
+    }
     if (rc != SQLITE_OK)
-        return sako__error_sqlite(st->db, rc, "reading the event log");
+        return read_failed(st, rc, "reading the event log");
+    int64_t pages = 0, page_size = 0, free_pages = 0;
+    if ((rc = query_int(st, "PRAGMA page_count", &pages)) ||
+        (rc = query_int(st, "PRAGMA page_size", &page_size)) ||
+        (rc = query_int(st, "PRAGMA freelist_count", &free_pages)))
+        return rc;
     out->file_bytes = pages * page_size;
     out->free_bytes = free_pages * page_size;
-    out->checkpoint_bytes = ckpt;
     return SAKO_OK;
 }
 

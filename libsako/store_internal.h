@@ -220,8 +220,9 @@ int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t m
 int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t keep_events,
                           int64_t *out);
 typedef struct sako_store_log_info {
-    int64_t n_batches, n_events, first_batch, last_batch; /* of the log after `after` */
-    int64_t file_bytes, free_bytes, checkpoint_bytes;
+    int64_t first_batch;       /* of the log after `after` (0: none) */
+    int64_t checkpoint_bytes;  /* of the checkpoint at `after` */
+    int64_t file_bytes, free_bytes;
 } sako_store_log_info;
 int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out);
 /* Copy what the WAL holds into the database file now (passive, best effort), so
