@@ -261,10 +261,13 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
         rc = sako__retrain_checkpoint(e);
     if (rc == SAKO_OK)
         rc = sako__store_read_meta_int(&e->store, "checkpoint_batch", &checkpointed);
-    if (rc == SAKO_OK) {
-        upto = checkpointed < e->policy.act.batch ? checkpointed : e->policy.act.batch;
-        rc = sako__store_log_bound(&e->store, from, upto, keep, &upto);
-    }
+    /* Counted, not scanned: the log after `from` holds every event acknowledged
+     * since; the replay stops where fewer than `keep` would be left after it. */
+    uint64_t in_log = e->n_events - (uint64_t)e->compact_events;
+    uint64_t budget = in_log > keep ? in_log - keep : 0;
+    upto = checkpointed < e->policy.act.batch ? checkpointed : e->policy.act.batch;
+    if (budget == 0)
+        upto = from;
     int64_t cutoff = INT64_MAX;
     if (opt->keep_days > 0.0)
         cutoff = e->decay.latest - (int64_t)llround(opt->keep_days * DAY_MS);
@@ -291,7 +294,7 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
             rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &reader);
         if (rc == SAKO_OK)
             rc = sako__retrain_state_at(e, hold ? &e->store : &reader, hold, from, upto, cutoff,
-                                        cap_items, n_users, &st);
+                                        budget, cap_items, n_users, &st);
         sako__store_close(&reader);
         SAKO_KILL_POINT("compact.replayed");
     }

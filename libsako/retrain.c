@@ -942,7 +942,8 @@ int sako_retrain(sako_engine *e)
 
 typedef struct upto_state {
     fresh_state *fs;
-    int64_t cutoff;     /* stop before a batch holding an event later than this */
+    int64_t cutoff;     /* stop before a batch holding an event later than this... */
+    uint64_t budget;    /* ...or one that would take the events replayed past this */
     int64_t last;       /* the last batch applied */
     uint64_t events;
 } upto_state;
@@ -951,9 +952,11 @@ static int upto_batch(void *payload, int64_t seq, const sako_event *ev, const in
                       size_t n)
 {
     upto_state *us = payload;
+    if (n > us->budget - us->events)
+        return 1; /* this batch and the later ones stay in the log */
     for (size_t j = 0; j < n; j++)
         if (ev[j].time > us->cutoff)
-            return 1; /* this batch and the later ones stay in the log */
+            return 1;
     int rc = fresh_batch(us->fs, seq, ev, orders, n);
     if (rc == SAKO_OK) {
         us->last = seq;
@@ -963,8 +966,8 @@ static int upto_batch(void *payload, int64_t seq, const sako_event *ev, const in
 }
 
 int sako__retrain_state_at(sako_engine *e, sako_store *reader, int locked, int64_t from,
-                           int64_t upto, int64_t cutoff, size_t cap_items, size_t n_users,
-                           sako_retrain_state *out)
+                           int64_t upto, int64_t cutoff, uint64_t max_events, size_t cap_items,
+                           size_t n_users, sako_retrain_state *out)
 {
     memset(out, 0, sizeof *out);
     fresh_state fs;
@@ -972,7 +975,7 @@ int sako__retrain_state_at(sako_engine *e, sako_store *reader, int locked, int64
     fs.e = e;
     fs.locked = locked;
     sako__decay_init(&fs.decay, e->params.decay_half_life_days);
-    upto_state us = { &fs, cutoff, from, 0 };
+    upto_state us = { &fs, cutoff, max_events, from, 0 };
     int rc;
     if ((rc = fresh_grow(&fs, cap_items)) ||
         (rc = sako__personal_reserve_items(&fs.personal, cap_items)) ||

@@ -43,13 +43,14 @@ typedef struct sako_retrain_state {
     uint64_t events;           /* events replayed after the log checkpoint */
 } sako_retrain_state;
 /* The retrain replay's state at the last batch in (from, upto] before the first
- * that holds an event later than `cutoff`, starting from the log checkpoint at
- * `from`, read on `reader` (the engine's own store with `locked`: the caller holds
- * the writer mutex; else a second connection, ids resolved under the read lock).
- * cap_items and n_users: the engine's when the range was chosen. */
+ * that holds an event later than `cutoff` or would take the events replayed past
+ * max_events, starting from the log checkpoint at `from`, read on `reader` (the
+ * engine's own store with `locked`: the caller holds the writer mutex; else a
+ * second connection, ids resolved under the read lock). cap_items and n_users: the
+ * engine's when the range was chosen. */
 int sako__retrain_state_at(sako_engine *e, sako_store *reader, int locked, int64_t from,
-                           int64_t upto, int64_t cutoff, size_t cap_items, size_t n_users,
-                           sako_retrain_state *out);
+                           int64_t upto, int64_t cutoff, uint64_t max_events, size_t cap_items,
+                           size_t n_users, sako_retrain_state *out);
 void sako__retrain_state_free(sako_retrain_state *s);
 
 #endif

@@ -1399,45 +1399,6 @@ int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t m
     return SAKO_OK;
 }
 
-/* The last batch in (after, upto] that leaves at least keep_events events of the
- * log after it (`after` when none does). */
-int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t keep_events,
-                          int64_t *out)
-{
-    *out = after;
-    int64_t total = 0;
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(sum(n_events), 0) FROM event_batches"
-                                " WHERE seq > ?1", -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, after);
-        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            total = sqlite3_column_int64(s, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_OK)
-        return sako__error_sqlite(st->db, rc, "reading the event log");
-    if ((uint64_t)total <= keep_events)
-        return SAKO_OK;
-    /* The running count reaches total - keep_events: batches up to there may go. */
-    rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(max(seq), ?1) FROM (SELECT seq,"
-                            " sum(n_events) OVER (ORDER BY seq) AS upto FROM event_batches"
-                            " WHERE seq > ?1) WHERE upto <= ?2 AND seq <= ?3", -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, after);
-        sqlite3_bind_int64(s, 2, total - (int64_t)keep_events);
-        sqlite3_bind_int64(s, 3, upto);
-        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            *out = sqlite3_column_int64(s, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(s);
-    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "reading the event log");
-}
-
 int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out)
 {
     memset(out, 0, sizeof *out);

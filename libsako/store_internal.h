@@ -216,9 +216,6 @@ int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events);
  * least one); the batches and events deleted, *done_out = 1 when none is left. */
 int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t max_events,
                          int64_t *batches_out, int64_t *events_out, int *done_out);
-/* The last batch in (after, upto] followed by at least keep_events events (else `after`). */
-int sako__store_log_bound(sako_store *st, int64_t after, int64_t upto, uint64_t keep_events,
-                          int64_t *out);
 typedef struct sako_store_log_info {
     int64_t first_batch;       /* of the log after `after` (0: none) */
     int64_t checkpoint_bytes;  /* of the checkpoint at `after` */
