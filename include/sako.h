@@ -381,9 +381,12 @@ typedef struct sako_retrain_status {
  * @param[in]  path  a file path (created if missing), or NULL / ":memory:" for a
  *                   private in-memory database (nothing persists); "" is refused
  * @param[in]  opts  options, or NULL for the defaults
- * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options or an
- *         empty path; SAKO_CORRUPT if the file is not a libsako database (another
- *         application's SQLite file included) or is damaged, or has zero length and
+ * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options, an
+ *         empty path, or a reconfigure of half_life_days, basket_gap_ms or
+ *         decay_half_life_days on a compacted file (sako_compact()); SAKO_CORRUPT if
+ *         the file is not a libsako database (another application's SQLite file
+ *         included) or is damaged (a checksum of the log, a checkpoint row or the log
+ *         checkpoint does not match: the message names it), or has zero length and
  *         opts->create_empty is 0; SAKO_VERSION if its schema is newer than this
  *         library; SAKO_IO if it cannot be opened or created, or this process may
  *         not write it (a read-only file is refused here, not at the first write);
