@@ -67,7 +67,8 @@ asan:
 # suite), the pruned sampler's concurrent readers (pruned/structure), the retrain
 # policy's status readers against a writer (policy/concurrent), the online backup
 # taken while a writer runs (backup) and readers racing decay's epochs and rebases
-# (decay/threads, with a retrain and a background refresh across rebases).
+# (decay/threads, with a retrain and a background refresh across rebases), and
+# compactions while threads update and recommend (compact/threads).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
@@ -76,6 +77,7 @@ tsan:
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=policy CK_RUN_CASE=concurrent build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=backup build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=compact CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
@@ -96,6 +98,15 @@ $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
 bench-backup: $(BUILD)/backup_stall
 	@mkdir -p $(BUILD)/tmp
 	$(BUILD)/backup_stall $(BACKUP_ARGS) $(BUILD)/tmp
+# What a log compaction costs writers and saves at open (docs/operations.md).
+COMPACT_ARGS ?= 50000 2000000
+$(BUILD)/compact_stall: tests/compact_stall.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -Ilibsako -O2 -g -o $@ tests/compact_stall.c $(STATIC) $(SAKO_LIBS)
+
+bench-compact: $(BUILD)/compact_stall
+	@mkdir -p $(BUILD)/tmp
+	$(BUILD)/compact_stall $(COMPACT_ARGS) $(BUILD)/tmp
+.PHONY: bench-compact
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
