@@ -132,10 +132,15 @@ $(BUILD)/kp/libsako.a: $(KP_OBJ)
 
 $(BUILD)/kp/points: $(LIB_SRC)
 	@mkdir -p $(@D)
-	grep -h 'SAKO_KILL_POINT(' $(LIB_SRC) | grep -o '"[a-z_]*\.[a-z_.]*"' | tr -d '"' | sort -u > $@
+	grep -h 'SAKO_KILL_POINT(' $(LIB_SRC) | grep -o '"[a-z0-9_]*\.[a-z0-9_.]*"' | tr -d '"' | sort -u > $@
+
+# Operations of the workload that exist only once the library has them.
+KILL9_FEATURES := $(if $(shell grep -lw sako_version_activate include/sako.h),-DKILL9_VERSIONS) \
+                  $(if $(shell grep -lw sako_compact include/sako.h),-DKILL9_COMPACT)
 
 $(BUILD)/kill9: tests/crash/kill9.c $(BUILD)/kp/libsako.a $(BUILD)/kp/points
-	$(CC) $(SAKO_CFLAGS) $(CFLAGS) -o $@ tests/crash/kill9.c $(BUILD)/kp/libsako.a $(LDFLAGS) $(SAKO_LIBS)
+	$(CC) $(SAKO_CFLAGS) $(KILL9_FEATURES) $(CFLAGS) -o $@ tests/crash/kill9.c $(BUILD)/kp/libsako.a \
+	    $(LDFLAGS) $(SAKO_LIBS)
 
 # The short run (in `make test`, about two minutes): KILLS kills at random moments
 # and every named point POINT_KILLS times. The long run: `make crashtest-long`
@@ -145,8 +150,8 @@ POINT_KILLS ?= 3
 crashtest: $(BUILD)/kill9 $(BUILD)/kp/points
 	$(BUILD)/kill9 -r $(KILLS) -p $(BUILD)/kp/points -n $(POINT_KILLS) -d $(BUILD)/tmp
 
-LONG_KILLS       ?= 300
-LONG_POINT_KILLS ?= 30
+LONG_KILLS       ?= 500
+LONG_POINT_KILLS ?= 50
 crashtest-long: $(BUILD)/kill9 $(BUILD)/kp/points
 	$(BUILD)/kill9 -r $(LONG_KILLS) -p $(BUILD)/kp/points -n $(LONG_POINT_KILLS) -d $(BUILD)/tmp
 
