@@ -680,7 +680,7 @@ static int verify(const char *path, oracle *o, const char *label)
         printf("%s: retrain failed: %s\n", label, sako_errmsg());
         ok = 0;
     } else if (ok) {
-        double before[N_ITEMS][SAKO_EVENT_TYPES];
+        static double before[N_ITEMS][SAKO_EVENT_TYPES];
         memcpy(before, stored, sizeof before);
         if (read_counts(e, label) && memcmp(before, stored, sizeof before) != 0) {
             printf("%s: counts differ from a rebuild from the log\n", label);
@@ -693,14 +693,20 @@ static int verify(const char *path, oracle *o, const char *label)
     return ok;
 }
 
+/* The database and the files beside it (-wal, -shm, the engine's -lock). */
+static void remove_database(const char *path)
+{
+    static const char *const suffixes[] = { "", "-wal", "-shm", "-lock" };
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char name[600];
+        snprintf(name, sizeof name, "%s%s", path, suffixes[i]);
+        unlink(name);
+    }
+}
+
 static int create_database(const char *path)
 {
-    char wal[600], shm[600];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    snprintf(shm, sizeof shm, "%s-shm", path);
-    unlink(path);
-    unlink(wal);
-    unlink(shm);
+    remove_database(path);
     sako_engine *e;
     int rc = sako_init(&e, path, NULL);
     if (rc)
@@ -899,12 +905,7 @@ int main(int argc, char **argv)
     printf("kill9: %d kills, %llu acknowledged events, %.1f s\n", n_runs,
            (unsigned long long)events, (double)(now_ms() - t0) / 1000.0);
     printf("%d passed, %d failed, %d not reached\n", passed, failed, not_reached);
-    char wal[600], shm[600];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    snprintf(shm, sizeof shm, "%s-shm", path);
-    unlink(path);
-    unlink(wal);
-    unlink(shm);
+    remove_database(path);
     free(runs);
     free(points);
     return failed ? 1 : 0;
