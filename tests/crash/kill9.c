@@ -4,9 +4,9 @@
  *
  * The child runs several threads, each picking operations from a weighted table
  * (`ops` below): single events, batches, batches with order ids, recommendations,
- * retrains, retrain policy changes, online backups, close-and-reopen (which writes
- * a checkpoint) and, when the library has them, version activations and pins and
- * log compactions. Two ways to kill it:
+ * retrains, retrain policy changes, online backups, catalog changes, close-and-
+ * reopen (which writes a checkpoint) and, when the library has them, version
+ * activations and pins and log compactions. Two ways to kill it:
  *   - at a random moment (the parent sends SIGKILL after 5-400 ms);
  *   - at a named point: the parent sets SAKO_KILL_AT to a point of the list
  *     (`-p FILE`, made by the Makefile from the SAKO_KILL_POINT calls in libsako/)
@@ -219,6 +219,21 @@ static int op_backup(child_ctx *c, uint64_t *rng)
     return sako_backup(c->e, path);
 }
 
+/* A few items move between the two aisles or are switched off and on: a catalog
+ * change during a retrain makes it recompute its epoch under the mutex. */
+static int op_catalog(child_ctx *c, uint64_t *rng)
+{
+    sako_item items[8];
+    int n = 1 + (int)(xorshift(rng) % 8);
+    for (int i = 0; i < n; i++) {
+        items[i].id = 1 + (int64_t)(xorshift(rng) % N_ITEMS);
+        items[i].category_id = 2 + (int64_t)(xorshift(rng) % 2);
+        items[i].active = xorshift(rng) % 8 != 0;
+        items[i].added_at = BASE_TIME;
+    }
+    return sako_items_upsert(c->e, items, (size_t)n);
+}
+
 /* Exclusive (no other operation runs): sako_close writes a checkpoint. */
 static int op_reopen(child_ctx *c, uint64_t *rng)
 {
@@ -288,6 +303,7 @@ static const op ops[] = {
     { "retrain", 3, 0, op_retrain },
     { "policy", 2, 0, op_policy },
     { "backup", 1, 0, op_backup },
+    { "catalog", 1, 0, op_catalog },
     { "reopen", 1, 1, op_reopen },
 #ifdef KILL9_VERSIONS
     { "activate", 3, 0, op_activate },
@@ -400,6 +416,13 @@ static void child(const char *path, const char *backup_prefix, int fd, int64_t n
 }
 
 /* ------------------------------------------------------------ the parent */
+
+/* One named point's outcomes (or the random kills'). */
+typedef struct tally {
+    char name[128];
+    int kills, passed, failed, not_reached;
+    int in_flight, committed; /* batches in flight at the kills, of them in the file */
+} tally;
 
 typedef struct oracle {
     int64_t items[N_ITEMS][SAKO_EVENT_TYPES]; /* the acknowledged events' counts */
@@ -604,7 +627,7 @@ static int check_backups(const char *dir, const char *prefix_name, const char *l
 
 /* Reopen and check against the oracle; the batches in flight that made it are
  * folded into the oracle. Returns 1 when everything holds. */
-static int verify(const char *path, oracle *o, const char *label)
+static int verify(const char *path, oracle *o, const char *label, tally *t)
 {
     if (!integrity_ok(path))
         return printf("%s: integrity_check failed\n", label), 0;
@@ -649,8 +672,11 @@ static int verify(const char *path, oracle *o, const char *label)
     }
     if (ok) {
         for (int i = 0; i < o->n_open; i++)
-            if (found & (1u << i))
+            if (found & (1u << i)) {
                 oracle_add(o, &o->open[i], 1);
+                t->committed++;
+            }
+        t->in_flight += o->n_open;
     } else {
         /* Reported; the next kills are checked against the file as it is. */
         for (int i = 0; i < N_ITEMS; i++)
@@ -725,11 +751,6 @@ static int create_database(const char *path)
     return rc;
 }
 
-typedef struct tally {
-    char name[128];
-    int kills, passed, failed, not_reached;
-} tally;
-
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -780,7 +801,7 @@ static void run_one(const char *path, const char *dir, const char *bk_name, orac
     close(fds[0]);
     t->kills++;
     int killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-    int ok = verify(path, o, label);
+    int ok = verify(path, o, label, t);
     if (!check_backups(dir, bk_name, label))
         ok = 0;
     if (!killed) {
@@ -860,7 +881,7 @@ int main(int argc, char **argv)
     }
 
     static oracle o;
-    tally random_tally = { "random", 0, 0, 0, 0 };
+    tally random_tally = { "random", 0, 0, 0, 0, 0, 0 };
     long long t0 = now_ms();
     uint64_t events = 0;
     for (int i = 0; i < n_runs; i++) {
@@ -889,14 +910,16 @@ int main(int argc, char **argv)
 
     int passed = random_tally.passed, failed = random_tally.failed, not_reached = 0;
     for (int p = 0; p < n_points; p++) {
-        printf("point %-34s kills %4d  passed %4d  failed %3d  not reached %3d\n", points[p].name,
-               points[p].kills, points[p].passed, points[p].failed, points[p].not_reached);
+        printf("point %-34s kills %4d  passed %4d  failed %3d  not reached %3d  (batches in "
+               "flight %d, committed %d)\n", points[p].name, points[p].kills, points[p].passed,
+               points[p].failed, points[p].not_reached, points[p].in_flight, points[p].committed);
         passed += points[p].passed;
         failed += points[p].failed;
         not_reached += points[p].not_reached;
     }
-    printf("random %-33s kills %4d  passed %4d  failed %3d\n", "", random_tally.kills,
-           random_tally.passed, random_tally.failed);
+    printf("random %-33s kills %4d  passed %4d  failed %3d                  (batches in "
+           "flight %d, committed %d)\n", "", random_tally.kills, random_tally.passed,
+           random_tally.failed, random_tally.in_flight, random_tally.committed);
     for (int p = 0; p < n_points; p++)
         if (points[p].kills && points[p].not_reached == points[p].kills)
             printf("WARNING: point %s was never reached (no operation of the workload passes "
