@@ -225,8 +225,9 @@ static int op_catalog(child_ctx *c, uint64_t *rng)
 {
     sako_item items[8];
     int n = 1 + (int)(xorshift(rng) % 8);
+    int64_t first = 1 + (int64_t)(xorshift(rng) % (N_ITEMS - 8)); /* distinct ids */
     for (int i = 0; i < n; i++) {
-        items[i].id = 1 + (int64_t)(xorshift(rng) % N_ITEMS);
+        items[i].id = first + i;
         items[i].category_id = 2 + (int64_t)(xorshift(rng) % 2);
         items[i].active = xorshift(rng) % 8 != 0;
         items[i].added_at = BASE_TIME;
@@ -331,7 +332,8 @@ static const struct {
     { "backup.", "backup", 2 },
     { "policy.set", "policy", 3 },
     { "policy.activation", "retrain", 2 },
-    { "version.", "activate", 2 },
+    { "version.activate", "activate", 2 }, /* sako_version_activate */
+    { "version.", "retrain", 2 },           /* the others: a retrain's version and gate */
     { "compact.", "compact", 2 },
 };
 #define N_FOCUS (sizeof focus / sizeof focus[0])
@@ -687,12 +689,14 @@ static int verify(const char *path, oracle *o, const char *label, tally *t)
         o->total = (int64_t)st.n_events;
     }
     o->n_open = 0;
+#ifndef KILL9_VERSIONS /* a rollback may serve an older version number */
     if (st.model_version < o->model_version) {
         printf("%s: model version went back from %lld to %lld\n", label,
                (long long)o->model_version, (long long)st.model_version);
         ok = 0;
     }
     o->model_version = st.model_version;
+#endif
     sako_policy pol = SAKO_POLICY_INIT;
     sako_policy_get(e, &pol);
     if (!policy_known(&pol)) {
