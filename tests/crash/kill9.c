@@ -29,7 +29,10 @@
  *   - every backup file the child finished verifies (a crash mid-backup leaves at
  *     most a "<name>.partial-XXXXXX" file, never a damaged backup);
  *   - with versions, the active model version is whole (check_active_version).
- * A child that exits by itself (an operation failed) fails the run.
+ * A child that exits by itself (an operation failed) fails the run. The checks run
+ * in a process of their own, so a library that crashes reopening the file fails
+ * that kill only; after a failed check the file is kept as "<db>.failed-N" (with
+ * its -wal) for a post-mortem and the test goes on with a new database.
  *
  * usage: kill9 [-r random_kills] [-p points_file] [-n kills_per_point]
  *              [-t budget_ms] [-d dir] [-s seed]
@@ -49,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -333,6 +337,7 @@ static const struct {
     { "policy.set", "policy", 3 },
     { "policy.activation", "retrain", 2 },
     { "version.activate", "activate", 2 }, /* sako_version_activate */
+    { "version.record", "pin", 2 },         /* a version kept inactive (pinned active) */
     { "version.", "retrain", 2 },           /* the others: a retrain's version and gate */
     { "compact.", "compact", 2 },
 };
@@ -679,14 +684,6 @@ static int verify(const char *path, oracle *o, const char *label, tally *t)
                 t->committed++;
             }
         t->in_flight += o->n_open;
-    } else {
-        /* Reported; the next kills are checked against the file as it is. */
-        for (int i = 0; i < N_ITEMS; i++)
-            for (int t = 0; t < SAKO_EVENT_TYPES; t++)
-                o->items[i][t] = (int64_t)stored[i][t];
-        for (int u = 1; u <= N_USERS; u++)
-            o->users[u] = (int64_t)stored_users[u];
-        o->total = (int64_t)st.n_events;
     }
     o->n_open = 0;
 #ifndef KILL9_VERSIONS /* a rollback may serve an older version number */
@@ -762,11 +759,60 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* What a check (run in a process of its own) hands back: a library that crashes
+ * while reopening a damaged file fails that kill instead of ending the test. */
+typedef struct check_result {
+    int done, ok;
+    oracle o;
+    tally t;
+} check_result;
+
+static check_result *shared;
+
+static int verify_apart(const char *path, oracle *o, const char *label, tally *t)
+{
+    shared->done = 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        shared->ok = verify(path, o, label, t);
+        shared->o = *o;
+        shared->t = *t;
+        shared->done = 1;
+        fflush(stdout);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!shared->done) {
+        printf("%s: the check died (%s %d) reopening or checking the file\n", label,
+               WIFSIGNALED(status) ? "signal" : "status",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        return 0;
+    }
+    *o = shared->o;
+    *t = shared->t;
+    return shared->ok;
+}
+
+/* After a failed check the file is kept for a post-mortem as "<path>.failed-N"
+ * (with its -wal) and the test goes on with a new database. */
+static void keep_failed(const char *path, int iteration)
+{
+    char from[600], to[640];
+    snprintf(to, sizeof to, "%s.failed-%d", path, iteration);
+    rename(path, to);
+    snprintf(from, sizeof from, "%s-wal", path);
+    snprintf(to, sizeof to, "%s.failed-%d-wal", path, iteration);
+    rename(from, to);
+    printf("kill %d: the file is kept as %s.failed-%d\n", iteration, path, iteration);
+}
+
 /* One child, killed by the parent after `delay_ms` or (with a point) by itself;
- * its outcome goes into `t`. */
-static void run_one(const char *path, const char *dir, const char *bk_name, oracle *o,
-                    uint64_t *seed, const char *point, long skip, int delay_ms, tally *t,
-                    int iteration)
+ * its outcome goes into `t`. Returns 0 when a check failed. */
+static int run_one(const char *path, const char *dir, const char *bk_name, oracle *o,
+                   uint64_t *seed, const char *point, long skip, int delay_ms, tally *t,
+                   int iteration)
 {
     char label[160], bk_prefix[1100];
     snprintf(label, sizeof label, "kill %d (%s%s%s skip %ld)", iteration,
@@ -805,19 +851,25 @@ static void run_one(const char *path, const char *dir, const char *bk_name, orac
     close(fds[0]);
     t->kills++;
     int killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-    int ok = verify(path, o, label, t);
+    int ok = verify_apart(path, o, label, t);
     if (!check_backups(dir, bk_name, label))
         ok = 0;
     if (!killed) {
-        printf("%s: the child exited by itself (status %d)\n", label, status);
+        if (WIFSIGNALED(status))
+            printf("%s: the child died of signal %d\n", label, WTERMSIG(status));
+        else
+            printf("%s: the child exited by itself (status %d)\n", label, WEXITSTATUS(status));
         ok = 0;
     }
-    if (!ok)
+    if (!ok) {
         t->failed++;
-    else if (point && sent_kill)
+        keep_failed(path, iteration);
+    } else if (point && sent_kill) {
         t->not_reached++;
-    else
+    } else {
         t->passed++;
+    }
+    return ok;
 }
 
 static int read_points(const char *file, tally **out)
@@ -888,8 +940,14 @@ int main(int argc, char **argv)
     tally random_tally = { "random", 0, 0, 0, 0, 0, 0 };
     long long t0 = now_ms();
     uint64_t events = 0;
+    int restart = 0;
+    shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        perror("mmap");
+        return 2;
+    }
     for (int i = 0; i < n_runs; i++) {
-        if (i == 0 || o.total + o.n_open * MAX_BATCH >= RESTART_EVENTS) {
+        if (i == 0 || restart || o.total + o.n_open * MAX_BATCH >= RESTART_EVENTS) {
             events += (uint64_t)o.total;
             int rc = create_database(path);
             if (rc) {
@@ -902,12 +960,12 @@ int main(int argc, char **argv)
         }
         if (runs[i] < 0) {
             int delay = 5 + (int)(xorshift(&seed) % 400);
-            run_one(path, dir, bk_name, &o, &seed, NULL, 0, delay, &random_tally, i);
+            restart = !run_one(path, dir, bk_name, &o, &seed, NULL, 0, delay, &random_tally, i);
         } else {
             tally *t = &points[runs[i]];
             int f = focus_index(t->name);
             long skip = (long)(xorshift(&seed) % (uint64_t)((f >= 0 ? focus[f].skip_max : 3) + 1));
-            run_one(path, dir, bk_name, &o, &seed, t->name, skip, budget_ms, t, i);
+            restart = !run_one(path, dir, bk_name, &o, &seed, t->name, skip, budget_ms, t, i);
         }
     }
     events += (uint64_t)o.total;
