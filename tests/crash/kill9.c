@@ -203,8 +203,14 @@ static int op_recommend(child_ctx *c, uint64_t *rng)
 
 static int op_retrain(child_ctx *c, uint64_t *rng)
 {
+#ifdef KILL9_VERSIONS
+    /* As the service's policy task would, half the time: such a retrain only
+     * records its version while the active one is pinned. */
+    int rc = xorshift(rng) % 2 ? sako_retrain(c->e) : sako_retrain_v2(c->e, SAKO_RETRAIN_EVENTS);
+#else
     (void)rng;
     int rc = sako_retrain(c->e);
+#endif
     return rc == SAKO_BUSY ? SAKO_OK : rc; /* another thread's retrain is running */
 }
 
