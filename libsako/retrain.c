@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "killpoint_internal.h"
 #include "logstate_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
@@ -172,6 +173,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
         sako__store_rollback(&e->store);
         return rc;
     }
+    SAKO_KILL_POINT(version ? "retrain.before_commit" : "refresh.before_commit");
     return sako__store_commit(&e->store);
 }
 
@@ -185,6 +187,7 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, const sako_dec
                        sako_personal *personal, uint64_t since)
 {
     sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
+    SAKO_KILL_POINT(version ? "retrain.before_swap" : "refresh.before_swap");
     pthread_rwlock_wrlock(&e->lock);
     if (personal) {
         sako_personal old = e->personal;
@@ -464,10 +467,12 @@ int sako__retrain_checkpoint(sako_engine *e)
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
+    SAKO_KILL_POINT("checkpoint.before_write");
     if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
         sako__store_rollback(&e->store);
         return rc;
     }
+    SAKO_KILL_POINT("checkpoint.committed");
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
         e->items[i].dirty = 0;
@@ -917,11 +922,13 @@ int sako_retrain(sako_engine *e)
     pthread_mutex_unlock(&e->write_mutex);
 
     int rc = job_build(e, &j);
+    SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
     if (rc == SAKO_OK) {
+        SAKO_KILL_POINT("retrain.before_activation");
         /* the new model is active: the retrain policy counts from here */
         sako__policy_activated(e);
         /* a prior refresh that fell due meanwhile (by events or decay's time rule)
