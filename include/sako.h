@@ -20,12 +20,14 @@ extern "C" {
  * backing off aisle -> department -> whole catalog), so a new yoghurt starts where
  * yoghurts are. Every accepted event is appended to an event log in one SQLite file
  * in the same transaction that updates the stored state; the file is all an engine
- * needs to come back exactly as it was.
+ * needs to come back exactly as it was. sako_compact() folds the old part of the
+ * log into a checkpoint so that the file stops growing.
  *
  * Caveats
  * - A handle may be shared by threads: sako_recommend() may run concurrently with
- *   itself and with sako_update()/sako_retrain()/catalog upserts, which are
- *   serialised internally; a reader never sees a half-applied batch. sako_close()
+ *   itself and with sako_update()/sako_retrain()/sako_compact()/catalog upserts,
+ *   which are serialised internally; a reader never sees a half-applied batch.
+ *   A retrain and a compaction of one engine exclude each other (::SAKO_BUSY). sako_close()
  *   must not run concurrently with any other call on the same handle.
  * - Do not use a handle across fork(); open a new one in the child.
  * - One engine owns a database file at a time (an advisory lock on "<path>-lock",
@@ -47,11 +49,11 @@ extern "C" {
 /* ---------------------------------------------------------------- versions */
 
 #define SAKO_VERSION_MAJOR 0
-#define SAKO_VERSION_MINOR 3
+#define SAKO_VERSION_MINOR 4
 #define SAKO_VERSION_PATCH 0
 #define SAKO_VERSION_NUMBER \
     (SAKO_VERSION_MAJOR * 10000 + SAKO_VERSION_MINOR * 100 + SAKO_VERSION_PATCH)
-#define SAKO_VERSION_STRING "0.3.0"
+#define SAKO_VERSION_STRING "0.4.0"
 
 #if defined(_WIN32)
 #define SAKO_API
@@ -379,9 +381,12 @@ typedef struct sako_retrain_status {
  * @param[in]  path  a file path (created if missing), or NULL / ":memory:" for a
  *                   private in-memory database (nothing persists); "" is refused
  * @param[in]  opts  options, or NULL for the defaults
- * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options or an
- *         empty path; SAKO_CORRUPT if the file is not a libsako database (another
- *         application's SQLite file included) or is damaged, or has zero length and
+ * @return SAKO_OK; SAKO_MISUSE if out is NULL; SAKO_INVALID for bad options, an
+ *         empty path, or a reconfigure of half_life_days, basket_gap_ms or
+ *         decay_half_life_days on a compacted file (sako_compact()); SAKO_CORRUPT if
+ *         the file is not a libsako database (another application's SQLite file
+ *         included) or is damaged (a checksum of the log, a checkpoint row or the log
+ *         checkpoint does not match: the message names it), or has zero length and
  *         opts->create_empty is 0; SAKO_VERSION if its schema is newer than this
  *         library; SAKO_IO if it cannot be opened or created, or this process may
  *         not write it (a read-only file is refused here, not at the first write);
@@ -574,19 +579,23 @@ typedef struct sako_verify_report {
     uint64_t n_checksummed; /**< of them with a checksum (all verified); batches logged
                                  before 0.3 have none */
     uint64_t n_events;      /**< events in the batches read */
+    int64_t compact_batch;  /**< the log checkpoint's batch (0: never compacted; @since 0.4) */
+    uint64_t n_checkpoint_chunks; /**< its chunks (all verified; @since 0.4) */
 } sako_verify_report;
 
 /**
  * Check a database file without changing it: SQLite's integrity_check, then every
- * event batch of the log against the CRC-32C written with it (and decoded). For
+ * event batch of the log against the CRC-32C written with it (and decoded), then
+ * every chunk of the log checkpoint a compaction left (sako_compact()). For
  * operators and backups (`sako verify PATH`). A file no engine has open is read
  * under its lock, creating no -wal or -shm; a file an engine has open is read
  * through its WAL like any reader (a consistent snapshot).
  * @param[in]  path  a database file
  * @param[out] out   counts of what was checked (filled also on failure, up to it)
  * @return SAKO_OK; SAKO_MISUSE (NULL path or out); SAKO_INVALID (empty path or
- *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, or a
- *         batch is damaged: the message names its seq); SAKO_VERSION (newer schema);
+ *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, a
+ *         batch is damaged: the message names its seq, or a chunk of the log
+ *         checkpoint: the message names its part and number); SAKO_VERSION (newer schema);
  *         SAKO_IO; SAKO_NOMEM.
  * @note Thread-safe. Opens its own read-only connection. @since 0.3
  */
@@ -615,6 +624,96 @@ SAKO_API int sako_verify(const char *path, sako_verify_report *out);
  * @note Thread-safe; may run concurrently with every call but sako_close(). @since 0.3
  */
 SAKO_API int sako_backup(sako_engine *engine, const char *path);
+
+/* -------------------------------------------------------------- compaction */
+
+/** Events sako_compact() always leaves in the log, whatever the options: the next
+ *  retrain's quality gate replays the most recent events. */
+#define SAKO_COMPACT_MIN_EVENTS 10000
+
+/** The retention window of sako_compact(). */
+typedef struct sako_compact_options {
+    unsigned version;       /**< ::SAKO_COMPACT_OPTIONS_VERSION */
+    double keep_days;       /**< keep every batch holding an event less than this many
+                                 days older than the log's latest event (0: no window) */
+    uint64_t keep_events;   /**< keep at least this many of the latest events (raised to
+                                 ::SAKO_COMPACT_MIN_EVENTS) */
+} sako_compact_options;
+
+#define SAKO_COMPACT_OPTIONS_VERSION 1
+/** The defaults: 30 days and at least 100,000 events. */
+#define SAKO_COMPACT_OPTIONS_INIT { SAKO_COMPACT_OPTIONS_VERSION, 30.0, 100000 }
+
+/** What sako_compact() did. */
+typedef struct sako_compact_report {
+    int64_t compact_batch;      /**< the log checkpoint's batch after the call: the log
+                                     starts after it (0: never compacted) */
+    int64_t first_batch;        /**< the first batch left in the log (0: none) */
+    uint64_t batches_removed;   /**< batches deleted by this call */
+    uint64_t events_removed;    /**< events in them */
+    uint64_t checkpoint_bytes;  /**< size of the checkpoint written (0: none written) */
+    double elapsed_ms;          /**< wall time of the call */
+} sako_compact_report;
+
+/**
+ * Compact the event log: fold the batches up to a compaction point C into a
+ * checkpoint of everything a replay holds at C (item counts and their decay frame,
+ * purchase histories, product demand, partners) and delete them, so that the file
+ * stops growing under steady traffic. Reopening and sako_retrain() start from the
+ * checkpoint and give bit for bit what they gave before.
+ *
+ * C is the latest batch that (a) is followed by at least opt->keep_events events
+ * and holds, like every batch before it, no event within opt->keep_days of the
+ * log's latest event; (b) is at or before the latest retrain's activation (its
+ * policy counters and the next retrain's gate read the events after it): before a
+ * first sako_retrain() nothing is compacted; (c) is in the regular checkpoint of
+ * item counts (one is written first if needed). With no such batch the call does
+ * nothing and returns SAKO_OK.
+ *
+ * The state at C is rebuilt off the writer mutex on a second connection, like a
+ * retrain's; the checkpoint is written in chunks of about 1 MiB, each its own short
+ * transaction under the writer mutex, then switched to in one transaction, then the
+ * old batches are deleted about 32,768 events per transaction: sako_update() waits
+ * at most one such step and sako_recommend() never. A crash at any moment leaves a
+ * file that reopens exactly (the switch decides which checkpoint counts). Freed
+ * pages are reused by later writes: the file stops growing but does not shrink.
+ * After a compaction the parameters the checkpoint's state depends on
+ * (half_life_days, basket_gap_ms, decay_half_life_days) cannot be reconfigured.
+ * @param[in]  opt  the retention window; NULL for ::SAKO_COMPACT_OPTIONS_INIT
+ * @param[out] out  what was done (may be NULL)
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine); SAKO_INVALID (bad options: version,
+ *         keep_days negative or not finite, keep_events above 2^53-1); SAKO_BUSY (a
+ *         retrain or another compaction of this engine runs); SAKO_CORRUPT (a batch
+ *         or the current checkpoint is damaged: nothing is changed); SAKO_IO;
+ *         SAKO_NOMEM.
+ * @note Thread-safe; may run concurrently with every call but sako_close().
+ *       sako_retrain() during a compaction returns SAKO_BUSY. @since 0.4
+ */
+SAKO_API int sako_compact(sako_engine *engine, const sako_compact_options *opt,
+                          sako_compact_report *out);
+
+/** The size of the event log and of the file (sako_log_stats()). */
+typedef struct sako_log_stats {
+    uint64_t n_batches;         /**< batches in the log (after the compaction point) */
+    uint64_t n_events;          /**< events in them */
+    int64_t first_batch;        /**< first and last batch in the log (0: none) */
+    int64_t last_batch;
+    int64_t compact_batch;      /**< the log checkpoint's batch (0: never compacted) */
+    uint64_t compacted_events;  /**< events folded into it */
+    uint64_t checkpoint_bytes;  /**< size of the log checkpoint's chunks */
+    uint64_t file_bytes;        /**< the database file (pages in use and free) */
+    uint64_t free_bytes;        /**< of which free pages, reused by later writes */
+} sako_log_stats;
+
+/**
+ * The size of the event log and of the database file, for monitoring.
+ * @param[out] out  the figures
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or out); SAKO_IO; SAKO_CORRUPT.
+ * @note Thread-safe; reads through the engine's connection under the writer
+ *       mutex (counters, the file header and an index lookup: no scan of the
+ *       log). @since 0.4
+ */
+SAKO_API int sako_log_stats_get(sako_engine *engine, sako_log_stats *out);
 
 /* ------------------------------------------------------------- diagnostics */
 

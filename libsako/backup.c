@@ -26,6 +26,7 @@
 
 #include "backup_internal.h"
 #include "engine_internal.h"
+#include "killpoint_internal.h"
 
 /* 64 pages (256 KiB with SQLite's default page size) per step: each hold of the
  * writer mutex copies about that much memory into the destination's page cache. */
@@ -90,6 +91,7 @@ static int copy_pages(sako_engine *e, const char *tmp)
         max_hold = held > max_hold ? held : max_hold;
         steps++;
         if (rc == SAKO_OK && !done) {
+            SAKO_KILL_POINT("backup.mid_copy");
             struct timespec pause = {0, SAKO_BACKUP_PAUSE_NS};
             nanosleep(&pause, NULL);
         }
@@ -137,6 +139,7 @@ int sako_backup(sako_engine *e, const char *path)
 
     int rc = copy_pages(e, tmp);
     if (rc == SAKO_OK && (rc = sync_path(tmp, 0)) == SAKO_OK) {
+        SAKO_KILL_POINT("backup.before_link");
         /* link() fails with EEXIST where rename() would overwrite silently. */
         if (link(tmp, path) != 0)
             rc = errno == EEXIST

@@ -85,6 +85,8 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
     e->n_events = m.n_events;
     e->events_since_refresh = m.events_since_refresh;
     e->checkpoint_batch = m.checkpoint_batch;
+    e->compact_batch = m.compact_batch;
+    e->compact_events = m.compact_events;
     e->model_version = m.model_version;
     sako_options o = e->opts;
     sako__model_options_from_params(&o, &m.params);
@@ -99,7 +101,8 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
         set_personal_params(e, &m.params);
     }
     if (sako__model_validate_options(&o) != SAKO_OK || !(m.root_mean > 0.0 && m.root_mean < 1.0) ||
-        m.checkpoint_batch < 0 || m.model_version < 0)
+        m.checkpoint_batch < 0 || m.model_version < 0 || m.compact_batch < 0 ||
+        m.compact_events < 0 || m.compact_batch > m.checkpoint_batch)
         return sako__error(SAKO_CORRUPT, "database damaged: invalid model parameters");
     /* The stored counts' frame, and the epoch their posteriors are decayed to (from a
      * half-life checked above: a damaged one would make the frame's arithmetic overflow). */

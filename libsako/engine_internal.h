@@ -63,6 +63,10 @@ struct sako_engine {
     uint64_t events_since_refresh;
     uint64_t events_since_checkpoint;
     int64_t checkpoint_batch;    /* last event batch folded into the stored counts */
+    int64_t compact_batch;       /* the log checkpoint's batch: the log starts after it
+                                    (0: never compacted; writer mutex) */
+    int64_t compact_events;      /* events of the batches deleted up to it */
+    int compacting;              /* a sako_compact() runs (under the writer mutex) */
     int64_t model_version;
 
     /* recommend */

@@ -4,13 +4,16 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "killpoint_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
 #include "snapshot_internal.h"
 
 /* Write every dirty item back (a checkpoint) at least this often, so that a reopen
  * replays a bounded tail of the event log. */
+#ifndef SAKO_CHECKPOINT_EVENTS /* the crash test's build sets it lower */
 #define SAKO_CHECKPOINT_EVENTS 500000
+#endif
 
 static int check_event(const sako_event *ev, size_t i)
 {
@@ -137,6 +140,7 @@ static int event_write(sako_engine *e, event_batch *b)
         sako__store_rollback(&e->store);
         return rc;
     }
+    SAKO_KILL_POINT("events.before_commit");
     return sako__store_commit(&e->store);
 }
 
@@ -206,6 +210,7 @@ static int update(sako_engine *e, const sako_event *events, const int64_t *order
     event_batch b = { .in = events, .orders = orders, .n = n, .now = sako__store_now_ms() };
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
         !(rc = event_write(e, &b))) {
+        SAKO_KILL_POINT("events.before_apply");
         event_publish(e, &b);
         event_housekeeping(e);
     }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "killpoint_internal.h"
 #include "policy_internal.h"
 
 static int policy_check(const sako_policy *p)
@@ -120,10 +121,12 @@ void sako__policy_activated(sako_engine *e)
     sako_store_activation act = { sako__store_now_ms(), e->n_events, 0 };
     int rc = sako__store_last_batch(&e->store, &act.batch);
     if (rc == SAKO_OK && (rc = sako__store_begin(&e->store)) == SAKO_OK) {
-        if ((rc = sako__store_write_activation(&e->store, &act)))
+        if ((rc = sako__store_write_activation(&e->store, &act))) {
             sako__store_rollback(&e->store);
-        else
+        } else {
+            SAKO_KILL_POINT("policy.activation_before_commit");
             rc = sako__store_commit(&e->store);
+        }
     }
     (void)rc; /* see policy_internal.h: the activation stands either way */
     pthread_rwlock_wrlock(&e->lock);
@@ -150,10 +153,12 @@ int sako_policy_set(sako_engine *e, const sako_policy *p)
         rc = sako__store_read_batches(&e->store, fresh.act.batch, rebuild_batch, &rs);
     }
     if (rc == SAKO_OK && (rc = sako__store_begin(&e->store)) == SAKO_OK) {
-        if ((rc = sako__store_write_policy(&e->store, p)))
+        if ((rc = sako__store_write_policy(&e->store, p))) {
             sako__store_rollback(&e->store);
-        else
+        } else {
+            SAKO_KILL_POINT("policy.set_before_commit");
             rc = sako__store_commit(&e->store);
+        }
     }
     if (rc == SAKO_OK) {
         pthread_rwlock_wrlock(&e->lock);

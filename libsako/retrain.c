@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "killpoint_internal.h"
+#include "logstate_internal.h"
 #include "model_internal.h"
 #include "retrain_internal.h"
 #include "snapshot_internal.h"
@@ -72,12 +74,35 @@ static int replay_batch(void *payload, int64_t seq, const sako_event *ev, const 
     return SAKO_OK;
 }
 
+/* The state a replay holds at the log checkpoint (none: fresh), loaded into
+ * `personal` and, with `counts` (cap_counts items), the counts and their frame;
+ * resolved through the engine's maps (under its read lock when `lock`). */
+static int load_log_checkpoint(sako_engine *e, sako_store *st, int64_t batch, pthread_rwlock_t *lock,
+                               size_t n_users, sako_counts *counts, size_t cap_counts,
+                               sako_decay *counts_decay, sako_personal *personal)
+{
+    if (batch == 0)
+        return SAKO_OK;
+    sako_decay frame;
+    sako__decay_init(&frame, e->params.decay_half_life_days);
+    int rc = sako__personal_reserve(personal, n_users, NULL, NULL, NULL, 0);
+    if (rc)
+        return rc;
+    sako_logstate_dst d = { batch, &e->item_index, &e->users.index, lock, &e->personal_params,
+                            counts, cap_counts, counts_decay ? counts_decay : &frame, personal, 0 };
+    return sako__logstate_load(st, &d);
+}
+
 int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *counts,
                          sako_decay *counts_decay, sako_personal *personal)
 {
     replay_state rs = { e, counts, counts_decay, personal ? personal : &e->personal, model_after,
                         NULL, NULL, 0 };
-    int rc = sako__store_read_batches(&e->store, 0, replay_batch, &rs);
+    /* From the log checkpoint (the batches before it are gone). */
+    int rc = load_log_checkpoint(e, &e->store, e->compact_batch, NULL, e->users.n, counts,
+                                 counts ? e->n_items : 0, counts_decay, rs.personal);
+    if (rc == SAKO_OK)
+        rc = sako__store_read_batches(&e->store, e->compact_batch, replay_batch, &rs);
     free(rs.user);
     free(rs.item);
     return rc;
@@ -148,6 +173,7 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
         sako__store_rollback(&e->store);
         return rc;
     }
+    SAKO_KILL_POINT(version ? "retrain.before_commit" : "refresh.before_commit");
     return sako__store_commit(&e->store);
 }
 
@@ -161,6 +187,7 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, const sako_dec
                        sako_personal *personal, uint64_t since)
 {
     sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
+    SAKO_KILL_POINT(version ? "retrain.before_swap" : "refresh.before_swap");
     pthread_rwlock_wrlock(&e->lock);
     if (personal) {
         sako_personal old = e->personal;
@@ -440,10 +467,12 @@ int sako__retrain_checkpoint(sako_engine *e)
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
+    SAKO_KILL_POINT("checkpoint.before_write");
     if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
         sako__store_rollback(&e->store);
         return rc;
     }
+    SAKO_KILL_POINT("checkpoint.committed");
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
         e->items[i].dirty = 0;
@@ -595,6 +624,8 @@ static int fresh_batch(void *payload, int64_t seq, const sako_event *ev, const i
 /* A retrain in progress: the epoch of batch P, built off the mutex. */
 typedef struct retrain_job {
     int64_t position;         /* P, then the last batch replayed */
+    int64_t from;             /* the log checkpoint's batch: the replay starts after it */
+    size_t n_users;           /* users at P */
     uint64_t catalog_gen;     /* the catalog the epoch was computed on */
     size_t n_items;           /* items at P */
     size_t cap_items;         /* room at P: the posteriors are allocated for it */
@@ -720,7 +751,9 @@ static int job_build(sako_engine *e, retrain_job *j)
     if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
         (rc = fresh_grow(&j->fs, j->cap_items)) ||
         (rc = sako__personal_reserve_items(&j->fs.personal, j->cap_items)) ||
-        (rc = job_read(j, 0, j->position)) ||
+        (rc = load_log_checkpoint(e, &j->reader, j->from, &e->lock, j->n_users, j->fs.counts,
+                                  j->fs.cap_counts, &j->fs.decay, &j->fs.personal)) ||
+        (rc = job_read(j, j->from, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
     if (e->retrain_hook)
@@ -866,6 +899,10 @@ int sako_retrain(sako_engine *e)
         pthread_mutex_unlock(&e->write_mutex);
         return sako__error(SAKO_BUSY, "sako_retrain: another retrain of this engine is running");
     }
+    if (e->compacting) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return sako__error(SAKO_BUSY, "sako_retrain: a compaction of this engine's log is running");
+    }
     if (e->store.in_memory) {
         int rc = retrain_blocking(e);
         pthread_mutex_unlock(&e->write_mutex);
@@ -876,6 +913,8 @@ int sako_retrain(sako_engine *e)
     memset(&j, 0, sizeof j);
     j.reader.lock_fd = -1;
     j.position = e->last_batch;
+    j.from = e->compact_batch;
+    j.n_users = e->users.n;
     j.catalog_gen = e->catalog_gen;
     j.n_items = e->n_items;
     j.cap_items = e->cap_items;
@@ -883,11 +922,13 @@ int sako_retrain(sako_engine *e)
     pthread_mutex_unlock(&e->write_mutex);
 
     int rc = job_build(e, &j);
+    SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
     if (rc == SAKO_OK) {
+        SAKO_KILL_POINT("retrain.before_activation");
         /* the new model is active: the retrain policy counts from here */
         sako__policy_activated(e);
         /* a prior refresh that fell due meanwhile (by events or decay's time rule)
@@ -898,4 +939,83 @@ int sako_retrain(sako_engine *e)
     pthread_mutex_unlock(&e->write_mutex);
     job_free(&j);
     return rc;
+}
+
+/* ------------------------------------------------ compaction's replay (compact.c)
+ *
+ * The state the retrain replay holds at a batch C, built the same way (the same
+ * fresh_batch, from the same log checkpoint), so that a retrain starting from a
+ * checkpoint of it continues exactly as one from the first batch. */
+
+typedef struct upto_state {
+    fresh_state *fs;
+    int64_t cutoff;     /* stop before a batch holding an event later than this... */
+    uint64_t budget;    /* ...or one that would take the events replayed past this */
+    int64_t last;       /* the last batch applied */
+    uint64_t events;
+} upto_state;
+
+static int upto_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *orders,
+                      size_t n)
+{
+    upto_state *us = payload;
+    if (n > us->budget - us->events)
+        return 1; /* this batch and the later ones stay in the log */
+    for (size_t j = 0; j < n; j++)
+        if (ev[j].time > us->cutoff)
+            return 1;
+    int rc = fresh_batch(us->fs, seq, ev, orders, n);
+    if (rc == SAKO_OK) {
+        us->last = seq;
+        us->events += n;
+    }
+    return rc;
+}
+
+int sako__retrain_state_at(sako_engine *e, sako_store *reader, int locked, int64_t from,
+                           int64_t upto, int64_t cutoff, uint64_t max_events, size_t cap_items,
+                           size_t n_users, sako_retrain_state *out)
+{
+    memset(out, 0, sizeof *out);
+    fresh_state fs;
+    memset(&fs, 0, sizeof fs);
+    fs.e = e;
+    fs.locked = locked;
+    sako__decay_init(&fs.decay, e->params.decay_half_life_days);
+    upto_state us = { &fs, cutoff, max_events, from, 0 };
+    int rc;
+    if ((rc = fresh_grow(&fs, cap_items)) ||
+        (rc = sako__personal_reserve_items(&fs.personal, cap_items)) ||
+        (rc = load_log_checkpoint(e, reader, from, locked ? NULL : &e->lock, n_users, fs.counts,
+                                  fs.cap_counts, &fs.decay, &fs.personal)))
+        goto done;
+    for (int64_t after = from; after < upto && rc == SAKO_OK;)
+        rc = sako__store_read_batch_range(reader, after, upto, RETRAIN_READ_EVENTS, &after,
+                                          upto_batch, &us);
+    if (rc == 1)
+        rc = SAKO_OK;
+done:
+    free(fs.touched);
+    free(fs.user);
+    free(fs.item);
+    free(fs.pending);
+    if (rc) {
+        free(fs.counts);
+        sako__personal_free(&fs.personal);
+        return rc;
+    }
+    out->counts = fs.counts;
+    out->cap_counts = fs.cap_counts;
+    out->decay = fs.decay;
+    out->personal = fs.personal;
+    out->batch = us.last;
+    out->events = us.events;
+    return SAKO_OK;
+}
+
+void sako__retrain_state_free(sako_retrain_state *s)
+{
+    free(s->counts);
+    sako__personal_free(&s->personal);
+    memset(s, 0, sizeof *s);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "decay_internal.h"
+#include "personal_internal.h"
 #include "sako.h"
 #include "store_internal.h"
 
@@ -31,5 +32,25 @@ void sako__retrain_stop(sako_engine *e);
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay);
 /* Checkpoint only (no new priors). */
 int sako__retrain_checkpoint(sako_engine *e);
+
+/* What a retrain's replay holds at a batch (compaction). */
+typedef struct sako_retrain_state {
+    sako_counts *counts;       /* per item index (cap_counts) */
+    size_t cap_counts;
+    sako_decay decay;          /* their frame */
+    sako_personal personal;
+    int64_t batch;             /* the last batch replayed into it */
+    uint64_t events;           /* events replayed after the log checkpoint */
+} sako_retrain_state;
+/* The retrain replay's state at the last batch in (from, upto] before the first
+ * that holds an event later than `cutoff` or would take the events replayed past
+ * max_events, starting from the log checkpoint at `from`, read on `reader` (the
+ * engine's own store with `locked`: the caller holds the writer mutex; else a
+ * second connection, ids resolved under the read lock). cap_items and n_users: the
+ * engine's when the range was chosen. */
+int sako__retrain_state_at(sako_engine *e, sako_store *reader, int locked, int64_t from,
+                           int64_t upto, int64_t cutoff, uint64_t max_events, size_t cap_items,
+                           size_t n_users, sako_retrain_state *out);
+void sako__retrain_state_free(sako_retrain_state *s);
 
 #endif

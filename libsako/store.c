@@ -20,7 +20,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 3          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 4          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -82,7 +82,151 @@ static const char *const migrations[] = {
     "ALTER TABLE event_batches ADD COLUMN checksum INTEGER;"
     "INSERT INTO sako_meta(key, value) SELECT 'checksum_from_batch', coalesce(max(seq), 0) + 1"
     " FROM event_batches;",
+    /* ---- 3 -> 4, log compaction (issue 9 item 5) ----
+     * The log checkpoint: the whole replayed state (item counts and their decay
+     * frame, the personal state) as of batch compact_batch, in checksummed chunks
+     * (logstate.c), so that the batches up to it can be deleted. Rows of another
+     * batch are a compaction that did not finish switching, or the previous one not
+     * yet deleted: open ignores them. compact_events counts the events of the
+     * deleted batches. Until a first compaction (compact_batch 0) the file behaves
+     * as schema 3. */
+    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(batch, part, chunk));"
+    "INSERT INTO sako_meta(key, value) VALUES ('compact_batch', 0), ('compact_events', 0);"
+    /* The regular checkpoint's rows (item counts, user totals, category priors and
+     * demand) get a CRC-32C each (row_checksum below, computed by SQL functions this
+     * library registers on its connection): stamped here over what the file holds. */
+    "ALTER TABLE items ADD COLUMN checksum INTEGER;"
+    "UPDATE items SET checksum = sako_item_crc(id, category_id, active, added_at, n_impression,"
+    "  n_click, n_cart, n_purchase, last_event_at);"
+    "ALTER TABLE users ADD COLUMN checksum INTEGER;"
+    "UPDATE users SET checksum = sako_user_crc(id, n_events, last_event_at);"
+    "ALTER TABLE categories ADD COLUMN checksum INTEGER;"
+    "UPDATE categories SET checksum = sako_category_crc(id, parent_id, name, prior_mean,"
+    "  demand_mean, demand_strength, demand_share);"
+    /* ---- end of 3 -> 4, log compaction ---- */
+    ,
 };
+
+/* The last batch logged: the log's, or the log checkpoint's when compaction deleted
+ * every batch (sequence numbers never go back, so a batch is never taken for one
+ * the checkpoint already holds). */
+#define LAST_BATCH_SQL "max(coalesce((SELECT max(seq) FROM event_batches), 0)," \
+    " coalesce((SELECT value FROM sako_meta WHERE key = 'compact_batch'), 0))"
+
+/* ------------------------------------------------------- row checksums */
+
+/* The CRC-32C of a row of the regular checkpoint (schema 4): its integer columns,
+ * its real columns (as their bits) and its text, in the order of the table. The
+ * same function runs in SQL (the writers' statements compute it from the values
+ * they store, so an upsert that keeps some columns covers them too) and in C (the
+ * readers check it). */
+static uint32_t row_checksum(char table, const int64_t *ints, int ni, const double *reals, int nr,
+                             const unsigned char *text, size_t text_bytes)
+{
+    unsigned char buf[8];
+    uint32_t crc = sako__checksum_update(0, &table, 1);
+    for (int i = 0; i < ni; i++) {
+        for (int b = 0; b < 8; b++)
+            buf[b] = (unsigned char)((uint64_t)ints[i] >> (8 * b));
+        crc = sako__checksum_update(crc, buf, 8);
+    }
+    for (int i = 0; i < nr; i++) {
+        uint64_t u;
+        memcpy(&u, &reals[i], 8);
+        for (int b = 0; b < 8; b++)
+            buf[b] = (unsigned char)(u >> (8 * b));
+        crc = sako__checksum_update(crc, buf, 8);
+    }
+    if (text) {
+        for (int b = 0; b < 8; b++)
+            buf[b] = (unsigned char)((uint64_t)text_bytes >> (8 * b));
+        crc = sako__checksum_update(crc, buf, 8);
+        crc = sako__checksum_update(crc, text, text_bytes);
+    }
+    return crc;
+}
+
+/* items: id, category_id, active, added_at, last_event_at | the four counts */
+static uint32_t item_row_checksum(const int64_t ints[5], const double reals[4])
+{
+    return row_checksum('i', ints, 5, reals, 4, NULL, 0);
+}
+
+/* users: id, n_events, last_event_at */
+static uint32_t user_row_checksum(const int64_t ints[3])
+{
+    return row_checksum('u', ints, 3, NULL, 0, NULL, 0);
+}
+
+/* categories: id, parent_id | prior_mean, demand mean, strength, share | name */
+static uint32_t category_row_checksum(const int64_t ints[2], const double reals[4],
+                                      const unsigned char *name, size_t bytes)
+{
+    return row_checksum('c', ints, 2, reals, 4, name ? name : (const unsigned char *)"", bytes);
+}
+
+/* sako_item_crc(id, category_id, active, added_at, n_impression, n_click, n_cart,
+ * n_purchase, last_event_at) */
+static void sql_item_crc(sqlite3_context *ctx, int argc, sqlite3_value **v)
+{
+    (void)argc;
+    int64_t ints[5] = { sqlite3_value_int64(v[0]), sqlite3_value_int64(v[1]),
+                        sqlite3_value_int64(v[2]), sqlite3_value_int64(v[3]),
+                        sqlite3_value_int64(v[8]) };
+    double reals[4] = { sqlite3_value_double(v[4]), sqlite3_value_double(v[5]),
+                        sqlite3_value_double(v[6]), sqlite3_value_double(v[7]) };
+    sqlite3_result_int64(ctx, item_row_checksum(ints, reals));
+}
+
+static void sql_user_crc(sqlite3_context *ctx, int argc, sqlite3_value **v)
+{
+    (void)argc;
+    int64_t ints[3] = { sqlite3_value_int64(v[0]), sqlite3_value_int64(v[1]),
+                        sqlite3_value_int64(v[2]) };
+    sqlite3_result_int64(ctx, user_row_checksum(ints));
+}
+
+/* sako_category_crc(id, parent_id, name, prior_mean, demand_mean, demand_strength,
+ * demand_share) */
+static void sql_category_crc(sqlite3_context *ctx, int argc, sqlite3_value **v)
+{
+    (void)argc;
+    int64_t ints[2] = { sqlite3_value_int64(v[0]), sqlite3_value_int64(v[1]) };
+    double reals[4] = { sqlite3_value_double(v[3]), sqlite3_value_double(v[4]),
+                        sqlite3_value_double(v[5]), sqlite3_value_double(v[6]) };
+    const unsigned char *name = sqlite3_value_text(v[2]);
+    sqlite3_result_int64(ctx, category_row_checksum(ints, reals, name,
+                                                    (size_t)sqlite3_value_bytes(v[2])));
+}
+
+static int register_functions(sako_store *st)
+{
+    int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+    int rc = sqlite3_create_function(st->db, "sako_item_crc", 9, flags, NULL, sql_item_crc, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(st->db, "sako_user_crc", 3, flags, NULL, sql_user_crc, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(st->db, "sako_category_crc", 7, flags, NULL, sql_category_crc,
+                                     NULL, NULL);
+    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "registering functions");
+}
+
+/* SAKO_CORRUPT naming the row when its stored checksum (column `col` of `s`) is
+ * missing or differs; rows of a schema-3 file have one since the migration. */
+static int check_row(sqlite3_stmt *s, int col, uint32_t want, const char *table, int64_t id)
+{
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        return sako__error(SAKO_CORRUPT, "database damaged: %s %lld has lost its checksum", table,
+                           (long long)id);
+    int64_t stored = sqlite3_column_int64(s, col);
+    if (stored != (int64_t)want)
+        return sako__error(SAKO_CORRUPT, "database damaged: the row of %s %lld does not match its "
+                           "checksum (%08llx, stored %08llx)", table, (long long)id,
+                           (unsigned long long)want, (unsigned long long)stored);
+    return SAKO_OK;
+}
 
 /* ------------------------------------------------------- statements */
 
@@ -220,15 +364,20 @@ int sako__store_write_categories(sako_store *st, const sako_category *cats,
 {
     category_args a = { cats, names, means };
     return run_rows(st,
-        "INSERT INTO categories(id, parent_id, name, prior_mean) VALUES(?1, ?2, ?3, ?4) "
-        "ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name",
+        "INSERT INTO categories(id, parent_id, name, prior_mean, checksum) VALUES(?1, ?2, ?3, ?4,"
+        " sako_category_crc(?1, ?2, ?3, ?4, 0, 0, 0)) "
+        "ON CONFLICT(id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name,"
+        " checksum = sako_category_crc(id, excluded.parent_id, excluded.name, prior_mean,"
+        " demand_mean, demand_strength, demand_share)",
         n, "writing categories", bind_category, &a);
 }
 
 int sako__store_write_category(sako_store *st, int64_t id, double prior_mean)
 {
     int rc = cached(st, &st->st_write_category,
-                    "UPDATE categories SET prior_mean = ?2 WHERE id = ?1", "writing category priors");
+                    "UPDATE categories SET prior_mean = ?2, checksum = sako_category_crc(id,"
+                    " parent_id, name, ?2, demand_mean, demand_strength, demand_share)"
+                    " WHERE id = ?1", "writing category priors");
     if (rc)
         return rc;
     sqlite3_bind_int64(st->st_write_category, 1, id);
@@ -255,8 +404,11 @@ int sako__store_write_items(sako_store *st, const sako_item *items, size_t n, in
 {
     item_args a = { items, NULL, now };
     return run_rows(st,
-        "INSERT INTO items(id, category_id, active, added_at) VALUES(?1, ?2, ?3, ?4) "
-        "ON CONFLICT(id) DO UPDATE SET category_id = excluded.category_id, active = excluded.active",
+        "INSERT INTO items(id, category_id, active, added_at, checksum) VALUES(?1, ?2, ?3, ?4,"
+        " sako_item_crc(?1, ?2, ?3, ?4, 0, 0, 0, 0, 0)) "
+        "ON CONFLICT(id) DO UPDATE SET category_id = excluded.category_id, active = excluded.active,"
+        " checksum = sako_item_crc(id, excluded.category_id, excluded.active, added_at,"
+        " n_impression, n_click, n_cart, n_purchase, last_event_at)",
         n, "writing items", bind_item, &a);
 }
 
@@ -270,8 +422,9 @@ static void bind_new_item(sqlite3_stmt *s, size_t i, const void *arg)
 int sako__store_create_items(sako_store *st, const int64_t *ids, size_t n, int64_t now)
 {
     item_args a = { NULL, ids, now };
-    return run_rows(st, "INSERT INTO items(id, category_id, active, added_at) "
-                        "VALUES(?1, 0, 1, ?2) ON CONFLICT(id) DO NOTHING",
+    return run_rows(st, "INSERT INTO items(id, category_id, active, added_at, checksum) "
+                        "VALUES(?1, 0, 1, ?2, sako_item_crc(?1, 0, 1, ?2, 0, 0, 0, 0, 0))"
+                        " ON CONFLICT(id) DO NOTHING",
                     n, "creating unknown items", bind_new_item, &a);
 }
 
@@ -348,7 +501,7 @@ int sako__store_append_batch(sako_store *st, const sako_event *ev, const int64_t
                     "events, order_ids, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                     "appending to the event log");
     if (rc == SAKO_OK && st->next_seq <= 0)
-        rc = cached(st, &st->st_next_seq, "SELECT coalesce(max(seq), 0) + 1 FROM event_batches",
+        rc = cached(st, &st->st_next_seq, "SELECT " LAST_BATCH_SQL " + 1",
                     "appending to the event log");
     if (rc)
         return rc;
@@ -403,7 +556,8 @@ int sako__store_write_item_counts(sako_store *st, int64_t id, const sako_counts 
 {
     int rc = cached(st, &st->st_write_counts,
         "UPDATE items SET n_impression = ?2, n_click = ?3, n_cart = ?4, n_purchase = ?5,"
-        " last_event_at = ?6 WHERE id = ?1", "writing a checkpoint");
+        " last_event_at = ?6, checksum = sako_item_crc(id, category_id, active, added_at,"
+        " ?2, ?3, ?4, ?5, ?6) WHERE id = ?1", "writing a checkpoint");
     if (rc)
         return rc;
     sqlite3_bind_int64(st->st_write_counts, 1, id);
@@ -416,7 +570,8 @@ int sako__store_write_item_counts(sako_store *st, int64_t id, const sako_counts 
 int sako__store_write_user(sako_store *st, const sako_user_row *u)
 {
     int rc = cached(st, &st->st_write_user,
-        "INSERT OR REPLACE INTO users(id, n_events, last_event_at) VALUES(?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO users(id, n_events, last_event_at, checksum)"
+        " VALUES(?1, ?2, ?3, sako_user_crc(?1, ?2, ?3))",
         "writing a checkpoint");
     if (rc)
         return rc;
@@ -445,7 +600,7 @@ static int query_int(sako_store *st, const char *sql, int64_t *out)
 int sako__store_checkpoint_done(sako_store *st)
 {
     int64_t last_batch = 0;
-    int rc = query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", &last_batch);
+    int rc = query_int(st, "SELECT " LAST_BATCH_SQL, &last_batch);
     return rc ? rc : sako__store_set_meta_int(st, "checkpoint_batch", last_batch);
 }
 
@@ -465,7 +620,8 @@ int sako__store_write_category_demand(sako_store *st, const sako_category_demand
 {
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(st->db, "UPDATE categories SET demand_mean = ?2, demand_strength = ?3,"
-                                " demand_share = ?4 WHERE id = ?1", -1, &s, NULL);
+                                " demand_share = ?4, checksum = sako_category_crc(id, parent_id,"
+                                " name, prior_mean, ?2, ?3, ?4) WHERE id = ?1", -1, &s, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, r->id);
         sqlite3_bind_double(s, 2, r->mean);
@@ -519,7 +675,7 @@ int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
 
 int sako__store_last_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT coalesce(max(seq), 0) FROM event_batches", out);
+    return query_int(st, "SELECT " LAST_BATCH_SQL, out);
 }
 
 /* --------------------------------------------------------------- open */
@@ -749,6 +905,8 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
     if (rc != SQLITE_OK)
         return sako__error_sqlite(st->db, rc, path ? path : ":memory:");
     sqlite3_extended_result_codes(st->db, 1);
+    if ((rc = register_functions(st)))
+        return rc;
     /* Until the open succeeds, closing must not checkpoint: a refused file's -wal
      * (another application's) stays as it is; sako__store_open_done() turns the
      * usual checkpoint on close back on. */
@@ -929,11 +1087,13 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("decay_offset", 30, out->decay_offset = i)
         META("decay_latest", 31, out->decay_latest = i)
         META("decay_epoch_at", 32, out->decay_epoch_at = i)
+        META("compact_batch", 33, out->compact_batch = i)
+        META("compact_events", 34, out->compact_events = i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != ((uint64_t)1 << 33) - 1)
+    if (seen != ((uint64_t)1 << 35) - 1)
         return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#llx)",
                            (unsigned long long)seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
@@ -946,7 +1106,8 @@ int sako__store_read_categories(sako_store *st, int (*begin)(void *payload, size
 {
     sqlite3_stmt *s;
     int rc = start_read(st, "SELECT count(*) FROM categories",
-                        "SELECT id, parent_id, name, prior_mean FROM categories", begin, payload, &s);
+                        "SELECT id, parent_id, name, prior_mean, demand_mean, demand_strength,"
+                        " demand_share, checksum FROM categories", begin, payload, &s);
     if (rc)
         return rc;
     int step = SQLITE_DONE;
@@ -954,7 +1115,13 @@ int sako__store_read_categories(sako_store *st, int (*begin)(void *payload, size
         const char *name = (const char *)sqlite3_column_text(s, 2);
         sako_category_row r = { sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
                                 name ? name : "", sqlite3_column_double(s, 3) };
-        rc = row(payload, &r);
+        int64_t ints[2] = { r.id, r.parent_id };
+        double reals[4] = { r.prior_mean, sqlite3_column_double(s, 4), sqlite3_column_double(s, 5),
+                            sqlite3_column_double(s, 6) };
+        uint32_t want = category_row_checksum(ints, reals, (const unsigned char *)r.name,
+                                              (size_t)sqlite3_column_bytes(s, 2));
+        if ((rc = check_row(s, 7, want, "category", r.id)) == SAKO_OK)
+            rc = row(payload, &r);
     }
     return finish_read(st, s, step, rc);
 }
@@ -965,7 +1132,7 @@ int sako__store_read_items(sako_store *st, int (*begin)(void *payload, size_t n)
     sqlite3_stmt *s;
     int rc = start_read(st, "SELECT count(*) FROM items",
                         "SELECT id, category_id, active, added_at, n_impression, n_click,"
-                        " n_cart, n_purchase, last_event_at FROM items", begin, payload, &s);
+                        " n_cart, n_purchase, last_event_at, checksum FROM items", begin, payload, &s);
     if (rc)
         return rc;
     int step = SQLITE_DONE;
@@ -978,7 +1145,10 @@ int sako__store_read_items(sako_store *st, int (*begin)(void *payload, size_t n)
         for (int t = 0; t < SAKO_EVENT_TYPES; t++)
             r.counts.n[t] = sqlite3_column_double(s, 4 + t);
         r.last_event_at = sqlite3_column_int64(s, 8);
-        rc = row(payload, &r);
+        int64_t ints[5] = { r.id, r.category_id, sqlite3_column_int64(s, 2), r.added_at,
+                            r.last_event_at };
+        if ((rc = check_row(s, 9, item_row_checksum(ints, r.counts.n), "item", r.id)) == SAKO_OK)
+            rc = row(payload, &r);
     }
     return finish_read(st, s, step, rc);
 }
@@ -988,14 +1158,17 @@ int sako__store_read_users(sako_store *st, int (*begin)(void *payload, size_t n)
 {
     sqlite3_stmt *s;
     int rc = start_read(st, "SELECT count(*) FROM users",
-                        "SELECT id, n_events, last_event_at FROM users", begin, payload, &s);
+                        "SELECT id, n_events, last_event_at, checksum FROM users", begin,
+                        payload, &s);
     if (rc)
         return rc;
     int step = SQLITE_DONE;
     while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
         sako_user_row r = { sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1),
                             sqlite3_column_int64(s, 2) };
-        rc = row(payload, &r);
+        int64_t ints[3] = { r.id, sqlite3_column_int64(s, 1), r.last_event_at };
+        if ((rc = check_row(s, 3, user_row_checksum(ints), "user", r.id)) == SAKO_OK)
+            rc = row(payload, &r);
     }
     return finish_read(st, s, step, rc);
 }
@@ -1134,6 +1307,207 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
         status = read_failed(st, rc, "reading the event log");
     sqlite3_finalize(s);
     return status;
+}
+
+/* ------------------------------------------------ the log checkpoint (compaction) */
+
+static const char *const log_part_name[] = { "head", "items", "users" };
+
+const char *sako__store_log_part_name(int part)
+{
+    return part >= 0 && part < 3 ? log_part_name[part] : "unknown part";
+}
+
+/* A chunk's checksum covers the checkpoint it belongs to (batch), its place in it
+ * (part, chunk) and its size, so that a chunk of another checkpoint, or one moved
+ * or cut short, does not pass. */
+static uint32_t chunk_checksum(int64_t batch, int part, int64_t chunk, const void *data,
+                               size_t bytes)
+{
+    unsigned char head[32];
+    put64(head, batch);
+    put64(head + 8, part);
+    put64(head + 16, chunk);
+    put64(head + 24, (int64_t)bytes);
+    return sako__checksum_update(sako__checksum_update(0, head, sizeof head), data, bytes);
+}
+
+int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,
+                                const void *data, size_t bytes)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO log_checkpoint(batch, part, chunk,"
+                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, part);
+        sqlite3_bind_int64(s, 3, chunk);
+        sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, chunk_checksum(batch, part, chunk, data, bytes));
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the log checkpoint");
+}
+
+int sako__store_read_log_chunks(sako_store *st, int64_t batch,
+                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                             size_t bytes),
+                                void *payload)
+{
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM log_checkpoint"
+                          " WHERE batch = ?1 ORDER BY part, chunk", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, batch);
+    int step = SQLITE_DONE;
+    while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        int part = sqlite3_column_int(s, 0);
+        int64_t n = sqlite3_column_int64(s, 1);
+        const void *data = sqlite3_column_blob(s, 2);
+        size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
+        int64_t stored = sqlite3_column_int64(s, 3);
+        uint32_t got = chunk_checksum(batch, part, n, data, bytes);
+        if (stored != (int64_t)got)
+            rc = sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: %s chunk %lld is "
+                             "damaged (checksum %08llx, stored %08llx)", (long long)batch,
+                             sako__store_log_part_name(part), (long long)n,
+                             (unsigned long long)got, (unsigned long long)stored);
+        else
+            rc = chunk(payload, part, n, data, bytes);
+    }
+    return finish_read(st, s, step, rc);
+}
+
+int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events)
+{
+    int rc = sako__store_set_meta_int(st, "compact_batch", batch);
+    return rc ? rc : sako__store_set_meta_int(st, "compact_events", events);
+}
+
+/* Delete a few rows that the checkpoint at `batch` has made redundant: up to
+ * max_rows chunks of other checkpoints first, then the oldest batches up to it. */
+int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t max_events,
+                         int64_t *batches_out, int64_t *events_out, int *done_out)
+{
+    *batches_out = *events_out = 0;
+    *done_out = 0;
+    int64_t n = 0, events = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "DELETE FROM log_checkpoint WHERE rowid IN (SELECT rowid"
+                                " FROM log_checkpoint WHERE batch <> ?1 LIMIT ?2)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, max_rows);
+        rc = sqlite3_step(s);
+        n = sqlite3_changes(st->db);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "deleting an old log checkpoint");
+    if (n > 0)
+        return SAKO_OK;
+    /* The oldest batches, up to max_rows of them and about max_events events (at
+     * least one batch): each delete frees that many pages, whatever the batch sizes. */
+    int64_t last = 0;
+    rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events FROM event_batches WHERE seq <= ?1"
+                            " ORDER BY seq LIMIT ?2", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int(s, 2, max_rows);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            last = sqlite3_column_int64(s, 0);
+            events += sqlite3_column_int64(s, 1);
+            n++;
+            if ((uint64_t)events >= max_events)
+                break;
+        }
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK)
+        return sako__error_sqlite(st->db, rc, "compacting the event log");
+    if (n == 0) {
+        *done_out = 1;
+        return SAKO_OK;
+    }
+    rc = sqlite3_prepare_v2(st->db, "DELETE FROM event_batches WHERE seq <= ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, last);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "compacting the event log");
+    *batches_out = n;
+    *events_out = events;
+    return SAKO_OK;
+}
+
+int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out)
+{
+    memset(out, 0, sizeof *out);
+    /* Cheap reads only (metrics call this under the writer mutex): the first batch
+     * through the primary key, the page counts from the header, the checkpoint's
+     * chunk sizes from their record headers. */
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(min(seq), 0) FROM event_batches"
+                                " WHERE seq > ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, after);
+        if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            out->first_batch = sqlite3_column_int64(s, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(sum(length(data)), 0) FROM log_checkpoint"
+                                " WHERE batch = ?1", -1, &s, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(s, 1, after);
+            if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                out->checkpoint_bytes = sqlite3_column_int64(s, 0);
+                rc = SQLITE_OK;
+            }
+        }
+        sqlite3_finalize(s);
+    }
+    if (rc != SQLITE_OK)
+        return read_failed(st, rc, "reading the event log");
+    int64_t pages = 0, page_size = 0, free_pages = 0;
+    if ((rc = query_int(st, "PRAGMA page_count", &pages)) ||
+        (rc = query_int(st, "PRAGMA page_size", &page_size)) ||
+        (rc = query_int(st, "PRAGMA freelist_count", &free_pages)))
+        return rc;
+    out->file_bytes = pages * page_size;
+    out->free_bytes = free_pages * page_size;
+    return SAKO_OK;
+}
+
+void sako__store_wal_checkpoint(sako_store *st)
+{
+    if (!st->in_memory)
+        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
+int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prepare_read(st, "SELECT value FROM sako_meta WHERE key = ?1", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (step == SQLITE_ROW)
+        return SAKO_OK;
+    if (step == SQLITE_DONE)
+        return sako__error(SAKO_CORRUPT, "database damaged: metadata %s is missing", key);
+    return read_failed(st, step, "reading the database");
 }
 
 /* ------------------------------------------------ a second connection (retrain) */
@@ -1323,6 +1697,20 @@ static int integrity_failed(sqlite3 *db, int rc, const char *path, const char *t
                        text ? text : sqlite3_errmsg(db));
 }
 
+static int skip_begin(void *payload, size_t n) { (void)payload, (void)n; return SAKO_OK; }
+static int skip_category(void *payload, const sako_category_row *r) { (void)payload, (void)r; return SAKO_OK; }
+static int skip_item(void *payload, const sako_item_row *r) { (void)payload, (void)r; return SAKO_OK; }
+static int skip_user(void *payload, const sako_user_row *r) { (void)payload, (void)r; return SAKO_OK; }
+
+static int count_chunk(void *payload, int part, int64_t n, const void *data, size_t bytes)
+{
+    (void)n, (void)data, (void)bytes;
+    sako_store_verify *v = payload;
+    v->n_chunks++;
+    v->checkpoint_head |= part == SAKO_LOG_PART_HEAD;
+    return SAKO_OK;
+}
+
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
@@ -1357,7 +1745,24 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
     if ((rc = query_int(st, "SELECT count(checksum) FROM event_batches", &n)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     out->n_checksummed = (uint64_t)n;
-    return sako__store_read_batches(st, 0, count_batch, out);
+    if ((rc = sako__store_read_batches(st, 0, count_batch, out)) || version < 4)
+        return rc;
+    /* The regular checkpoint's rows, each against its checksum. */
+    if ((rc = sako__store_read_categories(st, skip_begin, skip_category, NULL)) ||
+        (rc = sako__store_read_items(st, skip_begin, skip_item, NULL)) ||
+        (rc = sako__store_read_users(st, skip_begin, skip_user, NULL)))
+        return rc;
+    /* The log checkpoint the file starts from: every chunk against its checksum. */
+    int64_t batch = 0;
+    if ((rc = sako__store_read_meta_int(st, "compact_batch", &batch)) || batch == 0)
+        return rc;
+    out->compact_batch = batch;
+    if ((rc = sako__store_read_log_chunks(st, batch, count_chunk, out)))
+        return rc;
+    if (!out->checkpoint_head)
+        return sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: its head is missing "
+                           "(the batches up to it were deleted)", (long long)batch);
+    return SAKO_OK;
 }
 
 int sako__store_verify(const char *path, sako_store_verify *out)

@@ -72,6 +72,9 @@ typedef struct sako_store_meta {
     /* decay: the population counts' frame as of the checkpoint, and the time of the
      * current prior epoch (decay_internal.h) */
     int64_t decay_offset, decay_latest, decay_epoch_at;
+    /* log compaction: the batch of the log checkpoint (0: none) and the events of
+     * the batches deleted up to it */
+    int64_t compact_batch, compact_events;
 } sako_store_meta;
 
 typedef struct sako_category_row {
@@ -191,6 +194,42 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
                                               const int64_t *order_ids, size_t n),
                                  void *payload);
 
+/* ------------------------------------------ the log checkpoint (compaction, logstate.c) */
+/* Parts of a log checkpoint: its head, then item and user records. */
+#define SAKO_LOG_PART_HEAD 0
+#define SAKO_LOG_PART_ITEMS 1
+#define SAKO_LOG_PART_USERS 2
+const char *sako__store_log_part_name(int part);
+/* One chunk of the checkpoint at `batch` (CRC-32C written with it). */
+int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,
+                                const void *data, size_t bytes);
+/* The chunks of the checkpoint at `batch` in order (part, chunk), each checked
+ * against its checksum first: SAKO_CORRUPT naming the part and chunk. */
+int sako__store_read_log_chunks(sako_store *st, int64_t batch,
+                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                             size_t bytes),
+                                void *payload);
+/* The log now starts after `batch`, whose checkpoint is written; `events` were
+ * logged up to it. */
+int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events);
+/* Delete a few redundant rows: up to max_rows chunks of other checkpoints, or else
+ * the oldest batches up to `batch`, at most max_rows and about max_events events (at
+ * least one); the batches and events deleted, *done_out = 1 when none is left. */
+int sako__store_log_trim(sako_store *st, int64_t batch, int max_rows, uint64_t max_events,
+                         int64_t *batches_out, int64_t *events_out, int *done_out);
+typedef struct sako_store_log_info {
+    int64_t first_batch;       /* of the log after `after` (0: none) */
+    int64_t checkpoint_bytes;  /* of the checkpoint at `after` */
+    int64_t file_bytes, free_bytes;
+} sako_store_log_info;
+int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out);
+/* Copy what the WAL holds into the database file now (passive, best effort), so
+ * that a large write's pages are not left for the next commit's automatic
+ * checkpoint to copy. */
+void sako__store_wal_checkpoint(sako_store *st);
+/* One integer of sako_meta (SAKO_CORRUPT when missing). */
+int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out);
+
 /* ------------------------------------------------ a second connection (retrain) */
 /* A read-only connection to the same file, for reading the log while the writer
  * commits (WAL: each statement reads one consistent snapshot). SAKO_MISUSE for an
@@ -218,6 +257,9 @@ void sako__store_backup_free(sako_store_backup *bk);
 /* sako_verify: what was checked. */
 typedef struct sako_store_verify {
     uint64_t n_batches, n_checksummed, n_events;
+    int64_t compact_batch;     /* the log checkpoint's batch (0: none)... */
+    uint64_t n_chunks;         /* ...its chunks, all verified */
+    int checkpoint_head;
 } sako_store_verify;
 
 /* Check the file at path without changing it: integrity_check, then every event

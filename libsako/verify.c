@@ -19,6 +19,8 @@ int sako_verify(const char *path, sako_verify_report *out)
     out->n_batches = v.n_batches;
     out->n_checksummed = v.n_checksummed;
     out->n_events = v.n_events;
+    out->compact_batch = v.compact_batch;
+    out->n_checkpoint_chunks = v.n_chunks;
     if (rc == SAKO_OK)
         sako__error_clear();
     return rc;

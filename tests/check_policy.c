@@ -418,7 +418,7 @@ START_TEST(test_schema2_migrates)
     /* what libsako 0.2 wrote: the same tables without the policy keys */
     sk_sql_exec(path, SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
-    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), SK_SCHEMA_VERSION);
     sako_policy got, want = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &got));
     ck_assert(same_policy(&got, &want));

@@ -36,11 +36,28 @@ Suite *suite_backup(void);
 Suite *suite_files(void);
 Suite *suite_checksum(void);
 Suite *suite_decay(void);
+Suite *suite_compact(void);
 
-/* SQL that turns a new file back into schema 2: everything the 2 -> 3 migration adds
- * (the retrain policy's and decay's keys, the event log's checksums). */
+/* The schema this library writes (store.c). */
+#define SK_SCHEMA_VERSION 4
+#define SK_STR_(x) #x
+#define SK_STR(x) SK_STR_(x)
+
+/* SQL that turns a new file back into schema 3: the 3 -> 4 log compaction part
+ * (its table and meta keys, the checkpoint rows' checksums). */
+#define SK_SCHEMA4_TO_3_COMPACT \
+    "DROP TABLE IF EXISTS log_checkpoint;" \
+    " DELETE FROM sako_meta WHERE key IN ('compact_batch', 'compact_events');" \
+    " ALTER TABLE items DROP COLUMN checksum;" \
+    " ALTER TABLE users DROP COLUMN checksum;" \
+    " ALTER TABLE categories DROP COLUMN checksum;"
+#define SK_SCHEMA4_TO_3 SK_SCHEMA4_TO_3_COMPACT " PRAGMA user_version = 3;"
+
+/* SQL that turns a new file back into schema 2: everything the 3 -> 4 and 2 -> 3
+ * migrations add (the retrain policy's and decay's keys, the event log's checksums). */
 #define SK_SCHEMA3_TO_2 \
-    "DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
+    SK_SCHEMA4_TO_3_COMPACT \
+    " DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
     " OR key = 'checksum_from_batch';" \
     " ALTER TABLE event_batches DROP COLUMN checksum;" \
     " PRAGMA user_version = 2;"

@@ -188,6 +188,9 @@ SAKOPY_BUFFER(const sako_policy, NULL, 0)
 SAKOPY_BUFFER(sako_policy, NULL, 1)
 SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
 SAKOPY_BUFFER(sako_verify_report, NULL, 1)
+SAKOPY_BUFFER(const sako_compact_options, NULL, 0)
+SAKOPY_BUFFER(sako_compact_report, NULL, 1)
+SAKOPY_BUFFER(sako_log_stats, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -206,6 +209,9 @@ SAKOPY_BUFFER(sako_verify_report, NULL, 1)
 %apply sako_policy *BUF { sako_policy *out };
 %apply sako_retrain_status *BUF { sako_retrain_status *out };
 %apply sako_verify_report *BUF { sako_verify_report *out };
+%apply const sako_compact_options *BUF { const sako_compact_options *opt };
+%apply sako_compact_report *BUF { sako_compact_report *out };
+%apply sako_log_stats *BUF { sako_log_stats *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }

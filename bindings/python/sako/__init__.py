@@ -22,6 +22,7 @@ from ._engine import (EVENT_TYPE_NAMES, ID_MAX, TIME_MAX, MAX_BATCH, MAX_EXCLUDE
                       Recommendation, Stats, UserInfo, UserItem, default_options, open)
 from ._engine import POLICY_MAX, Policy, RetrainReason, RetrainStatus
 from ._engine import VerifyReport, verify
+from ._engine import COMPACT_MIN_EVENTS, CompactReport, LogStats
 
 #: version of the linked C library (``sako_version_string()``)
 __version__: str = _sako.sako_version_string()
@@ -35,5 +36,5 @@ __all__ = [
     "ERRORS", "error_for", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
     "EVENT_TYPE_NAMES", "MODE_NAMES", "SOURCE_NAMES", "__version__", "version_info",
     "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
-    "verify", "VerifyReport",
+    "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
 ]

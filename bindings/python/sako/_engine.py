@@ -82,7 +82,17 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("baseline_conversion", "f8"), ("baseline_impressions", "u8"),
         ("recent_conversion", "f8"), ("recent_impressions", "u8")),
     # 0.3, issue 12: what sako_verify checked
-    "sako_verify_report": (("n_batches", "u8"), ("n_checksummed", "u8"), ("n_events", "u8")),
+    "sako_verify_report": (("n_batches", "u8"), ("n_checksummed", "u8"), ("n_events", "u8"),
+                           ("compact_batch", "i8"), ("n_checkpoint_chunks", "u8")),
+    # 0.4, issue 9 item 5: log compaction
+    "sako_compact_options": (("version", "u4"), ("keep_days", "f8"), ("keep_events", "u8")),
+    "sako_compact_report": (
+        ("compact_batch", "i8"), ("first_batch", "i8"), ("batches_removed", "u8"),
+        ("events_removed", "u8"), ("checkpoint_bytes", "u8"), ("elapsed_ms", "f8")),
+    "sako_log_stats": (
+        ("n_batches", "u8"), ("n_events", "u8"), ("first_batch", "i8"), ("last_batch", "i8"),
+        ("compact_batch", "i8"), ("compacted_events", "u8"), ("checkpoint_bytes", "u8"),
+        ("file_bytes", "u8"), ("free_bytes", "u8")),
 }
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
@@ -124,7 +134,18 @@ UserInfo = _record("UserInfo", "sako_user_info",
 UserItem = _record("UserItem", "sako_user_item",
                    "One product of a user's purchase history (``sako_user_item``). Times "
                    "are unix ms.")
-
+CompactReport = _record("CompactReport", "sako_compact_report",
+                        "What :meth:`Engine.compact` did (``sako_compact_report``): the "
+                        "compaction point (``compact_batch``, 0: never compacted), the first "
+                        "batch left, batches and events deleted, checkpoint bytes written, "
+                        "elapsed milliseconds.")
+LogStats = _record("LogStats", "sako_log_stats",
+                   "The size of the event log and of the file (``sako_log_stats``): batches "
+                   "and events in the log, its first and last batch, the compaction point and "
+                   "the events folded into it, the checkpoint's bytes, the file's bytes and "
+                   "of them free pages (reused by later writes).")
+#: events :meth:`Engine.compact` always leaves in the log
+COMPACT_MIN_EVENTS: int = int(_sako.SAKO_COMPACT_MIN_EVENTS)
 
 # ------------------------------------------------------------------ retrain policy
 
@@ -1087,6 +1108,57 @@ class Engine:
         """
         return float(_sako.sako_category_prior(self._h, _int_arg(category_id, "category_id")))
 
+    # ------------------------------------------------------ compaction
+    def compact(self, keep_days: float = 30.0, keep_events: int = 100_000) -> "CompactReport":
+        """Fold the old part of the event log into a checkpoint and delete it
+        (``sako_compact``), so that the file stops growing under steady traffic.
+
+        The compaction point C is the latest batch that leaves at least
+        ``keep_events`` events (never fewer than ``COMPACT_MIN_EVENTS``) and every
+        batch holding an event within ``keep_days`` of the log's latest event in the
+        log, is at or before the latest retrain, and is checkpointed. Reopen and
+        retrain give bit for bit what they gave before. Updates and recommendations
+        go on meanwhile (updates wait at most one short step); the GIL is released.
+
+        Parameters
+        ----------
+        keep_days : float
+            Days of event time to keep (0: no time window). Default 30.
+        keep_events : int
+            Latest events to keep at least. Default 100,000.
+
+        Returns
+        -------
+        CompactReport
+            What was done (``batches_removed`` 0: nothing to compact).
+
+        Raises
+        ------
+        InvalidArgument
+            A negative or non-finite ``keep_days``, ``keep_events`` out of range.
+        Busy
+            A retrain or another compaction of this engine runs.
+        Corrupt
+            A batch or the current checkpoint is damaged (nothing changed).
+        """
+        kd = float(keep_days)
+        ke = _int_arg(keep_events, "keep_events")
+        if ke < 0:
+            raise InvalidArgument(f"keep_events {ke} is negative")
+        if ke > ID_MAX:
+            raise InvalidArgument(f"keep_events {ke} is above 2^53-1")
+        opt = np.zeros(1, DTYPES["sako_compact_options"])
+        opt[0] = (_sako.SAKO_COMPACT_OPTIONS_VERSION, kd, ke)
+        buf = np.zeros(1, DTYPES["sako_compact_report"])
+        _sako.sako_compact(self._h, opt, buf)
+        return CompactReport._from_buffer(buf)  # type: ignore[attr-defined]
+
+    def log_stats(self) -> "LogStats":
+        """The size of the event log and of the database file (``sako_log_stats_get``)."""
+        buf = np.zeros(1, DTYPES["sako_log_stats"])
+        _sako.sako_log_stats_get(self._h, buf)
+        return LogStats._from_buffer(buf)  # type: ignore[attr-defined]
+
     # ------------------------------------------------------ backup, readiness
     def backup(self, path: Union[str, "os.PathLike[str]"]) -> str:
         """Copy the database into the new file ``path`` while the engine keeps serving.
@@ -1135,6 +1207,7 @@ def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> E
 
 __all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", "UserItem",
            "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
+           "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
            "Event", "EventType", "Mode", "MODE_NAMES", "SOURCE_NAMES",
            "default_options", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME", "Misuse"]
 
@@ -1144,6 +1217,8 @@ class VerifyReport(NamedTuple):
     n_batches: int      #: event batches in the log
     n_checksummed: int  #: of them with a checksum, all verified (0.2 batches have none)
     n_events: int       #: events in the batches read
+    compact_batch: int = 0        #: the log checkpoint's batch (0: never compacted)
+    n_checkpoint_chunks: int = 0  #: its chunks, all verified
 
 
 def verify(path: Union[str, "os.PathLike[str]"]) -> VerifyReport:
@@ -1157,4 +1232,5 @@ def verify(path: Union[str, "os.PathLike[str]"]) -> VerifyReport:
     buf = np.zeros(1, DTYPES["sako_verify_report"])
     _sako.sako_verify(os.fspath(path), buf)
     r = buf[0]
-    return VerifyReport(int(r["n_batches"]), int(r["n_checksummed"]), int(r["n_events"]))
+    return VerifyReport(int(r["n_batches"]), int(r["n_checksummed"]), int(r["n_events"]),
+                        int(r["compact_batch"]), int(r["n_checkpoint_chunks"]))

@@ -1,5 +1,5 @@
 """The ``sako`` command: ``sako serve``, ``sako eval ...``, ``sako demo-db``, ``sako backup``,
-``sako restore``, ``sako verify``, ``sako version``."""
+``sako restore``, ``sako verify``, ``sako compact``, ``sako version``."""
 from __future__ import annotations
 
 import argparse
@@ -121,7 +121,32 @@ def _verify(args: argparse.Namespace) -> int:
     unchecked = r.n_batches - r.n_checksummed
     print(f"{args.db}: ok (integrity_check ok; {r.n_checksummed} event batches verified"
           + (f", {unchecked} written before 0.3 without a checksum" if unchecked else "")
-          + f"; {r.n_events} events)")
+          + f"; {r.n_events} events"
+          + (f"; log checkpoint at batch {r.compact_batch}: {r.n_checkpoint_chunks} chunks "
+             f"verified" if r.compact_batch else "") + ")")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from . import SakoError, open as sako_open
+
+    try:
+        with sako_open(args.db) as eng:
+            before = eng.log_stats()
+            r = eng.compact(keep_days=args.keep_days, keep_events=args.keep_events)
+            after = eng.log_stats()
+    except (SakoError, OSError) as e:
+        print(f"sako compact: {args.db}: {e}", file=sys.stderr)
+        return 2
+    if r.batches_removed == 0 and r.checkpoint_bytes == 0:
+        print(f"{args.db}: nothing to compact ({after.n_events} events in the log"
+              + (f", compacted up to batch {r.compact_batch}" if r.compact_batch else "") + ")")
+        return 0
+    print(f"{args.db}: compacted up to batch {r.compact_batch}: {r.batches_removed} batches "
+          f"({r.events_removed} events) deleted, checkpoint {r.checkpoint_bytes} bytes, "
+          f"{after.n_events} events left in the log (of {before.n_events}), "
+          f"{r.elapsed_ms / 1000.0:.3f} s; file {after.file_bytes} bytes of which "
+          f"{after.free_bytes} free (reused by later writes)")
     return 0
 
 
@@ -169,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "2 if damaged or unreadable. Safe on a file in use.")
     v.add_argument("db")
 
+    c = sub.add_parser("compact", help="fold the old part of the event log into a checkpoint",
+                       description="Compact the event log of DB (sako_compact): batches older "
+                                   "than the retention window and at or before the latest "
+                                   "retrain are folded into a checkpoint and deleted. Needs the "
+                                   "file to itself; a running service: POST /v1/compact.")
+    c.add_argument("db")
+    c.add_argument("--keep-days", type=float, default=30.0,
+                   help="days of event time to keep (default 30; 0: no time window)")
+    c.add_argument("--keep-events", type=int, default=100_000,
+                   help="latest events to keep at least (default 100000)")
+
     sub.add_parser("version", help="print the library version")
     return p
 
@@ -189,6 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _restore(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "compact":
+        return _compact(args)
     if args.command == "version":
         from . import __version__
 

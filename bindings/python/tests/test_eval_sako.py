@@ -131,3 +131,33 @@ def test_query_time_and_mode_reach_the_engine(monkeypatch):
     assert seen[0] == {"exclude": (), "mode": "discover"}
     assert seen[1] == {"exclude": (), "mode": "discover", "time": 1_700_000_000_000}
     p.close()
+
+
+def test_retrain_policy_is_obeyed():
+    # policy_<field> options become the engine's retrain policy; the adapter retrains
+    # whenever retrain_due() says so: every 500 events over 2,050 events -> 4 retrains
+    p = A.SakoPolicy("category", seed=5, personal=0, policy_every_events=500)
+    p.reset(catalog())
+    assert p.engine.policy.every_events == 500 and "policy_every_events" not in p.options
+    v0 = p.engine.stats().model_version
+    for b in range(41):
+        n = 50
+        p.update(np.full(n, 1), np.arange(n) % 60, np.full(n, IMPRESSION), np.full(n, 1_700_000_000_000 + b))
+    assert p.retrains_due == 4
+    assert p.engine.stats().model_version >= v0 + 4
+    p.close()
+
+
+def test_household_bootstrap_interval():
+    from sako.eval.lifecycle import household_bootstrap
+    # a constant difference has a degenerate interval at that value
+    lo, hi = household_bootstrap(np.full(30, 0.25), np.repeat(np.arange(10), 3))
+    assert lo == pytest.approx(0.25) and hi == pytest.approx(0.25)
+    # household means ~ N(0.1, 0.05^2/1) over 400 households: the interval has half-width
+    # about 1.96 * 0.05 / sqrt(400) = 0.0049; allow 0.0035..0.0065 and require it to hold 0.1
+    rng = np.random.default_rng(3)
+    hh = np.repeat(np.arange(400), 4)
+    d = np.repeat(rng.normal(0.1, 0.05, 400), 4)
+    lo, hi = household_bootstrap(d, hh, n_boot=4000)
+    assert lo < 0.1 < hi
+    assert 0.0035 < (hi - lo) / 2 < 0.0065

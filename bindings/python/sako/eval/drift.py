@@ -4,8 +4,10 @@ preference shift").
 The simulated world of ``sim.py`` with one preference shift halfway through: the
 appeal of a share of the aisles is multiplied by e or 1/e at a known request. libsako
 (category priors, the population engine) runs with decay off and with a few
-half-lives of event time (one request per simulated minute). The half-life is chosen
-on a tuning seed (the best click rate after the shift) and reported on other seeds.
+half-lives of event time (one request per simulated minute), each without and with a
+retrain policy (every N events, or on measured drift) obeyed as the service's
+background retrainer obeys it. The half-life and the policy are chosen on a tuning
+seed (the best click rate after the shift) and reported on other seeds.
 
 Run: ``python -m sako.eval.drift --out docs`` (figure in docs/figures/decay_drift.png).
 """
@@ -21,6 +23,12 @@ from . import sim
 from .sako_adapter import SakoPolicy, available
 
 HALF_LIVES = (0.0, 1.0, 2.0, 4.0, 8.0)   # days of event time; 0 = no decay
+#: retrain policies (``sako.Policy`` fields; see SakoPolicy's ``policy_*`` options)
+RETRAIN_POLICIES = {
+    "none": {},
+    "every 40k events": {"every_events": 40_000},
+    "drift 0.9": {"drift_fraction": 0.9, "drift_window": 20_000, "drift_min_impressions": 10_000},
+}
 TUNING_SEED = 1
 REPORT_SEEDS = (2, 3, 4)
 
@@ -32,11 +40,19 @@ def world(seed: int, args, calib) -> sim.World:
     return sim.World(cfg, calib)
 
 
-def run_one(w: sim.World, half_life: float, seed: int) -> np.ndarray:
-    """Clicks per request of libsako with this half-life in world w."""
-    p = SakoPolicy(prior="category", seed=seed + 11, personal=0, decay_half_life_days=half_life)
-    p.name = f"libsako decay {half_life:g} d"
-    return sim.run_policy(w, p, seed).clicks.astype(float)
+def run_one(w: sim.World, half_life: float, seed: int, policy: str = "none") -> np.ndarray:
+    """Clicks per request of libsako with this half-life and retrain policy in world w."""
+    opts = {f"policy_{k}": v for k, v in RETRAIN_POLICIES[policy].items()}
+    p = SakoPolicy(prior="category", seed=seed + 11, personal=0, decay_half_life_days=half_life, **opts)
+    p.name = f"libsako decay {half_life:g} d, retrain {policy}"
+    clicks = sim.run_policy(w, p, seed).clicks.astype(float)
+    run_one.retrains = p.retrains_due
+    return clicks
+
+
+def label(v) -> str:
+    h, pol = v
+    return ("no decay" if h == 0 else f"decay {h:g} d") + ("" if pol == "none" else f", retrain {pol}")
 
 
 def main(argv=None) -> int:
@@ -55,27 +71,40 @@ def main(argv=None) -> int:
     calib = sim.calibrate()
     R, half = args.requests, args.requests // 2
     t0 = time.perf_counter()
-    # tuning seed: every half-life
+    # tuning seed: every half-life with every retrain policy
     w = world(TUNING_SEED, args, calib)
-    tuning = {h: run_one(w, h, TUNING_SEED) for h in HALF_LIVES}
     k = w.cfg.k
-    print(f"| half-life (days) | seed | clicks/slot before the shift | after the shift | last quarter |")
-    print("|---|---:|---:|---:|---:|")
-    for h, c in tuning.items():
-        print(f"| {h:g} | {TUNING_SEED} (tuning) | {c[:half].mean() / k:.4f} | {c[half:].mean() / k:.4f} | "
-              f"{c[3 * R // 4:].mean() / k:.4f} |")
-    chosen = max((h for h in HALF_LIVES if h > 0), key=lambda h: tuning[h][half:].mean())
+    print("| half-life (days) | retrain policy | seed | retrains | clicks/slot before the shift | "
+          "after the shift | last quarter |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+
+    def row(v, s, c, kind):
+        print(f"| {v[0]:g} | {v[1]} | {s} ({kind}) | {run_one.retrains} | {c[:half].mean() / k:.4f} | "
+              f"{c[half:].mean() / k:.4f} | {c[3 * R // 4:].mean() / k:.4f} |", flush=True)
+
+    tuning = {}
+    for h in HALF_LIVES:
+        for pol in RETRAIN_POLICIES:
+            tuning[(h, pol)] = run_one(w, h, TUNING_SEED, pol)
+            row((h, pol), TUNING_SEED, tuning[(h, pol)], "tuning")
+    after = {v: c[half:].mean() for v, c in tuning.items()}
+    decay_only = max((v for v in tuning if v[0] > 0 and v[1] == "none"), key=after.get)
+    retrain_only = max((v for v in tuning if v[0] == 0 and v[1] != "none"), key=after.get)
+    both = max((v for v in tuning if v[0] > 0 and v[1] != "none"), key=after.get)
+    variants = [(0.0, "none"), decay_only, retrain_only, both]
     report = {}
     for s in REPORT_SEEDS:
         w = world(s, args, calib)
-        report[s] = {h: run_one(w, h, s) for h in (0.0, chosen)}
-        for h, c in report[s].items():
-            print(f"| {h:g} | {s} (report) | {c[:half].mean() / k:.4f} | {c[half:].mean() / k:.4f} | "
-                  f"{c[3 * R // 4:].mean() / k:.4f} |")
-    gain = [report[s][chosen][half:].mean() / report[s][0.0][half:].mean() - 1 for s in REPORT_SEEDS]
-    print(f"\nchosen half-life {chosen:g} d (tuning seed {TUNING_SEED}); after the shift, report seeds "
-          f"{REPORT_SEEDS}: click rate {', '.join(f'{g:+.1%}' for g in gain)} vs no decay; "
-          f"{time.perf_counter() - t0:.0f} s")
+        report[s] = {}
+        for v in variants:
+            report[s][v] = run_one(w, v[0], s, v[1])
+            row(v, s, report[s][v], "report")
+    base = (0.0, "none")
+    for v in variants[1:]:
+        gain = [report[s][v][half:].mean() / report[s][base][half:].mean() - 1 for s in REPORT_SEEDS]
+        print(f"\n{label(v)} (chosen on seed {TUNING_SEED}): after the shift, report seeds "
+              f"{REPORT_SEEDS}: click rate {', '.join(f'{g:+.1%}' for g in gain)} vs neither")
+    print(f"{time.perf_counter() - t0:.0f} s")
     if args.out:
         import matplotlib
         matplotlib.use("Agg")
@@ -83,10 +112,10 @@ def main(argv=None) -> int:
         win = args.window
         x = (np.arange(R // win) + 0.5) * win
         fig, ax = plt.subplots(figsize=(8, 4))
-        for h, style in ((0.0, "-"), (chosen, "--")):
-            rates = np.mean([report[s][h][: R // win * win].reshape(-1, win).mean(axis=1) / k
+        for v, style in zip(variants, ("-", "--", ":", "-.")):
+            rates = np.mean([report[s][v][: R // win * win].reshape(-1, win).mean(axis=1) / k
                              for s in REPORT_SEEDS], axis=0)
-            ax.plot(x, rates, style, label="no decay" if h == 0 else f"decay, half-life {h:g} d")
+            ax.plot(x, rates, style, label=label(v))
         ax.axvline(half, color="grey", lw=0.8)
         ax.text(half, ax.get_ylim()[1], " preference shift", va="top", fontsize=8)
         ax.set_xlabel(f"request (one per simulated minute; windows of {win})")

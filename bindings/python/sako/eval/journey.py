@@ -67,7 +67,8 @@ from .policies import CLICK, IMPRESSION, PURCHASE, OriginalTS, Policy, PolicyCat
 
 K = 20
 SCORED_FRACTION = 5          # one basket in five
-PHASES = (("month 1", 1, 1), ("months 2-3", 2, 3), ("months 4-12", 4, 12))
+PHASES = (("month 1", 1, 1), ("months 2-3", 2, 3), ("months 4-12", 4, 12),
+          ("months 7-12", 7, 12))   # the second half: where decay and retraining should show (issue 9)
 SPLITS = (("tuning (odd ids)", 1), ("report (even ids)", 0))
 NONE = "(none)"
 

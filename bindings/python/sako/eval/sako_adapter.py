@@ -96,10 +96,15 @@ class SakoPolicy(Policy):
                  mode: str = "mixed", **options):
         """retrain_every > 0: call the engine's retrain() after every that many events (an
         operator's retrain schedule), on top of libsako's own prior refreshes. mode: the
-        query mode ("mixed", "repeat", "discover"); options: ``sako.open`` options."""
+        query mode ("mixed", "repeat", "discover"); options: ``sako.open`` options, and
+        ``policy_<field>`` keys (``policy_every_events=50000``, ``policy_drift_fraction=0.8``,
+        ...): the engine's retrain policy, obeyed after every update as the service's
+        background retrainer obeys it (retrain when ``retrain_due()`` says so)."""
         self.prior = prior
         self.seed = seed
-        self.options = options
+        self.retrain_policy = {k[len("policy_"):]: v for k, v in options.items() if k.startswith("policy_")}
+        self.options = {k: v for k, v in options.items() if not k.startswith("policy_")}
+        self.retrains_due = 0   # retrains the policy asked for in the last replay
         self.retrain_every = int(retrain_every)
         self.mode = mode
         self.name = f"libsako ({prior} prior)"
@@ -131,6 +136,9 @@ class SakoPolicy(Policy):
         self.close()
         self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
         self._since_retrain = 0
+        self.retrains_due = 0
+        if self.retrain_policy:
+            self.engine.policy = self.retrain_policy
         upsert_tree(self.engine, catalog.aisle_dept)
         idx = np.flatnonzero(catalog.active)
         if idx.size:
@@ -185,6 +193,9 @@ class SakoPolicy(Policy):
             if self._since_retrain >= self.retrain_every:
                 self.engine.retrain()
                 self._since_retrain = 0
+        if self.retrain_policy and self.engine.retrain_due().due:
+            self.engine.retrain()
+            self.retrains_due += 1
 
     def refresh(self):
         self.engine.retrain()
@@ -230,6 +241,9 @@ class SakoTreePolicy(SakoPolicy):
         self.close()
         self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
         self._since_retrain = 0
+        self.retrains_due = 0
+        if self.retrain_policy:
+            self.engine.policy = self.retrain_policy
         self.engine.upsert_categories_arrays(np.asarray(catalog.tree_ids, dtype=np.int64),
                                              np.asarray(catalog.tree_parents, dtype=np.int64),
                                              list(catalog.tree_names))

@@ -21,7 +21,7 @@ from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, JsonBodyMiddleware
 from .retrainer import Retrainer
-from .routers import backup, catalog, events, operations, policy, recommendations, users
+from .routers import backup, catalog, compact, events, operations, policy, recommendations, users
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -93,6 +93,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(operations.router)
     app.include_router(policy.router)
     app.include_router(backup.router)
+    app.include_router(compact.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

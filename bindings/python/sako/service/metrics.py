@@ -1,7 +1,8 @@
 """Prometheus metrics of the service: requests and latency per route, events ingested,
 recommendations served, and the engine's model version and catalog size (read from
 the engine at scrape time); retrains by reason and outcome, the last one's reason and
-duration, and the retrain policy's counters (read at scrape time)."""
+duration, and the retrain policy's counters (read at scrape time); compactions, and the
+size of the event log and of the database file (read at scrape time)."""
 from __future__ import annotations
 
 import time
@@ -57,10 +58,29 @@ class _EngineCollector:
             ("sako_users", "Users seen in events", s.n_users),
             ("sako_event_log_events", "Events in the log", s.n_events),
             ("sako_global_mean", "Pooled reward rate of the catalog", s.global_mean),
-        ):
+        ) + self._log_gauges(e):
             g = GaugeMetricFamily(name, doc)
             g.add_metric([], float(value))
             yield g
+
+
+    @staticmethod
+    def _log_gauges(e: Any) -> Tuple[Tuple[str, str, float], ...]:
+        try:
+            log = e.log_stats()
+        except Exception:
+            return ()
+        return (
+            ("sako_log_batches", "Event batches in the log (after the compaction point)",
+             log.n_batches),
+            ("sako_log_events", "Events in the log (after the compaction point)", log.n_events),
+            ("sako_log_compacted_events", "Events folded into the log checkpoint",
+             log.compacted_events),
+            ("sako_log_checkpoint_bytes", "Size of the log checkpoint", log.checkpoint_bytes),
+            ("sako_db_file_bytes", "Size of the database file", log.file_bytes),
+            ("sako_db_free_bytes", "Free pages of the database file (reused by later writes)",
+             log.free_bytes),
+        )
 
 
 class Metrics:
@@ -95,6 +115,15 @@ class Metrics:
                                       "Size of the last successful backup", registry=self.registry)
         self.backups = Counter("sako_backups", "Backups attempted", ("result",),
                                registry=self.registry)
+        # POST /v1/compact (routers/compact.py)
+        self.compactions = Counter("sako_compactions", "Compactions of the event log attempted",
+                                   ("result",), registry=self.registry)
+        self.compaction_last_duration = Gauge("sako_compaction_last_duration_seconds",
+                                              "Duration of the last successful compaction",
+                                              registry=self.registry)
+        self.compaction_removed_events = Counter("sako_compaction_removed_events",
+                                                 "Events deleted from the log by compactions",
+                                                 registry=self.registry)
         self._children: Dict[Tuple[str, str, int], Tuple[Any, Any]] = {}
         self._event_children = [self.events.labels(t) for t in _TYPE_NAMES]
         metrics = self
@@ -153,6 +182,14 @@ class Metrics:
         self.backup_last_duration.set(seconds)
         self.backup_last_size.set(size)
         self.backups.labels("ok").inc()
+
+    def compaction_done(self, report: Any) -> None:
+        self.compactions.labels("ok").inc()
+        self.compaction_last_duration.set(report.elapsed_ms / 1000.0)
+        self.compaction_removed_events.inc(report.events_removed)
+
+    def compaction_failed(self) -> None:
+        self.compactions.labels("failed").inc()
 
     def backup_failed(self) -> None:
         self.backups.labels("failed").inc()
