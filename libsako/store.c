@@ -1722,18 +1722,27 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
         return rc;
     if (is_fresh)
         return sako__error(SAKO_CORRUPT, "%s is an empty SQLite database, not a libsako one", path);
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
-    if (rc != SQLITE_OK)
-        return integrity_failed(st->db, rc, path, NULL);
-    rc = sqlite3_step(s);
-    const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
-    if (!first || strcmp(first, "ok") != 0) {
-        rc = integrity_failed(st->db, rc == SQLITE_ROW ? SQLITE_OK : rc, path, first);
+    /* A page integrity_check could not get for want of memory or a failed read is
+     * reported like damage ("failed to get page N"), often without saying why: a
+     * failed check is run once more, and only a second failure counts. */
+    for (int attempt = 0;; attempt++) {
+        sqlite3_stmt *s = NULL;
+        rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
+        if (rc != SQLITE_OK)
+            return integrity_failed(st->db, rc, path, NULL);
+        rc = sqlite3_step(s);
+        const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+        if (first && strcmp(first, "ok") == 0) {
+            sqlite3_finalize(s);
+            break;
+        }
+        if (attempt > 0) {
+            rc = integrity_failed(st->db, rc == SQLITE_ROW ? SQLITE_OK : rc, path, first);
+            sqlite3_finalize(s);
+            return rc;
+        }
         sqlite3_finalize(s);
-        return rc;
     }
-    sqlite3_finalize(s);
     if ((rc = query_int(st, "SELECT count(*) FROM event_batches", &n)) ||
         (rc = query_int(st, "SELECT coalesce(sum(n_events), 0) FROM event_batches", &n_sum)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
