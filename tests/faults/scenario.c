@@ -59,9 +59,21 @@ void scenario_base(const char *path, int durability)
                                 T0 - 86400000LL };
     if ((rc = sako_items_upsert(e, items, N_ITEMS)))
         die("items", rc);
+    /* An older history of 12,000 events first, so that sako_compact() (which keeps at
+     * least SAKO_COMPACT_MIN_EVENTS) has batches before the retrain to fold away. */
+    static sako_event old[1000];
+    uint64_t s = 12345;
+    for (int b = 0; b < 12; b++) {
+        for (int j = 0; j < 1000; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            old[j] = (sako_event){ 1 + (int64_t)(s % N_USERS), 1 + (int64_t)((s >> 8) % N_ITEMS),
+                                   (int)((s >> 20) % 3), T0 - (12 - b) * 86400000LL + j, 0 };
+        }
+        if ((rc = sako_update(e, old, 1000)))
+            die("history", rc);
+    }
     sako_event ev[60];
     int64_t orders[60];
-    uint64_t s = 12345;
     for (int round = 0; round < 8; round++) {
         for (int j = 0; j < 60; j++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;

@@ -175,6 +175,24 @@ static int run_ready(step_ctx *c)
     return sako_ready(c->e, &ready);
 }
 
+static int run_compact(step_ctx *c)
+{
+    sako_compact_options o = SAKO_COMPACT_OPTIONS_INIT;
+    o.keep_days = 0;
+    o.keep_events = 0; /* raised to SAKO_COMPACT_MIN_EVENTS */
+    sako_compact_report r;
+    int rc = sako_compact(c->e, &o, &r);
+    if (rc == SAKO_OK && r.batches_removed == 0)
+        return SAKO_ERROR; /* the scenario must give it something to fold away */
+    return rc;
+}
+
+static int run_log_stats(step_ctx *c)
+{
+    sako_log_stats ls;
+    return sako_log_stats_get(c->e, &ls);
+}
+
 static int run_verify(step_ctx *c)
 {
     memset(&c->report, 0, sizeof c->report);
@@ -219,6 +237,8 @@ const step steps[] = {
     { "sako_stats_get", STEP_ON_ENGINE, 0, run_stats },
     { "sako_options_get", STEP_ON_ENGINE, 0, run_options },
     { "sako_ready", STEP_ON_ENGINE, 0, run_ready },
+    { "sako_compact", STEP_ON_ENGINE, 1, run_compact },
+    { "sako_log_stats_get", STEP_ON_ENGINE, 0, run_log_stats },
     { "sako_verify", STEP_ON_FILE, 0, run_verify },
     { "sako_backup", STEP_BACKUP, 0, run_backup },
     { "diagnostics (version, errstr, errmsg, threadsafe)", STEP_NO_ENGINE, 0, run_diagnostics },

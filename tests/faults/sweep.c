@@ -206,9 +206,11 @@ static void check_run(const sweep_env *env, const step *s, const sweep_mode *mod
             char crash[1100];
             snprintf(crash, sizeof crash, "%s/crash.db", env->dir);
             if (file_copy_db(c->path, crash) == 0 && fp_file(crash, fp, FP_CAP) == SAKO_OK) {
-                if (fp_same(r->after_reopen, fp, 1))
+                if (!strcmp(fp, r->base))
+                    ; /* as before the call */
+                else if (fp_same(r->after_reopen, fp, 1))
                     out->resurrected++;
-                else if (strcmp(fp, r->base))
+                else
                     DIFF("crash right after the failure", r->base, fp);
             } else {
                 BROKEN("crash right after the failure: does not open: %s", fp);
