@@ -187,7 +187,7 @@ faults:
 
 faults-full:
 	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) build-asan/faults
-	build-asan/faults --full $(FAULTS_ARGS) build-asan/tmp/faults
+	build-asan/faults --full $(FAULTS_ARGS) build-asan/tmp/faults-full
 
 # ------------------------------------------------- fuzzing (tests/fuzz)
 # libFuzzer targets built with clang: fuzz_api (call sequences on one engine),
