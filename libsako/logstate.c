@@ -434,6 +434,11 @@ static int load_user(load_state *ls, cursor *c)
         x->gap_days = get_f32(c);
         x->last_buys = get_u64(c);
         h->n = k + 1;
+        /* A basket still open at the checkpoint goes on in the log's tail, and each of
+         * its later purchases adds a partner to this one: its table must exist then, as
+         * it did online (reserved when it was bought), empty or not. */
+        if (x->basket == h->n_baskets && sako__personal_reserve_partners(p, i))
+            return sako__error(SAKO_NOMEM, "out of memory loading the log checkpoint");
     }
     /* Histories are sorted by item index, and this engine's indices may be in
      * another order than those of the engine that wrote the checkpoint. */

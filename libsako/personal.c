@@ -91,6 +91,11 @@ static int reserve_partners(sako_item_demand *d)
     return SAKO_OK;
 }
 
+int sako__personal_reserve_partners(sako_personal *p, uint32_t item)
+{
+    return reserve_partners(&p->items[item]);
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;

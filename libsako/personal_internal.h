@@ -87,6 +87,9 @@ typedef struct sako_personal_params {
 double sako__personal_decay(int64_t dt_ms, double half_life_days);
 
 int sako__personal_reserve_items(sako_personal *p, size_t n_items);
+/* The partner table of one product (a purchase pairs it with the rest of its basket:
+ * a checkpoint's open baskets need theirs before the log's tail is replayed). */
+int sako__personal_reserve_partners(sako_personal *p, uint32_t item);
 /* Room for the batch: `user` and `item` are the (possibly provisional) indices of
  * each event; purchases need history entries and partner tables. */
 int sako__personal_reserve(sako_personal *p, size_t n_users, const sako_event *ev,

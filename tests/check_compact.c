@@ -302,6 +302,50 @@ START_TEST(test_comparison_has_teeth)
 }
 END_TEST
 
+/* A basket still open at the compaction point goes on after it: the purchase after
+ * the checkpoint pairs with one inside it, whose partner table the checkpoint's load
+ * must have made (the crash test found reopen dying there). */
+START_TEST(test_basket_open_across_compaction)
+{
+    char pa[512], pb[512];
+    sk_tmp_path(pa, sizeof pa, "compact-basket-a");
+    sk_tmp_path(pb, sizeof pb, "compact-basket-b");
+    sako_options o = compact_opts(0.0);
+    sako_engine *a = sk_open_opts(pa, &o), *b = sk_open_opts(pb, &o);
+    BOTH(catalog(a), catalog(b));
+    int64_t orders[1] = {77};
+    sako_event first = {1, 1001, SAKO_EVENT_PURCHASE, T0, 0};
+    BOTH(ck_assert_ok(sako_update_orders(a, &first, orders, 1)),
+         ck_assert_ok(sako_update_orders(b, &first, orders, 1)));
+    /* 200 batches of impressions by other users within the same minute. */
+    sako_event fill[BATCH];
+    for (int k = 0; k < 200; k++) {
+        for (int j = 0; j < BATCH; j++) {
+            sako_event one = {2 + (k * BATCH + j) % (N_USERS - 1), 1001 + j % 40,
+                              SAKO_EVENT_IMPRESSION, T0 + 1000, 0};
+            fill[j] = one;
+        }
+        BOTH(ck_assert_ok(sako_update(a, fill, BATCH)), ck_assert_ok(sako_update(b, fill, BATCH)));
+    }
+    BOTH(ck_assert_ok(sako_retrain(a)), ck_assert_ok(sako_retrain(b)));
+    sako_compact_report r = compact(a, 0.0, 10000);
+    ck_assert_int_gt(r.batches_removed, 1); /* the open basket's first purchase is compacted */
+    sako_event second = {1, 1002, SAKO_EVENT_PURCHASE, T0 + 2000, 0};
+    BOTH(ck_assert_ok(sako_update_orders(a, &second, orders, 1)),
+         ck_assert_ok(sako_update_orders(b, &second, orders, 1)));
+    assert_same(a, b);
+    sako_close(a);
+    sako_close(b);
+    a = sk_open_opts(pa, &o);
+    b = sk_open_opts(pb, &o);
+    assert_same(a, b);
+    BOTH(ck_assert_ok(sako_retrain(a)), ck_assert_ok(sako_retrain(b)));
+    assert_same(a, b);
+    sako_close(a);
+    sako_close(b);
+}
+END_TEST
+
 /* Retention: keep_events and keep_days bound C; bad options are refused. */
 START_TEST(test_retention)
 {
@@ -772,6 +816,7 @@ Suite *suite_compact(void)
     tcase_add_test(tc, test_exact_decay);
     tcase_add_test(tc, test_exact_in_memory);
     tcase_add_test(tc, test_comparison_has_teeth);
+    tcase_add_test(tc, test_basket_open_across_compaction);
     suite_add_tcase(s, tc);
     tc = tcase_create("retention");
     tcase_set_timeout(tc, 300);

@@ -271,6 +271,11 @@ def build_report(parts, profile: dict, out: Path, seed: int, progress, label: st
     journey_summary = out / "journey" / "summary.md"
     if journey_summary.is_file():
         sections.append(journey_summary.read_text(encoding="utf-8"))
+    # So are the lifecycle sections (decay and retraining: `make eval-drift`, `make
+    # eval-lifecycle`), kept in docs/evaluation-lifecycle.md by hand from those runs.
+    lifecycle = out / "evaluation-lifecycle.md"
+    if lifecycle.is_file():
+        sections.append(lifecycle.read_text(encoding="utf-8"))
     md = "\n".join(H + sections + [NOTES])
     path = out / "evaluation.md"
     path.write_text(md + "\n", encoding="utf-8")
