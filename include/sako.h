@@ -394,7 +394,9 @@ typedef struct sako_retrain_status {
  * @note A refused file is left as it was: another application's file is identified
  *       from its header before SQLite opens it (or, when only its -wal can tell, on a
  *       connection that does not checkpoint on close), and the "<path>-lock" file
- *       this call created is removed. Release the engine with sako_close().
+ *       this call created is removed, as is a database file it created (a failure
+ *       after creating one, e.g. SAKO_NOMEM or SAKO_IO, leaves nothing behind, so a
+ *       retry creates it again). Release the engine with sako_close().
  *       @since 0.1 (0.3: empty path, zero-length and read-only files refused)
  */
 SAKO_API int sako_init(sako_engine **out, const char *path, const sako_options *opts);

@@ -61,16 +61,6 @@ static int sync_path(const char *path, int directory)
     return SAKO_OK;
 }
 
-static int sync_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return sako__error(SAKO_NOMEM, "out of memory");
-    int rc = sync_path(dirname(copy), 1);
-    free(copy);
-    return rc;
-}
-
 /* Copy page by page; the mutex is held per step only. */
 static int copy_pages(sako_engine *e, const char *tmp)
 {
@@ -128,14 +118,21 @@ int sako_backup(sako_engine *e, const char *path)
 
     size_t len = strlen(path);
     char *tmp = malloc(len + sizeof ".partial-XXXXXX");
-    if (!tmp)
+    /* The directory is synced once the backup is linked into it; its name is made
+     * now, so that nothing can fail for want of memory after the link. */
+    char *parent = strdup(path);
+    if (!tmp || !parent) {
+        free(tmp);
+        free(parent);
         return sako__error(SAKO_NOMEM, "out of memory");
+    }
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".partial-XXXXXX", sizeof ".partial-XXXXXX");
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int rc = sako__error(SAKO_IO, "sako_backup: creating %s: %s", tmp, strerror(errno));
         free(tmp);
+        free(parent);
         return rc;
     }
     close(fd);
@@ -152,8 +149,11 @@ int sako_backup(sako_engine *e, const char *path)
     }
     unlink(tmp);
     free(tmp);
-    if (rc == SAKO_OK)
-        rc = sync_parent(path);
+    /* On failure no file is left at path: a backup whose directory entry could not
+     * be synced is not reported as made. */
+    if (rc == SAKO_OK && (rc = sync_path(dirname(parent), 1)) != SAKO_OK)
+        unlink(path);
+    free(parent);
     if (rc == SAKO_OK)
         sako__error_clear();
     return rc;

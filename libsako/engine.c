@@ -82,12 +82,6 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
         return rc;
     e->params = m.params;
     e->root_mean = m.root_mean;
-    /* The stored counts' frame, and the epoch their posteriors are decayed to. */
-    sako__decay_init(&e->decay, m.params.decay_half_life_days);
-    e->decay.offset = m.decay_offset;
-    e->decay.latest = m.decay_latest;
-    e->decay_epoch_at = m.decay_epoch_at;
-    e->decay_ref = sako__decay_ref(e->decay.half_life_ms, m.decay_epoch_at);
     e->n_events = m.n_events;
     e->events_since_refresh = m.events_since_refresh;
     e->checkpoint_batch = m.checkpoint_batch;
@@ -110,6 +104,13 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
         m.checkpoint_batch < 0 || m.model_version < 0 || m.compact_batch < 0 ||
         m.compact_events < 0 || m.compact_batch > m.checkpoint_batch)
         return sako__error(SAKO_CORRUPT, "database damaged: invalid model parameters");
+    /* The stored counts' frame, and the epoch their posteriors are decayed to (from a
+     * half-life checked above: a damaged one would make the frame's arithmetic overflow). */
+    sako__decay_init(&e->decay, m.params.decay_half_life_days);
+    e->decay.offset = m.decay_offset;
+    e->decay.latest = m.decay_latest;
+    e->decay_epoch_at = m.decay_epoch_at;
+    e->decay_ref = sako__decay_ref(e->decay.half_life_ms, m.decay_epoch_at);
     return SAKO_OK;
 }
 

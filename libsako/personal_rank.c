@@ -85,9 +85,12 @@ static int scratch_fit(sako_personal_scratch **ps, size_t n_items, size_t n_cate
         s->heap_v = malloc(SAKO_MAX_K * sizeof *s->heap_v);
         s->heap_i = malloc(SAKO_MAX_K * sizeof *s->heap_i);
         s->heap_src = malloc(SAKO_MAX_K * sizeof *s->heap_src);
-        *ps = s;
-        if (!s->heap_v || !s->heap_i || !s->heap_src)
+        /* Kept only whole: a later call takes a kept scratch's heaps as there. */
+        if (!s->heap_v || !s->heap_i || !s->heap_src) {
+            sako__personal_scratch_free(s);
             return SAKO_NOMEM;
+        }
+        *ps = s;
     }
     if (n_items > s->cap_items) {
         size_t cap = n_items + n_items / 4 + 64;

@@ -245,6 +245,13 @@ static int exec(sako_store *st, const char *sql, const char *what)
 
 int sako__store_begin(sako_store *st)
 {
+    /* A ROLLBACK that could not run (out of memory) left its transaction open: end it
+     * now, or every later write would fail ("within a transaction"). */
+    if (!sqlite3_get_autocommit(st->db)) {
+        int rc = exec(st, "ROLLBACK", "rolling back a failed transaction");
+        if (rc)
+            return rc;
+    }
     return exec(st, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
@@ -791,11 +798,14 @@ static uint32_t get_be32(const unsigned char *p)
  * The one case the header cannot decide (no id, no tables in the main file, so
  * either empty or with everything still in a -wal) is left to identify(), which runs
  * on a connection that does not checkpoint on close. */
-static int check_file(const char *path, int create_empty, int need_write)
+static int check_file(const char *path, int create_empty, int need_write, int *missing)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return errno == ENOENT ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    *missing = 0;
+    if (stat(path, &sb) != 0) {
+        *missing = errno == ENOENT;
+        return *missing ? SAKO_OK : sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
+    }
     if (S_ISDIR(sb.st_mode))
         return sako__error(SAKO_IO, "%s: %s", path, strerror(EISDIR));
     if (S_ISREG(sb.st_mode) && sb.st_size == 0) {
@@ -864,14 +874,32 @@ static int identify(sako_store *st, const char *path, int64_t *version, int *fre
     return SAKO_OK;
 }
 
+/* A statement of ours that does not prepare on an opened file means a schema that is
+ * not ours (damaged), unless SQLite ran out of memory or could not read the file. */
+static int prepare_failed(sqlite3 *db, int rc, const char *what)
+{
+    int status = sako__error_sqlite(db, rc, what);
+    if (status == SAKO_NOMEM || status == SAKO_IO || status == SAKO_BUSY)
+        return status;
+    char damaged[128];
+    snprintf(damaged, sizeof damaged, "database damaged: %s", what);
+    sako__error_sqlite(db, rc, damaged);
+    return SAKO_CORRUPT;
+}
+
 int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int durability,
                      int create_empty, const sako_model_params *fresh_params)
 {
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
     int rc;
-    if (!st->in_memory && ((rc = check_file(path, create_empty, 1)) || (rc = lock_file(st, path))))
+    int missing = 0;
+    if (!st->in_memory &&
+        ((rc = check_file(path, create_empty, 1, &missing)) || (rc = lock_file(st, path))))
         return rc;
+    /* Under the lock: no other engine can create it now; refusing removes it. */
+    if (missing && !(st->created_path = strdup(path)))
+        return sako__error(SAKO_NOMEM, "out of memory");
     rc = sqlite3_open_v2(st->in_memory ? ":memory:" : path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
@@ -903,10 +931,8 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
         return create_schema(st, fresh_params);
     if ((rc = migrate(st, version)))
         return rc;
-    if (prepare_meta(st) != SAKO_OK) {
-        sako__error_sqlite(st->db, sqlite3_errcode(st->db), "database damaged: the metadata table");
-        return SAKO_CORRUPT;
-    }
+    if (prepare_meta(st) != SAKO_OK)
+        return prepare_failed(st->db, sqlite3_errcode(st->db), "the metadata table");
     return SAKO_OK;
 }
 
@@ -931,6 +957,8 @@ void sako__store_close(sako_store *st)
     st->lock_fd = -1;
     free(st->lock_path);
     st->lock_path = NULL;
+    free(st->created_path);
+    st->created_path = NULL;
 }
 
 void sako__store_open_done(sako_store *st)
@@ -939,12 +967,32 @@ void sako__store_open_done(sako_store *st)
         sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     free(st->lock_path);
     st->lock_path = NULL;
+    free(st->created_path);
+    st->created_path = NULL;
 }
 
 /* Called instead of open_done when the engine refuses the file: the lock file this
  * open created goes (removed while still locked, so no other engine can hold it). */
 void sako__store_refuse(sako_store *st)
 {
+    /* A file this open created goes too, so that a retry creates it again rather
+     * than finding it empty (refused) or half made. The connection does not
+     * checkpoint on close yet, so closing it cannot bring the files back. */
+    if (st->created_path && st->lock_fd >= 0) {
+        static const char *const side[] = { "-wal", "-shm", "" };
+        size_t len = strlen(st->created_path);
+        char *name = malloc(len + 5);
+        for (size_t i = 0; name && i < sizeof side / sizeof *side; i++) {
+            memcpy(name, st->created_path, len);
+            memcpy(name + len, side[i], strlen(side[i]) + 1);
+            unlink(name);
+        }
+        if (!name)
+            unlink(st->created_path); /* at least the (empty) database itself */
+        free(name);
+    }
+    free(st->created_path);
+    st->created_path = NULL;
     if (st->lock_path && st->lock_fd >= 0)
         unlink(st->lock_path);
     free(st->lock_path);
@@ -1188,10 +1236,8 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(st->db, "SELECT seq, n_events, events, order_ids, created_at, checksum "
                             "FROM event_batches WHERE seq > ?1 AND seq <= ?2 ORDER BY seq", -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        sako__error_sqlite(st->db, rc, "database damaged: reading the event log");
-        return SAKO_CORRUPT;
-    }
+    if (rc != SQLITE_OK)
+        return prepare_failed(st->db, rc, "reading the event log");
     sqlite3_bind_int64(s, 1, after_batch);
     sqlite3_bind_int64(s, 2, upto_batch);
     sako_event *events = NULL;
@@ -1627,6 +1673,30 @@ static int count_batch(void *payload, int64_t seq, const sako_event *ev, const i
     return SAKO_OK;
 }
 
+/* integrity_check did not say "ok": damage, unless what stopped it was memory or a
+ * read (it reports those in its rows too, as "out of memory" or "error code=N"). */
+static int integrity_failed(sqlite3 *db, int rc, const char *path, const char *text)
+{
+    int status = SAKO_CORRUPT;
+    if (rc != SQLITE_OK) {
+        status = sako__error_sqlite(db, rc, "integrity_check");
+        if (status != SAKO_NOMEM && status != SAKO_IO && status != SAKO_BUSY)
+            status = SAKO_CORRUPT;
+    } else if (text && strstr(text, "out of memory")) {
+        status = SAKO_NOMEM;
+    } else if (text) {
+        const char *code = strstr(text, "error code=");
+        int c = code ? atoi(code + 11) & 0xff : 0;
+        if (c == SQLITE_NOMEM)
+            status = SAKO_NOMEM;
+        else if (c == SQLITE_IOERR)
+            status = SAKO_IO;
+    }
+    return sako__error(status, "%s: integrity_check%s: %s", path,
+                       status == SAKO_CORRUPT ? "" : " could not finish",
+                       text ? text : sqlite3_errmsg(db));
+}
+
 static int skip_begin(void *payload, size_t n) { (void)payload, (void)n; return SAKO_OK; }
 static int skip_category(void *payload, const sako_category_row *r) { (void)payload, (void)r; return SAKO_OK; }
 static int skip_item(void *payload, const sako_item_row *r) { (void)payload, (void)r; return SAKO_OK; }
@@ -1652,19 +1722,27 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
         return rc;
     if (is_fresh)
         return sako__error(SAKO_CORRUPT, "%s is an empty SQLite database, not a libsako one", path);
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
-    if (rc != SQLITE_OK)
-        return sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path, sqlite3_errmsg(st->db));
-    rc = sqlite3_step(s);
-    const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
-    if (!first || strcmp(first, "ok") != 0) {
-        rc = sako__error(SAKO_CORRUPT, "%s: integrity_check: %s", path,
-                         first ? first : sqlite3_errmsg(st->db));
+    /* A page integrity_check could not get for want of memory or a failed read is
+     * reported like damage ("failed to get page N"), often without saying why: a
+     * failed check is run once more, and only a second failure counts. */
+    for (int attempt = 0;; attempt++) {
+        sqlite3_stmt *s = NULL;
+        rc = sqlite3_prepare_v2(st->db, "PRAGMA integrity_check(20)", -1, &s, NULL);
+        if (rc != SQLITE_OK)
+            return integrity_failed(st->db, rc, path, NULL);
+        rc = sqlite3_step(s);
+        const char *first = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+        if (first && strcmp(first, "ok") == 0) {
+            sqlite3_finalize(s);
+            break;
+        }
+        if (attempt > 0) {
+            rc = integrity_failed(st->db, rc == SQLITE_ROW ? SQLITE_OK : rc, path, first);
+            sqlite3_finalize(s);
+            return rc;
+        }
         sqlite3_finalize(s);
-        return rc;
     }
-    sqlite3_finalize(s);
     if ((rc = query_int(st, "SELECT count(*) FROM event_batches", &n)) ||
         (rc = query_int(st, "SELECT coalesce(sum(n_events), 0) FROM event_batches", &n_sum)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
@@ -1699,7 +1777,8 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
 int sako__store_verify(const char *path, sako_store_verify *out)
 {
     memset(out, 0, sizeof *out);
-    int rc = check_file(path, 0, 0);
+    int missing;
+    int rc = check_file(path, 0, 0, &missing);
     if (rc)
         return rc;
     if (access(path, F_OK) != 0)

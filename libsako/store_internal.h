@@ -107,6 +107,7 @@ typedef struct sako_store {
     sqlite3_stmt *st_write_counts;
     sqlite3_stmt *st_write_user;
     char *lock_path;           /* "<path>-lock" while an open that created it may still refuse */
+    char *created_path;        /* the database file, while an open that created it may still refuse */
     sqlite3_stmt *st_next_seq; /* asks the table for the next batch's seq (its checksum covers it) */
     int64_t next_seq;          /* the next batch's seq once known, 0 when it must be asked */
 } sako_store;

@@ -735,6 +735,34 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* A damaged stored half-life (found by fuzz_open: a subnormal number of days) is refused
+ * as damage before decay's frame is computed from it (it overflowed to inf, then to an
+ * integer: undefined behaviour, caught by make asan). */
+START_TEST(test_damaged_half_life_refused)
+{
+    static const char *const bad[] = { "7.6738434e-317", "-1", "0.5", "1e300" };
+    char path[512];
+    sk_tmp_path(path, sizeof path, "decay-damaged.db");
+    sako_options o = exact_opts(7.0);
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    traffic(e, 20, 1);
+    sako_close(e);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "UPDATE sako_meta SET value = %s WHERE key = 'decay_half_life_days'", bad[i]);
+        sk_sql_exec(path, sql);
+        ck_assert_rc(sako_init(&e, path, &o), SAKO_CORRUPT);
+        ck_assert_ptr_null(e);
+    }
+    sk_sql_exec(path, "UPDATE sako_meta SET value = 7.0 WHERE key = 'decay_half_life_days'");
+    e = sk_open_opts(path, &o);
+    ck_assert_double_eq(half_life_of(e), 7.0);
+    sako_close(e);
+}
+END_TEST
+
 Suite *suite_decay(void)
 {
     Suite *s = suite_create("decay");
@@ -749,6 +777,7 @@ Suite *suite_decay(void)
     tcase_add_test(tc, test_bad_options);
     tcase_add_test(tc, test_old_option_structs);
     tcase_add_test(tc, test_schema2_migrates);
+    tcase_add_test(tc, test_damaged_half_life_refused);
     suite_add_tcase(s, tc);
     /* Its own case, so that make tsan can run it alone (with the retrain and the
      * background refresh racing updates). */

@@ -215,6 +215,55 @@ START_TEST(test_errmsg_thread_local)
 }
 END_TEST
 
+/* The getters that make check's coverage showed untested with a NULL engine or
+ * out-pointer: each is SAKO_MISUSE with a message, never a crash. */
+START_TEST(test_getters_refuse_null)
+{
+    sako_engine *e = sk_open_mem(1);
+    sako_user_info u;
+    sako_user_item ui;
+    sako_policy p;
+    sako_retrain_status rs;
+    ck_assert_rc(sako_user_get(NULL, 1, &u), SAKO_MISUSE);
+    ck_assert_rc(sako_user_get(e, 1, NULL), SAKO_MISUSE);
+    ck_assert_rc(sako_user_item_get(NULL, 1, 1, &ui), SAKO_MISUSE);
+    ck_assert_rc(sako_user_item_get(e, 1, 1, NULL), SAKO_MISUSE);
+    ck_assert_rc(sako_policy_get(NULL, &p), SAKO_MISUSE);
+    ck_assert_rc(sako_policy_get(e, NULL), SAKO_MISUSE);
+    ck_assert_rc(sako_retrain_due(NULL, &rs), SAKO_MISUSE);
+    ck_assert_rc(sako_retrain_due(e, NULL), SAKO_MISUSE);
+    ck_assert_int_gt((int)strlen(sako_errmsg()), 0);
+    sako_close(e);
+}
+END_TEST
+
+/* A users row damaged on disk (an id out of range) is refused at open, naming it. */
+START_TEST(test_damaged_user_row_refused)
+{
+    static const char *const bad[] = { "0", "-5", "9007199254740992" };
+    char path[512];
+    sk_tmp_path(path, sizeof path, "errors-user-row");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sako_options o = sk_opts(1);
+        sako_engine *e = sk_open_opts(path, &o);
+        if (i == 0) {
+            sk_catalog(e);
+            sako_event ev = { 7, 101, SAKO_EVENT_CLICK, 1700000000000LL, 0 };
+            ck_assert_ok(sako_update(e, &ev, 1));
+        }
+        sako_close(e); /* writes the users' totals */
+        char sql[160];
+        snprintf(sql, sizeof sql, "UPDATE users SET id = %s WHERE id = (SELECT max(id) FROM users)",
+                 bad[i]);
+        sk_sql_exec(path, sql);
+        ck_assert_rc(sako_init(&e, path, &o), SAKO_CORRUPT);
+        ck_assert_ptr_null(e);
+        ck_assert_ptr_nonnull(strstr(sako_errmsg(), bad[i]));
+        sk_sql_exec(path, "UPDATE users SET id = 7");
+    }
+}
+END_TEST
+
 Suite *suite_errors(void)
 {
     Suite *s = suite_create("errors");
@@ -225,6 +274,8 @@ Suite *suite_errors(void)
     tcase_add_test(tc, test_errmsg_set_and_cleared);
     tcase_add_test(tc, test_errmsg_thread_local);
     tcase_add_test(tc, test_errmsg_cleared_by_every_success);
+    tcase_add_test(tc, test_getters_refuse_null);
+    tcase_add_test(tc, test_damaged_user_row_refused);
     suite_add_tcase(s, tc);
     return s;
 }

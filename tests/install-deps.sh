@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what building and testing libsako needs on a Debian-like machine, when
 # it is missing: a C compiler, pkg-config, SQLite's headers, libcheck, SWIG, and a
-# Python able to make virtual environments and compile extensions. Idempotent and
+# Python able to make virtual environments and compile extensions (and, when asked:
+# wrk for the service benchmark, clang with libFuzzer for make fuzz). Idempotent and
 # quiet when everything is present. Needs root (or sudo) only when it installs.
 set -eu
 
@@ -20,6 +21,15 @@ if command -v python3 >/dev/null 2>&1; then
 fi
 if [ "${SAKO_WITH_WRK:-0}" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+fi
+# make fuzz only: clang with libFuzzer and the sanitizer runtimes.
+if [ "${SAKO_WITH_CLANG:-0}" = 1 ]; then
+    command -v clang >/dev/null 2>&1 || missing="$missing clang"
+    echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; return (int)n * 0; }' \
+        > /tmp/sako-fuzz-probe.c 2>/dev/null
+    clang -fsanitize=fuzzer -o /tmp/sako-fuzz-probe /tmp/sako-fuzz-probe.c >/dev/null 2>&1 \
+        || missing="$missing libclang-rt-dev"
+    rm -f /tmp/sako-fuzz-probe /tmp/sako-fuzz-probe.c
 fi
 
 [ -z "$missing" ] && exit 0
