@@ -47,11 +47,11 @@ extern "C" {
 /* ---------------------------------------------------------------- versions */
 
 #define SAKO_VERSION_MAJOR 0
-#define SAKO_VERSION_MINOR 3
+#define SAKO_VERSION_MINOR 4
 #define SAKO_VERSION_PATCH 0
 #define SAKO_VERSION_NUMBER \
     (SAKO_VERSION_MAJOR * 10000 + SAKO_VERSION_MINOR * 100 + SAKO_VERSION_PATCH)
-#define SAKO_VERSION_STRING "0.3.0"
+#define SAKO_VERSION_STRING "0.4.0"
 
 #if defined(_WIN32)
 #define SAKO_API
@@ -318,7 +318,8 @@ typedef struct sako_user_item {
 typedef enum sako_retrain_reason {
     SAKO_RETRAIN_EVENTS = 1, /**< every_events events since the last retrain */
     SAKO_RETRAIN_TIME = 2,   /**< every_seconds seconds since the last retrain */
-    SAKO_RETRAIN_DRIFT = 4   /**< the conversion of served recommendations dropped */
+    SAKO_RETRAIN_DRIFT = 4,  /**< the conversion of served recommendations dropped */
+    SAKO_RETRAIN_MANUAL = 8  /**< asked for by hand (sako_retrain(); since 0.4) */
 } sako_retrain_reason;
 
 /** The fraction the default drift sample is sized for (see ::SAKO_POLICY_INIT). */
@@ -348,10 +349,23 @@ typedef struct sako_policy {
     double drift_fraction;          /**< in [0, 1): recent below this x baseline; 0 = off (0) */
     uint64_t drift_window;          /**< rec-attributed impressions per window (25000) */
     uint64_t drift_min_impressions; /**< least sample of baseline and recent, 1..window (12500) */
+    /* Version 2 (0.4): model versions and their gate (docs/architecture.md, "Model
+     * versions"). A version-1 struct given to sako_policy_set() leaves these as they
+     * are; sako_policy_get() fills them only for a version-2 struct. */
+    double gate_margin;             /**< a candidate is rejected when its NDCG@20 on the
+                                         holdout is below the active version's minus this,
+                                         in [0, 1]; 1 = finiteness only (0.01) */
+    uint64_t gate_holdout_events;   /**< most events held out (the newest of the log) (50000) */
+    double gate_holdout_fraction;   /**< share of the log held out, at most the above, in
+                                         [0, 0.5]; 0 = no holdout, finiteness only (0.05) */
+    uint64_t gate_min_baskets;      /**< fewer scored baskets: finiteness only (200) */
+    uint64_t keep_versions;         /**< versions kept, newest first; the active and the
+                                         pinned ones are never deleted; 1..10000 (10) */
 } sako_policy;
 
-#define SAKO_POLICY_VERSION 1
-#define SAKO_POLICY_INIT { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500 }
+#define SAKO_POLICY_VERSION 2
+#define SAKO_POLICY_INIT \
+    { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500, 0.01, 50000, 0.05, 200, 10 }
 /** Largest every_events, every_seconds and drift_window. */
 #define SAKO_POLICY_MAX ((uint64_t)9007199254740991ULL)
 
@@ -369,6 +383,46 @@ typedef struct sako_retrain_status {
     double recent_conversion;      /**< the same over the recent window */
     uint64_t recent_impressions;   /**< its sample */
 } sako_retrain_status;
+
+/* Model versions (0.4, issue 9): what a retrain fits, kept, gated and rolled back. */
+
+/** Where a model version stands (::sako_version_info.status). */
+typedef enum sako_model_status {
+    SAKO_MODEL_ACTIVE = 1,   /**< served now (exactly one version, once any exists) */
+    SAKO_MODEL_INACTIVE = 2, /**< passed its gate (or was replaced): may be activated */
+    SAKO_MODEL_REJECTED = 3  /**< failed its gate: kept for the record, never activated */
+} sako_model_status;
+
+/** Longest gate verdict, with its NUL. */
+#define SAKO_VERDICT_MAX 200
+
+/**
+ * One model version: the population model a retrain fitted from the log (category
+ * priors and the catalog's mean, the product-demand constants), the parameters it
+ * was fitted with, the part of the log it saw, and what its gate found. The event
+ * counts and the personal histories are the log's, shared by every version.
+ */
+typedef struct sako_version_info {
+    int64_t version;            /**< 1, 2, ... in the order retrains built them */
+    int64_t created_at;         /**< unix ms (wall clock) */
+    int status;                 /**< a ::sako_model_status */
+    int pinned;                 /**< 1: automatic retrains do not replace it while active,
+                                     and it is never deleted */
+    unsigned reasons;           /**< ::sako_retrain_reason bits of what asked for it */
+    char verdict[SAKO_VERDICT_MAX]; /**< the gate's verdict, e.g. "passed: NDCG@20 0.213 vs
+                                     0.209 (margin 0.01, 812 baskets)", "rejected: ..." */
+    int64_t first_batch, last_batch; /**< the log it was fitted on (batches), 0 if empty */
+    uint64_t n_events;          /**< events in the log up to last_batch */
+    int64_t champion;           /**< the active version it was compared with, 0 if none */
+    int scored;                 /**< 1 if the holdout was scored (else finiteness only) */
+    double score;               /**< its NDCG@20 on the holdout (0 if not scored) */
+    double champion_score;      /**< the champion's on the same holdout */
+    uint64_t holdout_events;    /**< events in the holdout */
+    uint64_t holdout_baskets;   /**< baskets scored in it */
+    double root_mean;           /**< its catalog prior mean */
+    int64_t epoch_at;           /**< the log's latest event time it was fitted at (unix ms) */
+    sako_options options;       /**< the model fields it was fitted with (run-time fields 0) */
+} sako_version_info;
 
 /* ------------------------------------------------------------------ engine */
 
@@ -494,6 +548,86 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  * @since 0.1
  */
 SAKO_API int sako_retrain(sako_engine *engine);
+
+/**
+ * sako_retrain() saying what asked for it: `reasons` is ::sako_retrain_reason bits
+ * (the service's background task passes sako_retrain_due()'s reasons;
+ * sako_retrain() is this with ::SAKO_RETRAIN_MANUAL). They are recorded with the
+ * version and decide one thing: while the active version is pinned, a retrain
+ * without the MANUAL bit builds and records its version (inactive, verdict "active
+ * version pinned") but does not activate it.
+ *
+ * Every retrain builds a new version and gates it (docs/architecture.md, "Model
+ * versions"): it must be finite everywhere, and a candidate fitted on the log up to
+ * the holdout (the newest min(gate_holdout_events, gate_holdout_fraction x log)
+ * events) must score an NDCG@20 on the holdout's baskets no worse than the active
+ * version's minus gate_margin; if it passes, the version fitted on the whole log is
+ * activated atomically. A rejected version is recorded with its reason and the
+ * active one stays: that is still SAKO_OK (the retrain did its job); read the
+ * outcome with sako_retrain_result().
+ * @param[in] reasons  ::sako_retrain_reason bits, not 0
+ * @return as sako_retrain(); SAKO_INVALID for 0 or unknown bits.
+ * @since 0.4
+ */
+SAKO_API int sako_retrain_v2(sako_engine *engine, unsigned reasons);
+
+/**
+ * The version the last retrain of this handle built (since it was opened): its
+ * number, whether it was activated (status) and the gate's verdict.
+ * @param[out] out  the version
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or out); SAKO_NOTFOUND (no retrain yet,
+ *         or its version was deleted since by keep_versions); SAKO_IO; SAKO_CORRUPT.
+ * @note Serialised with the writers (waits for a retrain's last step). @since 0.4
+ */
+SAKO_API int sako_retrain_result(sako_engine *engine, sako_version_info *out);
+
+/**
+ * The stored model versions, newest first.
+ * @param[out] out    caller-owned array of capacity cap (may be NULL when cap is 0)
+ * @param[out] n_out  versions written (at most cap)
+ * @param[out] total_out  versions stored (may be NULL): call with cap 0 to size
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or n_out, or NULL out with cap > 0);
+ *         SAKO_IO; SAKO_CORRUPT.
+ * @note Serialised with the writers. @since 0.4
+ */
+SAKO_API int sako_versions_list(sako_engine *engine, sako_version_info *out, size_t cap,
+                                size_t *n_out, size_t *total_out);
+
+/**
+ * One model version; version 0 names the active one.
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_INVALID (negative version); SAKO_NOTFOUND (no
+ *         such version, or version 0 before any retrain); SAKO_IO; SAKO_CORRUPT.
+ * @since 0.4
+ */
+SAKO_API int sako_version_get(sako_engine *engine, int64_t version, sako_version_info *out);
+
+/**
+ * Activate a stored version (a rollback, or a version a pinned retrain left
+ * inactive): its fitted population model replaces the served one atomically, as a
+ * retrain's does, and the file records it, so a reopen serves it. The event counts
+ * and personal state stay (they are the log). While the active version is not the
+ * newest non-rejected one, or is pinned, the automatic prior refreshes are held
+ * back (they would refit the priors and undo the rollback); a retrain that
+ * activates its version ends that. The retrain policy's counters restart.
+ * @return SAKO_OK (also when it is already active: nothing changes); SAKO_MISUSE;
+ *         SAKO_INVALID (version < 1, or a rejected version: the message gives its
+ *         verdict); SAKO_NOTFOUND (no such version); SAKO_CORRUPT (its stored model
+ *         fails its checksum: nothing changes); SAKO_BUSY (a retrain is running:
+ *         retry after it); SAKO_IO; SAKO_NOMEM.
+ * @note Serialised with the writers; recommendations go on meanwhile. @since 0.4
+ */
+SAKO_API int sako_version_activate(sako_engine *engine, int64_t version);
+
+/**
+ * Pin or unpin a version. A pinned version is never deleted by keep_versions, and
+ * while it is active, automatic retrains record their versions without activating
+ * them (and prior refreshes are held back). Pinning a rejected version is allowed
+ * (to keep it for study).
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_INVALID (version < 1, pinned not 0 or 1);
+ *         SAKO_NOTFOUND; SAKO_IO; SAKO_BUSY.
+ * @since 0.4
+ */
+SAKO_API int sako_version_pin(sako_engine *engine, int64_t version, int pinned);
 
 /**
  * Set the retrain policy. It is validated whole, then stored in the database (it

@@ -29,6 +29,10 @@ void sako__retrain_stop(sako_engine *e);
  * atomically. With `counts` (a retrain, in decay frame `counts_decay`) those counts
  * replace the items', are checkpointed, and the model version increases. */
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay);
+/* Serve stored version `version`'s fitted model (rollback): its priors and demand
+ * replace the served ones, on disk (with the version marked active, one
+ * transaction) and in memory (swapped under the write lock). Writer mutex held. */
+int sako__retrain_activate(sako_engine *e, int64_t version, const sako_store_fit *fit);
 /* Checkpoint only (no new priors). */
 int sako__retrain_checkpoint(sako_engine *e);
 

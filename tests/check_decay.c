@@ -611,10 +611,10 @@ START_TEST(test_schema2_migrates)
     for (size_t i = 0; i < N_ALL; i++)
         before[i] = sk_info(e, all_items[i]);
     sako_close(e);
-    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 4);
     sk_sql_exec(path, SK_SCHEMA3_TO_2);
     e = sk_open_opts(path, &o);
-    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 4);
     ck_assert_double_eq(half_life_of(e), 0.0);
     for (size_t i = 0; i < N_ALL; i++) {
         sako_item_info x = sk_info(e, all_items[i]);

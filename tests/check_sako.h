@@ -35,12 +35,23 @@ Suite *suite_policy(void);
 Suite *suite_backup(void);
 Suite *suite_files(void);
 Suite *suite_checksum(void);
+Suite *suite_versions(void);
 Suite *suite_decay(void);
 
+/* SQL that turns a new file back into schema 3: what the 3 -> 4 migration's model
+ * versions part adds (the versions table, the gate's and keep-N policy keys). A 0.3
+ * file's `models` rows are left as they are (the migration adopts the latest). */
+#define SK_SCHEMA4_TO_3 \
+    "DROP TABLE model_versions;" \
+    " DELETE FROM sako_meta WHERE key LIKE 'policy\\_gate\\_%' ESCAPE '\\'" \
+    " OR key = 'policy_keep_versions';" \
+    " PRAGMA user_version = 3;"
+
 /* SQL that turns a new file back into schema 2: everything the 2 -> 3 migration adds
- * (the retrain policy's and decay's keys, the event log's checksums). */
+ * (the retrain policy's and decay's keys, the event log's checksums), after 4 -> 3. */
 #define SK_SCHEMA3_TO_2 \
-    "DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
+    SK_SCHEMA4_TO_3 \
+    " DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
     " OR key = 'checksum_from_batch';" \
     " ALTER TABLE event_batches DROP COLUMN checksum;" \
     " PRAGMA user_version = 2;"
