@@ -389,7 +389,7 @@ START_TEST(test_lock_file_removed_on_refusal)
     foreign_exec(path, "PRAGMA user_version = 99;", 0);
     ck_assert_int_eq(refuse(path, &o), SAKO_VERSION);
     ck_assert_msg(!side_exists(path, "-lock"), "%s-lock left behind", path);
-    foreign_exec(path, "PRAGMA user_version = 3;", 0);
+    foreign_exec(path, "PRAGMA user_version = 4;", 0);
 
     /* Held by another engine: SAKO_BUSY, its lock file stays, it keeps working, and
      * after it closes the file opens again. */

@@ -188,6 +188,7 @@ SAKOPY_BUFFER(const sako_policy, NULL, 0)
 SAKOPY_BUFFER(sako_policy, NULL, 1)
 SAKOPY_BUFFER(sako_retrain_status, NULL, 1)
 SAKOPY_BUFFER(sako_verify_report, NULL, 1)
+SAKOPY_BUFFER(sako_version_info, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -206,6 +207,8 @@ SAKOPY_BUFFER(sako_verify_report, NULL, 1)
 %apply sako_policy *BUF { sako_policy *out };
 %apply sako_retrain_status *BUF { sako_retrain_status *out };
 %apply sako_verify_report *BUF { sako_verify_report *out };
+%apply (sako_version_info *BUF, size_t LEN) { (sako_version_info *out, size_t cap) };
+%apply sako_version_info *BUF { sako_version_info *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
@@ -302,6 +305,19 @@ static int sakopy_update_orders(sako_engine *engine, const sako_event *events, s
     return sako_update_orders(engine, events, order_ids, n);
 }
 
+/* sako_versions_list() into a buffer (its count returned), and the count alone. */
+static int sakopy_versions_list(sako_engine *engine, sako_version_info *out, size_t cap,
+                                size_t *n_out)
+{
+    return sako_versions_list(engine, out, cap, n_out, NULL);
+}
+
+static int sakopy_versions_count(sako_engine *engine, size_t *n_out)
+{
+    size_t none = 0;
+    return sako_versions_list(engine, NULL, 0, &none, n_out);
+}
+
 /* SAKO_OPTIONS_INIT, a macro SWIG cannot evaluate. */
 static int sakopy_options_init(sako_options *out)
 {
@@ -330,6 +346,7 @@ static int sakopy_policy_init(sako_policy *out)
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */
 %ignore sako_update_orders; /* sakopy_update_orders */
+%ignore sako_versions_list; /* sakopy_versions_list, sakopy_versions_count */
 %ignore sako_errmsg;    /* read by the status typemap */
 %rename("$ignore", %$isclass) ""; /* struct layouts: the table in sako/_engine.py */
 %include "sako.h"

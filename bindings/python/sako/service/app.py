@@ -21,7 +21,8 @@ from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, JsonBodyMiddleware
 from .retrainer import Retrainer
-from .routers import backup, catalog, events, operations, policy, recommendations, users
+from .routers import (backup, catalog, events, operations, policy, recommendations, users,
+                      versions)
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -93,6 +94,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(operations.router)
     app.include_router(policy.router)
     app.include_router(backup.router)
+    app.include_router(versions.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

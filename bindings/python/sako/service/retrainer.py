@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +39,9 @@ class RetrainRecord:
     outcome: str = "running"     #: "ok", "error" or, while it runs, "running"
     error: Optional[str] = None  #: the exception's type and message when it failed
     model_version: Optional[int] = None  #: the version it produced
+    version: Optional[int] = None  #: the same (the model version it built)
+    gate: Optional[str] = None     #: activated, rejected or not_activated (pinned)
+    verdict: Optional[str] = None  #: the gate's verdict
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -77,22 +80,35 @@ class Retrainer:
         self._task: Optional[asyncio.Task] = None
 
     # ------------------------------------------------------------ retrains
-    def retrain(self, engine: sako.Engine, reason: str) -> sako.Stats:
+    def retrain(self, engine: sako.Engine, reason: str,
+                reasons: Optional[int] = None) -> sako.Stats:
         """Retrain now (blocking: call it from a worker thread); waits for a retrain
-        already running. Records the outcome; re-raises a failure."""
+        already running. Records the outcome; re-raises a failure. ``reasons`` are the
+        :class:`sako.RetrainReason` bits passed to the engine (``MANUAL`` by default):
+        an automatic retrain does not replace a pinned active version."""
+        return self.retrain_recorded(engine, reason, reasons)[0]
+
+    def retrain_recorded(self, engine: sako.Engine, reason: str,
+                         reasons: Optional[int] = None) -> Tuple[sako.Stats, RetrainRecord]:
+        """:meth:`retrain`, also returning its record (with the version it built)."""
+        bits = int(sako.RetrainReason.MANUAL) if reasons is None else int(reasons)
         with self._lock:
             rec = RetrainRecord(reason=reason, started_at=int(time.time() * 1000))
             with self._state:
                 self.running = rec
             t0 = time.perf_counter()
             try:
-                stats = engine.retrain()
+                info = engine.retrain_for(bits)
+                stats = engine.stats()
             except Exception as exc:
                 rec.outcome, rec.error = "error", f"{type(exc).__name__}: {exc}"
                 raise
             else:
                 rec.outcome, rec.model_version = "ok", int(stats.model_version)
-                return stats
+                rec.version, rec.verdict = info.version, info.verdict
+                rec.gate = {"active": "activated", "rejected": "rejected"}.get(info.status,
+                                                                              "not_activated")
+                return stats, rec
             finally:
                 rec.duration_seconds = time.perf_counter() - t0
                 rec.finished_at = int(time.time() * 1000)
@@ -102,8 +118,8 @@ class Retrainer:
                     log.error("retrain (%s) failed after %.3f s: %s", reason,
                               rec.duration_seconds, rec.error)
                 else:
-                    log.info("retrain (%s): model version %s in %.3f s", reason,
-                             rec.model_version, rec.duration_seconds)
+                    log.info("retrain (%s): model version %s %s in %.3f s (%s)", reason,
+                             rec.version, rec.gate, rec.duration_seconds, rec.verdict)
                 if self._on_finish is not None:
                     try:
                         self._on_finish(rec)
@@ -125,7 +141,7 @@ class Retrainer:
                 self.last_check_error = None
             if not status.due:
                 return None
-            self.retrain(e, policy_reason(status))
+            self.retrain(e, policy_reason(status), int(status.reasons))
         except Exception as exc:
             if isinstance(exc, sako.Misuse) and e.closed:  # shutting down
                 return None
