@@ -38,6 +38,7 @@ struct sako_gate {
     size_t n_models;
     uint64_t baskets;
     uint32_t *basket_items;   /* scratch: one basket's items */
+    size_t *buys;             /* scratch: a batch's purchases, by basket */
 };
 
 static double mean_of(const sako_engine *e, const sako_gate_model *m, const sako_counts *counts,
@@ -73,6 +74,7 @@ int sako__gate_begin(const sako_engine *e, size_t n_items, const sako_counts *co
     if (!g || !tmp || !(g->touched = calloc(n_items ? n_items : 1, 1)) ||
         !(g->touched_list = malloc((n_items ? n_items : 1) * sizeof *g->touched_list)) ||
         !(g->basket_items = malloc(SAKO_MAX_BATCH * sizeof *g->basket_items)) ||
+        !(g->buys = malloc(SAKO_MAX_BATCH * sizeof *g->buys)) || n_models > SAKO_GATE_MODELS ||
         !(g->models = calloc(n_models, sizeof *g->models))) {
         free(tmp);
         sako__gate_free(g);
@@ -167,41 +169,65 @@ static double ndcg(const uint32_t *ranked_items, size_t n_ranked, const uint32_t
     return idcg > 0.0 ? dcg / idcg : 0.0;
 }
 
+/* Purchases of a batch ordered by basket (user, order id), then item, then position,
+ * so that each basket is a run and its repeated items are adjacent. */
+typedef struct basket_key {
+    const sako_event *ev;
+    const int64_t *orders;
+    const uint32_t *items;
+} basket_key;
+
+static int by_basket(const void *x, const void *y, void *arg)
+{
+    const basket_key *k = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    int64_t ui = k->ev[i].user_id, uj = k->ev[j].user_id;
+    int64_t oi = k->orders ? k->orders[i] : 0, oj = k->orders ? k->orders[j] : 0;
+    if (ui != uj)
+        return ui < uj ? -1 : 1;
+    if (oi != oj)
+        return oi < oj ? -1 : 1;
+    if (k->items[i] != k->items[j])
+        return k->items[i] < k->items[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
 void sako__gate_score(sako_gate *g, const sako_event *ev, const int64_t *orders,
                       const uint32_t *items, size_t n)
 {
-    int any = 0;
-    for (size_t j = 0; j < n && !any; j++)
-        any = ev[j].type == SAKO_EVENT_PURCHASE;
-    if (!any)
+    size_t n_buys = 0;
+    for (size_t j = 0; j < n; j++)
+        if (ev[j].type == SAKO_EVENT_PURCHASE)
+            g->buys[n_buys++] = j;
+    if (n_buys == 0)
         return;
-    uint32_t lists[8][SAKO_GATE_K];
-    size_t sizes[8];
-    size_t nm = g->n_models < 8 ? g->n_models : 8;
-    for (size_t k = 0; k < nm; k++)
+    uint32_t lists[SAKO_GATE_MODELS][SAKO_GATE_K];
+    size_t sizes[SAKO_GATE_MODELS];
+    for (size_t k = 0; k < g->n_models; k++)
         sizes[k] = ranking(g, &g->models[k], lists[k]);
     /* A basket: the purchases of one (user, order); without an order id, a user's
-     * purchases in this batch. Each purchase starts its basket once (the first
-     * purchase of its key), O(n^2) in the worst case of one batch. */
-    for (size_t j = 0; j < n; j++) {
-        if (ev[j].type != SAKO_EVENT_PURCHASE)
-            continue;
-        int64_t order = orders ? orders[j] : 0;
-        int seen = 0;
-        for (size_t p = 0; p < j && !seen; p++)
-            seen = ev[p].type == SAKO_EVENT_PURCHASE && ev[p].user_id == ev[j].user_id &&
-                   (orders ? orders[p] : 0) == order;
-        if (seen)
-            continue;
+     * purchases in this batch. */
+    basket_key key = { ev, orders, items };
+    qsort_r(g->buys, n_buys, sizeof *g->buys, by_basket, &key);
+    for (size_t at = 0; at < n_buys;) {
+        size_t first = g->buys[at];
+        int64_t user = ev[first].user_id, order = orders ? orders[first] : 0;
         size_t nb = 0;
-        for (size_t p = j; p < n; p++)
-            if (ev[p].type == SAKO_EVENT_PURCHASE && ev[p].user_id == ev[j].user_id &&
-                (orders ? orders[p] : 0) == order) {
-                uint32_t it = items[p] < g->n_items ? items[p] : SAKO_NONE - 1 - (uint32_t)nb;
-                if (!holds(g->basket_items, nb, it))
-                    g->basket_items[nb++] = it;
-            }
-        for (size_t k = 0; k < nm; k++)
+        uint32_t last = SAKO_NONE;
+        int any = 0;
+        for (; at < n_buys; at++) {
+            size_t j = g->buys[at];
+            if (ev[j].user_id != user || (orders ? orders[j] : 0) != order)
+                break;
+            if (any && items[j] == last)
+                continue;
+            any = 1;
+            last = items[j];
+            /* a product the ranking cannot hold (created after the snapshot) still
+             * counts as bought: a placeholder no ranking contains */
+            g->basket_items[nb++] = items[j] < g->n_items ? items[j] : SAKO_NONE;
+        }
+        for (size_t k = 0; k < g->n_models; k++)
             g->models[k].ndcg_sum += ndcg(lists[k], sizes[k], g->basket_items, nb);
         g->baskets++;
     }
@@ -242,5 +268,6 @@ void sako__gate_free(sako_gate *g)
     free(g->touched);
     free(g->touched_list);
     free(g->basket_items);
+    free(g->buys);
     free(g);
 }

@@ -11,6 +11,8 @@
 
 /* Rank cut of the score, as the evaluation harness's NDCG@20. */
 #define SAKO_GATE_K 20
+/* Most models scored on one replay (the gate scores two: challenger, champion). */
+#define SAKO_GATE_MODELS 4
 
 struct sako_demand;
 
