@@ -287,7 +287,9 @@ typedef struct sako_stats {
     uint64_t n_users;           /**< users seen in events */
     uint64_t n_events;          /**< events in the log */
     uint64_t events_since_refresh; /**< events since the category priors were last refreshed */
-    int64_t model_version;      /**< increases with every retrain (0 before the first) */
+    int64_t model_version;      /**< increases with every retrain (0 before the first): the
+                                     newest version built, rejected ones included; the one
+                                     served is sako_version_get(engine, 0, ...) */
     double global_mean;         /**< the catalog's prior mean (A+1)/(A+B+2) as of the last refresh */
 } sako_stats;
 
@@ -542,6 +544,9 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  * started, and the batches acknowledged meanwhile reach the new model before it is
  * swapped in (the result is that of a retrain run at its start followed by those
  * batches). An in-memory database retrains while updates wait.
+ * Since 0.4 the result is a model version, gated before it is activated (see
+ * sako_retrain_v2(); this is sako_retrain_v2(engine, SAKO_RETRAIN_MANUAL)): a
+ * rejected version leaves the active one in place and still returns SAKO_OK.
  * @return SAKO_OK; SAKO_MISUSE; SAKO_IO; SAKO_BUSY (also when another
  *         sako_retrain() of this engine is running: nothing was done); SAKO_NOMEM;
  *         SAKO_CORRUPT if the log names items that no longer exist.
@@ -634,16 +639,22 @@ SAKO_API int sako_version_pin(sako_engine *engine, int64_t version, int pinned);
  * survives a reopen) and in force at once; a changed drift_window rebuilds the
  * drift counters from the log since the last retrain.
  * @param[in] policy  initialised with ::SAKO_POLICY_INIT; copied, not kept
- * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (wrong version,
- *         drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
- *         drift_window 0, drift_min_impressions 0 or above drift_window), nothing
- *         changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
- * @note Serialised with sako_update() and sako_retrain(). @since 0.3
+ * A version-1 struct (0.3) is accepted: its fields are set and the version-2 ones
+ * (the gate's, keep_versions) keep their values.
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (version not 1
+ *         or 2, drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
+ *         drift_window 0, drift_min_impressions 0 or above drift_window, gate_margin
+ *         not in [0, 1], gate_holdout_fraction not in [0, 0.5], keep_versions not in
+ *         [1, 10000]), nothing changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
+ * @note Serialised with sako_update() and sako_retrain(). @since 0.3 (0.4: version 2)
  */
 SAKO_API int sako_policy_set(sako_engine *engine, const sako_policy *policy);
 
 /**
- * The retrain policy in force.
+ * The retrain policy in force. Set out->version to ::SAKO_POLICY_VERSION first (or
+ * initialise with ::SAKO_POLICY_INIT) to get every field; any other value gets the
+ * version-1 fields only (written up to drift_min_impressions), so code built against
+ * 0.3 keeps working.
  * @param[out] out  the policy
  * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
  */

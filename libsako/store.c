@@ -1659,7 +1659,7 @@ int sako__store_versions_read(sako_store *st, int64_t version,
     int rc = prepare_read(st, sql, &s);
     if (rc)
         return rc;
-    int step, status = SAKO_OK;
+    int step = SQLITE_DONE, status = SAKO_OK;
     while (status == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
         sako_store_version v;
         sako_store_fit fit;
@@ -1745,7 +1745,7 @@ int sako__store_holdout_start(sako_store *st, int64_t upto, uint64_t events, int
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, upto);
-    int step;
+    int step = SQLITE_DONE;
     while (*held_out < events && (step = sqlite3_step(s)) == SQLITE_ROW) {
         *held_out += (uint64_t)sqlite3_column_int64(s, 1);
         *start_out = sqlite3_column_int64(s, 0) - 1;
