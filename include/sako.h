@@ -611,9 +611,10 @@ SAKO_API int sako_version_get(sako_engine *engine, int64_t version, sako_version
  * inactive): its fitted population model replaces the served one atomically, as a
  * retrain's does, and the file records it, so a reopen serves it. The event counts
  * and personal state stay (they are the log). While the active version is not the
- * newest non-rejected one, or is pinned, the automatic prior refreshes are held
- * back (they would refit the priors and undo the rollback); a retrain that
- * activates its version ends that. The retrain policy's counters restart.
+ * newest one (a rollback, a version kept back by a pin, a rejected one), or is
+ * pinned, the automatic prior refreshes are held back (they would refit the priors
+ * and serve what was turned down); a retrain that activates its version ends that.
+ * The retrain policy's counters restart.
  * @return SAKO_OK (also when it is already active: nothing changes); SAKO_MISUSE;
  *         SAKO_INVALID (version < 1, or a rejected version: the message gives its
  *         verdict); SAKO_NOTFOUND (no such version); SAKO_CORRUPT (its stored model

@@ -97,7 +97,7 @@ struct sako_engine {
     sako_policy_state policy;
     /* model versions (versions.c, retrain.c; writer mutex) */
     int version_hold;            /* prior refreshes held back: the active version is pinned
-                                    or older than a version that was not rejected */
+                                    or older than another (rolled back, kept back, rejected) */
     int64_t last_retrain_version;/* the version this handle's last retrain built (0: none) */
     /* tests: alters a fit (catalog mean, category means) before the gate sees it */
     void (*fit_hook)(sako_engine *e, double *root, double *means, size_t n, void *arg);

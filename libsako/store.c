@@ -1714,9 +1714,9 @@ int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out
 int sako__store_versions_hold(sako_store *st, int *hold_out)
 {
     int64_t hold = 0;
-    int rc = query_int(st, "SELECT coalesce((SELECT pinned FROM model_versions WHERE status = 1), 0)"
-                       " OR EXISTS(SELECT 1 FROM model_versions WHERE status = 2 AND version >"
-                       " coalesce((SELECT version FROM model_versions WHERE status = 1), 0))", &hold);
+    int rc = query_int(st, "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
+                       " AND (a.pinned OR EXISTS(SELECT 1 FROM model_versions AS b"
+                       " WHERE b.version > a.version)))", &hold);
     *hold_out = hold != 0;
     return rc;
 }

@@ -252,8 +252,8 @@ int sako__store_versions_read(sako_store *st, int64_t version,
                               void *payload);
 /* One version's model, checked: SAKO_NOTFOUND, SAKO_CORRUPT naming the version. */
 int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out);
-/* 1 when prior refreshes are held back: the active version is pinned, or a newer
- * version that was not rejected exists (a rollback, or a pinned retrain's result). */
+/* 1 when prior refreshes are held back: an active version exists and is pinned, or
+ * a newer version exists (a rollback, a pinned retrain's result, a rejected one). */
 int sako__store_versions_hold(sako_store *st, int *hold_out);
 /* Whether a version is pinned (0 when there is no such version). */
 int sako__store_version_pinned(sako_store *st, int64_t version, int *pinned_out);

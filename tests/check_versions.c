@@ -200,6 +200,40 @@ START_TEST(test_gate_rejects_worse)
 }
 END_TEST
 
+/* After a rejection the priors stay the active version's: the prior refreshes, which
+ * would refit them as the rejected version did, are held back until a version passes. */
+START_TEST(test_rejection_holds_refreshes)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "ver-reject-hold");
+    sako_options o = ver_opts();
+    o.prior_refresh_events = 50;
+    sako_engine *e = sk_open_opts(path, &o);
+    ver_catalog(e);
+    set_gate(e, 0.01, HOLDOUT_EVENTS, 10, 10);
+    phase_a_converts(e);
+    ck_assert_ok(sako_retrain(e));
+    phase_b_converts(e);
+    holdout_buys(e, CAT_A, 100);
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(last_result(e).status, SAKO_MODEL_REJECTED);
+    double held, now;
+    ck_assert_ok(sako_category_prior(e, CAT_B, &held));
+    evidence(e, CAT_B, 21, 40, 20, 20, 40000); /* refreshes would be due */
+    ck_assert_ok(sako_category_prior(e, CAT_B, &now));
+    ck_assert(sk_same_double(held, now));
+    set_gate(e, 1.0, HOLDOUT_EVENTS, 10, 10);
+    ck_assert_ok(sako_retrain(e)); /* passes on finiteness: the hold ends */
+    ck_assert_int_eq(last_result(e).status, SAKO_MODEL_ACTIVE);
+    ck_assert_ok(sako_category_prior(e, CAT_B, &held));
+    evidence(e, CAT_A, 21, 40, 40, 0, 50000);
+    ck_assert_ok(sako_category_prior(e, CAT_B, &now));
+    ck_assert(!sk_same_double(held, now)); /* a refresh ran */
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
 /* The same challenger scored on baskets of B's products: it wins, passes and the
  * version fitted on the whole log is activated. */
 START_TEST(test_gate_passes_better)
@@ -775,6 +809,7 @@ Suite *suite_versions(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_gate_rejects_worse);
     tcase_add_test(tc, test_gate_passes_better);
+    tcase_add_test(tc, test_rejection_holds_refreshes);
     tcase_add_test(tc, test_gate_rejects_not_finite);
     tcase_add_test(tc, test_gate_too_few_baskets);
     tcase_add_test(tc, test_rollback_exact_and_reopen);
