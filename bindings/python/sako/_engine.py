@@ -1086,7 +1086,11 @@ class Engine:
 
     # --------------------------------------------------------- model & info
     def retrain(self) -> "Stats":
-        """Rebuild the model from the event log and swap it in atomically.
+        """Rebuild the model from the event log into a new model version, gate it, and
+        swap it in atomically if it passes (``sako_retrain``; a manual retrain).
+
+        A version the gate rejects is recorded and the active one stays: that is not an
+        error; :meth:`retrain_result` tells what became of it.
 
         Returns
         -------
