@@ -722,7 +722,8 @@ typedef struct sako_verify_report {
 
 /**
  * Check a database file without changing it: SQLite's integrity_check, then every
- * event batch of the log against the CRC-32C written with it (and decoded). For
+ * event batch of the log against the CRC-32C written with it (and decoded), then
+ * (0.4) every model version's stored model against its CRC-32C. For
  * operators and backups (`sako verify PATH`). A file no engine has open is read
  * under its lock, creating no -wal or -shm; a file an engine has open is read
  * through its WAL like any reader (a consistent snapshot).
@@ -730,7 +731,8 @@ typedef struct sako_verify_report {
  * @param[out] out   counts of what was checked (filled also on failure, up to it)
  * @return SAKO_OK; SAKO_MISUSE (NULL path or out); SAKO_INVALID (empty path or
  *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, or a
- *         batch is damaged: the message names its seq); SAKO_VERSION (newer schema);
+ *         batch is damaged: the message names its seq, or a model version is: the
+ *         message names it); SAKO_VERSION (newer schema);
  *         SAKO_IO; SAKO_NOMEM.
  * @note Thread-safe. Opens its own read-only connection. @since 0.3
  */

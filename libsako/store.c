@@ -1290,6 +1290,16 @@ static int count_batch(void *payload, int64_t seq, const sako_event *ev, const i
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
+static int verify_version(void *payload, const sako_store_version *v, const sako_store_fit *fit,
+                          int damaged)
+{
+    (void)payload;
+    (void)fit;
+    return damaged ? sako__error(SAKO_CORRUPT, "database damaged: model version %lld fails its "
+                                 "checksum", (long long)v->version)
+                   : SAKO_OK;
+}
+
 static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
 {
     int64_t version = 0, n = 0, n_sum = 0;
@@ -1322,7 +1332,10 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
     if ((rc = query_int(st, "SELECT count(checksum) FROM event_batches", &n)))
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
     out->n_checksummed = (uint64_t)n;
-    return sako__store_read_batches(st, 0, count_batch, out);
+    if ((rc = sako__store_read_batches(st, 0, count_batch, out)) || version < 4)
+        return rc;
+    /* 0.4: every model version's stored model against its checksum */
+    return sako__store_versions_read(st, -1, verify_version, NULL);
 }
 
 int sako__store_verify(const char *path, sako_store_verify *out)

@@ -559,10 +559,14 @@ START_TEST(test_damaged_version_refused)
     evidence(e, CAT_A, 1, 2, 1, 1, 50000);
     ck_assert_ok(sako_retrain(e)); /* version 2 active */
     sako_close(e);
+    sako_verify_report rep;
+    ck_assert_ok(sako_verify(path, &rep));
     /* one byte of version 1's model (a category's prior mean) flipped */
     sk_sql_exec(path, "UPDATE model_versions SET fit = substr(fit, 1, 200) ||"
                       " (CASE WHEN substr(fit, 201, 1) = x'00' THEN x'01' ELSE x'00' END) ||"
                       " substr(fit, 202) WHERE version = 1");
+    ck_assert_rc(sako_verify(path, &rep), SAKO_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "model version 1"));
     sako_options o = ver_opts();
     e = sk_open_opts(path, &o);
     snapshot before, after;
