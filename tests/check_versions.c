@@ -631,7 +631,17 @@ START_TEST(test_schema3_migrates)
     ck_assert_int_eq(r.version, 3);
     ck_assert_int_eq(r.champion, 2);
     ck_assert_int_eq(r.status, SAKO_MODEL_REJECTED);
+    /* the adopted model can be rolled back to: its priors are the 0.3 file's */
+    set_gate(e, 1.0, HOLDOUT_EVENTS, 10, 10);
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(version(e, 0).version, 4);
+    double prior;
+    ck_assert_ok(sako_category_prior(e, CAT_A, &prior));
+    ck_assert(!sk_same_double(prior, before.prior[1]));
     ck_assert_ok(sako_version_activate(e, 2));
+    take(e, &after);
+    for (int c = 0; c < 3; c++)
+        ck_assert(sk_same_double(after.prior[c], before.prior[c]));
     sako_close(e);
     sk_remove_db(path);
 
