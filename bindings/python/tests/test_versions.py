@@ -127,3 +127,27 @@ def test_policy_gate_fields_round_trip(world):
     assert (p.gate_margin, p.keep_versions, p.gate_holdout_events, p.gate_holdout_fraction,
             p.gate_min_baskets) == (0.05, 3, 1234, 0.1, 7)
     assert p.as_dict()["keep_versions"] == 3
+
+
+def test_cli_lists_activates_and_pins(tmp_path, capsys):
+    from sako.cli import main
+
+    path = str(tmp_path / "cli.db")
+    with open_world(path) as e:
+        champion_world(e)
+        e.retrain()
+        challenger_world(e)
+        holdout(e, B)
+        e.retrain()
+    assert main(["versions", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["2", "active"] and out[1].split()[:2] == ["1", "inactive"]
+    assert main(["versions", path, "--activate", "1", "--pin", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "version 1 is active" in out and "version 1 pinned" in out
+    with sako.open(path) as e:
+        assert e.version().version == 1 and e.version().pinned
+        assert main(["versions", path]) == 2  # held by this engine
+        assert "open in an engine" in capsys.readouterr().err
+    assert main(["versions", path, "--activate", "9"]) == 2
+    assert "no model version 9" in capsys.readouterr().err
