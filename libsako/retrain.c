@@ -1,4 +1,5 @@
-/* Rebuilding the model from the event log, prior epochs and checkpoints. */
+/* Rebuilding the model from the event log, prior epochs and checkpoints; since 0.4
+ * a retrain's model version, its gate, and the activation of a stored version. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
