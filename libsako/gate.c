@@ -9,9 +9,10 @@
  *
  * Between two batches only the items a batch touched change their means (a
  * product's demand prior moves with its own purchases only; the epoch's constants
- * are fixed), so each model keeps its catalog sorted once and a list of the items
- * touched since: a ranking is the merge of the first untouched entries and the
- * touched items' current means, O(k + touched) instead of O(catalog). */
+ * are fixed), so each model keeps its catalog's best k + (most touched) items
+ * sorted once and a list of the items touched since: a ranking is the merge of the
+ * first untouched entries and the touched items' current means, O(k + touched)
+ * instead of O(catalog). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +65,38 @@ static int by_mean_desc(const void *x, const void *y)
     return (a->item > b->item) - (a->item < b->item);
 }
 
+static void swap_ranked(ranked *a, ranked *b)
+{
+    ranked t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Puts the `m` best entries of r[0..n) first (in no order): quickselect, O(n) on
+ * average, with the middle element as pivot. */
+static void select_best(ranked *r, size_t n, size_t m)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1 && m > lo && m < hi) {
+        swap_ranked(&r[lo + (hi - lo) / 2], &r[hi - 1]);
+        ranked pivot = r[hi - 1];
+        size_t store = lo;
+        for (size_t i = lo; i + 1 < hi; i++)
+            if (by_mean_desc(&r[i], &pivot) < 0)
+                swap_ranked(&r[i], &r[store++]);
+        swap_ranked(&r[store], &r[hi - 1]);
+        if (store == m || store + 1 == m)
+            return;
+        if (store > m)
+            hi = store;
+        else
+            lo = store + 1;
+    }
+}
+
 int sako__gate_begin(const sako_engine *e, size_t n_items, const sako_counts *counts,
                      const sako_decay *frame, const sako_gate_model *models, size_t n_models,
-                     sako_gate **out)
+                     size_t max_touched, sako_gate **out)
 {
     *out = NULL;
     sako_gate *g = calloc(1, sizeof *g);
@@ -101,10 +131,16 @@ int sako__gate_begin(const sako_engine *e, size_t n_items, const sako_counts *co
                 tmp[n++].item = (uint32_t)i;
             }
         }
-        qsort(tmp, n, sizeof *tmp, by_mean_desc);
-        for (size_t j = 0; j < n; j++)
+        /* A ranking walks the order skipping touched items: with at most max_touched
+         * of them, its k untouched entries are among the first k + max_touched. */
+        size_t keep = max_touched < n - (n < SAKO_GATE_K ? n : SAKO_GATE_K)
+                          ? SAKO_GATE_K + max_touched : n;
+        if (keep < n)
+            select_best(tmp, n, keep);
+        qsort(tmp, keep, sizeof *tmp, by_mean_desc);
+        for (size_t j = 0; j < keep; j++)
             mr->order[j] = tmp[j].item;
-        mr->n_order = n;
+        mr->n_order = keep;
     }
     free(tmp);
     *out = g;

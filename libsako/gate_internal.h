@@ -28,10 +28,11 @@ typedef struct sako_gate sako_gate;
 
 /* Score `n_models` models on the same replay. `e` is the catalog (a retrain's
  * snapshot) whose personal state is the replay's; `counts` (in `frame`) its item
- * counts at the holdout's start. Items from `n_items` on are not ranked. */
+ * counts at the holdout's start. Items from `n_items` on are not ranked. The replay
+ * touches at most `max_touched` items (its event count will do). */
 int sako__gate_begin(const struct sako_engine *e, size_t n_items, const sako_counts *counts,
                      const sako_decay *frame, const sako_gate_model *models, size_t n_models,
-                     sako_gate **out);
+                     size_t max_touched, sako_gate **out);
 /* One batch, before it is applied: each basket (a user's purchases of one order, or
  * of the batch without order ids) is scored against each model's ranking by
  * posterior mean. `items` are the events' item indices (SAKO_NONE: not ranked). */

@@ -952,7 +952,8 @@ static int job_gate(sako_engine *e, retrain_job *j, int64_t *read_upto)
         }
     }
     if (rc == SAKO_OK && j->passed == 0)
-        rc = sako__gate_begin(v, j->n_items, j->fs.counts, &j->fs.decay, models, n_models, &j->gate);
+        rc = sako__gate_begin(v, j->n_items, j->fs.counts, &j->fs.decay, models, n_models,
+                              (size_t)held, &j->gate);
     if (rc == SAKO_OK && j->passed == 0) {
         rc = job_read_with(j, start, j->position, gate_batch, j);
         *read_upto = j->position;
