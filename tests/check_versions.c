@@ -321,6 +321,27 @@ START_TEST(test_gate_rejects_not_finite)
 }
 END_TEST
 
+/* A holdout much smaller than the catalog (each ranking then keeps only its best
+ * k + holdout items sorted): the same decision, on the last 10 baskets. */
+START_TEST(test_gate_small_holdout)
+{
+    char path[512];
+    sako_engine *e = with_champion(path, sizeof path, "ver-small");
+    set_gate(e, 0.01, 30, 5, 10);
+    phase_b_converts(e);
+    holdout_buys(e, CAT_A, 100);
+    ck_assert_ok(sako_retrain(e));
+    sako_version_info r = last_result(e);
+    ck_assert_uint_eq(r.holdout_events, 30);
+    ck_assert_uint_eq(r.holdout_baskets, 10);
+    ck_assert_int_eq(r.scored, 1);
+    ck_assert_int_eq(r.status, SAKO_MODEL_REJECTED);
+    ck_assert_msg(r.score < r.champion_score - 0.01, "%g vs %g", r.score, r.champion_score);
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
 /* Too few baskets in the holdout: finiteness decides, and the verdict says so. */
 START_TEST(test_gate_too_few_baskets)
 {
@@ -826,6 +847,7 @@ Suite *suite_versions(void)
     tcase_add_test(tc, test_rejection_holds_refreshes);
     tcase_add_test(tc, test_gate_rejects_not_finite);
     tcase_add_test(tc, test_gate_too_few_baskets);
+    tcase_add_test(tc, test_gate_small_holdout);
     tcase_add_test(tc, test_rollback_exact_and_reopen);
     tcase_add_test(tc, test_rollback_holds_refreshes);
     tcase_add_test(tc, test_pin_blocks_automatic);
