@@ -372,7 +372,8 @@ typedef struct sako_policy {
 #define SAKO_POLICY_MAX ((uint64_t)9007199254740991ULL)
 
 /** Whether a retrain is due and why (sako_retrain_due()). "Since" counts from the
- *  last successful retrain, or from the file's creation (or upgrade to 0.3) before. */
+ *  last retrain that built a version (0.4: activated or not) or the last activation,
+ *  or from the file's creation (or upgrade to 0.3) before. */
 typedef struct sako_retrain_status {
     int due;                       /**< 1 if any trigger of the policy fired */
     unsigned reasons;              /**< ::sako_retrain_reason bits of the triggers that fired */

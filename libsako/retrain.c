@@ -1262,7 +1262,7 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     int rc;
     if (e->store.in_memory) {
         rc = retrain_blocking(e, reasons);
-        if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
+        if (rc >= SAKO_OK) /* the retrain policy counts from here (see below) */
             sako__policy_activated(e);
         pthread_mutex_unlock(&e->write_mutex);
         return rc > 0 ? SAKO_OK : rc;
@@ -1286,9 +1286,11 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
-    if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
-        sako__policy_activated(e);
     if (rc >= SAKO_OK) {
+        /* A version was built: the retrain policy counts from here, whether it was
+         * activated or not (a rejected or kept-back candidate is not retried until
+         * its trigger fires again, instead of at every check) */
+        sako__policy_activated(e);
         /* a prior refresh that fell due meanwhile (by events or decay's time rule)
          * was held back by the retrain: it runs now, as it would have after the
          * batch that made it due (unless a pinned or rolled-back version holds it) */

@@ -186,6 +186,10 @@ START_TEST(test_gate_rejects_worse)
     take(e, &after);
     ck_assert(same_snapshot(&before, &after));
     ck_assert_int_eq(sk_stats(e).model_version, 2);
+    /* the policy counts from this retrain: a rejected candidate is not retried at once */
+    sako_retrain_status due;
+    ck_assert_ok(sako_retrain_due(e, &due));
+    ck_assert_uint_eq(due.events_since, 0);
     /* a rejected version is never activated */
     ck_assert_rc(sako_version_activate(e, 2), SAKO_INVALID);
     ck_assert_ptr_nonnull(strstr(sako_errmsg(), "rejected"));
@@ -469,6 +473,9 @@ START_TEST(test_pin_blocks_automatic)
     ck_assert_int_eq(version(e, 0).version, 1);
     take(e, &after);
     ck_assert(same_snapshot(&before, &after));
+    sako_retrain_status due;
+    ck_assert_ok(sako_retrain_due(e, &due));
+    ck_assert_uint_eq(due.events_since, 0); /* no retrain storm while pinned */
     ck_assert_ok(sako_retrain(e)); /* by hand: activated despite the pin */
     ck_assert_int_eq(version(e, 0).version, 3);
     ck_assert_int_eq(version(e, 1).pinned, 1);

@@ -242,8 +242,8 @@ class RetrainStatus:
 
     ``reasons`` holds :class:`RetrainReason` bits, ``reason`` the same as text
     (``"events"``, ``"time, drift"``, ``"not due"``...). Counters run since the last
-    successful retrain (``retrained_at``, unix ms; before the first, since the file was
-    created or upgraded). Conversions are reward-weighted successes per
+    retrain (0.4: whatever its gate decided) or activation (``retrained_at``, unix ms;
+    before the first, since the file was created or upgraded). Conversions are reward-weighted successes per
     rec-attributed impression; ``*_impressions`` are their samples.
     """
 
