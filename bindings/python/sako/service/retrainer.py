@@ -170,15 +170,18 @@ class Retrainer:
         return self.last
 
     def compact_once(self, engine: sako.Engine) -> Optional[sako.CompactReport]:
-        """The compaction after a background retrain (blocking), when configured. Never
-        raises: a failure (``Busy`` while a manual retrain runs, an I/O error) is logged,
-        counted and kept in ``last_compaction``; the next retrain tries again."""
+        """The compaction after a background retrain (blocking), when configured. Holds
+        the retrain lock, so a manual retrain asked for meanwhile waits for it instead
+        of making it fail. Never raises: a failure (``Busy`` during a
+        ``POST /v1/compact``, an I/O error) is logged, counted and kept in
+        ``last_compaction``; the next retrain tries again."""
         if self.compact_options is None or engine.closed:
             return None
         report: Optional[sako.CompactReport] = None
         t0 = time.perf_counter()
         try:
-            report = engine.compact(**self.compact_options)
+            with self._lock:
+                report = engine.compact(**self.compact_options)
         except Exception as exc:
             if isinstance(exc, sako.Misuse) and engine.closed:  # shutting down
                 return None
