@@ -289,7 +289,9 @@ typedef struct sako_stats {
     uint64_t n_users;           /**< users seen in events */
     uint64_t n_events;          /**< events in the log */
     uint64_t events_since_refresh; /**< events since the category priors were last refreshed */
-    int64_t model_version;      /**< increases with every retrain (0 before the first) */
+    int64_t model_version;      /**< increases with every retrain (0 before the first): the
+                                     newest version built, rejected ones included; the one
+                                     served is sako_version_get(engine, 0, ...) */
     double global_mean;         /**< the catalog's prior mean (A+1)/(A+B+2) as of the last refresh */
 } sako_stats;
 
@@ -320,7 +322,8 @@ typedef struct sako_user_item {
 typedef enum sako_retrain_reason {
     SAKO_RETRAIN_EVENTS = 1, /**< every_events events since the last retrain */
     SAKO_RETRAIN_TIME = 2,   /**< every_seconds seconds since the last retrain */
-    SAKO_RETRAIN_DRIFT = 4   /**< the conversion of served recommendations dropped */
+    SAKO_RETRAIN_DRIFT = 4,  /**< the conversion of served recommendations dropped */
+    SAKO_RETRAIN_MANUAL = 8  /**< asked for by hand (sako_retrain(); since 0.4) */
 } sako_retrain_reason;
 
 /** The fraction the default drift sample is sized for (see ::SAKO_POLICY_INIT). */
@@ -350,15 +353,29 @@ typedef struct sako_policy {
     double drift_fraction;          /**< in [0, 1): recent below this x baseline; 0 = off (0) */
     uint64_t drift_window;          /**< rec-attributed impressions per window (25000) */
     uint64_t drift_min_impressions; /**< least sample of baseline and recent, 1..window (12500) */
+    /* Version 2 (0.4): model versions and their gate (docs/architecture.md, "Model
+     * versions"). A version-1 struct given to sako_policy_set() leaves these as they
+     * are; sako_policy_get() fills them only for a version-2 struct. */
+    double gate_margin;             /**< a candidate is rejected when its NDCG@20 on the
+                                         holdout is below the active version's minus this,
+                                         in [0, 1]; 1 = finiteness only (0.01) */
+    uint64_t gate_holdout_events;   /**< most events held out (the newest of the log) (50000) */
+    double gate_holdout_fraction;   /**< share of the log held out, at most the above, in
+                                         [0, 0.5]; 0 = no holdout, finiteness only (0.05) */
+    uint64_t gate_min_baskets;      /**< fewer scored baskets: finiteness only (200) */
+    uint64_t keep_versions;         /**< versions kept, newest first; the active and the
+                                         pinned ones are never deleted; 1..10000 (10) */
 } sako_policy;
 
-#define SAKO_POLICY_VERSION 1
-#define SAKO_POLICY_INIT { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500 }
+#define SAKO_POLICY_VERSION 2
+#define SAKO_POLICY_INIT \
+    { SAKO_POLICY_VERSION, 0, 0, 0.0, 25000, 12500, 0.01, 50000, 0.05, 200, 10 }
 /** Largest every_events, every_seconds and drift_window. */
 #define SAKO_POLICY_MAX ((uint64_t)9007199254740991ULL)
 
 /** Whether a retrain is due and why (sako_retrain_due()). "Since" counts from the
- *  last successful retrain, or from the file's creation (or upgrade to 0.3) before. */
+ *  last retrain that built a version (0.4: activated or not) or the last activation,
+ *  or from the file's creation (or upgrade to 0.3) before. */
 typedef struct sako_retrain_status {
     int due;                       /**< 1 if any trigger of the policy fired */
     unsigned reasons;              /**< ::sako_retrain_reason bits of the triggers that fired */
@@ -371,6 +388,46 @@ typedef struct sako_retrain_status {
     double recent_conversion;      /**< the same over the recent window */
     uint64_t recent_impressions;   /**< its sample */
 } sako_retrain_status;
+
+/* Model versions (0.4, issue 9): what a retrain fits, kept, gated and rolled back. */
+
+/** Where a model version stands (::sako_version_info.status). */
+typedef enum sako_model_status {
+    SAKO_MODEL_ACTIVE = 1,   /**< served now (exactly one version, once any exists) */
+    SAKO_MODEL_INACTIVE = 2, /**< passed its gate (or was replaced): may be activated */
+    SAKO_MODEL_REJECTED = 3  /**< failed its gate: kept for the record, never activated */
+} sako_model_status;
+
+/** Longest gate verdict, with its NUL. */
+#define SAKO_VERDICT_MAX 200
+
+/**
+ * One model version: the population model a retrain fitted from the log (category
+ * priors and the catalog's mean, the product-demand constants), the parameters it
+ * was fitted with, the part of the log it saw, and what its gate found. The event
+ * counts and the personal histories are the log's, shared by every version.
+ */
+typedef struct sako_version_info {
+    int64_t version;            /**< 1, 2, ... in the order retrains built them */
+    int64_t created_at;         /**< unix ms (wall clock) */
+    int status;                 /**< a ::sako_model_status */
+    int pinned;                 /**< 1: automatic retrains do not replace it while active,
+                                     and it is never deleted */
+    unsigned reasons;           /**< ::sako_retrain_reason bits of what asked for it */
+    char verdict[SAKO_VERDICT_MAX]; /**< the gate's verdict, e.g. "passed: NDCG@20 0.213 vs
+                                     0.209 (margin 0.01, 812 baskets)", "rejected: ..." */
+    int64_t first_batch, last_batch; /**< the log it was fitted on (batches), 0 if empty */
+    uint64_t n_events;          /**< events in the log up to last_batch */
+    int64_t champion;           /**< the active version it was compared with, 0 if none */
+    int scored;                 /**< 1 if the holdout was scored (else finiteness only) */
+    double score;               /**< its NDCG@20 on the holdout (0 if not scored) */
+    double champion_score;      /**< the champion's on the same holdout */
+    uint64_t holdout_events;    /**< events in the holdout */
+    uint64_t holdout_baskets;   /**< baskets scored in it */
+    double root_mean;           /**< its catalog prior mean */
+    int64_t epoch_at;           /**< the log's latest event time it was fitted at (unix ms) */
+    sako_options options;       /**< the model fields it was fitted with (run-time fields 0) */
+} sako_version_info;
 
 /* ------------------------------------------------------------------ engine */
 
@@ -495,6 +552,9 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
  * started, and the batches acknowledged meanwhile reach the new model before it is
  * swapped in (the result is that of a retrain run at its start followed by those
  * batches). An in-memory database retrains while updates wait.
+ * Since 0.4 the result is a model version, gated before it is activated (see
+ * sako_retrain_v2(); this is sako_retrain_v2(engine, SAKO_RETRAIN_MANUAL)): a
+ * rejected version leaves the active one in place and still returns SAKO_OK.
  * @return SAKO_OK; SAKO_MISUSE; SAKO_IO; SAKO_BUSY (also when another
  *         sako_retrain() of this engine is running: nothing was done); SAKO_NOMEM;
  *         SAKO_CORRUPT if the log names items that no longer exist.
@@ -503,20 +563,107 @@ SAKO_API int sako_recommend(sako_engine *engine, const sako_query *q, sako_rec *
 SAKO_API int sako_retrain(sako_engine *engine);
 
 /**
+ * sako_retrain() saying what asked for it: `reasons` is ::sako_retrain_reason bits
+ * (the service's background task passes sako_retrain_due()'s reasons;
+ * sako_retrain() is this with ::SAKO_RETRAIN_MANUAL). They are recorded with the
+ * version and decide one thing: while the active version is pinned, a retrain
+ * without the MANUAL bit builds and records its version (inactive, verdict "active
+ * version pinned") but does not activate it.
+ *
+ * Every retrain builds a new version and gates it (docs/architecture.md, "Model
+ * versions"): it must be finite everywhere, and a candidate fitted on the log up to
+ * the holdout (the newest min(gate_holdout_events, gate_holdout_fraction x log)
+ * events) must score an NDCG@20 on the holdout's baskets no worse than the active
+ * version's minus gate_margin; if it passes, the version fitted on the whole log is
+ * activated atomically. A rejected version is recorded with its reason and the
+ * active one stays: that is still SAKO_OK (the retrain did its job); read the
+ * outcome with sako_retrain_result().
+ * @param[in] reasons  ::sako_retrain_reason bits, not 0
+ * @return as sako_retrain(); SAKO_INVALID for 0 or unknown bits.
+ * @since 0.4
+ */
+SAKO_API int sako_retrain_v2(sako_engine *engine, unsigned reasons);
+
+/**
+ * The version the last retrain of this handle built (since it was opened): its
+ * number, whether it was activated (status) and the gate's verdict.
+ * @param[out] out  the version
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or out); SAKO_NOTFOUND (no retrain yet,
+ *         or its version was deleted since by keep_versions); SAKO_IO; SAKO_CORRUPT.
+ * @note Serialised with the writers (waits for a retrain's last step). @since 0.4
+ */
+SAKO_API int sako_retrain_result(sako_engine *engine, sako_version_info *out);
+
+/**
+ * The stored model versions, newest first.
+ * @param[out] out    caller-owned array of capacity cap (may be NULL when cap is 0)
+ * @param[out] n_out  versions written (at most cap)
+ * @param[out] total_out  versions stored (may be NULL): call with cap 0 to size
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or n_out, or NULL out with cap > 0);
+ *         SAKO_IO; SAKO_CORRUPT.
+ * @note Serialised with the writers. @since 0.4
+ */
+SAKO_API int sako_versions_list(sako_engine *engine, sako_version_info *out, size_t cap,
+                                size_t *n_out, size_t *total_out);
+
+/**
+ * One model version; version 0 names the active one.
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_INVALID (negative version); SAKO_NOTFOUND (no
+ *         such version, or version 0 before any retrain); SAKO_IO; SAKO_CORRUPT.
+ * @since 0.4
+ */
+SAKO_API int sako_version_get(sako_engine *engine, int64_t version, sako_version_info *out);
+
+/**
+ * Activate a stored version (a rollback, or a version a pinned retrain left
+ * inactive): its fitted population model replaces the served one atomically, as a
+ * retrain's does, and the file records it, so a reopen serves it. The event counts
+ * and personal state stay (they are the log). While the active version is not the
+ * newest one (a rollback, a version kept back by a pin, a rejected one), or is
+ * pinned, the automatic prior refreshes are held back (they would refit the priors
+ * and serve what was turned down); a retrain that activates its version ends that.
+ * The retrain policy's counters restart.
+ * @return SAKO_OK (also when it is already active: nothing changes); SAKO_MISUSE;
+ *         SAKO_INVALID (version < 1, or a rejected version: the message gives its
+ *         verdict); SAKO_NOTFOUND (no such version); SAKO_CORRUPT (its stored model
+ *         fails its checksum: nothing changes); SAKO_BUSY (a retrain is running:
+ *         retry after it); SAKO_IO; SAKO_NOMEM.
+ * @note Serialised with the writers; recommendations go on meanwhile. @since 0.4
+ */
+SAKO_API int sako_version_activate(sako_engine *engine, int64_t version);
+
+/**
+ * Pin or unpin a version. A pinned version is never deleted by keep_versions, and
+ * while it is active, automatic retrains record their versions without activating
+ * them (and prior refreshes are held back). Pinning a rejected version is allowed
+ * (to keep it for study).
+ * @return SAKO_OK; SAKO_MISUSE; SAKO_INVALID (version < 1, pinned not 0 or 1);
+ *         SAKO_NOTFOUND; SAKO_IO; SAKO_BUSY.
+ * @since 0.4
+ */
+SAKO_API int sako_version_pin(sako_engine *engine, int64_t version, int pinned);
+
+/**
  * Set the retrain policy. It is validated whole, then stored in the database (it
  * survives a reopen) and in force at once; a changed drift_window rebuilds the
  * drift counters from the log since the last retrain.
  * @param[in] policy  initialised with ::SAKO_POLICY_INIT; copied, not kept
- * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (wrong version,
- *         drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
- *         drift_window 0, drift_min_impressions 0 or above drift_window), nothing
- *         changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
- * @note Serialised with sako_update() and sako_retrain(). @since 0.3
+ * A version-1 struct (0.3) is accepted: its fields are set and the version-2 ones
+ * (the gate's, keep_versions) keep their values.
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or policy); SAKO_INVALID (version not 1
+ *         or 2, drift_fraction not in [0, 1), a count above ::SAKO_POLICY_MAX,
+ *         drift_window 0, drift_min_impressions 0 or above drift_window, gate_margin
+ *         not in [0, 1], gate_holdout_fraction not in [0, 0.5], keep_versions not in
+ *         [1, 10000]), nothing changed; SAKO_IO, SAKO_BUSY, SAKO_NOMEM.
+ * @note Serialised with sako_update() and sako_retrain(). @since 0.3 (0.4: version 2)
  */
 SAKO_API int sako_policy_set(sako_engine *engine, const sako_policy *policy);
 
 /**
- * The retrain policy in force.
+ * The retrain policy in force. Set out->version to ::SAKO_POLICY_VERSION first (or
+ * initialise with ::SAKO_POLICY_INIT) to get every field; any other value gets the
+ * version-1 fields only (written up to drift_min_impressions), so code built against
+ * 0.3 keeps working.
  * @param[out] out  the policy
  * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
  */
@@ -586,7 +733,9 @@ typedef struct sako_verify_report {
 /**
  * Check a database file without changing it: SQLite's integrity_check, then every
  * event batch of the log against the CRC-32C written with it (and decoded), then
- * every chunk of the log checkpoint a compaction left (sako_compact()). For
+ * (0.4) every row of the regular checkpoint (items, users, categories), every model
+ * version's stored model and every chunk of the log checkpoint a compaction left
+ * (sako_compact()) against theirs. For
  * operators and backups (`sako verify PATH`). A file no engine has open is read
  * under its lock, creating no -wal or -shm; a file an engine has open is read
  * through its WAL like any reader (a consistent snapshot).
@@ -594,8 +743,9 @@ typedef struct sako_verify_report {
  * @param[out] out   counts of what was checked (filled also on failure, up to it)
  * @return SAKO_OK; SAKO_MISUSE (NULL path or out); SAKO_INVALID (empty path or
  *         ":memory:"); SAKO_CORRUPT (not a libsako file, integrity_check failed, a
- *         batch is damaged: the message names its seq, or a chunk of the log
- *         checkpoint: the message names its part and number); SAKO_VERSION (newer schema);
+ *         batch is damaged: the message names its seq, a model version: the message
+ *         names it, or a chunk of the log checkpoint: the message names its part and
+ *         number); SAKO_VERSION (newer schema);
  *         SAKO_IO; SAKO_NOMEM.
  * @note Thread-safe. Opens its own read-only connection. @since 0.3
  */
@@ -637,7 +787,8 @@ typedef struct sako_compact_options {
     double keep_days;       /**< keep every batch holding an event less than this many
                                  days older than the log's latest event (0: no window) */
     uint64_t keep_events;   /**< keep at least this many of the latest events (raised to
-                                 ::SAKO_COMPACT_MIN_EVENTS) */
+                                 ::SAKO_COMPACT_MIN_EVENTS and to the retrain policy's
+                                 gate_holdout_events) */
 } sako_compact_options;
 
 #define SAKO_COMPACT_OPTIONS_VERSION 1
@@ -663,7 +814,8 @@ typedef struct sako_compact_report {
  * checkpoint and give bit for bit what they gave before.
  *
  * C is the latest batch that (a) is followed by at least opt->keep_events events
- * and holds, like every batch before it, no event within opt->keep_days of the
+ * (never fewer than ::SAKO_COMPACT_MIN_EVENTS nor the policy's gate_holdout_events,
+ * so that the next retrain's gate scores a whole holdout) and holds, like every batch before it, no event within opt->keep_days of the
  * log's latest event; (b) is at or before the latest retrain's activation (its
  * policy counters and the next retrain's gate read the events after it): before a
  * first sako_retrain() nothing is compacted; (c) is in the regular checkpoint of

@@ -252,11 +252,14 @@ int sako_compact(sako_engine *e, const sako_compact_options *opt, sako_compact_r
     rc = trim(e, from, hold, &report.batches_removed, &report.events_removed);
     if (!hold)
         lock(e);
-    /* The next retrain's gate replays the latest events: never fewer than the
-     * documented minimum stay (a policy's own holdout size, where it has one, belongs
-     * in this maximum too). */
+    /* The next retrain's gate replays the latest events as its holdout: never fewer
+     * than the documented minimum stay, nor than the policy's gate_holdout_events
+     * (the most a gate holds out), so that the holdout never reaches into the
+     * checkpoint. */
     uint64_t keep = opt->keep_events > SAKO_COMPACT_MIN_EVENTS ? opt->keep_events
                                                                 : SAKO_COMPACT_MIN_EVENTS;
+    if (keep < e->policy.policy.gate_holdout_events)
+        keep = e->policy.policy.gate_holdout_events;
     if (rc == SAKO_OK && e->events_since_checkpoint > 0)
         rc = sako__retrain_checkpoint(e);
     if (rc == SAKO_OK)

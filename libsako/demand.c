@@ -396,6 +396,52 @@ static int restore_row(void *payload, const sako_category_demand_row *r)
     return SAKO_OK;
 }
 
+int sako__demand_from_fit(const sako_engine *e, const sako_store_demand *stored,
+                          const double *cat_mean, const double *cat_strength,
+                          const double *cat_share, sako_decay_ref ref, int lists,
+                          sako_demand **out)
+{
+    *out = NULL;
+    size_t nc = e->n_categories;
+    if (!isfinite(stored->calibration) || stored->calibration <= 0.0 || !(stored->baskets >= 1.0) ||
+        !isfinite(stored->baskets) || !(stored->root_mean >= 0.0 && stored->root_mean <= 1.0) ||
+        !(stored->root_strength >= STRENGTH_MIN && stored->root_strength <= STRENGTH_MAX))
+        return sako__error(SAKO_CORRUPT, "model version: invalid demand constants");
+    for (size_t c = 0; c < nc; c++)
+        if (!isfinite(cat_mean[c]) || cat_mean[c] < 0.0 || cat_mean[c] > 1.0 ||
+            !isfinite(cat_strength[c]) || cat_strength[c] < 0.0 || !isfinite(cat_share[c]) ||
+            cat_share[c] < 0.0 || cat_share[c] > 1.0 + 1e-9)
+            return sako__error(SAKO_CORRUPT, "model version: invalid demand of category %lld",
+                               (long long)e->categories[c].id);
+    sako_demand *d = calloc(1, sizeof *d);
+    if (!d || !(d->cat_mean = malloc((nc ? nc : 1) * sizeof *d->cat_mean)) ||
+        !(d->cat_strength = malloc((nc ? nc : 1) * sizeof *d->cat_strength)) ||
+        !(d->cat_share = malloc((nc ? nc : 1) * sizeof *d->cat_share))) {
+        sako__demand_free(d);
+        return sako__error(SAKO_NOMEM, "out of memory restoring product demand");
+    }
+    memcpy(d->cat_mean, cat_mean, nc * sizeof *cat_mean);
+    memcpy(d->cat_strength, cat_strength, nc * sizeof *cat_strength);
+    memcpy(d->cat_share, cat_share, nc * sizeof *cat_share);
+    d->n_categories = nc;
+    d->active = stored->active != 0;
+    d->calibration = stored->calibration;
+    d->baskets = stored->baskets;
+    d->root_mean = stored->root_mean;
+    d->root_strength = stored->root_strength;
+    d->ref = ref;
+    if (lists) {
+        double ps = scale_of(e, d);
+        int rc = build_lists(e, d, baskets_at(e, ps), ps);
+        if (rc) {
+            sako__demand_free(d);
+            return rc;
+        }
+    }
+    *out = d;
+    return SAKO_OK;
+}
+
 int sako__demand_restore(const sako_engine *e, const sako_store_demand *stored, sako_demand **out)
 {
     *out = NULL;

@@ -50,6 +50,13 @@ void sako__demand_free(sako_demand *d);
 int sako__demand_relist(sako_engine *e);
 /* The constants of a stored epoch (store rows), with lists rebuilt from the current state. */
 int sako__demand_restore(const sako_engine *e, const sako_store_demand *stored, sako_demand **out);
+/* The constants of a model version (per category of `e`, in its order), decayed to
+ * `ref`; with `lists`, the candidate lists rebuilt from the current state as
+ * sako__demand_restore() does (without: for scoring only). */
+int sako__demand_from_fit(const sako_engine *e, const sako_store_demand *stored,
+                          const double *cat_mean, const double *cat_strength,
+                          const double *cat_share, sako_decay_ref ref, int lists,
+                          sako_demand **out);
 /* Write an epoch's constants (inside the caller's transaction). */
 int sako__demand_write(const sako_engine *e, const sako_demand *d);
 /* q_j now: the product's per-basket purchase rate, shrunk to its category's. */

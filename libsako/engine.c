@@ -8,6 +8,7 @@
 #include "model_internal.h"
 #include "recommend_internal.h"
 #include "retrain_internal.h"
+#include "versions_internal.h"
 
 int sako_version_number(void) { return SAKO_VERSION_NUMBER; }
 const char *sako_version_string(void) { return SAKO_VERSION_STRING; }
@@ -125,6 +126,7 @@ static int load(sako_engine *e)
         (rc = sako__personal_reserve_items(&e->personal, e->cap_items)) ||
         (rc = sako__store_last_batch(&e->store, &e->last_batch)) ||
         (rc = sako__policy_load(e)) ||
+        (rc = sako__versions_load(e)) ||
         (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL, NULL)) ||
         (rc = sako__demand_restore(e, &demand, &e->demand)))
         return rc;

@@ -99,6 +99,13 @@ struct sako_engine {
     int refresh_cancel;          /* atomic: sako_close() wants it to stop */
     /* retrain policy (policy.c): the policy and its counters since the last activation */
     sako_policy_state policy;
+    /* model versions (versions.c, retrain.c; writer mutex) */
+    int version_hold;            /* prior refreshes held back: the active version is pinned
+                                    or older than another (rolled back, kept back, rejected) */
+    int64_t last_retrain_version;/* the version this handle's last retrain built (0: none) */
+    /* tests: alters a fit (catalog mean, category means) before the gate sees it */
+    void (*fit_hook)(sako_engine *e, double *root, double *means, size_t n, void *arg);
+    void *fit_hook_arg;
 };
 
 #endif

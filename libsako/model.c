@@ -15,6 +15,7 @@
  * from the log reproduces them bit for bit. */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,4 +399,104 @@ void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item
         it->last_event_at = ev->time;
     it->dirty = 1;
     sako__model_update_posterior(e, item);
+}
+
+/* ------------------------------------------------------------ model versions */
+
+static int fit_row_by_id(const void *x, const void *y)
+{
+    int64_t a = ((const sako_store_fit_row *)x)->id, b = ((const sako_store_fit_row *)y)->id;
+    return (a > b) - (a < b);
+}
+
+int sako__model_fit_capture(const sako_engine *e, double root, const double *means,
+                            const sako_demand *demand, int64_t epoch_at, sako_store_fit *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t nc = e->n_categories;
+    out->rows = calloc(nc ? nc : 1, sizeof *out->rows);
+    if (!out->rows)
+        return sako__error(SAKO_NOMEM, "out of memory recording a model version");
+    out->n_rows = nc;
+    out->root_mean = root;
+    out->epoch_at = epoch_at;
+    out->params = e->params;
+    if (demand) {
+        out->demand.active = demand->active;
+        out->demand.calibration = demand->calibration;
+        out->demand.baskets = demand->baskets;
+        out->demand.root_mean = demand->root_mean;
+        out->demand.root_strength = demand->root_strength;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        sako_store_fit_row *r = &out->rows[c];
+        r->id = e->categories[c].id;
+        r->prior_mean = means[c];
+        if (demand && c < demand->n_categories) {
+            r->demand_mean = demand->cat_mean[c];
+            r->demand_strength = demand->cat_strength[c];
+            r->demand_share = demand->cat_share[c];
+        }
+    }
+    qsort(out->rows, nc, sizeof *out->rows, fit_row_by_id);
+    return SAKO_OK;
+}
+
+int sako__model_fit_finite(const sako_store_fit *fit, char *why, size_t n)
+{
+    if (!(fit->root_mean > 0.0 && fit->root_mean < 1.0)) {
+        snprintf(why, n, "catalog prior mean %g", fit->root_mean);
+        return 0;
+    }
+    for (size_t c = 0; c < fit->n_rows; c++) {
+        const sako_store_fit_row *r = &fit->rows[c];
+        if (!(r->prior_mean >= 0.0 && r->prior_mean <= 1.0) || !isfinite(r->demand_mean) ||
+            !isfinite(r->demand_strength) || !isfinite(r->demand_share)) {
+            snprintf(why, n, "category %lld: prior mean %g, demand %g/%g/%g", (long long)r->id,
+                     r->prior_mean, r->demand_mean, r->demand_strength, r->demand_share);
+            return 0;
+        }
+    }
+    const sako_store_demand *d = &fit->demand;
+    if (!isfinite(d->calibration) || !isfinite(d->baskets) || !isfinite(d->root_mean) ||
+        !isfinite(d->root_strength)) {
+        snprintf(why, n, "demand constants %g/%g/%g/%g", d->calibration, d->baskets,
+                 d->root_mean, d->root_strength);
+        return 0;
+    }
+    return 1;
+}
+
+int sako__model_fit_restore(const sako_engine *e, const sako_store_fit *fit, int lists,
+                            double *means, sako_demand **demand_out)
+{
+    *demand_out = NULL;
+    size_t nc = e->n_categories;
+    double *dm = calloc(3 * (nc ? nc : 1), sizeof *dm);
+    uint32_t *order = malloc((nc ? nc : 1) * sizeof *order);
+    if (!dm || !order) {
+        free(dm);
+        free(order);
+        return sako__error(SAKO_NOMEM, "out of memory restoring a model version");
+    }
+    double *ds = dm + (nc ? nc : 1), *dsh = ds + (nc ? nc : 1);
+    /* Parents first, so that a category the version does not know (created after it
+     * was fitted) backs off to its parent's mean, or the catalog's. */
+    size_t n_ordered = sako__model_order_by_depth(e, order);
+    for (size_t j = 0; j < n_ordered; j++) {
+        uint32_t c = order[j];
+        sako_store_fit_row key = { e->categories[c].id, 0, 0, 0, 0 };
+        const sako_store_fit_row *r = fit->n_rows ? bsearch(&key, fit->rows, fit->n_rows,
+                                                            sizeof key, fit_row_by_id) : NULL;
+        uint32_t p = e->categories[c].parent;
+        means[c] = r ? r->prior_mean : p == SAKO_NONE ? fit->root_mean : means[p];
+        dm[c] = r ? r->demand_mean : 0.0;
+        ds[c] = r ? r->demand_strength : 0.0;
+        dsh[c] = r ? r->demand_share : 0.0;
+    }
+    sako_decay_ref ref = sako__decay_ref(e->decay.half_life_ms, fit->epoch_at);
+    int rc = sako__demand_from_fit(e, &fit->demand, dm, ds, dsh, ref, lists, demand_out);
+    free(dm);
+    free(order);
+    return rc;
 }

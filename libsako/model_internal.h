@@ -45,4 +45,16 @@ size_t sako__model_order_by_depth(const sako_engine *e, uint32_t *order);
 /* Add one event to its item's counts and posterior (users: sako__users_apply). */
 void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item);
 
+/* Model versions: an epoch's fitted population model as a stored fit (rows sorted
+ * by category id); whether every number in one is finite and in range (else `why`
+ * says which); and a fit on the catalog of `e`: each category's prior mean into
+ * `means` (a category the fit does not know takes its parent's, or the catalog's)
+ * and its demand at the fit's time (with `lists`, the candidate lists too). */
+int sako__model_fit_capture(const sako_engine *e, double root, const double *means,
+                            const struct sako_demand *demand, int64_t epoch_at,
+                            sako_store_fit *out);
+int sako__model_fit_finite(const sako_store_fit *fit, char *why, size_t n);
+int sako__model_fit_restore(const sako_engine *e, const sako_store_fit *fit, int lists,
+                            double *means, struct sako_demand **demand_out);
+
 #endif

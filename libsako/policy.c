@@ -20,10 +20,18 @@
 #include "killpoint_internal.h"
 #include "policy_internal.h"
 
+/* The fields a version-1 struct has (0.3): the rest of a sako_policy follows them. */
+typedef struct policy_v1 {
+    unsigned version;
+    uint64_t every_events, every_seconds;
+    double drift_fraction;
+    uint64_t drift_window, drift_min_impressions;
+} policy_v1;
+
 static int policy_check(const sako_policy *p)
 {
     if (p->version != SAKO_POLICY_VERSION)
-        return sako__error(SAKO_INVALID, "policy: version %u is not %d (use SAKO_POLICY_INIT)",
+        return sako__error(SAKO_INVALID, "policy: version %u is not 1 or %d (use SAKO_POLICY_INIT)",
                            p->version, SAKO_POLICY_VERSION);
     if (p->every_events > SAKO_POLICY_MAX)
         return sako__error(SAKO_INVALID, "policy: every_events %llu is above 2^53-1",
@@ -41,6 +49,18 @@ static int policy_check(const sako_policy *p)
         return sako__error(SAKO_INVALID, "policy: drift_min_impressions %llu is not in [1, "
                            "drift_window = %llu]", (unsigned long long)p->drift_min_impressions,
                            (unsigned long long)p->drift_window);
+    if (!(p->gate_margin >= 0.0 && p->gate_margin <= 1.0))
+        return sako__error(SAKO_INVALID, "policy: gate_margin %g is not in [0, 1] (an NDCG "
+                           "difference; 1 = finiteness only)", p->gate_margin);
+    if (!(p->gate_holdout_fraction >= 0.0 && p->gate_holdout_fraction <= 0.5))
+        return sako__error(SAKO_INVALID, "policy: gate_holdout_fraction %g is not in [0, 0.5]",
+                           p->gate_holdout_fraction);
+    if (p->gate_holdout_events > SAKO_POLICY_MAX || p->gate_min_baskets > SAKO_POLICY_MAX)
+        return sako__error(SAKO_INVALID, "policy: gate_holdout_events or gate_min_baskets is "
+                           "above 2^53-1");
+    if (p->keep_versions < 1 || p->keep_versions > SAKO_POLICY_KEEP_MAX)
+        return sako__error(SAKO_INVALID, "policy: keep_versions %llu is not in [1, %d]",
+                           (unsigned long long)p->keep_versions, SAKO_POLICY_KEEP_MAX);
     return SAKO_OK;
 }
 
@@ -135,10 +155,27 @@ void sako__policy_activated(sako_engine *e)
     pthread_rwlock_unlock(&e->lock);
 }
 
-int sako_policy_set(sako_engine *e, const sako_policy *p)
+int sako_policy_set(sako_engine *e, const sako_policy *p_in)
 {
-    if (!e || !p)
+    if (!e || !p_in)
         return sako__error(SAKO_MISUSE, "sako_policy_set: NULL engine or policy");
+    /* A version-1 struct (0.3) has only the first fields: read those, and keep the
+     * gate's and keep_versions as they are. */
+    sako_policy merged;
+    const sako_policy *p = p_in;
+    if (p_in->version == 1) {
+        pthread_rwlock_rdlock(&e->lock);
+        merged = e->policy.policy;
+        pthread_rwlock_unlock(&e->lock);
+        policy_v1 v1;
+        memcpy(&v1, p_in, sizeof v1);
+        merged.every_events = v1.every_events;
+        merged.every_seconds = v1.every_seconds;
+        merged.drift_fraction = v1.drift_fraction;
+        merged.drift_window = v1.drift_window;
+        merged.drift_min_impressions = v1.drift_min_impressions;
+        p = &merged;
+    }
     int rc = policy_check(p);
     if (rc)
         return rc;
@@ -175,8 +212,16 @@ int sako_policy_get(sako_engine *e, sako_policy *out)
         return sako__error(SAKO_MISUSE, "sako_policy_get: NULL engine or output");
     sako__error_clear();
     pthread_rwlock_rdlock(&e->lock);
-    *out = e->policy.policy;
+    sako_policy p = e->policy.policy;
     pthread_rwlock_unlock(&e->lock);
+    if (out->version == SAKO_POLICY_VERSION) {
+        *out = p;
+    } else {
+        /* Any other value: a version-1 struct (0.3), which ends after these. */
+        policy_v1 v1 = { 1, p.every_events, p.every_seconds, p.drift_fraction, p.drift_window,
+                         p.drift_min_impressions };
+        memcpy(out, &v1, sizeof v1);
+    }
     return SAKO_OK;
 }
 

@@ -13,6 +13,8 @@
 
 /* The recent window is kept as a ring of buckets of ceil(window / 16) impressions. */
 #define SAKO_POLICY_BUCKETS 16
+/* Most versions keep_versions may keep. */
+#define SAKO_POLICY_KEEP_MAX 10000
 
 typedef struct sako_policy_state {
     sako_policy policy;

@@ -1,8 +1,12 @@
-/* Rebuilding the model from the event log, prior epochs and checkpoints. */
+/* Rebuilding the model from the event log, prior epochs and checkpoints; since 0.4
+ * a retrain's model version, its gate, and the activation of a stored version. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+#include "gate_internal.h"
 #include "killpoint_internal.h"
 #include "logstate_internal.h"
 #include "model_internal.h"
@@ -133,18 +137,70 @@ static int write_checkpoint(sako_engine *e, const sako_counts *counts, const sak
     return rc ? rc : sako__store_checkpoint_done(&e->store);
 }
 
-/* The new priors on disk, as of the log's time `epoch_at`, with `counts` (when
- * given, in decay frame `frame`) as a checkpoint and, with `version` (a retrain), a
- * new model version and the parameters the counts were built with (a reconfigured
- * half-life reaches the file only with counts weighted for it); `since` events were
- * logged after the batch whose evidence the epoch used. */
-static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
-                       int64_t epoch_at, int version, double root, const double *means,
-                       const sako_demand *demand, uint64_t since)
+/* A new version's row, its fit and the housekeeping around it, inside the caller's
+ * transaction: the legacy `models` row, the version counter, and the versions
+ * beyond keep_versions deleted. `ver->version` is set here. */
+static int version_write(sako_engine *e, sako_store_version *ver, const sako_store_fit *fit)
+{
+    ver->version = e->model_version + 1;
+    SAKO_KILL_POINT("version.before_row");
+    int rc = sako__store_version_insert(&e->store, ver, fit);
+    if (rc == SAKO_OK && ver->status == SAKO_MODEL_ACTIVE)
+        rc = sako__store_version_activate(&e->store, ver->version);
+    if (rc == SAKO_OK)
+        rc = sako__store_set_meta_int(&e->store, "model_version", ver->version);
+    if (rc == SAKO_OK)
+        rc = sako__store_record_model(&e->store, ver->version, ver->created_at, ver->n_events);
+    if (rc == SAKO_OK)
+        rc = sako__store_versions_prune(&e->store, e->policy.policy.keep_versions, NULL);
+    SAKO_KILL_POINT("version.after_row");
+    return rc;
+}
+
+/* A version that is not activated (rejected, or kept inactive under a pin): its row
+ * in a transaction of its own; the served model stays. */
+static int version_record(sako_engine *e, sako_store_version *ver, const sako_store_fit *fit)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
+    if ((rc = version_write(e, ver, fit))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    SAKO_KILL_POINT("version.record_before_commit");
+    if ((rc = sako__store_commit(&e->store)))
+        return rc;
+    pthread_rwlock_wrlock(&e->lock);
+    e->model_version = ver->version;
+    pthread_rwlock_unlock(&e->lock);
+    e->last_retrain_version = ver->version;
+    int hold = e->version_hold;
+    if (sako__store_versions_hold(&e->store, &hold) == SAKO_OK)
+        e->version_hold = hold;
+    sako__error_clear();
+    return SAKO_OK;
+}
+
+/* The new priors on disk, as of the log's time `epoch_at`, with `counts` (when
+ * given, in decay frame `frame`) as a checkpoint and, with `ver` (a retrain), a
+ * new model version, activated, with its fit and the parameters the counts were
+ * built with (a reconfigured half-life reaches the file only with counts weighted
+ * for it); `since` events were logged after the batch whose evidence the epoch used. */
+static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
+                       int64_t epoch_at, sako_store_version *ver, double root,
+                       const double *means, const sako_demand *demand, uint64_t since)
+{
+    sako_store_fit fit;
+    memset(&fit, 0, sizeof fit);
+    int version = ver != NULL;
+    int rc = ver ? sako__model_fit_capture(e, root, means, demand, epoch_at, &fit) : SAKO_OK;
+    if (rc == SAKO_OK)
+        rc = sako__store_begin(&e->store);
+    if (rc) {
+        sako__store_fit_free(&fit);
+        return rc;
+    }
     for (size_t c = 0; c < e->n_categories && rc == SAKO_OK; c++)
         rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
     if (rc == SAKO_OK)
@@ -164,17 +220,25 @@ static int epoch_write(sako_engine *e, const sako_counts *counts, const sako_dec
     if (rc == SAKO_OK)
         rc = sako__store_set_meta_int(&e->store, "events_since_refresh", (int64_t)since);
     if (rc == SAKO_OK && version) {
-        rc = sako__store_set_meta_int(&e->store, "model_version", e->model_version + 1);
-        if (rc == SAKO_OK)
-            rc = sako__store_record_model(&e->store, e->model_version + 1,
-                                          sako__store_now_ms(), e->n_events);
+        ver->status = SAKO_MODEL_ACTIVE;
+        rc = version_write(e, ver, &fit);
     }
+    sako__store_fit_free(&fit);
     if (rc) {
         sako__store_rollback(&e->store);
         return rc;
     }
     SAKO_KILL_POINT(version ? "retrain.before_commit" : "refresh.before_commit");
-    return sako__store_commit(&e->store);
+    if (version)
+        SAKO_KILL_POINT("version.publish_before_commit");
+    if ((rc = sako__store_commit(&e->store)))
+        return rc;
+    if (version) {
+        SAKO_KILL_POINT("version.publish_after_commit");
+        e->last_retrain_version = ver->version;
+        e->version_hold = 0; /* the newest version, just activated, and not pinned */
+    }
+    return SAKO_OK;
 }
 
 /* Swap a computed epoch (of the log's time `epoch_at`) in, under the write lock;
@@ -261,7 +325,7 @@ static int domains_k(sako_engine *e)
  * lock, so readers keep sampling the old epoch meanwhile. `*post` gets the old
  * posterior array back, for the caller to free. */
 static void epoch_publish(sako_engine *e, const sako_counts *counts, const sako_decay *frame,
-                          int64_t epoch_at, double root, const double *means,
+                          int64_t epoch_at, int version, double root, const double *means,
                           sako_demand **demand, sako_beta **post)
 {
     sako_decay_ref ref = sako__decay_ref(frame->half_life_ms, epoch_at);
@@ -270,11 +334,32 @@ static void epoch_publish(sako_engine *e, const sako_counts *counts, const sako_
     int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
     if (sako__domains_build(e, *post, k, &domains) != SAKO_OK)
         domains = NULL; /* queries brute-force until the next rebuild */
-    epoch_swap(e, counts, frame, epoch_at, counts != NULL, root, means, demand, post, domains,
+    epoch_swap(e, counts, frame, epoch_at, version, root, means, demand, post, domains,
                NULL, 0);
 }
 
-int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay)
+/* A fit that is not finite everywhere is recorded as rejected and not published
+ * (*published_out = 0). */
+static int gate_finite(sako_engine *e, double root, const double *means, const sako_demand *demand,
+                       int64_t epoch_at, sako_store_version *ver, int *published_out)
+{
+    sako_store_fit fit;
+    char why[160];
+    int rc = sako__model_fit_capture(e, root, means, demand, epoch_at, &fit);
+    if (rc == SAKO_OK && !sako__model_fit_finite(&fit, why, sizeof why)) {
+        ver->status = SAKO_MODEL_REJECTED;
+        snprintf(ver->verdict, sizeof ver->verdict, "rejected: not finite (%s)", why);
+        rc = version_record(e, ver, &fit);
+        *published_out = 0;
+    }
+    sako__store_fit_free(&fit);
+    return rc;
+}
+
+/* An epoch; with `ver` (a retrain computing it under the writer mutex), a version
+ * gated on finiteness only, then activated. */
+static int retrain_epoch_as(sako_engine *e, const sako_counts *counts,
+                            const sako_decay *counts_decay, sako_store_version *ver)
 {
     /* The epoch's time is the log's latest event time, never the wall clock, so that
      * a replay of the log agrees. */
@@ -291,16 +376,26 @@ int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_de
     sako_demand *demand = NULL;
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(e, counts, frame, ref, &root, means);
+    if (rc == SAKO_OK && ver && e->fit_hook)
+        e->fit_hook(e, &root, means, nc, e->fit_hook_arg);
     if (rc == SAKO_OK)
         rc = sako__demand_build(e, counts, frame, ref, root, means, &demand);
-    if (rc == SAKO_OK)
-        rc = epoch_write(e, counts, frame, epoch_at, counts != NULL, root, means, demand, 0);
-    if (rc == SAKO_OK)
-        epoch_publish(e, counts, frame, epoch_at, root, means, &demand, &post);
+    int publish = 1;
+    if (rc == SAKO_OK && ver)
+        rc = gate_finite(e, root, means, demand, epoch_at, ver, &publish);
+    if (rc == SAKO_OK && publish)
+        rc = epoch_write(e, counts, frame, epoch_at, ver, root, means, demand, 0);
+    if (rc == SAKO_OK && publish)
+        epoch_publish(e, counts, frame, epoch_at, ver != NULL, root, means, &demand, &post);
     sako__demand_free(demand);
     free(means);
     free(post);
     return rc;
+}
+
+int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay)
+{
+    return retrain_epoch_as(e, counts, counts_decay, NULL);
 }
 
 /* ------------------------------------------------ the prior refresh off the mutex
@@ -351,7 +446,7 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
                                    i < r->n_items && e->items[i].active);
     }
     uint64_t since = e->n_events - r->n_events;
-    int rc = epoch_write(e, NULL, &e->decay, epoch_at, 0, root, means, *demand, since);
+    int rc = epoch_write(e, NULL, &e->decay, epoch_at, NULL, root, means, *demand, since);
     if (rc)
         return rc;
     epoch_swap(e, NULL, &e->decay, epoch_at, 0, root, means, demand, post, *domains, NULL, since);
@@ -425,7 +520,7 @@ void sako__retrain_refresh(sako_engine *e)
         pthread_join(e->refresh_thread, NULL);
         e->refresh_running = 0;
     }
-    if (e->refresh_running || e->retraining || !sako__model_refresh_due(e))
+    if (e->refresh_running || e->retraining || e->version_hold || !sako__model_refresh_due(e))
         return;
     if (e->n_items <= e->refresh_sync_items) {
         sako__retrain_epoch(e, NULL, NULL);
@@ -626,6 +721,7 @@ typedef struct retrain_job {
     int64_t position;         /* P, then the last batch replayed */
     int64_t from;             /* the log checkpoint's batch: the replay starts after it */
     size_t n_users;           /* users at P */
+    int64_t fitted_at;        /* P: the batch the new version is fitted up to */
     uint64_t catalog_gen;     /* the catalog the epoch was computed on */
     size_t n_items;           /* items at P */
     size_t cap_items;         /* room at P: the posteriors are allocated for it */
@@ -641,6 +737,13 @@ typedef struct retrain_job {
     sako_engine *view;        /* the catalog snapshot the epoch was computed on */
     uint8_t *suspect;         /* per item of the snapshot: online counts differed after
                                  the last round (or the comparison could not be made) */
+    /* the version and its gate */
+    sako_policy policy;       /* as at the start */
+    sako_store_version ver;   /* its row, filled as the gate goes */
+    int passed;               /* the gate's decision (before the pin is considered) */
+    uint32_t *gate_items;     /* scratch: a holdout batch's item indices */
+    size_t cap_gate_items;
+    sako_gate *gate;
 } retrain_job;
 
 static void job_free(retrain_job *j)
@@ -652,6 +755,8 @@ static void job_free(retrain_job *j)
     free(j->fs.item);
     free(j->fs.pending);
     free(j->suspect);
+    free(j->gate_items);
+    sako__gate_free(j->gate);
     if (j->view)
         memset(&j->view->personal, 0, sizeof j->view->personal);
     sako__snapshot_free(j->view);
@@ -662,15 +767,25 @@ static void job_free(retrain_job *j)
     sako__domains_free(j->domains);
 }
 
+/* The catalog snapshot the epochs are computed on (once per retrain). */
+static int job_view(sako_engine *e, retrain_job *j)
+{
+    if (!j->view) {
+        int rc = sako__snapshot_catalog(e, j->n_items, j->n_events, &j->view);
+        if (rc)
+            return rc;
+    }
+    j->view->personal = j->fs.personal; /* borrowed: given back before the view is freed */
+    return SAKO_OK;
+}
+
 /* The epoch of P on a snapshot of the catalog, from the fresh state. */
 static int job_compute(sako_engine *e, retrain_job *j)
 {
-    sako_engine *v = NULL;
-    int rc = sako__snapshot_catalog(e, j->n_items, j->n_events, &v);
+    int rc = job_view(e, j);
     if (rc)
         return rc;
-    j->view = v;
-    v->personal = j->fs.personal; /* borrowed: given back before the view is freed */
+    sako_engine *v = j->view;
     size_t nc = v->n_categories;
     j->means = malloc((nc ? nc : 1) * sizeof *j->means);
     j->post = malloc((j->cap_items ? j->cap_items : 1) * sizeof *j->post);
@@ -686,6 +801,8 @@ static int job_compute(sako_engine *e, retrain_job *j)
     const sako_decay *frame = &j->fs.decay;
     if (rc == SAKO_OK)
         rc = sako__model_refresh_priors(v, j->fs.counts, frame, j->ref, &j->root, j->means);
+    if (rc == SAKO_OK && e->fit_hook)
+        e->fit_hook(e, &j->root, j->means, nc, e->fit_hook_arg);
     if (rc == SAKO_OK)
         rc = sako__demand_build(v, j->fs.counts, frame, j->ref, j->root, j->means, &j->demand);
     if (rc == SAKO_OK) {
@@ -732,20 +849,229 @@ static void job_redo_pending(retrain_job *j, const sako_engine *catalog)
     fs->n_pending = keep;
 }
 
-/* Batches (after, upto] into the fresh state, a statement per RETRAIN_READ_EVENTS. */
-static int job_read(retrain_job *j, int64_t after, int64_t upto)
+/* Batches (after, upto] through `batch` (fresh_batch: into the fresh state), a
+ * statement per RETRAIN_READ_EVENTS. */
+static int job_read_with(retrain_job *j, int64_t after, int64_t upto,
+                         int (*batch)(void *, int64_t, const sako_event *, const int64_t *, size_t),
+                         void *payload)
 {
     int rc = SAKO_OK;
     while (after < upto && rc == SAKO_OK)
         rc = sako__store_read_batch_range(&j->reader, after, upto, RETRAIN_READ_EVENTS, &after,
-                                          fresh_batch, &j->fs);
+                                          batch, payload);
     return rc;
 }
 
-/* Off the mutex: the fresh state at P, its epoch, then catch-up rounds. */
+static int job_read(retrain_job *j, int64_t after, int64_t upto)
+{
+    return job_read_with(j, after, upto, fresh_batch, &j->fs);
+}
+
+/* ------------------------------------------------------------ the gate
+ *
+ * Validate, then refit: the candidate ("challenger") is the epoch of the log up to
+ * the holdout's start H; it and the active version (the "champion", its stored fit)
+ * are scored on the holdout (H, P] with the same replayed state (gate.c); if the
+ * challenger is not worse than the champion by more than gate_margin, the version
+ * activated is the epoch of the whole log up to P, computed next as any retrain's.
+ * Every fit must be finite everywhere. Without a champion, a holdout, or enough
+ * baskets in it, finiteness alone decides, and the verdict says so. */
+
+/* One holdout batch: scored before it is applied, then applied, then the items it
+ * touched get their new means. */
+static int gate_batch(void *payload, int64_t seq, const sako_event *ev, const int64_t *orders,
+                      size_t n)
+{
+    retrain_job *j = payload;
+    sako_engine *e = j->fs.e;
+    if (n > j->cap_gate_items) {
+        uint32_t *p = realloc(j->gate_items, n * sizeof *p);
+        if (!p)
+            return sako__error(SAKO_NOMEM, "out of memory scoring the holdout");
+        j->gate_items = p;
+        j->cap_gate_items = n;
+    }
+    pthread_rwlock_rdlock(&e->lock);
+    for (size_t k = 0; k < n; k++)
+        j->gate_items[k] = sako__idmap_get(&e->item_index, ev[k].item_id);
+    pthread_rwlock_unlock(&e->lock);
+    sako__gate_score(j->gate, ev, orders, j->gate_items, n);
+    int rc = fresh_batch(&j->fs, seq, ev, orders, n);
+    if (rc)
+        return rc;
+    j->view->personal = j->fs.personal; /* the replay may have grown it */
+    sako__gate_changed(j->gate, j->view, j->fs.counts, &j->fs.decay, j->gate_items, n);
+    return SAKO_OK;
+}
+
+/* The holdout, the challenger and the scores; on entry the fresh state is at the
+ * log checkpoint (j->from), on return at *read_upto (H, or P after a scored
+ * holdout). */
+static int job_gate(sako_engine *e, retrain_job *j, int64_t *read_upto)
+{
+    sako_store_version *ver = &j->ver;
+    const sako_policy *p = &j->policy;
+    *read_upto = j->from;
+    double share = floor(p->gate_holdout_fraction * (double)j->n_events);
+    uint64_t want = share < (double)p->gate_holdout_events ? (uint64_t)share : p->gate_holdout_events;
+    int64_t start = j->position;
+    uint64_t held = 0;
+    int rc = sako__store_holdout_start(&j->reader, j->position, want, &start, &held);
+    if (rc)
+        return rc;
+    /* The batches up to the log checkpoint are gone (compaction keeps at least
+     * gate_holdout_events after it, so only a policy raised since, or a compaction's
+     * unfinished deletion, gets here): the holdout is what the log still holds after
+     * it, and the challenger the epoch of the checkpoint's state. */
+    int cut = j->from > 0 && start <= j->from && want > 0;
+    if (cut) {
+        start = j->from;
+        if ((rc = sako__store_events_between(&j->reader, start, j->position, &held)))
+            return rc;
+    }
+    if (want == 0 || start <= 0 || start >= j->position) {
+        if (cut)
+            snprintf(ver->verdict, sizeof ver->verdict, "no holdout: the log up to batch %lld "
+                     "was compacted (%llu events wanted of %llu)", (long long)j->from,
+                     (unsigned long long)want, (unsigned long long)j->n_events);
+        else
+            snprintf(ver->verdict, sizeof ver->verdict, "no holdout (%llu events wanted of %llu)",
+                     (unsigned long long)want, (unsigned long long)j->n_events);
+        return SAKO_OK;
+    }
+    ver->holdout_events = held;
+    if ((rc = job_read(j, j->from, start)) || (rc = job_view(e, j)))
+        return rc;
+    *read_upto = start;
+    sako_engine *v = j->view;
+    size_t nc = v->n_categories;
+    double *means = malloc(2 * (nc ? nc : 1) * sizeof *means);
+    sako_demand *demand[2] = { NULL, NULL };
+    sako_store_fit champion, challenger;
+    memset(&champion, 0, sizeof champion);
+    memset(&challenger, 0, sizeof challenger);
+    if (!means)
+        return sako__error(SAKO_NOMEM, "out of memory fitting the challenger");
+    /* The challenger: the epoch of H. */
+    sako_gate_model models[2];
+    memset(models, 0, sizeof models);
+    models[0].means = means;
+    models[0].ref = sako__decay_ref(j->fs.decay.half_life_ms, j->fs.decay.latest);
+    v->decay = j->fs.decay;
+    v->decay_epoch_at = j->fs.decay.latest;
+    v->decay_ref = models[0].ref;
+    rc = sako__model_refresh_priors(v, j->fs.counts, &j->fs.decay, models[0].ref, &models[0].root,
+                                    means);
+    if (rc == SAKO_OK && e->fit_hook)
+        e->fit_hook(e, &models[0].root, means, nc, e->fit_hook_arg);
+    if (rc == SAKO_OK)
+        rc = sako__demand_build(v, j->fs.counts, &j->fs.decay, models[0].ref, models[0].root,
+                                means, &demand[0]);
+    models[0].demand = demand[0];
+    char why[160];
+    if (rc == SAKO_OK &&
+        (rc = sako__model_fit_capture(v, models[0].root, means, demand[0],
+                                      j->fs.decay.latest, &challenger)) == SAKO_OK &&
+        !sako__model_fit_finite(&challenger, why, sizeof why)) {
+        snprintf(ver->verdict, sizeof ver->verdict, "rejected: challenger not finite (%s)", why);
+        j->passed = -1;
+    }
+    /* The champion: the active version's stored fit, on the same catalog. */
+    size_t n_models = 1;
+    if (rc == SAKO_OK && j->passed == 0 && ver->champion > 0) {
+        int crc = sako__store_version_fit(&j->reader, ver->champion, &champion);
+        if (crc == SAKO_OK)
+            crc = sako__model_fit_restore(v, &champion, 0, means + (nc ? nc : 1), &demand[1]);
+        if (crc == SAKO_NOMEM) {
+            rc = crc;
+        } else if (crc == SAKO_OK) {
+            models[1].root = champion.root_mean;
+            models[1].means = means + (nc ? nc : 1);
+            models[1].demand = demand[1];
+            models[1].ref = sako__decay_ref(j->fs.decay.half_life_ms, champion.epoch_at);
+            n_models = 2;
+        } else {
+            snprintf(ver->verdict, sizeof ver->verdict, "champion %lld unreadable (%s)",
+                     (long long)ver->champion, sako_errmsg());
+            ver->champion = 0;
+            sako__error_clear();
+        }
+    }
+    if (rc == SAKO_OK && j->passed == 0)
+        rc = sako__gate_begin(v, j->n_items, j->fs.counts, &j->fs.decay, models, n_models,
+                              (size_t)held, &j->gate);
+    if (rc == SAKO_OK && j->passed == 0) {
+        rc = job_read_with(j, start, j->position, gate_batch, j);
+        *read_upto = j->position;
+        double scores[2] = { 0.0, 0.0 };
+        uint64_t baskets = 0;
+        sako__gate_result(j->gate, scores, &baskets);
+        ver->score = scores[0];
+        ver->champion_score = n_models == 2 ? scores[1] : 0.0;
+        ver->holdout_baskets = baskets;
+        ver->scored = n_models == 2 && baskets >= p->gate_min_baskets && baskets > 0;
+        if (ver->scored && scores[0] < scores[1] - p->gate_margin) {
+            j->passed = -1;
+            snprintf(ver->verdict, sizeof ver->verdict, "rejected: NDCG@%d %.4f vs %.4f of "
+                     "version %lld (margin %g, %llu baskets)", SAKO_GATE_K, scores[0], scores[1],
+                     (long long)ver->champion, p->gate_margin, (unsigned long long)baskets);
+        } else if (ver->scored) {
+            snprintf(ver->verdict, sizeof ver->verdict, "passed: NDCG@%d %.4f vs %.4f of "
+                     "version %lld (margin %g, %llu baskets)", SAKO_GATE_K, scores[0], scores[1],
+                     (long long)ver->champion, p->gate_margin, (unsigned long long)baskets);
+        } else {
+            snprintf(ver->verdict, sizeof ver->verdict, "%s (NDCG@%d %.4f, %llu baskets, %llu "
+                     "needed)", n_models == 2 ? "too few baskets" : "no active version",
+                     SAKO_GATE_K, scores[0], (unsigned long long)baskets,
+                     (unsigned long long)p->gate_min_baskets);
+        }
+    }
+    if (cut && rc == SAKO_OK) {
+        size_t at = strlen(ver->verdict);
+        snprintf(ver->verdict + at, sizeof ver->verdict - at, "; holdout cut to the log after "
+                 "the compaction point (batch %lld): %llu of %llu events wanted",
+                 (long long)j->from, (unsigned long long)held, (unsigned long long)want);
+    }
+    sako__gate_free(j->gate);
+    j->gate = NULL;
+    sako__demand_free(demand[0]);
+    sako__demand_free(demand[1]);
+    sako__store_fit_free(&champion);
+    sako__store_fit_free(&challenger);
+    free(means);
+    return rc;
+}
+
+/* `prefix` before the verdict (cut to fit). */
+static void verdict_prefix(char *verdict, const char *prefix)
+{
+    size_t p = strlen(prefix), n = strlen(verdict);
+    if (p >= SAKO_VERDICT_MAX - 1)
+        return;
+    if (p + n >= SAKO_VERDICT_MAX)
+        n = SAKO_VERDICT_MAX - 1 - p;
+    memmove(verdict + p, verdict, n);
+    memcpy(verdict, prefix, p);
+    verdict[p + n] = '\0';
+}
+
+/* The first batch the version is fitted on: the log's first, or batch 1 when the
+ * log checkpoint stands for the batches up to it. */
+static int version_first_batch(retrain_job *j)
+{
+    if (j->from > 0 && j->position > 0) {
+        j->ver.first_batch = 1;
+        return SAKO_OK;
+    }
+    return sako__store_first_batch(&j->reader, &j->ver.first_batch);
+}
+
+/* Off the mutex: the gate's holdout, the fresh state at P, its epoch (finite?),
+ * then catch-up rounds. */
 static int job_build(sako_engine *e, retrain_job *j)
 {
     int rc;
+    int64_t read_upto = 0;
     j->fs.e = e;
     sako__decay_init(&j->fs.decay, e->params.decay_half_life_days);
     if ((rc = sako__store_open_reader(&e->store, e->opts.busy_timeout_ms, &j->reader)) ||
@@ -753,9 +1079,34 @@ static int job_build(sako_engine *e, retrain_job *j)
         (rc = sako__personal_reserve_items(&j->fs.personal, j->cap_items)) ||
         (rc = load_log_checkpoint(e, &j->reader, j->from, &e->lock, j->n_users, j->fs.counts,
                                   j->fs.cap_counts, &j->fs.decay, &j->fs.personal)) ||
-        (rc = job_read(j, j->from, j->position)) ||
+        (rc = version_first_batch(j)) ||
+        (rc = job_gate(e, j, &read_upto)) ||
+        (rc = job_read(j, read_upto, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
+    /* Finite everywhere: the fit at P, and every posterior it gives. */
+    sako_store_fit fit;
+    char why[160];
+    if ((rc = sako__model_fit_capture(j->view, j->root, j->means, j->demand, j->epoch_at, &fit)))
+        return rc;
+    int finite = sako__model_fit_finite(&fit, why, sizeof why);
+    sako__store_fit_free(&fit);
+    for (size_t i = 0; finite && i < j->n_items; i++)
+        if (!(isfinite(j->post[i].a) && isfinite(j->post[i].b) && j->post[i].a > 0.0 &&
+              j->post[i].b > 0.0)) {
+            finite = 0;
+            snprintf(why, sizeof why, "posterior of item %lld: Beta(%g, %g)",
+                     (long long)j->view->items[i].id, j->post[i].a, j->post[i].b);
+        }
+    if (!finite) {
+        j->passed = -1;
+        snprintf(j->ver.verdict, sizeof j->ver.verdict, "rejected: not finite (%s)", why);
+    } else if (j->passed == 0) {
+        if (strncmp(j->ver.verdict, "passed", 6) != 0)
+            verdict_prefix(j->ver.verdict, "passed on finiteness: ");
+        j->passed = 1;
+    }
+    SAKO_KILL_POINT("version.after_gate");
     if (e->retrain_hook)
         e->retrain_hook(e, e->retrain_hook_arg);
     j->fs.catching_up = 1;
@@ -790,8 +1141,26 @@ static int job_build(sako_engine *e, retrain_job *j)
     return SAKO_OK;
 }
 
+/* Whether a version that passed its gate is activated: not when the active version
+ * is pinned and no one asked by hand (writer mutex held). */
+static int pinned_against(sako_engine *e, sako_store_version *ver)
+{
+    int64_t active = 0;
+    int pinned = 0;
+    if ((ver->reasons & SAKO_RETRAIN_MANUAL) ||
+        sako__store_version_active(&e->store, &active) != SAKO_OK || active == 0 ||
+        sako__store_version_pinned(&e->store, active, &pinned) != SAKO_OK || !pinned) {
+        sako__error_clear();
+        return 0;
+    }
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "not activated: active version %lld pinned; ", (long long)active);
+    verdict_prefix(ver->verdict, prefix);
+    return 1;
+}
+
 /* Under the writer mutex: the last batches, the items they touched, the write and
- * the swap. */
+ * the swap (or, for a version not activated, its row only). */
 static int job_finish(sako_engine *e, retrain_job *j)
 {
     fresh_state *fs = &j->fs;
@@ -802,6 +1171,18 @@ static int job_finish(sako_engine *e, retrain_job *j)
         (rc = sako__personal_reserve_items(&fs->personal, e->cap_items)) ||
         (rc = sako__personal_reserve(&fs->personal, e->users.n, NULL, NULL, NULL, 0)))
         return rc;
+    if (j->passed < 0 || pinned_against(e, &j->ver)) {
+        /* Recorded, not activated: the served model and the online state stay (the
+         * rebuilt counts and histories equal them: they are the log's). */
+        sako_store_fit fit;
+        j->ver.status = j->passed < 0 ? SAKO_MODEL_REJECTED : SAKO_MODEL_INACTIVE;
+        if ((rc = sako__model_fit_capture(j->view, j->root, j->means, j->demand, j->epoch_at,
+                                          &fit)))
+            return rc;
+        rc = version_record(e, &j->ver, &fit);
+        sako__store_fit_free(&fit);
+        return rc ? rc : 1; /* 1: nothing activated */
+    }
     if (e->catalog_gen != j->catalog_gen) {
         /* An item moved or the tree changed while the epoch was computed: compute
          * it again here, on the catalog as it is, from the state at the last batch. */
@@ -810,7 +1191,8 @@ static int job_finish(sako_engine *e, retrain_job *j)
         e->personal = fs->personal;
         fs->personal = old;
         pthread_rwlock_unlock(&e->lock);
-        return sako__retrain_epoch(e, fs->counts, &fs->decay);
+        rc = retrain_epoch_as(e, fs->counts, &fs->decay, &j->ver);
+        return rc ? rc : j->ver.status == SAKO_MODEL_ACTIVE ? SAKO_OK : 1;
     }
     if (e->cap_items > j->cap_items) {
         sako_beta *post = realloc(j->post, e->cap_items * sizeof *post);
@@ -847,8 +1229,8 @@ static int job_finish(sako_engine *e, retrain_job *j)
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
     }
-    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, j->demand,
-                          fs->since)))
+    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, &j->ver, j->root, j->means,
+                          j->demand, fs->since)))
         return rc;
     epoch_swap(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
                j->domains, &fs->personal, fs->since);
@@ -856,15 +1238,34 @@ static int job_finish(sako_engine *e, retrain_job *j)
     return SAKO_OK;
 }
 
+/* A version's row as a retrain starts it (writer mutex held). */
+static void version_start(sako_engine *e, sako_store_version *ver, unsigned reasons)
+{
+    memset(ver, 0, sizeof *ver);
+    ver->created_at = sako__store_now_ms();
+    ver->reasons = reasons;
+    ver->last_batch = e->last_batch;
+    ver->n_events = e->n_events;
+    if (sako__store_version_active(&e->store, &ver->champion) != SAKO_OK)
+        ver->champion = 0;
+    sako__error_clear();
+}
+
 /* In-memory databases have no second connection: the whole retrain holds the
- * writer mutex (readers still go on until the swap). */
-static int retrain_blocking(sako_engine *e)
+ * writer mutex (readers still go on until the swap). Their gate is finiteness only
+ * (no holdout is scored). Returns 1 when the version was not activated. */
+static int retrain_blocking(sako_engine *e, unsigned reasons)
 {
     int rc = SAKO_OK;
     sako_personal fresh;
     memset(&fresh, 0, sizeof fresh);
     sako_decay frame;
     sako__decay_init(&frame, e->params.decay_half_life_days);
+    sako_store_version ver;
+    version_start(e, &ver, reasons);
+    ver.first_batch = ver.last_batch > 0 ? 1 : 0;
+    snprintf(ver.verdict, sizeof ver.verdict, "passed on finiteness: in-memory database (no "
+             "holdout is scored)");
     sako_counts *counts = calloc(e->n_items ? e->n_items : 1, sizeof *counts);
     if (!counts)
         rc = sako__error(SAKO_NOMEM, "out of memory rebuilding %zu items", e->n_items);
@@ -873,26 +1274,50 @@ static int retrain_blocking(sako_engine *e)
     if (rc == SAKO_OK)
         rc = sako__retrain_replay(e, 0, counts, &frame, &fresh);
     if (rc == SAKO_OK) {
-        /* The rebuilt personal state replaces the online one; the item counts follow
-         * with the epoch (until then readers sample the old posteriors). */
+        /* The rebuilt personal state replaces the online one (they are equal: the
+         * log's); the item counts follow with the epoch (until then readers sample
+         * the old posteriors). */
         pthread_rwlock_wrlock(&e->lock);
         sako_personal old = e->personal;
         e->personal = fresh;
         fresh = old;
         pthread_rwlock_unlock(&e->lock);
-        rc = sako__retrain_epoch(e, counts, &frame);
+        if (pinned_against(e, &ver)) {
+            sako_decay_ref ref = sako__decay_ref(frame.half_life_ms, frame.latest);
+            size_t nc = e->n_categories;
+            double root = 0.5, *means = malloc((nc ? nc : 1) * sizeof *means);
+            sako_demand *demand = NULL;
+            sako_store_fit fit;
+            memset(&fit, 0, sizeof fit);
+            ver.status = SAKO_MODEL_INACTIVE;
+            rc = means ? sako__model_refresh_priors(e, counts, &frame, ref, &root, means)
+                       : sako__error(SAKO_NOMEM, "out of memory fitting a version");
+            if (rc == SAKO_OK)
+                rc = sako__demand_build(e, counts, &frame, ref, root, means, &demand);
+            if (rc == SAKO_OK)
+                rc = sako__model_fit_capture(e, root, means, demand, frame.latest, &fit);
+            if (rc == SAKO_OK)
+                rc = version_record(e, &ver, &fit);
+            sako__store_fit_free(&fit);
+            sako__demand_free(demand);
+            free(means);
+        } else {
+            rc = retrain_epoch_as(e, counts, &frame, &ver);
+        }
     }
-    if (rc == SAKO_OK) /* the new model is active: the retrain policy counts from here */
-        sako__policy_activated(e);
     sako__personal_free(&fresh);
     free(counts);
-    return rc;
+    return rc ? rc : ver.status == SAKO_MODEL_ACTIVE ? SAKO_OK : 1;
 }
 
-int sako_retrain(sako_engine *e)
+int sako_retrain_v2(sako_engine *e, unsigned reasons)
 {
     if (!e)
         return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
+    unsigned all = SAKO_RETRAIN_EVENTS | SAKO_RETRAIN_TIME | SAKO_RETRAIN_DRIFT | SAKO_RETRAIN_MANUAL;
+    if (reasons == 0 || (reasons & ~all))
+        return sako__error(SAKO_INVALID, "sako_retrain_v2: reasons %#x are not sako_retrain_reason "
+                           "bits (1 events, 2 time, 4 drift, 8 manual; not 0)", reasons);
     sako__error_clear();
     pthread_mutex_lock(&e->write_mutex);
     if (e->retraining) {
@@ -903,10 +1328,13 @@ int sako_retrain(sako_engine *e)
         pthread_mutex_unlock(&e->write_mutex);
         return sako__error(SAKO_BUSY, "sako_retrain: a compaction of this engine's log is running");
     }
+    int rc;
     if (e->store.in_memory) {
-        int rc = retrain_blocking(e);
+        rc = retrain_blocking(e, reasons);
+        if (rc >= SAKO_OK) /* the retrain policy counts from here (see below) */
+            sako__policy_activated(e);
         pthread_mutex_unlock(&e->write_mutex);
-        return rc;
+        return rc > 0 ? SAKO_OK : rc;
     }
     e->retraining = 1;
     retrain_job j;
@@ -915,29 +1343,98 @@ int sako_retrain(sako_engine *e)
     j.position = e->last_batch;
     j.from = e->compact_batch;
     j.n_users = e->users.n;
+    j.fitted_at = e->last_batch;
     j.catalog_gen = e->catalog_gen;
     j.n_items = e->n_items;
     j.cap_items = e->cap_items;
     j.n_events = e->n_events;
+    j.policy = e->policy.policy;
+    version_start(e, &j.ver, reasons);
     pthread_mutex_unlock(&e->write_mutex);
 
-    int rc = job_build(e, &j);
+    rc = job_build(e, &j);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
-    if (rc == SAKO_OK) {
+    if (rc >= SAKO_OK) {
         SAKO_KILL_POINT("retrain.before_activation");
-        /* the new model is active: the retrain policy counts from here */
+        /* A version was built: the retrain policy counts from here, whether it was
+         * activated or not (a rejected or kept-back candidate is not retried until
+         * its trigger fires again, instead of at every check) */
         sako__policy_activated(e);
         /* a prior refresh that fell due meanwhile (by events or decay's time rule)
          * was held back by the retrain: it runs now, as it would have after the
-         * batch that made it due */
+         * batch that made it due (unless a pinned or rolled-back version holds it) */
         sako__retrain_refresh(e);
     }
     pthread_mutex_unlock(&e->write_mutex);
     job_free(&j);
+    return rc > 0 ? SAKO_OK : rc;
+}
+
+int sako_retrain(sako_engine *e)
+{
+    return sako_retrain_v2(e, SAKO_RETRAIN_MANUAL);
+}
+
+/* ------------------------------------------------ activating a stored version */
+
+int sako__retrain_activate(sako_engine *e, int64_t version, const sako_store_fit *fit)
+{
+    size_t nc = e->n_categories;
+    double *means = malloc((nc ? nc : 1) * sizeof *means);
+    sako_beta *post = malloc((e->cap_items ? e->cap_items : 1) * sizeof *post);
+    sako_demand *demand = NULL;
+    sako_domains *domains = NULL;
+    int rc = means && post ? SAKO_OK
+                           : sako__error(SAKO_NOMEM, "out of memory activating version %lld",
+                                         (long long)version);
+    if (rc == SAKO_OK)
+        rc = sako__model_fit_restore(e, fit, 1, means, &demand);
+    if (rc == SAKO_OK) {
+        /* Its priors with today's counts, computed before the lock as any epoch's. */
+        sako_decay_ref ref = sako__decay_ref(e->decay.half_life_ms, fit->epoch_at);
+        sako__model_fill_posteriors_with(e, NULL, &e->decay, ref, fit->root_mean, means, demand,
+                                         post);
+        int k = e->domains ? e->domains->k_target : SAKO_DOMAIN_DEFAULT_K;
+        if (sako__domains_build(e, post, k, &domains) != SAKO_OK)
+            domains = NULL; /* queries brute-force until the next rebuild */
+        sako__error_clear();
+        rc = sako__store_begin(&e->store);
+    }
+    if (rc == SAKO_OK) {
+        /* The served epoch's rows become the version's (a reopen loads them), and
+         * the version row says it is active, in one transaction. */
+        for (size_t c = 0; c < nc && rc == SAKO_OK; c++)
+            rc = sako__store_write_category(&e->store, e->categories[c].id, means[c]);
+        if (rc == SAKO_OK)
+            rc = sako__store_set_meta_real(&e->store, "root_mean", fit->root_mean);
+        if (rc == SAKO_OK)
+            rc = sako__demand_write(e, demand);
+        if (rc == SAKO_OK)
+            rc = sako__store_set_meta_int(&e->store, "decay_epoch_at", fit->epoch_at);
+        if (rc == SAKO_OK)
+            rc = sako__store_set_meta_int(&e->store, "events_since_refresh", 0);
+        if (rc == SAKO_OK)
+            rc = sako__store_version_activate(&e->store, version);
+        SAKO_KILL_POINT("version.activate_before_commit");
+        if (rc)
+            sako__store_rollback(&e->store);
+        else
+            rc = sako__store_commit(&e->store);
+    }
+    if (rc == SAKO_OK) {
+        SAKO_KILL_POINT("version.activate_after_commit");
+        epoch_swap(e, NULL, &e->decay, fit->epoch_at, 0, fit->root_mean, means, &demand, &post,
+                   domains, NULL, 0);
+        domains = NULL;
+    }
+    sako__domains_free(domains);
+    sako__demand_free(demand);
+    free(means);
+    free(post);
     return rc;
 }
 

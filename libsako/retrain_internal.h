@@ -27,9 +27,14 @@ void sako__retrain_refresh(sako_engine *e);
 /* Stop and join a background refresh (sako_close; writer mutex not held). */
 void sako__retrain_stop(sako_engine *e);
 /* A new prior epoch at the log's latest event time: fresh priors, published
- * atomically. With `counts` (a retrain, in decay frame `counts_decay`) those counts
- * replace the items', are checkpointed, and the model version increases. */
+ * atomically (a refresh, a reconfigure). With `counts` (in decay frame
+ * `counts_decay`) those counts replace the items' and are checkpointed. No model
+ * version is built here: a retrain builds and gates its own (retrain.c). */
 int sako__retrain_epoch(sako_engine *e, const sako_counts *counts, const sako_decay *counts_decay);
+/* Serve stored version `version`'s fitted model (rollback): its priors and demand
+ * replace the served ones, on disk (with the version marked active, one
+ * transaction) and in memory (swapped under the write lock). Writer mutex held. */
+int sako__retrain_activate(sako_engine *e, int64_t version, const sako_store_fit *fit);
 /* Checkpoint only (no new priors). */
 int sako__retrain_checkpoint(sako_engine *e);
 

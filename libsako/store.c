@@ -106,7 +106,24 @@ static const char *const migrations[] = {
     "UPDATE categories SET checksum = sako_category_crc(id, parent_id, name, prior_mean,"
     "  demand_mean, demand_strength, demand_share);"
     /* ---- end of 3 -> 4, log compaction ---- */
-    ,
+    /* ---- 3 -> 4, model versions (issue 9 item 3) ---- begin
+     * One row per version a retrain built: what asked for it, the log it saw, its
+     * gate's figures and verdict, its status (1 active, 2 inactive, 3 rejected) and
+     * pin, and its fitted population model as a blob with a CRC-32C (fit_encode
+     * below). The gate's and keep-N settings join the retrain policy. A 0.3 file's
+     * model in force becomes version `model_version` (adopt_current_model, run in
+     * the same transaction); its older `models` rows stay as history only. */
+    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL,"
+    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL,"
+    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL,"
+    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL,"
+    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+    "INSERT INTO sako_meta(key, value) VALUES ('policy_gate_margin', 0.01),"
+    " ('policy_gate_holdout_events', 50000), ('policy_gate_holdout_fraction', 0.05),"
+    " ('policy_gate_min_baskets', 200), ('policy_keep_versions', 10);"
+    /* ---- 3 -> 4, model versions ---- end */
+    "",
 };
 
 /* The last batch logged: the log's, or the log checkpoint's when compaction deleted
@@ -658,7 +675,15 @@ int sako__store_write_policy(sako_store *st, const sako_policy *p)
         (rc = sako__store_set_meta_real(st, "policy_drift_fraction", p->drift_fraction)) ||
         (rc = sako__store_set_meta_int(st, "policy_drift_window", (int64_t)p->drift_window)) ||
         (rc = sako__store_set_meta_int(st, "policy_drift_min_impressions",
-                                       (int64_t)p->drift_min_impressions)))
+                                       (int64_t)p->drift_min_impressions)) ||
+        (rc = sako__store_set_meta_real(st, "policy_gate_margin", p->gate_margin)) ||
+        (rc = sako__store_set_meta_int(st, "policy_gate_holdout_events",
+                                       (int64_t)p->gate_holdout_events)) ||
+        (rc = sako__store_set_meta_real(st, "policy_gate_holdout_fraction",
+                                        p->gate_holdout_fraction)) ||
+        (rc = sako__store_set_meta_int(st, "policy_gate_min_baskets",
+                                       (int64_t)p->gate_min_baskets)) ||
+        (rc = sako__store_set_meta_int(st, "policy_keep_versions", (int64_t)p->keep_versions)))
         return rc;
     return SAKO_OK;
 }
@@ -714,6 +739,8 @@ fail:
     return rc;
 }
 
+static int adopt_current_model(sako_store *st);
+
 static int migrate(sako_store *st, int64_t from)
 {
     for (int64_t v = from; v < SAKO_SCHEMA_VERSION; v++) {
@@ -723,7 +750,8 @@ static int migrate(sako_store *st, int64_t from)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %lld;", (long long)(v + 1));
         int rc = sako__store_begin(st);
         if (rc == SAKO_OK && !(rc = exec(st, migrations[v - 1], "migrating the schema")) &&
-            !(rc = exec(st, sql, "migrating the schema")))
+            !(rc = exec(st, sql, "migrating the schema")) &&
+            !(rc = v == 3 ? adopt_current_model(st) : SAKO_OK))
             rc = sako__store_commit(st);
         else
             sako__store_rollback(st);
@@ -1553,11 +1581,16 @@ int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activatio
         META("policy_activated_at", 5, a->at = i)
         META("policy_activated_events", 6, a->n_events = (uint64_t)i)
         META("policy_activated_batch", 7, a->batch = i)
+        META("policy_gate_margin", 8, p->gate_margin = r)
+        META("policy_gate_holdout_events", 9, p->gate_holdout_events = (uint64_t)i)
+        META("policy_gate_holdout_fraction", 10, p->gate_holdout_fraction = r)
+        META("policy_gate_min_baskets", 11, p->gate_min_baskets = (uint64_t)i)
+        META("policy_keep_versions", 12, p->keep_versions = (uint64_t)i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != (1u << 8) - 1)
+    if (seen != (1u << 13) - 1)
         return sako__error(SAKO_CORRUPT, "database damaged: retrain policy incomplete (mask %#x)", seen);
     return SAKO_OK;
 }
@@ -1714,6 +1747,16 @@ static int count_chunk(void *payload, int part, int64_t n, const void *data, siz
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
+static int verify_version(void *payload, const sako_store_version *v, const sako_store_fit *fit,
+                          int damaged)
+{
+    (void)payload;
+    (void)fit;
+    return damaged ? sako__error(SAKO_CORRUPT, "database damaged: model version %lld fails its "
+                                 "checksum", (long long)v->version)
+                   : SAKO_OK;
+}
+
 static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
 {
     int64_t version = 0, n = 0, n_sum = 0;
@@ -1760,6 +1803,9 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
     if ((rc = sako__store_read_categories(st, skip_begin, skip_category, NULL)) ||
         (rc = sako__store_read_items(st, skip_begin, skip_item, NULL)) ||
         (rc = sako__store_read_users(st, skip_begin, skip_user, NULL)))
+        return rc;
+    /* Every model version's stored model against its checksum. */
+    if ((rc = sako__store_versions_read(st, -1, verify_version, NULL)))
         return rc;
     /* The log checkpoint the file starts from: every chunk against its checksum. */
     int64_t batch = 0;
@@ -1822,5 +1868,485 @@ done:
     sako__store_refuse(&st); /* a lock file made for this check goes too */
     if (st.lock_fd >= 0)
         close(st.lock_fd);
+    return rc;
+}
+
+/* ------------------------------------------------------ model versions */
+
+/* A version's model, little-endian: "SKF1", the row count (8 bytes), the root
+ * mean, the epoch's time, the demand constants, the 20 parameters, then 40 bytes
+ * per category (id, prior mean, demand mean, strength, share). The checksum covers
+ * the version number too, so a model copied into another row is refused. */
+#define FIT_PARAMS 20
+#define FIT_HEAD (4 + 8 + 8 + 8 + 5 * 8 + FIT_PARAMS * 8)
+#define FIT_ROW 40
+
+static void put_real(unsigned char *p, double v)
+{
+    int64_t i;
+    memcpy(&i, &v, sizeof i);
+    put64(p, i);
+}
+
+static double get_real(const unsigned char *p)
+{
+    int64_t i = get64(p);
+    double v;
+    memcpy(&v, &i, sizeof v);
+    return v;
+}
+
+/* The parameters in a fixed order, each as 8 bytes (ints as int64, reals as doubles). */
+static void params_encode(const sako_model_params *p, unsigned char *out)
+{
+    double r[] = { p->reward[SAKO_EVENT_CLICK], p->reward[SAKO_EVENT_CART],
+                   p->reward[SAKO_EVENT_PURCHASE], p->penalty_impression, p->prior_strength,
+                   p->category_shrinkage, p->half_life_days, p->personal_strength,
+                   p->personal_temperature, p->due_exponent, p->affinity_strength,
+                   p->lift_strength, p->decay_half_life_days };
+    int64_t i[] = { p->prior, (int64_t)p->prior_refresh_events, p->organic_demand,
+                    (int64_t)p->demand_min_purchases, p->personal, p->personal_min_baskets,
+                    p->basket_gap_ms };
+    for (size_t k = 0; k < sizeof r / sizeof *r; k++)
+        put_real(out + 8 * k, r[k]);
+    for (size_t k = 0; k < sizeof i / sizeof *i; k++)
+        put64(out + 8 * (13 + k), i[k]);
+}
+
+static void params_decode(const unsigned char *in, sako_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->reward[SAKO_EVENT_CLICK] = get_real(in);
+    p->reward[SAKO_EVENT_CART] = get_real(in + 8);
+    p->reward[SAKO_EVENT_PURCHASE] = get_real(in + 16);
+    p->penalty_impression = get_real(in + 24);
+    p->prior_strength = get_real(in + 32);
+    p->category_shrinkage = get_real(in + 40);
+    p->half_life_days = get_real(in + 48);
+    p->personal_strength = get_real(in + 56);
+    p->personal_temperature = get_real(in + 64);
+    p->due_exponent = get_real(in + 72);
+    p->affinity_strength = get_real(in + 80);
+    p->lift_strength = get_real(in + 88);
+    p->decay_half_life_days = get_real(in + 96);
+    p->prior = (int)get64(in + 104);
+    p->prior_refresh_events = (uint64_t)get64(in + 112);
+    p->organic_demand = (int)get64(in + 120);
+    p->demand_min_purchases = (uint64_t)get64(in + 128);
+    p->personal = (int)get64(in + 136);
+    p->personal_min_baskets = (uint32_t)get64(in + 144);
+    p->basket_gap_ms = get64(in + 152);
+}
+
+static unsigned char *fit_encode(const sako_store_fit *f, size_t *bytes_out)
+{
+    size_t bytes = FIT_HEAD + f->n_rows * FIT_ROW;
+    unsigned char *b = malloc(bytes), *p = b;
+    if (!b)
+        return NULL;
+    memcpy(p, "SKF1", 4);
+    put64(p + 4, (int64_t)f->n_rows);
+    put_real(p + 12, f->root_mean);
+    put64(p + 20, f->epoch_at);
+    put64(p + 28, f->demand.active);
+    put_real(p + 36, f->demand.calibration);
+    put_real(p + 44, f->demand.baskets);
+    put_real(p + 52, f->demand.root_mean);
+    put_real(p + 60, f->demand.root_strength);
+    params_encode(&f->params, p + 68);
+    p += FIT_HEAD;
+    for (size_t i = 0; i < f->n_rows; i++, p += FIT_ROW) {
+        const sako_store_fit_row *r = &f->rows[i];
+        put64(p, r->id);
+        put_real(p + 8, r->prior_mean);
+        put_real(p + 16, r->demand_mean);
+        put_real(p + 24, r->demand_strength);
+        put_real(p + 32, r->demand_share);
+    }
+    *bytes_out = bytes;
+    return b;
+}
+
+static int fit_decode(const unsigned char *b, size_t bytes, sako_store_fit *f)
+{
+    memset(f, 0, sizeof *f);
+    if (bytes < FIT_HEAD || memcmp(b, "SKF1", 4) != 0)
+        return SAKO_CORRUPT;
+    int64_t n = get64(b + 4);
+    if (n < 0 || (uint64_t)n != (bytes - FIT_HEAD) / FIT_ROW || (bytes - FIT_HEAD) % FIT_ROW)
+        return SAKO_CORRUPT;
+    f->root_mean = get_real(b + 12);
+    f->epoch_at = get64(b + 20);
+    f->demand.active = (int)get64(b + 28);
+    f->demand.calibration = get_real(b + 36);
+    f->demand.baskets = get_real(b + 44);
+    f->demand.root_mean = get_real(b + 52);
+    f->demand.root_strength = get_real(b + 60);
+    params_decode(b + 68, &f->params);
+    f->n_rows = (size_t)n;
+    f->rows = malloc((n ? (size_t)n : 1) * sizeof *f->rows);
+    if (!f->rows)
+        return SAKO_NOMEM;
+    const unsigned char *p = b + FIT_HEAD;
+    for (size_t i = 0; i < f->n_rows; i++, p += FIT_ROW) {
+        f->rows[i].id = get64(p);
+        f->rows[i].prior_mean = get_real(p + 8);
+        f->rows[i].demand_mean = get_real(p + 16);
+        f->rows[i].demand_strength = get_real(p + 24);
+        f->rows[i].demand_share = get_real(p + 32);
+    }
+    return SAKO_OK;
+}
+
+static uint32_t fit_checksum(int64_t version, const void *blob, size_t bytes)
+{
+    unsigned char head[8];
+    put64(head, version);
+    return sako__checksum_update(sako__checksum_update(0, head, sizeof head), blob, bytes);
+}
+
+void sako__store_fit_free(sako_store_fit *f)
+{
+    if (f) {
+        free(f->rows);
+        f->rows = NULL;
+        f->n_rows = 0;
+    }
+}
+
+static int write_version(sako_store *st, const sako_store_version *v, const void *blob,
+                         size_t bytes)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db,
+        "INSERT INTO model_versions(version, created_at, status, pinned, reasons, verdict,"
+        " first_batch, last_batch, n_events, champion, scored, score, champion_score,"
+        " holdout_events, holdout_baskets, fit, checksum)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, v->version);
+        sqlite3_bind_int64(s, 2, v->created_at);
+        sqlite3_bind_int(s, 3, v->status);
+        sqlite3_bind_int(s, 4, v->pinned);
+        sqlite3_bind_int64(s, 5, v->reasons);
+        sqlite3_bind_text(s, 6, v->verdict, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 7, v->first_batch);
+        sqlite3_bind_int64(s, 8, v->last_batch);
+        sqlite3_bind_int64(s, 9, (int64_t)v->n_events);
+        sqlite3_bind_int64(s, 10, v->champion);
+        sqlite3_bind_int(s, 11, v->scored);
+        /* SQLite stores NaN as NULL: a non-finite score is kept as 0 (the verdict says). */
+        sqlite3_bind_double(s, 12, v->score == v->score ? v->score : 0.0);
+        sqlite3_bind_double(s, 13, v->champion_score == v->champion_score ? v->champion_score : 0.0);
+        sqlite3_bind_int64(s, 14, (int64_t)v->holdout_events);
+        sqlite3_bind_int64(s, 15, (int64_t)v->holdout_baskets);
+        sqlite3_bind_blob(s, 16, blob, (int)bytes, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 17, fit_checksum(v->version, blob, bytes));
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "recording a model version");
+}
+
+int sako__store_version_insert(sako_store *st, const sako_store_version *v,
+                               const sako_store_fit *fit)
+{
+    size_t bytes = 0;
+    unsigned char *blob = fit_encode(fit, &bytes);
+    if (!blob)
+        return sako__error(SAKO_NOMEM, "out of memory encoding model version %lld",
+                           (long long)v->version);
+    int rc = write_version(st, v, blob, bytes);
+    free(blob);
+    return rc;
+}
+
+int sako__store_version_activate(sako_store *st, int64_t version)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE model_versions SET status = 2 WHERE status = 1;"
+             " UPDATE model_versions SET status = 1 WHERE version = %lld;", (long long)version);
+    return exec(st, sql, "activating a model version");
+}
+
+int sako__store_version_pin(sako_store *st, int64_t version, int pinned)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE model_versions SET pinned = %d WHERE version = %lld",
+             pinned != 0, (long long)version);
+    int rc = exec(st, sql, "pinning a model version");
+    if (rc == SAKO_OK && sqlite3_changes(st->db) == 0)
+        return sako__error(SAKO_NOTFOUND, "no model version %lld", (long long)version);
+    return rc;
+}
+
+int sako__store_versions_prune(sako_store *st, uint64_t keep, uint64_t *deleted_out)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "DELETE FROM model_versions WHERE status != 1 AND pinned = 0"
+             " AND version NOT IN (SELECT version FROM model_versions ORDER BY version DESC"
+             " LIMIT %lld)", (long long)keep);
+    int rc = exec(st, sql, "deleting old model versions");
+    if (rc == SAKO_OK && deleted_out)
+        *deleted_out = (uint64_t)sqlite3_changes(st->db);
+    return rc;
+}
+
+#define VERSION_COLUMNS \
+    "SELECT version, created_at, status, pinned, reasons, verdict, first_batch, last_batch," \
+    " n_events, champion, scored, score, champion_score, holdout_events, holdout_baskets," \
+    " fit, checksum FROM model_versions "
+
+/* A row's model when `fit` is asked for: NULL (damaged) unless its checksum holds. */
+static int row_fit(sqlite3_stmt *s, int64_t version, sako_store_fit *fit, int *damaged)
+{
+    const void *blob = sqlite3_column_blob(s, 15);
+    size_t bytes = (size_t)sqlite3_column_bytes(s, 15);
+    int64_t sum = sqlite3_column_int64(s, 16);
+    *damaged = 1;
+    if (!blob || (int64_t)fit_checksum(version, blob, bytes) != sum)
+        return SAKO_OK;
+    int rc = fit_decode(blob, bytes, fit);
+    if (rc == SAKO_NOMEM)
+        return sako__error(SAKO_NOMEM, "out of memory reading model version %lld",
+                           (long long)version);
+    if (rc == SAKO_OK)
+        *damaged = 0;
+    else
+        sako__store_fit_free(fit);
+    return SAKO_OK;
+}
+
+static void row_version(sqlite3_stmt *s, sako_store_version *v)
+{
+    memset(v, 0, sizeof *v);
+    v->version = sqlite3_column_int64(s, 0);
+    v->created_at = sqlite3_column_int64(s, 1);
+    v->status = sqlite3_column_int(s, 2);
+    v->pinned = sqlite3_column_int(s, 3);
+    v->reasons = (unsigned)sqlite3_column_int64(s, 4);
+    const unsigned char *t = sqlite3_column_text(s, 5);
+    snprintf(v->verdict, sizeof v->verdict, "%s", t ? (const char *)t : "");
+    v->first_batch = sqlite3_column_int64(s, 6);
+    v->last_batch = sqlite3_column_int64(s, 7);
+    v->n_events = (uint64_t)sqlite3_column_int64(s, 8);
+    v->champion = sqlite3_column_int64(s, 9);
+    v->scored = sqlite3_column_int(s, 10);
+    v->score = sqlite3_column_double(s, 11);
+    v->champion_score = sqlite3_column_double(s, 12);
+    v->holdout_events = (uint64_t)sqlite3_column_int64(s, 13);
+    v->holdout_baskets = (uint64_t)sqlite3_column_int64(s, 14);
+}
+
+int sako__store_versions_read(sako_store *st, int64_t version,
+                              int (*row)(void *payload, const sako_store_version *v,
+                                         const sako_store_fit *fit, int damaged),
+                              void *payload)
+{
+    char sql[512];
+    if (version < 0)
+        snprintf(sql, sizeof sql, VERSION_COLUMNS "ORDER BY version DESC");
+    else if (version == 0)
+        snprintf(sql, sizeof sql, VERSION_COLUMNS "WHERE status = 1");
+    else
+        snprintf(sql, sizeof sql, VERSION_COLUMNS "WHERE version = %lld", (long long)version);
+    sqlite3_stmt *s;
+    int rc = prepare_read(st, sql, &s);
+    if (rc)
+        return rc;
+    int step = SQLITE_DONE, status = SAKO_OK;
+    while (status == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        sako_store_version v;
+        sako_store_fit fit;
+        int damaged = 1;
+        memset(&fit, 0, sizeof fit);
+        row_version(s, &v);
+        status = row_fit(s, v.version, &fit, &damaged);
+        if (status == SAKO_OK)
+            status = row(payload, &v, damaged ? NULL : &fit, damaged);
+        sako__store_fit_free(&fit);
+    }
+    return finish_read(st, s, status == SAKO_OK ? step : SQLITE_DONE, status);
+}
+
+typedef struct fit_read {
+    sako_store_fit *out;
+    int found, damaged;
+} fit_read;
+
+static int take_fit(void *payload, const sako_store_version *v, const sako_store_fit *fit,
+                    int damaged)
+{
+    (void)v;
+    fit_read *fr = payload;
+    fr->found = 1;
+    fr->damaged = damaged;
+    if (fit) {
+        *fr->out = *fit;
+        size_t bytes = (fit->n_rows ? fit->n_rows : 1) * sizeof *fit->rows;
+        if (!(fr->out->rows = malloc(bytes)))
+            return sako__error(SAKO_NOMEM, "out of memory reading a model version");
+        memcpy(fr->out->rows, fit->rows, fit->n_rows * sizeof *fit->rows);
+    }
+    return SAKO_OK;
+}
+
+int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out)
+{
+    memset(out, 0, sizeof *out);
+    fit_read fr = { out, 0, 0 };
+    int rc = sako__store_versions_read(st, version, take_fit, &fr);
+    if (rc)
+        return rc;
+    if (!fr.found)
+        return sako__error(SAKO_NOTFOUND, "no model version %lld", (long long)version);
+    if (fr.damaged)
+        return sako__error(SAKO_CORRUPT, "database damaged: model version %lld fails its "
+                           "checksum", (long long)version);
+    return SAKO_OK;
+}
+
+int sako__store_versions_hold(sako_store *st, int *hold_out)
+{
+    int64_t hold = 0;
+    int rc = query_int(st, "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
+                       " AND (a.pinned OR EXISTS(SELECT 1 FROM model_versions AS b"
+                       " WHERE b.version > a.version)))", &hold);
+    *hold_out = hold != 0;
+    return rc;
+}
+
+int sako__store_version_active(sako_store *st, int64_t *version_out)
+{
+    return query_int(st, "SELECT coalesce((SELECT version FROM model_versions WHERE status = 1), 0)",
+                     version_out);
+}
+
+int sako__store_first_batch(sako_store *st, int64_t *out)
+{
+    return query_int(st, "SELECT coalesce(min(seq), 0) FROM event_batches", out);
+}
+
+int sako__store_events_between(sako_store *st, int64_t after, int64_t upto, uint64_t *events_out)
+{
+    char sql[160];
+    int64_t n = 0;
+    snprintf(sql, sizeof sql, "SELECT coalesce(sum(n_events), 0) FROM event_batches WHERE seq > %lld"
+             " AND seq <= %lld", (long long)after, (long long)upto);
+    int rc = query_int(st, sql, &n);
+    *events_out = (uint64_t)n;
+    return rc;
+}
+
+int sako__store_holdout_start(sako_store *st, int64_t upto, uint64_t events, int64_t *start_out,
+                              uint64_t *held_out)
+{
+    *start_out = upto;
+    *held_out = 0;
+    if (events == 0)
+        return SAKO_OK;
+    sqlite3_stmt *s = NULL;
+    int rc = prepare_read(st, "SELECT seq, n_events FROM event_batches WHERE seq <= ?1"
+                          " ORDER BY seq DESC", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, upto);
+    int step = SQLITE_DONE;
+    while (*held_out < events && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        *held_out += (uint64_t)sqlite3_column_int64(s, 1);
+        *start_out = sqlite3_column_int64(s, 0) - 1;
+    }
+    return finish_read(st, s, *held_out >= events ? SQLITE_DONE : step, SAKO_OK);
+}
+
+/* The 3 -> 4 migration's C part: the model in force in a 0.3 file (its current
+ * epoch: category priors, demand constants, time, parameters) becomes version
+ * `model_version`, active, when the file has been retrained; a file never
+ * retrained starts with no version (its first retrain is gated on finiteness). */
+typedef struct adopt_state {
+    sako_store_fit *fit;
+    size_t cap;
+    int failed;
+} adopt_state;
+
+static int adopt_begin(void *payload, size_t n)
+{
+    adopt_state *a = payload;
+    a->fit->rows = calloc(n ? n : 1, sizeof *a->fit->rows);
+    a->cap = n;
+    return a->fit->rows ? SAKO_OK : sako__error(SAKO_NOMEM, "out of memory migrating models");
+}
+
+static int adopt_row(void *payload, const sako_category_row *r)
+{
+    adopt_state *a = payload;
+    if (a->fit->n_rows < a->cap) {
+        a->fit->rows[a->fit->n_rows].id = r->id;
+        a->fit->rows[a->fit->n_rows++].prior_mean = r->prior_mean;
+    }
+    return SAKO_OK;
+}
+
+static int adopt_demand(void *payload, const sako_category_demand_row *r)
+{
+    adopt_state *a = payload;
+    for (size_t i = 0; i < a->fit->n_rows; i++)
+        if (a->fit->rows[i].id == r->id) {
+            a->fit->rows[i].demand_mean = r->mean;
+            a->fit->rows[i].demand_strength = r->strength;
+            a->fit->rows[i].demand_share = r->share;
+        }
+    return SAKO_OK;
+}
+
+static int by_row_id(const void *x, const void *y)
+{
+    int64_t a = ((const sako_store_fit_row *)x)->id, b = ((const sako_store_fit_row *)y)->id;
+    return (a > b) - (a < b);
+}
+
+static int adopt_current_model(sako_store *st)
+{
+    sako_store_meta m;
+    memset(&m, 0, sizeof m);
+    int rc = sako__store_read_meta(st, &m);
+    if (rc || m.model_version <= 0)
+        return rc;
+    sako_store_fit fit;
+    memset(&fit, 0, sizeof fit);
+    adopt_state a = { &fit, 0, 0 };
+    fit.root_mean = m.root_mean;
+    fit.epoch_at = m.decay_epoch_at;
+    fit.demand = m.demand;
+    fit.params = m.params;
+    if ((rc = sako__store_read_categories(st, adopt_begin, adopt_row, &a)) == SAKO_OK &&
+        (rc = sako__store_read_category_demand(st, adopt_demand, &a)) == SAKO_OK) {
+        qsort(fit.rows, fit.n_rows, sizeof *fit.rows, by_row_id);
+        sako_store_version v;
+        memset(&v, 0, sizeof v);
+        v.version = m.model_version;
+        v.status = 1;
+        v.reasons = SAKO_RETRAIN_MANUAL;
+        v.created_at = sako__store_now_ms();
+        snprintf(v.verdict, sizeof v.verdict, "adopted: the model in force when the file was "
+                 "upgraded to schema 4 (not gated)");
+        v.n_events = m.n_events;
+        if ((rc = sako__store_first_batch(st, &v.first_batch)) == SAKO_OK &&
+            (rc = sako__store_last_batch(st, &v.last_batch)) == SAKO_OK)
+            rc = sako__store_version_insert(st, &v, &fit);
+    }
+    sako__store_fit_free(&fit);
+    return rc;
+}
+
+int sako__store_version_pinned(sako_store *st, int64_t version, int *pinned_out)
+{
+    char sql[128];
+    int64_t pinned = 0;
+    snprintf(sql, sizeof sql, "SELECT coalesce((SELECT pinned FROM model_versions WHERE version"
+             " = %lld), 0)", (long long)version);
+    int rc = query_int(st, sql, &pinned);
+    *pinned_out = pinned != 0;
     return rc;
 }

@@ -239,6 +239,75 @@ int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_stor
 /* The retrain policy and its last activation; SAKO_CORRUPT when a key is missing. */
 int sako__store_read_policy(sako_store *st, sako_policy *p, sako_store_activation *a);
 
+/* ------------------------------------------------------ model versions */
+/* A version's fitted population model (what a retrain's epoch computes): the
+ * catalog's and each category's prior mean, the demand constants, the epoch's time
+ * and the parameters it was fitted with. Rows are sorted by category id. */
+typedef struct sako_store_fit_row {
+    int64_t id;
+    double prior_mean, demand_mean, demand_strength, demand_share;
+} sako_store_fit_row;
+
+typedef struct sako_store_fit {
+    double root_mean;
+    int64_t epoch_at;
+    sako_store_demand demand;
+    sako_model_params params;
+    sako_store_fit_row *rows;
+    size_t n_rows;
+} sako_store_fit;
+
+void sako__store_fit_free(sako_store_fit *f);
+
+/* A version's row without its model (sako_version_info's stored fields). */
+typedef struct sako_store_version {
+    int64_t version, created_at;
+    int status, pinned;
+    unsigned reasons;
+    char verdict[200];
+    int64_t first_batch, last_batch;
+    uint64_t n_events;
+    int64_t champion;
+    int scored;
+    double score, champion_score;
+    uint64_t holdout_events, holdout_baskets;
+} sako_store_version;
+
+/* Inside the caller's transaction: a new version row with its model. */
+int sako__store_version_insert(sako_store *st, const sako_store_version *v,
+                               const sako_store_fit *fit);
+/* Inside the caller's transaction: `version` becomes the only active one. */
+int sako__store_version_activate(sako_store *st, int64_t version);
+/* Its own statement: SAKO_NOTFOUND when no such version. */
+int sako__store_version_pin(sako_store *st, int64_t version, int pinned);
+/* Inside the caller's transaction: all but the newest `keep` versions go, except the
+ * active and the pinned ones; *deleted_out (may be NULL) counts them. */
+int sako__store_versions_prune(sako_store *st, uint64_t keep, uint64_t *deleted_out);
+/* Rows, newest first: every one (version -1), the active one (0) or one (> 0). With
+ * `fit`, each row's model is decoded too (NULL when its checksum or encoding fails:
+ * `damaged` is then 1). */
+int sako__store_versions_read(sako_store *st, int64_t version,
+                              int (*row)(void *payload, const sako_store_version *v,
+                                         const sako_store_fit *fit, int damaged),
+                              void *payload);
+/* One version's model, checked: SAKO_NOTFOUND, SAKO_CORRUPT naming the version. */
+int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out);
+/* 1 when prior refreshes are held back: an active version exists and is pinned, or
+ * a newer version exists (a rollback, a pinned retrain's result, a rejected one). */
+int sako__store_versions_hold(sako_store *st, int *hold_out);
+/* Whether a version is pinned (0 when there is no such version). */
+int sako__store_version_pinned(sako_store *st, int64_t version, int *pinned_out);
+/* The active version's number (0 for none). */
+int sako__store_version_active(sako_store *st, int64_t *version_out);
+/* Batch H such that the batches in (H, upto] hold the newest `events` events or just
+ * more (whole batches); *held_out gets their count. H = upto when events is 0. */
+int sako__store_holdout_start(sako_store *st, int64_t upto, uint64_t events, int64_t *start_out,
+                              uint64_t *held_out);
+/* The first logged batch (0 for none). */
+int sako__store_first_batch(sako_store *st, int64_t *out);
+/* The events logged in the batches (after, upto]. */
+int sako__store_events_between(sako_store *st, int64_t after, int64_t upto, uint64_t *events_out);
+
 /* ------------------------------------------------------ online backup */
 /* A copy of the database in progress (SQLite's backup API) into a new file. Every
  * call that reaches the source connection (begin, step, end) must run where that

@@ -26,6 +26,20 @@ static sako_options compact_opts(double half_life)
     return o;
 }
 
+/* An engine whose retrain policy holds out at most SAKO_COMPACT_MIN_EVENTS events
+ * at its gate: compaction keeps the larger of that minimum and the policy's
+ * gate_holdout_events (50,000 by default), and these tests compact down to the
+ * minimum (test_retention checks the policy's part). */
+static sako_engine *open_engine(const char *path, const sako_options *o)
+{
+    sako_engine *e = sk_open_opts(path, o);
+    sako_policy p = SAKO_POLICY_INIT;
+    ck_assert_ok(sako_policy_get(e, &p));
+    p.gate_holdout_events = SAKO_COMPACT_MIN_EVENTS;
+    ck_assert_ok(sako_policy_set(e, &p));
+    return e;
+}
+
 /* Items: 1001..1040 in aisles 11, 12, 21; 2001..2005 are added later. */
 static void catalog(sako_engine *e)
 {
@@ -191,7 +205,7 @@ static void run_exact(double half_life, int in_memory)
     sako_options o = compact_opts(half_life);
     /* 400 days over the whole run: with a 3-day half-life both frames rebase. */
     const int64_t step = 400 * DAY / (570 * BATCH);
-    sako_engine *a = sk_open_opts(path_a, &o), *b = sk_open_opts(path_b, &o);
+    sako_engine *a = open_engine(path_a, &o), *b = open_engine(path_b, &o);
     BOTH(catalog(a), catalog(b));
     BOTH(traffic(a, 0, 200, step), traffic(b, 0, 200, step));
     /* Nothing before a first retrain: the policy's activation bounds C. */
@@ -224,8 +238,8 @@ static void run_exact(double half_life, int in_memory)
     if (!in_memory) {
         sako_close(a);
         sako_close(b);
-        a = sk_open_opts(path_a, &o);
-        b = sk_open_opts(path_b, &o);
+        a = open_engine(path_a, &o);
+        b = open_engine(path_b, &o);
         assert_same(a, b);
         sako_verify_report v;
         ck_assert_ok(sako_verify(path_a, &v));
@@ -246,8 +260,8 @@ static void run_exact(double half_life, int in_memory)
     if (!in_memory) {
         sako_close(a);
         sako_close(b);
-        a = sk_open_opts(path_a, &o);
-        b = sk_open_opts(path_b, &o);
+        a = open_engine(path_a, &o);
+        b = open_engine(path_b, &o);
         assert_same(a, b);
         /* One checkpoint is left. */
         ck_assert_int_eq(sk_sql_int(path_a, "SELECT count(DISTINCT batch) FROM log_checkpoint"), 1);
@@ -260,8 +274,8 @@ static void run_exact(double half_life, int in_memory)
     if (!in_memory) {
         sako_close(a);
         sako_close(b);
-        a = sk_open_opts(path_a, &o);
-        b = sk_open_opts(path_b, &o);
+        a = open_engine(path_a, &o);
+        b = open_engine(path_b, &o);
     }
     assert_same(a, b);
     sako_close(a);
@@ -286,7 +300,7 @@ END_TEST
 START_TEST(test_comparison_has_teeth)
 {
     sako_options o = compact_opts(0.0);
-    sako_engine *a = sk_open_opts(NULL, &o), *b = sk_open_opts(NULL, &o);
+    sako_engine *a = open_engine(NULL, &o), *b = open_engine(NULL, &o);
     BOTH(catalog(a), catalog(b));
     BOTH(traffic(a, 0, 20, 60000), traffic(b, 0, 20, 60000));
     sako_event ev = {3, 1001, SAKO_EVENT_PURCHASE, T0 + 2000 * 100 * 60000LL, 0};
@@ -311,7 +325,7 @@ START_TEST(test_basket_open_across_compaction)
     sk_tmp_path(pa, sizeof pa, "compact-basket-a");
     sk_tmp_path(pb, sizeof pb, "compact-basket-b");
     sako_options o = compact_opts(0.0);
-    sako_engine *a = sk_open_opts(pa, &o), *b = sk_open_opts(pb, &o);
+    sako_engine *a = open_engine(pa, &o), *b = open_engine(pb, &o);
     BOTH(catalog(a), catalog(b));
     int64_t orders[1] = {77};
     sako_event first = {1, 1001, SAKO_EVENT_PURCHASE, T0, 0};
@@ -336,8 +350,8 @@ START_TEST(test_basket_open_across_compaction)
     assert_same(a, b);
     sako_close(a);
     sako_close(b);
-    a = sk_open_opts(pa, &o);
-    b = sk_open_opts(pb, &o);
+    a = open_engine(pa, &o);
+    b = open_engine(pb, &o);
     assert_same(a, b);
     BOTH(ck_assert_ok(sako_retrain(a)), ck_assert_ok(sako_retrain(b)));
     assert_same(a, b);
@@ -352,7 +366,7 @@ START_TEST(test_retention)
     char path[512];
     sk_tmp_path(path, sizeof path, "compact-keep");
     sako_options o = compact_opts(0.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     catalog(e);
     /* 300 batches, an event a minute: 500 minutes per 5 batches. 20,833 minutes is
      * about 14.5 days. */
@@ -362,7 +376,18 @@ START_TEST(test_retention)
     sako_compact_report r = compact(e, 0.0, 25000);
     ck_assert_int_eq(r.compact_batch, 50);
     ck_assert_uint_eq(log_stats(e).n_events, 25000);
-    /* keep_events below the minimum is raised to it. */
+    /* keep_events is raised to the policy's gate_holdout_events (the next retrain's
+     * gate scores that many of the latest events)... */
+    sako_policy p = SAKO_POLICY_INIT;
+    ck_assert_ok(sako_policy_get(e, &p));
+    p.gate_holdout_events = 15000;
+    ck_assert_ok(sako_policy_set(e, &p));
+    r = compact(e, 0.0, 10);
+    ck_assert_int_eq(r.compact_batch, 150);
+    ck_assert_uint_eq(log_stats(e).n_events, 15000);
+    p.gate_holdout_events = 0;
+    ck_assert_ok(sako_policy_set(e, &p));
+    /* ...and keep_events below the minimum to the minimum. */
     r = compact(e, 0.0, 10);
     ck_assert_int_eq(r.compact_batch, 300 - SAKO_COMPACT_MIN_EVENTS / BATCH);
     ck_assert_uint_eq(log_stats(e).n_events, SAKO_COMPACT_MIN_EVENTS);
@@ -408,7 +433,7 @@ static void compacted_file(char *path, size_t cap, const char *name)
 {
     sk_tmp_path(path, cap, name);
     sako_options o = compact_opts(0.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     catalog(e);
     traffic(e, 0, 200, 60000);
     ck_assert_ok(sako_retrain(e));
@@ -505,7 +530,7 @@ START_TEST(test_row_checksums)
         char path[512];
         sk_tmp_path(path, sizeof path, "compact-rows");
         sako_options o = compact_opts(0.0);
-        sako_engine *e = sk_open_opts(path, &o);
+        sako_engine *e = open_engine(path, &o);
         catalog(e);
         traffic(e, 0, 5, 60000);
         ck_assert_ok(sako_retrain(e)); /* category priors and demand written */
@@ -533,7 +558,7 @@ START_TEST(test_retrain_refuses_damage)
     char path[512];
     compacted_file(path, sizeof path, "compact-live");
     sako_options o = compact_opts(0.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     sako_item_info before[40];
     sako_user_info ubefore[N_USERS];
     for (int i = 0; i < 40; i++)
@@ -578,7 +603,7 @@ START_TEST(test_reconfigure_refused)
     o = compact_opts(0.0);
     o.reconfigure = 1;
     o.prior_strength = 7.0;
-    e = sk_open_opts(path, &o);
+    e = open_engine(path, &o);
     sako_close(e);
     sk_remove_db(path);
 }
@@ -590,7 +615,7 @@ START_TEST(test_schema3_migrates)
     char path[512];
     sk_tmp_path(path, sizeof path, "compact-v3");
     sako_options o = compact_opts(0.0);
-    sako_engine *e = sk_open_opts(path, &o), *ref = sk_open_opts(NULL, &o);
+    sako_engine *e = open_engine(path, &o), *ref = open_engine(NULL, &o);
     BOTH(catalog(e), catalog(ref));
     BOTH(traffic(e, 0, 200, 60000), traffic(ref, 0, 200, 60000));
     BOTH(ck_assert_ok(sako_retrain(e)), ck_assert_ok(sako_retrain(ref)));
@@ -598,7 +623,7 @@ START_TEST(test_schema3_migrates)
     sako_close(e);
     sk_sql_exec(path, SK_SCHEMA4_TO_3);
     ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 3);
-    e = sk_open_opts(path, &o);
+    e = open_engine(path, &o);
     ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 4);
     ck_assert_int_eq(sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'compact_batch'"), 0);
     ck_assert_int_eq(log_stats(e).n_batches, 310);
@@ -612,7 +637,7 @@ START_TEST(test_schema3_migrates)
     sako_compact_report r = compact(e, 0.0, 0);
     ck_assert_int_eq(r.compact_batch, 200);
     sako_close(e);
-    e = sk_open_opts(path, &o);
+    e = open_engine(path, &o);
     for (int i = 0; i < 40; i++) {
         sako_item_info x = sk_info(e, 1001 + i), y = sk_info(ref, 1001 + i);
         ck_assert(sk_same_info(&x, &y));
@@ -640,13 +665,13 @@ START_TEST(test_interrupted_states)
     sk_tmp_path(copy_a, sizeof copy_a, "compact-int-a");
     sk_tmp_path(copy_b, sizeof copy_b, "compact-int-b");
     sako_options o = compact_opts(3.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     catalog(e);
     traffic(e, 0, 200, 600000);
     ck_assert_ok(sako_retrain(e));
     traffic(e, 200, 300, 600000);
     sako_close(e); /* a regular checkpoint at the end: the compaction needs no other */
-    e = sk_open_opts(path, &o);
+    e = open_engine(path, &o);
     ck_assert_ok(sako_backup(e, copy_a));
     ck_assert_ok(sako_backup(e, copy_b));
     ck_assert_int_eq(compact(e, 0.0, 0).compact_batch, 200);
@@ -670,8 +695,8 @@ START_TEST(test_interrupted_states)
     ck_assert_ok(sako_verify(copy_a, &v));
     ck_assert_ok(sako_verify(copy_b, &v));
     ck_assert_int_eq(v.compact_batch, 0);
-    sako_engine *a = sk_open_opts(copy_a, &o), *b = sk_open_opts(copy_b, &o),
-                *ref = sk_open_opts(path, &o);
+    sako_engine *a = open_engine(copy_a, &o), *b = open_engine(copy_b, &o),
+                *ref = open_engine(path, &o);
     ck_assert_int_eq(log_stats(a).compact_batch, 200);
     ck_assert_int_eq(log_stats(a).n_batches, 100);
     ck_assert_int_eq(log_stats(b).compact_batch, 0);
@@ -714,7 +739,7 @@ START_TEST(test_busy_during_retrain)
     char path[512];
     sk_tmp_path(path, sizeof path, "compact-busy");
     sako_options o = compact_opts(0.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     catalog(e);
     traffic(e, 0, 20, 60000);
     int rc = 1;
@@ -764,7 +789,7 @@ START_TEST(test_threads)
     sk_tmp_path(path, sizeof path, "compact-threads");
     sk_tmp_path(pref, sizeof pref, "compact-threads-ref");
     sako_options o = compact_opts(3.0);
-    sako_engine *e = sk_open_opts(path, &o);
+    sako_engine *e = open_engine(path, &o);
     catalog(e);
     traffic(e, 0, 200, 60000);
     thread_ctx up = { e, 200, 330, 0 }, rec = { e, 0, 0, 0 };
@@ -790,15 +815,15 @@ START_TEST(test_threads)
     /* The same batches, never compacted, in one engine: the order of batches is the
      * same (one updater), retrains at other points change only the epochs, so
      * compare after a retrain of both. */
-    sako_engine *ref = sk_open_opts(pref, &o);
+    sako_engine *ref = open_engine(pref, &o);
     catalog(ref);
     traffic(ref, 0, 330, 60000);
     ck_assert_ok(sako_retrain(ref));
     ck_assert_ok(sako_retrain(e));
     sako_close(e);
-    e = sk_open_opts(path, &o);
+    e = open_engine(path, &o);
     sako_close(ref);
-    ref = sk_open_opts(pref, &o);
+    ref = open_engine(pref, &o);
     assert_same_v(e, ref, 0); /* e retrained more often */
     sako_close(e);
     sako_close(ref);

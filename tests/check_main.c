@@ -27,6 +27,7 @@ int main(void)
     srunner_add_suite(sr, suite_files());
     srunner_add_suite(sr, suite_checksum());
     srunner_add_suite(sr, suite_compact());
+    srunner_add_suite(sr, suite_versions());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     /* CK_FORK_GETENV: fork unless CK_FORK=no. */

@@ -94,7 +94,11 @@ static int same_policy(const sako_policy *a, const sako_policy *b)
 {
     return a->version == b->version && a->every_events == b->every_events &&
            a->every_seconds == b->every_seconds && sk_same_double(a->drift_fraction, b->drift_fraction) &&
-           a->drift_window == b->drift_window && a->drift_min_impressions == b->drift_min_impressions;
+           a->drift_window == b->drift_window && a->drift_min_impressions == b->drift_min_impressions &&
+           sk_same_double(a->gate_margin, b->gate_margin) &&
+           a->gate_holdout_events == b->gate_holdout_events &&
+           sk_same_double(a->gate_holdout_fraction, b->gate_holdout_fraction) &&
+           a->gate_min_baskets == b->gate_min_baskets && a->keep_versions == b->keep_versions;
 }
 
 /* -------------------------------------------------------------- tests */
@@ -105,6 +109,7 @@ START_TEST(test_defaults)
     sako_engine *e = open_policy(NULL, 1);
     sako_policy got, want = SAKO_POLICY_INIT;
     memset(&got, 0, sizeof got);
+    got.version = SAKO_POLICY_VERSION;
     ck_assert_ok(sako_policy_get(e, &got));
     ck_assert(same_policy(&got, &want));
     ck_assert_double_eq(want.drift_fraction, 0.0); /* every trigger off by default */
@@ -125,26 +130,26 @@ START_TEST(test_bad_policy_refused)
 {
     sako_engine *e = open_policy(NULL, 2);
     set_policy(e, 7, 9, 0.5, 100, 50);
-    sako_policy before;
+    sako_policy before = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &before));
     struct { const char *field; sako_policy p; } bad[] = {
-        {"version", {99, 0, 0, 0.0, 100, 50}},
-        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, 1.0, 100, 50}},
-        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, -0.1, 100, 50}},
-        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, NAN, 100, 50}},
-        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, INFINITY, 100, 50}},
-        {"drift_window", {SAKO_POLICY_VERSION, 0, 0, 0.5, 0, 0}},
-        {"drift_window", {SAKO_POLICY_VERSION, 0, 0, 0.5, SAKO_POLICY_MAX + 1, 50}},
-        {"drift_min_impressions", {SAKO_POLICY_VERSION, 0, 0, 0.5, 100, 0}},
-        {"drift_min_impressions", {SAKO_POLICY_VERSION, 0, 0, 0.5, 100, 101}},
-        {"every_events", {SAKO_POLICY_VERSION, SAKO_POLICY_MAX + 1, 0, 0.5, 100, 50}},
-        {"every_seconds", {SAKO_POLICY_VERSION, 0, UINT64_MAX, 0.5, 100, 50}},
+        {"version", {99, 0, 0, 0.0, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, 1.0, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, -0.1, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, NAN, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_fraction", {SAKO_POLICY_VERSION, 0, 0, INFINITY, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_window", {SAKO_POLICY_VERSION, 0, 0, 0.5, 0, 0, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_window", {SAKO_POLICY_VERSION, 0, 0, 0.5, SAKO_POLICY_MAX + 1, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_min_impressions", {SAKO_POLICY_VERSION, 0, 0, 0.5, 100, 0, 0.01, 50000, 0.05, 200, 10}},
+        {"drift_min_impressions", {SAKO_POLICY_VERSION, 0, 0, 0.5, 100, 101, 0.01, 50000, 0.05, 200, 10}},
+        {"every_events", {SAKO_POLICY_VERSION, SAKO_POLICY_MAX + 1, 0, 0.5, 100, 50, 0.01, 50000, 0.05, 200, 10}},
+        {"every_seconds", {SAKO_POLICY_VERSION, 0, UINT64_MAX, 0.5, 100, 50, 0.01, 50000, 0.05, 200, 10}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_rc(sako_policy_set(e, &bad[i].p), SAKO_INVALID);
         ck_assert_msg(strstr(sako_errmsg(), bad[i].field), "[%zu] message \"%s\" does not name %s",
                       i, sako_errmsg(), bad[i].field);
-        sako_policy now;
+        sako_policy now = SAKO_POLICY_INIT;
         ck_assert_ok(sako_policy_get(e, &now));
         ck_assert(same_policy(&now, &before));
     }
@@ -346,11 +351,11 @@ START_TEST(test_reopen_keeps_counters)
     ck_assert_uint_eq(s2.baseline_impressions, 320);
     ck_assert(s2.recent_impressions >= 300);
     ck_assert_int_eq(s2.reasons, SAKO_RETRAIN_DRIFT);
-    sako_policy p0;
+    sako_policy p0 = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &p0));
     sako_close(e);
     e = open_policy(path, 7);
-    sako_policy p1;
+    sako_policy p1 = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &p1));
     ck_assert(same_policy(&p0, &p1));
     sako_retrain_status s3 = due(e);
@@ -419,7 +424,7 @@ START_TEST(test_schema2_migrates)
     sk_sql_exec(path, SK_SCHEMA3_TO_2);
     e = open_policy(path, 9);
     ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), SK_SCHEMA_VERSION);
-    sako_policy got, want = SAKO_POLICY_INIT;
+    sako_policy got = SAKO_POLICY_INIT, want = SAKO_POLICY_INIT;
     ck_assert_ok(sako_policy_get(e, &got));
     ck_assert(same_policy(&got, &want));
     sako_retrain_status s = due(e);

@@ -35,6 +35,7 @@ Suite *suite_policy(void);
 Suite *suite_backup(void);
 Suite *suite_files(void);
 Suite *suite_checksum(void);
+Suite *suite_versions(void);
 Suite *suite_decay(void);
 Suite *suite_compact(void);
 
@@ -43,20 +44,27 @@ Suite *suite_compact(void);
 #define SK_STR_(x) #x
 #define SK_STR(x) SK_STR_(x)
 
-/* SQL that turns a new file back into schema 3: the 3 -> 4 log compaction part
- * (its table and meta keys, the checkpoint rows' checksums). */
+/* SQL that turns a new file back into schema 3: the 3 -> 4 migration's log compaction
+ * part (its table and meta keys, the checkpoint rows' checksums) and its model
+ * versions part (the versions table, the gate's and keep-N policy keys). A 0.3 file's
+ * `models` rows are left as they are (the migration adopts the latest). */
 #define SK_SCHEMA4_TO_3_COMPACT \
     "DROP TABLE IF EXISTS log_checkpoint;" \
     " DELETE FROM sako_meta WHERE key IN ('compact_batch', 'compact_events');" \
     " ALTER TABLE items DROP COLUMN checksum;" \
     " ALTER TABLE users DROP COLUMN checksum;" \
     " ALTER TABLE categories DROP COLUMN checksum;"
-#define SK_SCHEMA4_TO_3 SK_SCHEMA4_TO_3_COMPACT " PRAGMA user_version = 3;"
+#define SK_SCHEMA4_TO_3_VERSIONS \
+    " DROP TABLE model_versions;" \
+    " DELETE FROM sako_meta WHERE key LIKE 'policy\\_gate\\_%' ESCAPE '\\'" \
+    " OR key = 'policy_keep_versions';"
+#define SK_SCHEMA4_TO_3 \
+    SK_SCHEMA4_TO_3_COMPACT SK_SCHEMA4_TO_3_VERSIONS " PRAGMA user_version = 3;"
 
-/* SQL that turns a new file back into schema 2: everything the 3 -> 4 and 2 -> 3
- * migrations add (the retrain policy's and decay's keys, the event log's checksums). */
+/* SQL that turns a new file back into schema 2: everything the 2 -> 3 migration adds
+ * (the retrain policy's and decay's keys, the event log's checksums), after 4 -> 3. */
 #define SK_SCHEMA3_TO_2 \
-    SK_SCHEMA4_TO_3_COMPACT \
+    SK_SCHEMA4_TO_3 \
     " DELETE FROM sako_meta WHERE key LIKE 'policy\\_%' ESCAPE '\\' OR key LIKE 'decay\\_%' ESCAPE '\\'" \
     " OR key = 'checksum_from_batch';" \
     " ALTER TABLE event_batches DROP COLUMN checksum;" \

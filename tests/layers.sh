@@ -26,9 +26,11 @@ allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
 allow snapshot error decay
-allow retrain error idmap store model users domains demand personal snapshot decay policy logstate
+allow retrain error idmap store model users domains demand personal snapshot decay policy logstate gate kill
 allow logstate error idmap store personal decay
 allow compact error store retrain logstate kill
+allow gate error model
+allow versions error store model retrain policy
 allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store

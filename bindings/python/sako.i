@@ -191,6 +191,7 @@ SAKOPY_BUFFER(sako_verify_report, NULL, 1)
 SAKOPY_BUFFER(const sako_compact_options, NULL, 0)
 SAKOPY_BUFFER(sako_compact_report, NULL, 1)
 SAKOPY_BUFFER(sako_log_stats, NULL, 1)
+SAKOPY_BUFFER(sako_version_info, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -212,6 +213,8 @@ SAKOPY_BUFFER(sako_log_stats, NULL, 1)
 %apply const sako_compact_options *BUF { const sako_compact_options *opt };
 %apply sako_compact_report *BUF { sako_compact_report *out };
 %apply sako_log_stats *BUF { sako_log_stats *out };
+%apply (sako_version_info *BUF, size_t LEN) { (sako_version_info *out, size_t cap) };
+%apply sako_version_info *BUF { sako_version_info *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
@@ -308,6 +311,19 @@ static int sakopy_update_orders(sako_engine *engine, const sako_event *events, s
     return sako_update_orders(engine, events, order_ids, n);
 }
 
+/* sako_versions_list() into a buffer (its count returned), and the count alone. */
+static int sakopy_versions_list(sako_engine *engine, sako_version_info *out, size_t cap,
+                                size_t *n_out)
+{
+    return sako_versions_list(engine, out, cap, n_out, NULL);
+}
+
+static int sakopy_versions_count(sako_engine *engine, size_t *n_out)
+{
+    size_t none = 0;
+    return sako_versions_list(engine, NULL, 0, &none, n_out);
+}
+
 /* SAKO_OPTIONS_INIT, a macro SWIG cannot evaluate. */
 static int sakopy_options_init(sako_options *out)
 {
@@ -336,6 +352,7 @@ static int sakopy_policy_init(sako_policy *out)
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */
 %ignore sako_update_orders; /* sakopy_update_orders */
+%ignore sako_versions_list; /* sakopy_versions_list, sakopy_versions_count */
 %ignore sako_errmsg;    /* read by the status typemap */
 %rename("$ignore", %$isclass) ""; /* struct layouts: the table in sako/_engine.py */
 %include "sako.h"

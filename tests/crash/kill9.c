@@ -121,6 +121,12 @@ static const struct {
 };
 #define N_POLICIES (sizeof policies / sizeof policies[0])
 
+#if defined(KILL9_VERSIONS) && defined(KILL9_COMPACT)
+/* The gate's holdout, which compaction keeps too: the default (50,000) would leave
+ * the compaction little to do before the file starts over (RESTART_EVENTS). */
+#define GATE_HOLDOUT 5000
+#endif
+
 static sako_policy policy_of(size_t i)
 {
     sako_policy p = SAKO_POLICY_INIT;
@@ -129,6 +135,9 @@ static sako_policy policy_of(size_t i)
     p.drift_fraction = policies[i].drift_fraction;
     p.drift_window = policies[i].drift_window;
     p.drift_min_impressions = policies[i].drift_min_impressions;
+#ifdef GATE_HOLDOUT
+    p.gate_holdout_events = GATE_HOLDOUT;
+#endif
     return p;
 }
 
@@ -417,6 +426,17 @@ static void child(const char *path, const char *backup_prefix, int fd, int64_t n
     int rc = sako_init(&c.e, path, NULL);
     if (rc)
         child_die("open", rc);
+#ifdef GATE_HOLDOUT
+    /* A new file's policy is the default: the child's own holdout, triggers kept. */
+    sako_policy pol = SAKO_POLICY_INIT;
+    if ((rc = sako_policy_get(c.e, &pol)))
+        child_die("policy_get", rc);
+    if (pol.gate_holdout_events != GATE_HOLDOUT) {
+        pol.gate_holdout_events = GATE_HOLDOUT;
+        if ((rc = sako_policy_set(c.e, &pol)))
+            child_die("policy_set", rc);
+    }
+#endif
     worker w[N_THREADS];
     pthread_t t[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {

@@ -20,7 +20,7 @@ from ._errors import (ERRORS, Busy, Corrupt, InternalError, InvalidArgument, IOF
 from ._engine import (EVENT_TYPE_NAMES, ID_MAX, TIME_MAX, MAX_BATCH, MAX_EXCLUDE, MAX_K, MAX_NAME,
                       MODE_NAMES, SOURCE_NAMES, Engine, Event, EventType, ItemInfo, Mode,
                       Recommendation, Stats, UserInfo, UserItem, default_options, open)
-from ._engine import POLICY_MAX, Policy, RetrainReason, RetrainStatus
+from ._engine import POLICY_MAX, Policy, RetrainReason, RetrainStatus, VersionInfo
 from ._engine import VerifyReport, verify
 from ._engine import COMPACT_MIN_EVENTS, CompactReport, LogStats
 
@@ -35,6 +35,6 @@ __all__ = [
     "NotFound", "RangeError", "IOFailure", "Corrupt", "Busy", "Misuse", "VersionError",
     "ERRORS", "error_for", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
     "EVENT_TYPE_NAMES", "MODE_NAMES", "SOURCE_NAMES", "__version__", "version_info",
-    "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
+    "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX", "VersionInfo",
     "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
 ]

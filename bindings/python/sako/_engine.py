@@ -75,7 +75,10 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
     # 0.3: the retrain policy
     "sako_policy": (
         ("version", "u4"), ("every_events", "u8"), ("every_seconds", "u8"),
-        ("drift_fraction", "f8"), ("drift_window", "u8"), ("drift_min_impressions", "u8")),
+        ("drift_fraction", "f8"), ("drift_window", "u8"), ("drift_min_impressions", "u8"),
+        # version 2 (0.4): the versions' gate and how many are kept
+        ("gate_margin", "f8"), ("gate_holdout_events", "u8"), ("gate_holdout_fraction", "f8"),
+        ("gate_min_baskets", "u8"), ("keep_versions", "u8")),
     "sako_retrain_status": (
         ("due", "i4", bool), ("reasons", "u4"), ("reason", np.uintp),  # a static const char*
         ("events_since", "u8"), ("seconds_since", "f8"), ("retrained_at", "i8"),
@@ -94,6 +97,15 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("compact_batch", "i8"), ("compacted_events", "u8"), ("checkpoint_bytes", "u8"),
         ("file_bytes", "u8"), ("free_bytes", "u8")),
 }
+# 0.4, issue 9: one model version (its options are a nested sako_options; its verdict a
+# NUL-terminated char array)
+FIELDS["sako_version_info"] = (
+    ("version", "i8"), ("created_at", "i8"), ("status", "i4"), ("pinned", "i4", bool),
+    ("reasons", "u4"), ("verdict", "S%d" % _sako.SAKO_VERDICT_MAX), ("first_batch", "i8"),
+    ("last_batch", "i8"), ("n_events", "u8"), ("champion", "i8"), ("scored", "i4", bool),
+    ("score", "f8"), ("champion_score", "f8"), ("holdout_events", "u8"),
+    ("holdout_baskets", "u8"), ("root_mean", "f8"), ("epoch_at", "i8"),
+    ("options", np.dtype([f[:2] for f in FIELDS["sako_options"]], align=True)))
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
 DTYPES: Dict[str, np.dtype] = {s: np.dtype([f[:2] for f in fs], align=True)
@@ -155,6 +167,7 @@ class RetrainReason(enum.IntFlag):
     EVENTS = _sako.SAKO_RETRAIN_EVENTS  #: every_events events since the last retrain
     TIME = _sako.SAKO_RETRAIN_TIME      #: every_seconds seconds since it
     DRIFT = _sako.SAKO_RETRAIN_DRIFT    #: the conversion of served recommendations dropped
+    MANUAL = _sako.SAKO_RETRAIN_MANUAL  #: asked for by hand (0.4)
 
 
 def _policy_init() -> np.ndarray:
@@ -188,6 +201,20 @@ class Policy:
         Rec-attributed impressions in the baseline and in the recent window (25,000).
     drift_min_impressions : int
         Least sample of each before drift can fire, 1..drift_window (12,500).
+    gate_margin : float
+        A retrain's candidate is rejected when its NDCG@20 on the held-out newest
+        baskets is below the active version's minus this, in [0, 1]; 1 = finiteness
+        only (0.01).
+    gate_holdout_events : int
+        Most events held out (50,000).
+    gate_holdout_fraction : float
+        Share of the log held out, at most ``gate_holdout_events``, in [0, 0.5]; 0 = no
+        holdout (0.05).
+    gate_min_baskets : int
+        Fewer scored baskets than this: finiteness alone decides (200).
+    keep_versions : int
+        Versions kept, newest first; the active and pinned ones are never deleted,
+        1..10,000 (10).
     """
 
     every_events: int = int(_POLICY_DEFAULTS["every_events"])
@@ -195,6 +222,11 @@ class Policy:
     drift_fraction: float = float(_POLICY_DEFAULTS["drift_fraction"])
     drift_window: int = int(_POLICY_DEFAULTS["drift_window"])
     drift_min_impressions: int = int(_POLICY_DEFAULTS["drift_min_impressions"])
+    gate_margin: float = float(_POLICY_DEFAULTS["gate_margin"])
+    gate_holdout_events: int = int(_POLICY_DEFAULTS["gate_holdout_events"])
+    gate_holdout_fraction: float = float(_POLICY_DEFAULTS["gate_holdout_fraction"])
+    gate_min_baskets: int = int(_POLICY_DEFAULTS["gate_min_baskets"])
+    keep_versions: int = int(_POLICY_DEFAULTS["keep_versions"])
 
     #: the fraction the default drift sample is sized for
     DRIFT_FRACTION = float(_sako.SAKO_POLICY_DRIFT_FRACTION)
@@ -231,8 +263,8 @@ class RetrainStatus:
 
     ``reasons`` holds :class:`RetrainReason` bits, ``reason`` the same as text
     (``"events"``, ``"time, drift"``, ``"not due"``...). Counters run since the last
-    successful retrain (``retrained_at``, unix ms; before the first, since the file was
-    created or upgraded). Conversions are reward-weighted successes per
+    retrain (0.4: whatever its gate decided) or activation (``retrained_at``, unix ms;
+    before the first, since the file was created or upgraded). Conversions are reward-weighted successes per
     rec-attributed impression; ``*_impressions`` are their samples.
     """
 
@@ -266,6 +298,76 @@ class RetrainStatus:
                    float(r["seconds_since"]), int(r["retrained_at"]),
                    float(r["baseline_conversion"]), int(r["baseline_impressions"]),
                    float(r["recent_conversion"]), int(r["recent_impressions"]))
+
+
+#: ``sako_model_status`` codes -> names
+VERSION_STATUS: Dict[int, str] = {int(_sako.SAKO_MODEL_ACTIVE): "active",
+                                  int(_sako.SAKO_MODEL_INACTIVE): "inactive",
+                                  int(_sako.SAKO_MODEL_REJECTED): "rejected"}
+#: the options fields a version was fitted with (the model's, not the run-time ones)
+_RUNTIME_OPTIONS = {"version", "seed", "durability", "unknown_items", "busy_timeout_ms",
+                    "reconfigure", "create_empty"}
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    """One model version (``sako_version_info``): the population model a retrain fitted,
+    what asked for it, the log it saw, and what its gate found. Times are unix ms.
+
+    ``status`` is ``"active"``, ``"inactive"`` (passed, or replaced; may be activated)
+    or ``"rejected"`` (failed its gate; never activated). ``score`` and
+    ``champion_score`` are NDCG@20 on the held-out baskets (``scored`` says whether the
+    gate compared them). ``root_mean`` is NaN when the stored model is damaged.
+    ``options`` holds the model options it was fitted with.
+    """
+
+    version: int
+    created_at: int
+    status: str
+    pinned: bool
+    reasons: RetrainReason
+    verdict: str
+    first_batch: int
+    last_batch: int
+    n_events: int
+    champion: int
+    scored: bool
+    score: float
+    champion_score: float
+    holdout_events: int
+    holdout_baskets: int
+    root_mean: float
+    epoch_at: int
+    options: Dict[str, Any]
+
+    @property
+    def reason_names(self) -> Tuple[str, ...]:
+        """The reasons as lower-case names, e.g. ``("manual",)``."""
+        return tuple(r.name.lower() for r in RetrainReason if r in self.reasons)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields as a dict (JSON-ready: ``reasons`` as a list of names, a NaN
+        ``root_mean`` as None)."""
+        d = dataclasses.asdict(self)
+        d["reasons"] = list(self.reason_names)
+        if d["root_mean"] != d["root_mean"]:
+            d["root_mean"] = None
+        return d
+
+    @classmethod
+    def _from_buffer(cls, buf: np.ndarray) -> "VersionInfo":
+        r = buf[0]
+        status = int(r["status"])
+        opts = r["options"]
+        options = {name: (float(opts[name]) if np.dtype(t).kind == "f" else int(opts[name]))
+                   for name, t, *_ in FIELDS["sako_options"] if name not in _RUNTIME_OPTIONS}
+        return cls(int(r["version"]), int(r["created_at"]),
+                   VERSION_STATUS.get(status, f"status_{status}"), bool(r["pinned"]),
+                   RetrainReason(int(r["reasons"])), bytes(r["verdict"]).decode(errors="replace"),
+                   int(r["first_batch"]), int(r["last_batch"]), int(r["n_events"]),
+                   int(r["champion"]), bool(r["scored"]), float(r["score"]),
+                   float(r["champion_score"]), int(r["holdout_events"]),
+                   int(r["holdout_baskets"]), float(r["root_mean"]), int(r["epoch_at"]), options)
 
 
 class EventType(enum.IntEnum):
@@ -1005,7 +1107,11 @@ class Engine:
 
     # --------------------------------------------------------- model & info
     def retrain(self) -> "Stats":
-        """Rebuild the model from the event log and swap it in atomically.
+        """Rebuild the model from the event log into a new model version, gate it, and
+        swap it in atomically if it passes (``sako_retrain``; a manual retrain).
+
+        A version the gate rejects is recorded and the active one stays: that is not an
+        error; :meth:`retrain_result` tells what became of it.
 
         Returns
         -------
@@ -1014,6 +1120,70 @@ class Engine:
         """
         _sako.sako_retrain(self._h)
         return self.stats()
+
+    def retrain_for(self, reasons: Union[int, "RetrainReason"]) -> "VersionInfo":
+        """Retrain saying what asked for it (``sako_retrain_v2``): ``reasons`` are
+        :class:`RetrainReason` bits (the policy's, or ``MANUAL``). While the active
+        version is pinned, a retrain without ``MANUAL`` records its version without
+        activating it. Returns the version it built (:meth:`retrain_result`): its
+        ``status`` says whether the gate passed it and it was activated, ``verdict``
+        why. A rejected version is not an error."""
+        _sako.sako_retrain_v2(self._h, _int_arg(int(reasons), "reasons"))
+        return self.retrain_result()
+
+    def retrain_result(self) -> "VersionInfo":
+        """The version this handle's last retrain built (``sako_retrain_result``).
+
+        Raises
+        ------
+        NotFound
+            No retrain on this handle yet (or its version was deleted since)."""
+        buf = np.zeros(1, DTYPES["sako_version_info"])
+        _sako.sako_retrain_result(self._h, buf)
+        return VersionInfo._from_buffer(buf)
+
+    def versions(self) -> List["VersionInfo"]:
+        """The stored model versions, newest first (``sako_versions_list``)."""
+        total = _sako.versions_count(self._h)
+        buf = np.zeros(max(total, 1) + 8, DTYPES["sako_version_info"])
+        n = _sako.versions_list(self._h, buf)
+        return [VersionInfo._from_buffer(buf[i:i + 1]) for i in range(n)]
+
+    def version(self, version: int = 0) -> "VersionInfo":
+        """One model version; 0 (the default) is the active one (``sako_version_get``).
+
+        Raises
+        ------
+        NotFound
+            No such version (or, for 0, no retrain yet).
+        InvalidArgument
+            A negative number."""
+        buf = np.zeros(1, DTYPES["sako_version_info"])
+        _sako.sako_version_get(self._h, _int_arg(version, "version"), buf)
+        return VersionInfo._from_buffer(buf)
+
+    def activate(self, version: int) -> "VersionInfo":
+        """Serve a stored version (a rollback): its fitted priors replace the served ones
+        atomically and the file records it (``sako_version_activate``). Returns it.
+
+        Raises
+        ------
+        NotFound
+            No such version.
+        InvalidArgument
+            A rejected version (the message gives its verdict), or a number below 1.
+        Corrupt
+            Its stored model fails its checksum; nothing changed.
+        Busy
+            A retrain is running: retry after it."""
+        _sako.sako_version_activate(self._h, _int_arg(version, "version"))
+        return self.version(version)
+
+    def pin(self, version: int, pinned: bool = True) -> "VersionInfo":
+        """Pin (or unpin) a version (``sako_version_pin``): never deleted by
+        ``keep_versions``, and while active, automatic retrains do not replace it."""
+        _sako.sako_version_pin(self._h, _int_arg(version, "version"), 1 if pinned else 0)
+        return self.version(version)
 
     @property
     def policy(self) -> Policy:
@@ -1029,8 +1199,8 @@ class Engine:
         buf = _policy_init()
         _sako.sako_policy_get(self._h, buf)
         r = buf[0]
-        return Policy(int(r["every_events"]), int(r["every_seconds"]), float(r["drift_fraction"]),
-                      int(r["drift_window"]), int(r["drift_min_impressions"]))
+        return Policy(**{f.name: (float if f.type in (float, "float") else int)(r[f.name])
+                         for f in dataclasses.fields(Policy)})
 
     @policy.setter
     def policy(self, value: Union[Policy, Mapping[str, Any]]) -> None:
@@ -1114,7 +1284,8 @@ class Engine:
         (``sako_compact``), so that the file stops growing under steady traffic.
 
         The compaction point C is the latest batch that leaves at least
-        ``keep_events`` events (never fewer than ``COMPACT_MIN_EVENTS``) and every
+        ``keep_events`` events (never fewer than ``COMPACT_MIN_EVENTS`` nor the
+        policy's ``gate_holdout_events``: the next retrain's gate holdout) and every
         batch holding an event within ``keep_days`` of the log's latest event in the
         log, is at or before the latest retrain, and is checkpointed. Reopen and
         retrain give bit for bit what they gave before. Updates and recommendations

@@ -150,6 +150,31 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions(args: argparse.Namespace) -> int:
+    from . import Busy, SakoError, open as sako_open
+
+    try:
+        with sako_open(args.db) as e:
+            if args.activate is not None:
+                e.activate(args.activate)
+                print(f"{args.db}: version {args.activate} is active")
+            for n, pinned in ((args.pin, True), (args.unpin, False)):
+                if n is not None:
+                    e.pin(n, pinned)
+                    print(f"{args.db}: version {n} {'pinned' if pinned else 'unpinned'}")
+            for v in e.versions():
+                print(f"{v.version:>6}  {v.status:<8}  {'pinned' if v.pinned else '      '}  "
+                      f"{','.join(v.reason_names):<14}  {v.verdict}")
+    except Busy as exc:
+        print(f"sako versions: {args.db} is open in an engine (a running service: use "
+              f"/v1/versions): {exc}", file=sys.stderr)
+        return 2
+    except (SakoError, OSError) as exc:
+        print(f"sako versions: {args.db}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sako", description="libsako recommendations: service and tools")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -203,7 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-days", type=float, default=30.0,
                    help="days of event time to keep (default 30; 0: no time window)")
     c.add_argument("--keep-events", type=int, default=100_000,
-                   help="latest events to keep at least (default 100000)")
+                   help="latest events to keep at least (default 100000; raised to 10000 "
+                        "and to the retrain policy's gate_holdout_events)")
+    m = sub.add_parser("versions", help="list the model versions of a database; activate "
+                                        "(roll back) or pin one",
+                       description="List DB's model versions, newest first (status, pin, what "
+                                   "asked for it, the gate's verdict); with --activate N serve "
+                                   "version N (a rollback), with --pin/--unpin N pin it. The "
+                                   "file must not be open in an engine: a running service has "
+                                   "the same under /v1/versions.")
+    m.add_argument("db")
+    m.add_argument("--activate", type=int, metavar="N")
+    m.add_argument("--pin", type=int, metavar="N")
+    m.add_argument("--unpin", type=int, metavar="N")
 
     sub.add_parser("version", help="print the library version")
     return p
@@ -227,6 +264,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _verify(args)
     if args.command == "compact":
         return _compact(args)
+    if args.command == "versions":
+        return _versions(args)
     if args.command == "version":
         from . import __version__
 

@@ -1,6 +1,9 @@
 """Log compaction: Engine.compact and log_stats, reopen and retrain after it equal an
 engine never compacted (posterior by posterior, history by history), `sako compact`,
-POST /v1/compact and its metrics, and `sako verify` on a compacted file."""
+POST /v1/compact and its metrics, the compaction after each background retrain, and
+`sako verify` on a compacted file. The files here hold out at most
+COMPACT_MIN_EVENTS events at their retrain's gate (compaction keeps the larger of
+that and the policy's gate_holdout_events, 50,000 by default)."""
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +61,7 @@ def _two(tmp_path, n_before: int, n_after: int):
     for name in ("a.db", "b.db"):
         with sako.open(str(tmp_path / name), seed=3, decay_half_life_days=2.0) as e:
             fill(e)
+            e.policy = {"gate_holdout_events": sako.COMPACT_MIN_EVENTS}
             _traffic(e, 0, n_before, 1)
             e.retrain()
             _traffic(e, n_before, n_after, 2)
@@ -122,6 +126,7 @@ def test_service_compact(tmp_path):
     admin = {"X-API-Key": "ak"}
     with sako.open(str(tmp_path / "db.sqlite"), seed=2) as e:
         fill(e)
+        e.policy = {"gate_holdout_events": sako.COMPACT_MIN_EVENTS}
         _traffic(e, 0, 12_000, 5)
         e.retrain()
         _traffic(e, 12_000, 10_500, 6)
@@ -145,3 +150,108 @@ def test_service_compact(tmp_path):
             assert "sako_log_events 10500.0" in m
             assert "sako_log_compacted_events 12000.0" in m
             assert "sako_db_file_bytes" in m and "sako_log_checkpoint_bytes" in m
+
+
+def test_compact_keeps_the_gate_holdout(tmp_path):
+    """Compaction leaves at least the policy's gate_holdout_events (the next retrain's
+    gate scores them), above keep_events and COMPACT_MIN_EVENTS."""
+    with sako.open(str(tmp_path / "db.sqlite"), seed=2) as e:
+        fill(e)
+        _traffic(e, 0, 30_000, 5)
+        e.retrain()
+        assert e.policy.gate_holdout_events == 50_000  # the default: everything stays
+        assert e.compact(keep_days=0, keep_events=0).batches_removed == 0
+        e.policy = {"gate_holdout_events": 15_000}
+        r = e.compact(keep_days=0, keep_events=0)
+        assert r.events_removed == 15_000 and e.log_stats().n_events == 15_000
+        _traffic(e, 30_000, 5_000, 6)
+        e.retrain()
+        v = e.versions()[0]
+        assert v.scored and v.holdout_events == 1_750  # 5 % of 35,000 events, after C
+        assert "compact" not in v.verdict
+
+
+def _service_with_log(tmp_path, **settings):
+    """A file engine with 20,000 events and a small gate holdout, and its client."""
+    e = sako.open(str(tmp_path / "db.sqlite"), seed=2)
+    fill(e)
+    e.policy = {"gate_holdout_events": sako.COMPACT_MIN_EVENTS}
+    _traffic(e, 0, 20_000, 5)
+    s = Settings(client_keys=["ck"], admin_keys=["ak"], policy_check_seconds=0.05, **settings)
+    return e, TestClient(create_app(s, engine=e))
+
+
+def _wait_for(pred, timeout=20.0):
+    import time
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def test_service_compacts_after_a_background_retrain(tmp_path):
+    admin = {"X-API-Key": "ak"}
+    e, client = _service_with_log(tmp_path, compact_keep_days=0, compact_keep_events=0)
+    with e, client as c:
+        assert e.log_stats().compacted_events == 0
+        r = c.put("/v1/policy", json={"every_events": 1}, headers=admin)
+        assert r.status_code == 200, r.text
+        c.post("/v1/events", json={"events": [{"user_id": 1, "item_id": ITEMS[0][0],
+                                               "type": "impression"}]},
+               headers={"X-API-Key": "ck"})
+        bg = _wait_for(lambda: c.get("/v1/policy", headers=admin).json()["background"]
+                       ["last_compaction"])
+        assert c.get("/v1/policy", headers=admin).json()["background"]["auto_compact"]
+        assert bg["outcome"] == "ok" and bg["error"] is None
+        assert bg["events_removed"] > 0 and bg["compact_batch"] > 0
+        log = e.log_stats()
+        assert log.compacted_events >= bg["events_removed"]
+        assert log.n_events >= sako.COMPACT_MIN_EVENTS  # the gate's holdout stays
+        m = c.get("/metrics").text
+        assert 'sako_compactions_total{result="ok"}' in m
+        assert 'sako_compactions_total{result="failed"}' not in m
+
+
+def test_service_auto_compact_off(tmp_path):
+    admin = {"X-API-Key": "ak"}
+    e, client = _service_with_log(tmp_path, auto_compact=False)
+    with e, client as c:
+        c.put("/v1/policy", json={"every_events": 1}, headers=admin)
+        c.post("/v1/events", json={"events": [{"user_id": 1, "item_id": ITEMS[0][0],
+                                               "type": "impression"}]},
+               headers={"X-API-Key": "ck"})
+        _wait_for(lambda: c.get("/v1/policy", headers=admin).json()["last_retrain"])
+        body = c.get("/v1/policy", headers=admin).json()["background"]
+        assert not body["auto_compact"] and body["last_compaction"] is None
+        assert e.log_stats().compacted_events == 0
+
+
+def test_service_failed_compaction_is_logged_not_raised(tmp_path, monkeypatch, caplog):
+    admin = {"X-API-Key": "ak"}
+    e, client = _service_with_log(tmp_path, compact_keep_days=0, compact_keep_events=0)
+    calls = []
+
+    def boom(**kwargs):
+        calls.append(kwargs)
+        raise sako.IOFailure("disk full (test)")
+
+    monkeypatch.setattr(e, "compact", boom)
+    with e, client as c, caplog.at_level("ERROR", logger="sako.service"):
+        c.put("/v1/policy", json={"every_events": 1}, headers=admin)
+        c.post("/v1/events", json={"events": [{"user_id": 1, "item_id": ITEMS[0][0],
+                                               "type": "impression"}]},
+               headers={"X-API-Key": "ck"})
+        bg = _wait_for(lambda: c.get("/v1/policy", headers=admin).json()["background"]
+                       ["last_compaction"])
+        assert bg["outcome"] == "error" and "disk full" in bg["error"]
+        assert calls[0] == {"keep_days": 0.0, "keep_events": 0}
+        body = c.get("/v1/policy", headers=admin).json()
+        assert body["last_retrain"]["outcome"] == "ok"  # the retrain itself succeeded
+        assert body["background"]["last_check_error"] is None  # not raised into the task
+        assert 'sako_compactions_total{result="failed"} 1.0' in c.get("/metrics").text
+        assert c.post("/v1/recommendations", json={"user_id": 1, "k": 3},
+                      headers={"X-API-Key": "ck"}).status_code == 200
+        assert any("compaction after a retrain failed" in r.getMessage() for r in caplog.records)

@@ -32,7 +32,16 @@ def header_structs() -> dict:
             if names.startswith("*"):
                 ctype, names = ctype + " *", names[1:]
             for n in names.split(","):
-                fields.append((n.strip(), C_TYPES.get(ctype, ctype)))
+                n = n.strip()
+                arr = re.match(r"(\w+)\[(\w+)\]$", n)
+                if arr and ctype == "char":  # a char array: numpy bytes of its length
+                    size = arr.group(2)
+                    size = int(size) if size.isdigit() else int(getattr(sako._sako, size))
+                    fields.append((arr.group(1), f"S{size}"))
+                elif ctype in out:  # a struct of sako.h nested by value
+                    fields.append((n, np.dtype([f for f in out[ctype]], align=True).str[1:]))
+                else:
+                    fields.append((n, C_TYPES.get(ctype, ctype)))
         out[alias] = fields
     return out
 

@@ -146,17 +146,19 @@ def test_malformed_put_is_400(client):
 def test_failing_retrain_is_recorded_and_survived(engine, monkeypatch):
     calls = []
 
-    def boom():
-        calls.append(1)
+    def boom(reasons):
+        calls.append(reasons)
         raise sako.IOFailure("disk full (test)")
 
-    monkeypatch.setattr(engine, "retrain", boom)
+    # the service's retrains go through Engine.retrain_for (reasons: the policy's bits)
+    monkeypatch.setattr(engine, "retrain_for", boom)
     with make_client(engine, policy_check_seconds=0.05) as c:
         c.put("/v1/policy", json={"every_events": 1}, headers=ADMIN)
         c.post("/v1/events", json=events(1), headers=CLIENT)
         last = wait_for(lambda: c.get("/v1/policy", headers=ADMIN).json()["last_retrain"])
         assert last["outcome"] == "error" and "disk full" in last["error"]
         assert last["reason"] == "events"
+        assert calls[0] == int(sako.RetrainReason.EVENTS)  # not MANUAL: a pin holds it back
         wait_for(lambda: len(calls) >= 2)  # the next check tries again; the service lives on
         assert c.post("/v1/recommendations", json={"user_id": 1, "k": 3},
                       headers=CLIENT).status_code == 200
@@ -165,11 +167,11 @@ def test_failing_retrain_is_recorded_and_survived(engine, monkeypatch):
 
 
 def test_retrains_off_the_loop_one_at_a_time(engine, monkeypatch):
-    real = engine.retrain
+    real = engine.retrain_for
     lock = threading.Lock()
     state = {"now": 0, "max": 0, "on_loop": 0, "n": 0}
 
-    def slow():
+    def slow(reasons):
         try:
             asyncio.get_running_loop()
             state["on_loop"] += 1
@@ -182,9 +184,9 @@ def test_retrains_off_the_loop_one_at_a_time(engine, monkeypatch):
         with lock:
             state["now"] -= 1
             state["n"] += 1
-        return real()
+        return real(reasons)
 
-    monkeypatch.setattr(engine, "retrain", slow)
+    monkeypatch.setattr(engine, "retrain_for", slow)
     with make_client(engine, policy_check_seconds=0.02) as c:
         c.put("/v1/policy", json={"every_events": 1}, headers=ADMIN)
         c.post("/v1/events", json=events(1), headers=CLIENT)

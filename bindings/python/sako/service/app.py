@@ -21,7 +21,8 @@ from . import errors
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, JsonBodyMiddleware
 from .retrainer import Retrainer
-from .routers import backup, catalog, compact, events, operations, policy, recommendations, users
+from .routers import (backup, catalog, compact, events, operations, policy, recommendations,
+                      users, versions)
 from .settings import DEFAULT_DB, Settings
 
 log = logging.getLogger("sako.service")
@@ -83,7 +84,12 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                          if settings.metrics else None)
     app.state.retrainer = Retrainer(
         lambda: getattr(app.state, "engine", None), settings.policy_check_seconds,
-        app.state.metrics.observe_retrain if app.state.metrics is not None else None)
+        app.state.metrics.observe_retrain if app.state.metrics is not None else None,
+        compact=({"keep_days": settings.compact_keep_days,
+                  "keep_events": settings.compact_keep_events}
+                 if settings.auto_compact else None),
+        on_compact=(app.state.metrics.observe_compaction
+                    if app.state.metrics is not None else None))
 
     errors.install(app)
     app.include_router(recommendations.router)
@@ -94,6 +100,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     app.include_router(policy.router)
     app.include_router(backup.router)
     app.include_router(compact.router)
+    app.include_router(versions.router)
     if app.state.metrics is not None:
         app.include_router(operations.metrics_router)
 

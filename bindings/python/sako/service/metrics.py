@@ -1,8 +1,9 @@
 """Prometheus metrics of the service: requests and latency per route, events ingested,
 recommendations served, and the engine's model version and catalog size (read from
 the engine at scrape time); retrains by reason and outcome, the last one's reason and
-duration, and the retrain policy's counters (read at scrape time); compactions, and the
-size of the event log and of the database file (read at scrape time)."""
+duration, and the retrain policy's counters (read at scrape time); the active model
+version (scrape time) and the gate's results (``sako_gate_total{result}``); compactions,
+and the size of the event log and of the database file (read at scrape time)."""
 from __future__ import annotations
 
 import time
@@ -50,7 +51,16 @@ class _EngineCollector:
             for r in sako.RetrainReason:
                 g.add_metric([r.name.lower()], float(r in d.reasons))
             yield g
-        for name, doc, value in policy + (
+        try:  # the active version (0 before any retrain)
+            active = e.version(0).version
+        except sako.NotFound:
+            active = 0
+        except Exception:
+            active = None
+        versions = () if active is None else (
+            ("sako_active_model_version", "The model version served (0 before any retrain)",
+             active),)
+        for name, doc, value in policy + versions + (
             ("sako_model_version", "Model version (increases with every retrain)", s.model_version),
             ("sako_catalog_items", "Items in the catalog", s.n_items),
             ("sako_catalog_active_items", "Recommendable items", s.n_active_items),
@@ -101,6 +111,10 @@ class Metrics:
         self.last_retrain = Gauge("sako_last_retrain_timestamp_seconds",
                                   "When the last retrain finished, labelled with its reason and "
                                   "outcome", ("reason", "outcome"), registry=self.registry)
+        self.gate = Counter("sako_gate", "Versions built by the service's retrains, by what "
+                            "their gate made of them: activated, rejected, not_activated "
+                            "(the active version is pinned)", ("result",),
+                            registry=self.registry)
         self.last_retrain_duration = Gauge("sako_last_retrain_duration_seconds",
                                            "Duration of the last retrain", registry=self.registry)
         self.registry.register(_EngineCollector(get_engine))
@@ -115,7 +129,8 @@ class Metrics:
                                       "Size of the last successful backup", registry=self.registry)
         self.backups = Counter("sako_backups", "Backups attempted", ("result",),
                                registry=self.registry)
-        # POST /v1/compact (routers/compact.py)
+        # POST /v1/compact (routers/compact.py) and the compaction after each background
+        # retrain (retrainer.py)
         self.compactions = Counter("sako_compactions", "Compactions of the event log attempted",
                                    ("result",), registry=self.registry)
         self.compaction_last_duration = Gauge("sako_compaction_last_duration_seconds",
@@ -174,6 +189,8 @@ class Metrics:
     def observe_retrain(self, rec: Any) -> None:
         """A finished retrain (a :class:`sako.service.retrainer.RetrainRecord`)."""
         self.retrains.labels(rec.reason, rec.outcome).inc()
+        if rec.gate is not None:
+            self.gate.labels(rec.gate).inc()
         self.last_retrain.clear()
         self.last_retrain.labels(rec.reason, rec.outcome).set(rec.finished_at / 1000.0)
         self.last_retrain_duration.set(rec.duration_seconds)
@@ -190,6 +207,13 @@ class Metrics:
 
     def compaction_failed(self) -> None:
         self.compactions.labels("failed").inc()
+
+    def observe_compaction(self, report: Any) -> None:
+        """A compaction after a background retrain: its report, or None if it failed."""
+        if report is None:
+            self.compaction_failed()
+        else:
+            self.compaction_done(report)
 
     def backup_failed(self) -> None:
         self.backups.labels("failed").inc()

@@ -231,6 +231,22 @@ class PolicyIn(_Model):
         description="least sample of baseline and recent window before drift can fire "
                     "(at most drift_window)")
 
+    gate_margin: Optional[float] = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False,
+        description="reject a retrain's candidate whose NDCG@20 on the holdout is below the "
+                    "active version's minus this; 1 = finiteness only")
+    gate_holdout_events: Optional[int] = Field(
+        default=None, ge=0, le=sako.POLICY_MAX, description="most events held out")
+    gate_holdout_fraction: Optional[float] = Field(
+        default=None, ge=0.0, le=0.5, allow_inf_nan=False,
+        description="share of the log held out (at most gate_holdout_events); 0 = no holdout")
+    gate_min_baskets: Optional[int] = Field(
+        default=None, ge=0, le=sako.POLICY_MAX,
+        description="fewer scored baskets: finiteness alone decides")
+    keep_versions: Optional[int] = Field(
+        default=None, ge=1, le=10000,
+        description="versions kept, newest first (the active and pinned ones always)")
+
     @model_validator(mode="after")
     def _min_within_window(self) -> "PolicyIn":
         if (self.drift_window is not None and self.drift_min_impressions is not None
@@ -269,6 +285,67 @@ class RetrainRecordOut(BaseModel):
     outcome: str = Field(description="ok, error, or running")
     error: Optional[str] = None
     model_version: Optional[int] = None
+    version: Optional[int] = Field(default=None, description="the model version it built")
+    gate: Optional[str] = Field(default=None, description="what became of that version: "
+                                "activated, rejected, or not_activated (active version pinned)")
+    verdict: Optional[str] = Field(default=None, description="the gate's verdict")
+
+
+# ------------------------------------------------------------ model versions (0.4)
+class VersionOut(BaseModel):
+    """One model version: a retrain's fitted population model, what asked for it, the
+    log it saw and what its gate found (times in unix ms)."""
+
+    version: int
+    created_at: int
+    status: str = Field(description="active, inactive (may be activated) or rejected (never)")
+    pinned: bool
+    reasons: List[str] = Field(description="what asked for it: manual, events, time, drift")
+    verdict: str = Field(description="the gate's verdict")
+    first_batch: int
+    last_batch: int
+    n_events: int = Field(description="events in the log it was fitted on")
+    champion: int = Field(description="the active version it was compared with, 0 if none")
+    scored: bool = Field(description="whether the gate compared NDCG@20 on the holdout")
+    score: float = Field(description="its NDCG@20 on the held-out baskets")
+    champion_score: float
+    holdout_events: int
+    holdout_baskets: int
+    root_mean: Optional[float] = Field(description="its catalog prior mean; null if its "
+                                                   "stored model is damaged")
+    epoch_at: int = Field(description="the log's latest event time it was fitted at")
+    options: Dict[str, Any] = Field(description="the model options it was fitted with")
+
+
+class VersionsOut(BaseModel):
+    active: Optional[int] = Field(description="the active version, null before any retrain")
+    versions: List[VersionOut] = Field(description="newest first")
+
+
+class PinIn(_Model):
+    pinned: bool = Field(description="true: automatic retrains do not replace it while it is "
+                                     "active, and keep_versions never deletes it")
+
+
+class RetrainOut(StatsOut):  # type: ignore[valid-type, misc]
+    """Engine-wide figures after a retrain, and the version it built."""
+
+    version: VersionOut
+    gate: str = Field(description="activated, rejected, or not_activated (active version pinned)")
+
+
+def gate_result(info: sako.VersionInfo) -> str:
+    """What became of a retrain's version: activated, rejected or not_activated."""
+    return {"active": "activated", "rejected": "rejected"}.get(info.status, "not_activated")
+
+
+class CompactionOut(BaseModel):
+    outcome: str = Field(description="ok or error")
+    error: Optional[str] = None
+    finished_at: int = Field(description="unix ms")
+    compact_batch: Optional[int] = Field(None, description="the log starts after this batch")
+    events_removed: Optional[int] = None
+    duration_seconds: Optional[float] = None
 
 
 class BackgroundOut(BaseModel):
@@ -277,6 +354,10 @@ class BackgroundOut(BaseModel):
     checks: int
     last_check_at: Optional[int] = None
     last_check_error: Optional[str] = None
+    auto_compact: bool = Field(False, description="the log is compacted after each "
+                                                  "successful background retrain")
+    last_compaction: Optional[CompactionOut] = Field(
+        None, description="the last compaction after a background retrain")
 
 
 class PolicyResponse(BaseModel):

@@ -50,6 +50,16 @@ class ServeFlags(BaseSettings):
     policy_check_seconds: float = Field(5.0, gt=0, le=86400,
                                         description="how often the background task asks "
                                                     "whether a retrain is due, seconds")
+    auto_compact: bool = Field(True, description="compact the event log after each successful "
+                                                 "background retrain (sako_compact), so that "
+                                                 "the file stops growing under steady traffic")
+    compact_keep_days: float = Field(30.0, ge=0.0, le=1e6,
+                                     description="auto compaction: days of event time kept in "
+                                                 "the log (0: no time window)")
+    compact_keep_events: int = Field(100_000, ge=0, le=(1 << 53) - 1,
+                                     description="auto compaction: latest events kept at least "
+                                                 "(raised to 10,000 and to the policy's "
+                                                 "gate_holdout_events)")
     backup_dir: Optional[str] = Field(None, description="directory of POST /v1/backup's files; "
                                                         "null = 'backups' beside the database")
 

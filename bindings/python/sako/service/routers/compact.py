@@ -21,7 +21,8 @@ class CompactRequest(BaseModel):
                                          "days older than the log's latest event (0: no window)")
     keep_events: int = Field(100_000, ge=0, le=sako.ID_MAX,
                              description="keep at least this many of the latest events (raised "
-                                         f"to {sako.COMPACT_MIN_EVENTS})")
+                                         f"to {sako.COMPACT_MIN_EVENTS} and to the retrain "
+                                         "policy's gate_holdout_events)")
 
 
 class CompactOut(BaseModel):

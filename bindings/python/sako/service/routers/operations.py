@@ -11,7 +11,7 @@ from ..dependencies import Admin, Client, EngineDep
 from ..errors import ApiError
 from ..retrainer import MANUAL
 from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, HealthOut,
-                       ReadyOut, StatsOut, stats_out)
+                       ReadyOut, RetrainOut, StatsOut, gate_result, stats_out)
 
 router = APIRouter()
 
@@ -22,11 +22,15 @@ def stats(e: EngineDep) -> Any:
     return stats_out(e.stats())
 
 
-@router.post("/v1/retrain", response_model=StatsOut, responses=ADMIN_RESPONSES, tags=["model"],
-             dependencies=[Admin], summary="Rebuild the model from the event log (admin)")
+@router.post("/v1/retrain", response_model=RetrainOut, responses=ADMIN_RESPONSES, tags=["model"],
+             dependencies=[Admin], summary="Rebuild the model from the event log, gate the new "
+                                           "version and activate it if it passes (admin)")
 def retrain(request: Request, e: EngineDep) -> Any:
-    # through the service's retrainer: one at a time, recorded with reason "manual"
-    return stats_out(request.app.state.retrainer.retrain(e, MANUAL))
+    # through the service's retrainer: one at a time, recorded with reason "manual"; a
+    # rejected version is an answer (200, gate "rejected"), not an error
+    stats, rec = request.app.state.retrainer.retrain_recorded(e, MANUAL)
+    info = e.version(rec.version)
+    return {**stats_out(stats), "version": info.as_dict(), "gate": gate_result(info)}
 
 
 @router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],

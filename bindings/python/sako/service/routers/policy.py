@@ -24,7 +24,9 @@ def policy_response(request: Request, e: sako.Engine) -> Dict[str, Any]:
         "running": snap["running"],
         "background": {"enabled": snap["background"], "check_seconds": snap["check_seconds"],
                        "checks": snap["checks"], "last_check_at": snap["last_check_at"],
-                       "last_check_error": snap["last_check_error"]},
+                       "last_check_error": snap["last_check_error"],
+                       "auto_compact": snap["auto_compact"],
+                       "last_compaction": snap["last_compaction"]},
     }
 
 
