@@ -89,6 +89,8 @@ void scenario_base(const char *path, int durability)
     }
     sako_policy p = SAKO_POLICY_INIT;
     p.every_events = 1000;
+    /* Below SAKO_COMPACT_MIN_EVENTS, so that sako_compact() keeps only that many. */
+    p.gate_holdout_events = 1000;
     if ((rc = sako_policy_set(e, &p)))
         die("policy", rc);
     sako_close(e);
@@ -198,6 +200,13 @@ void fp_engine(sako_engine *e, char *out, size_t cap)
     put(&b, "policy %d %llu %llu %.17g %llu %llu\n", rc, (unsigned long long)p.every_events,
         (unsigned long long)p.every_seconds, p.drift_fraction, (unsigned long long)p.drift_window,
         (unsigned long long)p.drift_min_impressions);
+    sako_version_info v;
+    memset(&v, 0, sizeof v);
+    size_t n_versions = 0, total = 0;
+    rc = sako_version_get(e, 0, &v);
+    int rc_list = sako_versions_list(e, NULL, 0, &n_versions, &total);
+    put(&b, "version %d active %lld status %d pinned %d root %.17g stored %d %zu\n", rc,
+        (long long)v.version, v.status, v.pinned, v.root_mean, rc_list, total);
     sako_retrain_status rs;
     rc = sako_retrain_due(e, &rs);
     /* The retrain policy's activation is stored after the retrain, in its own
