@@ -283,8 +283,20 @@ int sako__store_commit(sako_store *st)
 void sako__store_rollback(sako_store *st)
 {
     st->next_seq = 0; /* a rolled-back batch may have taken it: ask the table again */
+    if (sqlite3_get_autocommit(st->db))
+        return;
+    if (st->st_rollback) {
+        sqlite3_step(st->st_rollback);
+        sqlite3_reset(st->st_rollback);
+    }
     if (!sqlite3_get_autocommit(st->db))
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void sako__store_settle(sako_store *st)
+{
+    if (st->db && !sqlite3_get_autocommit(st->db))
+        sako__store_rollback(st);
 }
 
 static int step_done(sako_store *st, sqlite3_stmt *s, const char *what)
@@ -709,6 +721,10 @@ static int prepare_meta(sako_store *st)
 {
     int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO sako_meta(key, value) "
                                 "VALUES(?1, ?2)", -1, &st->st_set_meta, NULL);
+    /* Compiling a ROLLBACK needs memory; a write that failed out of memory must still
+     * be able to roll back, or its uncommitted rows stay visible on this connection. */
+    if (rc == SQLITE_OK && !st->st_rollback)
+        rc = sqlite3_prepare_v2(st->db, "ROLLBACK", -1, &st->st_rollback, NULL);
     return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "preparing metadata writes");
 }
 
@@ -972,7 +988,8 @@ int sako__store_ready(const sako_store *st)
 void sako__store_close(sako_store *st)
 {
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
-                               &st->st_write_counts, &st->st_write_user, &st->st_next_seq };
+                               &st->st_write_counts, &st->st_write_user, &st->st_next_seq,
+                               &st->st_rollback };
     for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
         sqlite3_finalize(*cache[i]);
         *cache[i] = NULL;

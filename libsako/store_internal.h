@@ -109,6 +109,7 @@ typedef struct sako_store {
     char *lock_path;           /* "<path>-lock" while an open that created it may still refuse */
     char *created_path;        /* the database file, while an open that created it may still refuse */
     sqlite3_stmt *st_next_seq; /* asks the table for the next batch's seq (its checksum covers it) */
+    sqlite3_stmt *st_rollback; /* ROLLBACK, prepared at open: running it needs no new memory */
     int64_t next_seq;          /* the next batch's seq once known, 0 when it must be asked */
 } sako_store;
 
@@ -132,6 +133,10 @@ void sako__store_close(sako_store *st);
 int sako__store_begin(sako_store *st);
 int sako__store_commit(sako_store *st);   /* rolls back when it fails */
 void sako__store_rollback(sako_store *st);
+/* Ends a write transaction that a failed ROLLBACK (out of memory) left open, so that
+ * a read on this connection does not see its uncommitted rows. Only outside the
+ * engine's own transactions (callers hold the writer mutex). */
+void sako__store_settle(sako_store *st);
 
 /* ------------------------------------------------------------ writers */
 int sako__store_set_meta_int(sako_store *st, const char *key, int64_t v);

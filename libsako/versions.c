@@ -70,6 +70,7 @@ int sako_versions_list(sako_engine *e, sako_version_info *out, size_t cap, size_
     *n_out = 0;
     list_state ls = { out, cap, 0, 0 };
     pthread_mutex_lock(&e->write_mutex);
+    sako__store_settle(&e->store);
     int rc = sako__store_versions_read(&e->store, -1, list_row, &ls);
     pthread_mutex_unlock(&e->write_mutex);
     *n_out = ls.n;
@@ -82,6 +83,7 @@ int sako_versions_list(sako_engine *e, sako_version_info *out, size_t cap, size_
 static int get_locked(sako_engine *e, int64_t version, sako_version_info *out)
 {
     list_state ls = { out, 1, 0, 0 };
+    sako__store_settle(&e->store);
     int rc = sako__store_versions_read(&e->store, version, list_row, &ls);
     if (rc == SAKO_OK && ls.n == 0)
         rc = version ? sako__error(SAKO_NOTFOUND, "no model version %lld", (long long)version)
@@ -185,9 +187,17 @@ int sako_version_pin(sako_engine *e, int64_t version, int pinned)
         return sako__error(SAKO_INVALID, "sako_version_pin: pinned is %d, not 0 or 1", pinned);
     sako__error_clear();
     pthread_mutex_lock(&e->write_mutex);
-    int rc = sako__store_version_pin(&e->store, version, pinned);
+    /* The pin and the refresh hold it implies in one transaction: a failure reading
+     * the hold leaves the pin as it was. */
+    int hold = e->version_hold;
+    int rc = sako__store_begin(&e->store);
+    if (rc == SAKO_OK && !(rc = sako__store_version_pin(&e->store, version, pinned)) &&
+        !(rc = sako__store_versions_hold(&e->store, &hold)))
+        rc = sako__store_commit(&e->store);
+    else if (rc != SAKO_OK)
+        sako__store_rollback(&e->store);
     if (rc == SAKO_OK)
-        rc = hold_update(e);
+        e->version_hold = hold;
     pthread_mutex_unlock(&e->write_mutex);
     return rc;
 }

@@ -84,7 +84,8 @@ void scenario_base(const char *path, int durability)
         }
         if ((rc = sako_update_orders(e, ev, orders, 60)))
             die("update", rc);
-        if (round == 5 && (rc = sako_retrain(e)))
+        /* two retrains: versions 1 and 2, so that a rollback has somewhere to go */
+        if ((round == 5 || round == 7) && (rc = sako_retrain(e)))
             die("retrain", rc);
     }
     sako_policy p = SAKO_POLICY_INIT;

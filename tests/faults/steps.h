@@ -27,10 +27,6 @@ typedef struct step {
     step_shape shape;
     int mutates;       /* may change the engine's state */
     int (*run)(step_ctx *c);
-    /* A defect the sweep found and that is still open (issue and what breaks): its
-     * broken runs are printed and counted as "known", not failed, so that the suite
-     * stays usable while it is fixed. NULL for every step that must pass. */
-    const char *known;
 } step;
 
 extern const step steps[];
