@@ -1366,8 +1366,8 @@ const char *sako__store_log_part_name(int part)
 /* A chunk's checksum covers the checkpoint it belongs to (batch), its place in it
  * (part, chunk) and its size, so that a chunk of another checkpoint, or one moved
  * or cut short, does not pass. */
-static uint32_t chunk_checksum(int64_t batch, int part, int64_t chunk, const void *data,
-                               size_t bytes)
+uint32_t sako__store_log_chunk_checksum(int64_t batch, int part, int64_t chunk, const void *data,
+                                       size_t bytes)
 {
     unsigned char head[32];
     put64(head, batch);
@@ -1388,7 +1388,7 @@ int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t
         sqlite3_bind_int(s, 2, part);
         sqlite3_bind_int64(s, 3, chunk);
         sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, chunk_checksum(batch, part, chunk, data, bytes));
+        sqlite3_bind_int64(s, 5, sako__store_log_chunk_checksum(batch, part, chunk, data, bytes));
         rc = sqlite3_step(s);
     }
     sqlite3_finalize(s);
@@ -1413,7 +1413,7 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
         const void *data = sqlite3_column_blob(s, 2);
         size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
         int64_t stored = sqlite3_column_int64(s, 3);
-        uint32_t got = chunk_checksum(batch, part, n, data, bytes);
+        uint32_t got = sako__store_log_chunk_checksum(batch, part, n, data, bytes);
         if (stored != (int64_t)got)
             rc = sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: %s chunk %lld is "
                              "damaged (checksum %08llx, stored %08llx)", (long long)batch,

@@ -204,6 +204,10 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
 #define SAKO_LOG_PART_HEAD 0
 #define SAKO_LOG_PART_ITEMS 1
 #define SAKO_LOG_PART_USERS 2
+/* The CRC-32C a log checkpoint chunk is stored with: over its checkpoint's batch, its
+ * part and number, its size and its bytes (the tests re-seal chunks they rewrite). */
+uint32_t sako__store_log_chunk_checksum(int64_t batch, int part, int64_t chunk, const void *data,
+                                       size_t bytes);
 const char *sako__store_log_part_name(int part);
 /* One chunk of the checkpoint at `batch` (CRC-32C written with it). */
 int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,

@@ -516,6 +516,80 @@ END_TEST
 
 /* The regular checkpoint's rows carry a checksum too (schema 4): a changed count,
  * user total or category prior is refused at open and by verify, naming the row. */
+/* Damage that keeps every checksum valid (a writer's bug, or a collision): the
+ * checkpoint's parser must still refuse it, naming the part. Each case rewrites one
+ * chunk of a compacted file and seals it again with the chunk checksum. */
+typedef enum { CUT_HALF, UNKNOWN_ID, DOUBLED, RENUMBERED, DELETED } reseal_kind;
+
+static void reseal_chunk(const char *path, int part, reseal_kind kind)
+{
+    int64_t batch = sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'compact_batch'");
+    ck_assert_int_gt(batch, 0);
+    char sql[160];
+    if (kind == DELETED) {
+        snprintf(sql, sizeof sql, "DELETE FROM log_checkpoint WHERE batch = %lld AND part = %d",
+                 (long long)batch, part);
+        sk_sql_exec(path, sql);
+        return;
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof sql, "SELECT data FROM log_checkpoint WHERE batch = %lld AND part = %d"
+             " AND chunk = 0", (long long)batch, part);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    size_t n = (size_t)sqlite3_column_bytes(s, 0);
+    ck_assert_uint_gt(n, 16);
+    unsigned char *data = malloc(2 * n);
+    memcpy(data, sqlite3_column_blob(s, 0), n);
+    sqlite3_finalize(s);
+    {
+        int64_t chunk = kind == RENUMBERED ? 1 : 0;
+        if (kind == CUT_HALF)
+            n /= 2;
+        else if (kind == DOUBLED)
+            memcpy(data + n, data, n), n *= 2;
+        else if (kind == UNKNOWN_ID) /* the first record's id, little or big endian alike */
+            memset(data, 0x3F, 8);
+        uint32_t crc = sako__store_log_chunk_checksum(batch, part, chunk, data, n);
+        snprintf(sql, sizeof sql, "UPDATE log_checkpoint SET data = ?1, chunk = ?2, checksum = ?3"
+                 " WHERE batch = %lld AND part = %d AND chunk = 0", (long long)batch, part);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+        sqlite3_bind_blob(s, 1, data, (int)n, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, chunk);
+        sqlite3_bind_int64(s, 3, crc);
+        ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    free(data);
+}
+
+START_TEST(test_sealed_damage_refused)
+{
+    static const struct { int part; reseal_kind kind; } cases[] = {
+        { SAKO_LOG_PART_HEAD, CUT_HALF }, { SAKO_LOG_PART_HEAD, DELETED },
+        { SAKO_LOG_PART_ITEMS, CUT_HALF }, { SAKO_LOG_PART_ITEMS, UNKNOWN_ID },
+        { SAKO_LOG_PART_ITEMS, DOUBLED }, { SAKO_LOG_PART_ITEMS, RENUMBERED },
+        { SAKO_LOG_PART_USERS, CUT_HALF }, { SAKO_LOG_PART_USERS, UNKNOWN_ID },
+        { SAKO_LOG_PART_USERS, DOUBLED }, { SAKO_LOG_PART_USERS, RENUMBERED },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char path[512], name[64];
+        snprintf(name, sizeof name, "compact-sealed-%zu", k);
+        compacted_file(path, sizeof path, name);
+        reseal_chunk(path, cases[k].part, cases[k].kind);
+        sako_options o = compact_opts(0.0);
+        sako_engine *e = NULL;
+        ck_assert_msg(sako_init(&e, path, &o) == SAKO_CORRUPT, "case %zu opened", k);
+        ck_assert_ptr_null(e);
+        ck_assert_msg(strstr(sako_errmsg(), "log checkpoint at batch 200"),
+                      "case %zu: message \"%s\"", k, sako_errmsg());
+    }
+}
+END_TEST
+
 START_TEST(test_row_checksums)
 {
     static const struct { const char *sql, *needle; } cases[] = {
@@ -855,6 +929,7 @@ Suite *suite_compact(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_checksums);
     tcase_add_test(tc, test_row_checksums);
+    tcase_add_test(tc, test_sealed_damage_refused);
     tcase_add_test(tc, test_retrain_refuses_damage);
     suite_add_tcase(s, tc);
     tc = tcase_create("threads");
