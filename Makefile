@@ -229,6 +229,21 @@ fuzz: fuzz-build
 	    grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss" build-fuzz/fuzz_$$t.log; \
 	done
 
+# The short fuzz run of `make test`, without clang: each target's seeds and
+# FUZZ_REPLAY_MUTATIONS fixed-seed byte mutations of each (tests/fuzz/replay.c), built
+# with $(CC) under ASan+UBSan.
+FUZZ_REPLAY_MUTATIONS ?= 300
+build-asan/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) build-asan/libsako.a
+	$(CC) $(SAKO_CFLAGS) -Itests/fuzz -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all -o $@ $< tests/fuzz/replay.c build-asan/libsako.a $(SAKO_LIBS)
+
+fuzz-replay:
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) build-asan/libsako.a build-asan/fuzz_seeds
+	$(MAKE) build-asan/replay_api build-asan/replay_open build-asan/replay_eventlog
+	rm -rf build-asan/fuzz-seeds && build-asan/fuzz_seeds build-asan/fuzz-seeds
+	@for t in api open eventlog; do printf "replay_$$t: "; \
+	    build-asan/replay_$$t $(FUZZ_REPLAY_MUTATIONS) build-asan/fuzz-seeds/$$t || exit 1; done
+
 # atheris over the service's request bodies (bindings/python/fuzz/fuzz_http.py); atheris
 # is installed into the venv here only, not by `make venv`.
 fuzz-python: venv
@@ -273,6 +288,7 @@ test: deps
 	$(MAKE) all check
 	$(MAKE) asan
 	$(MAKE) faults
+	$(MAKE) fuzz-replay
 	$(MAKE) tsan
 	$(MAKE) crashtest
 	bash bindings/python/setup_venv.sh $(abspath $(VENV))
@@ -322,4 +338,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python
+.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python

@@ -196,7 +196,7 @@ void fp_engine(sako_engine *e, char *out, size_t cap)
                     ui.mean_gap_days);
         }
     }
-    sako_policy p;
+    sako_policy p = SAKO_POLICY_INIT; /* get fills the version asked */
     rc = sako_policy_get(e, &p);
     put(&b, "policy %d %llu %llu %.17g %llu %llu\n", rc, (unsigned long long)p.every_events,
         (unsigned long long)p.every_seconds, p.drift_fraction, (unsigned long long)p.drift_window,

@@ -117,7 +117,7 @@ static int run_policy_set(step_ctx *c)
 
 static int run_policy_get(step_ctx *c)
 {
-    sako_policy p;
+    sako_policy p = SAKO_POLICY_INIT;
     return sako_policy_get(c->e, &p);
 }
 

@@ -191,7 +191,7 @@ static void op_policy(sako_engine *e, provider *in)
         p.drift_min_impressions = take_u64(in, 2);
     if (f & 64)
         p.version = take_u8(in);
-    sako_policy before, after;
+    sako_policy before = SAKO_POLICY_INIT, after = SAKO_POLICY_INIT; /* get fills the version asked */
     sako_policy_get(e, &before);
     int rc = sako_policy_set(e, &p);
     check_status(rc, "sako_policy_set");
