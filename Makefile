@@ -242,7 +242,8 @@ fuzz-replay:
 	$(MAKE) build-asan/replay_api build-asan/replay_open build-asan/replay_eventlog
 	rm -rf build-asan/fuzz-seeds && build-asan/fuzz_seeds build-asan/fuzz-seeds
 	@for t in api open eventlog; do printf "replay_$$t: "; \
-	    build-asan/replay_$$t $(FUZZ_REPLAY_MUTATIONS) build-asan/fuzz-seeds/$$t || exit 1; done
+	    build-asan/replay_$$t $(FUZZ_REPLAY_MUTATIONS) build-asan/fuzz-seeds/$$t \
+	        $$(test -d tests/fuzz/regressions/$$t && echo tests/fuzz/regressions/$$t) || exit 1; done
 
 # atheris over the service's request bodies (bindings/python/fuzz/fuzz_http.py); atheris
 # is installed into the venv here only, not by `make venv`.

@@ -244,7 +244,8 @@ void sako__gate_score(sako_gate *g, const sako_event *ev, const int64_t *orders,
     /* A basket: the purchases of one (user, order); without an order id, a user's
      * purchases in this batch. */
     basket_key key = { ev, orders, items };
-    qsort_r(g->buys, n_buys, sizeof *g->buys, by_basket, &key);
+    if (n_buys > 1) /* no purchases: maybe no array, and qsort wants one */
+        qsort_r(g->buys, n_buys, sizeof *g->buys, by_basket, &key);
     for (size_t at = 0; at < n_buys;) {
         size_t first = g->buys[at];
         int64_t user = ev[first].user_id, order = orders ? orders[first] : 0;

@@ -442,7 +442,8 @@ static int load_user(load_state *ls, cursor *c)
     }
     /* Histories are sorted by item index, and this engine's indices may be in
      * another order than those of the engine that wrote the checkpoint. */
-    qsort(h->v, h->n, sizeof *h->v, cmp_entry);
+    if (h->n > 1) /* an empty history has no array, and qsort wants one */
+        qsort(h->v, h->n, sizeof *h->v, cmp_entry);
     for (uint32_t k = 1; k < h->n; k++)
         if (h->v[k].item == h->v[k - 1].item)
             return malformed(ls, "a product twice in a history");

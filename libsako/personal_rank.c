@@ -407,7 +407,8 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
                     (e->categories[c].parent != SAKO_NONE || dem->cat_top_n[c] > 0))
                     s->cat_touched[n_cats++] = c;
             }
-            qsort_r(s->cat_touched, n_cats, sizeof *s->cat_touched, by_weight_desc, s->cat_weight);
+            if (n_cats > 1) /* (a NULL list when nothing was touched: qsort wants none) */
+                qsort_r(s->cat_touched, n_cats, sizeof *s->cat_touched, by_weight_desc, s->cat_weight);
             for (size_t j = 0; j < n_cats && j < SAKO_TOP_CATEGORIES; j++) {
                 uint32_t c = s->cat_touched[j];
                 if (c >= dem->listed_categories)
