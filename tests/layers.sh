@@ -38,5 +38,10 @@ allow events error idmap store model users domains catalog retrain personal snap
 allow backup error store
 allow verify error store
 allow killpoint
+allow mf_check error
+allow mf_solve error
+allow mf_gram error mf
+allow mf_als error mf rng
+allow mf_foldin error mf
 [ $fail = 0 ] && echo "layers: ok (store.o refers to: $(nm -u "$obj/store.o" | awk '{print $2}' | grep '^sako__' | tr '\n' ' '))"
 exit $fail
