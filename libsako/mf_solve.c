@@ -99,37 +99,53 @@ void sako__mf_scratch_free(sako_mf_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Entries ahead whose factor rows are prefetched: the rows are scattered over a
+ * matrix much larger than the caches, and a row's latency would otherwise stall
+ * its dot product. */
+#define PREFETCH_AHEAD 6
+
+SAKO_MF_INLINE void prefetch_row(const float *yi, uint32_t k)
+{
+    for (uint32_t j = 0; j < k; j += 16)
+        __builtin_prefetch(yi + j);
+}
+
 /* CG on A x = b with A = G + Y_u^T diag(alpha r) Y_u and b = Y_u^T (1 + alpha r),
  * A applied as G v plus one dot and one axpy per entry of the row: O(k^2 + n k)
- * per step instead of O(n k^2) to form A. */
-SAKO_MF_CLONES
-void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
-                       const sako_mf_row *row, uint32_t steps, sako_mf_scratch *s, float *x)
+ * per step instead of O(n k^2) to form A. Always inlined, so that the calls below
+ * with a constant k get their loops unrolled for the usual sizes. */
+SAKO_MF_INLINE void cg_body(const float *g, const float *y, uint32_t k, float alpha,
+                            const sako_mf_row *row, uint32_t steps, sako_mf_scratch *s,
+                            float *x)
 {
     float *r = s->r, *p = s->p, *ap = s->ap;
     const int32_t *cols = row->cols;
     const float *vals = row->vals;
     size_t n = row->n;
 
+    for (size_t e = 0; e < n && e < PREFETCH_AHEAD; e++)
+        prefetch_row(y + (size_t)cols[e] * k, k);
     /* r = b - A x = -G x + sum_i (c_i - (c_i - 1) y_i.x) y_i */
     symv(g, x, k, r);
     for (uint32_t j = 0; j < k; j++)
         r[j] = -r[j];
     for (size_t e = 0; e < n; e++) {
         const float *yi = y + (size_t)cols[e] * k;
-        if (e + 2 < n)
-            __builtin_prefetch(y + (size_t)cols[e + 2] * k);
+        if (e + PREFETCH_AHEAD < n)
+            prefetch_row(y + (size_t)cols[e + PREFETCH_AHEAD] * k, k);
         float cm1 = alpha * vals[e];
         axpy(r, 1.0f + cm1 * (1.0f - dot(yi, x, k)), yi, k);
     }
     memcpy(p, r, (size_t)k * sizeof *p);
     float rs = dot(r, r, k);
     for (uint32_t step = 0; step < steps && rs >= CG_EPS; step++) {
+        for (size_t e = 0; e < n && e < PREFETCH_AHEAD; e++)
+            prefetch_row(y + (size_t)cols[e] * k, k);
         symv(g, p, k, ap);
         for (size_t e = 0; e < n; e++) {
             const float *yi = y + (size_t)cols[e] * k;
-            if (e + 2 < n)
-                __builtin_prefetch(y + (size_t)cols[e + 2] * k);
+            if (e + PREFETCH_AHEAD < n)
+                prefetch_row(y + (size_t)cols[e + PREFETCH_AHEAD] * k, k);
             axpy(ap, alpha * vals[e] * dot(yi, p, k), yi, k);
         }
         float pap = dot(p, ap, k);
@@ -148,6 +164,27 @@ void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
         for (; j < k; j++)
             p[j] = r[j] + beta * p[j];
         rs = rs_new;
+    }
+}
+
+SAKO_MF_CLONES
+void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
+                       const sako_mf_row *row, uint32_t steps, sako_mf_scratch *s, float *x)
+{
+    /* the same arithmetic in every case: only the loop bounds become constants */
+    switch (k) {
+    case 32:
+        cg_body(g, y, 32, alpha, row, steps, s, x);
+        break;
+    case 64:
+        cg_body(g, y, 64, alpha, row, steps, s, x);
+        break;
+    case 128:
+        cg_body(g, y, 128, alpha, row, steps, s, x);
+        break;
+    default:
+        cg_body(g, y, k, alpha, row, steps, s, x);
+        break;
     }
 }
 
