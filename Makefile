@@ -92,6 +92,10 @@ bench: $(BUILD)/bench_sako
 # 10M events in the log (docs/benchmarks.md; ~10 min). STALL_ARGS=--quick: 50k, 1M events.
 bench-stall: $(BUILD)/bench_sako
 	nice $(BUILD)/bench_sako --only stall $(STALL_ARGS)
+# The matrix factorisation: recommend with and without factors, the retrain's training
+# time, the index's recall (docs/benchmarks.md; 50k and 1M items). FACTORS_ARGS=--quick: 50k.
+bench-factors: $(BUILD)/bench_sako
+	nice $(BUILD)/bench_sako --only factors $(FACTORS_ARGS)
 # What an online backup costs writers (docs/benchmarks.md, "Online backup").
 BACKUP_ARGS ?= 50000 2000000
 $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
@@ -339,4 +343,4 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python
+.PHONY: all check asan tsan bench bench-stall bench-factors bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python

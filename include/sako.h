@@ -189,13 +189,46 @@ typedef struct sako_options {
     int create_empty;             /**< 1: an existing zero-length file at the path becomes a new
                                        database; 0: it is refused with SAKO_CORRUPT, as a
                                        database truncated to nothing would be (0) */
+    /* Version 4 (issue 10): matrix factorisation (implicit ALS, docs/architecture.md,
+     * "Matrix factorisation"). Model fields, stored like the ones above, except
+     * mf_threads (run time: the factors do not depend on it); a version <= 3 struct
+     * and a schema-4 file get these defaults. Off by default (mf_factors 0) until the
+     * evaluation shows that the factors help. */
+    uint32_t mf_factors;          /**< latent factors per user and item; 0 = no factors,
+                                       else 1..1024 (0) */
+    uint32_t mf_iterations;       /**< ALS sweeps per retrain, 1..10000 (15) */
+    double mf_regularization;     /**< L2 weight on both sides, finite, >= 0 (0.01) */
+    double mf_alpha;              /**< confidence c_ui = 1 + alpha r_ui, finite, > 0 (1.0) */
+    uint32_t mf_cg_steps;         /**< conjugate-gradient steps per row, 1..mf_factors (3) */
+    uint32_t mf_threads;          /**< training threads, 0 = online cores, else 1..256;
+                                       run time, not stored (0) */
+    uint64_t mf_seed;             /**< initial factors; 0 = the solver's fixed default (0) */
+    int mf_mode;                  /**< a ::sako_mf_mode: when the factors are served
+                                       (SAKO_MF_AUTO) */
+    uint32_t mf_min_users;        /**< auto: users in the last training before the
+                                       platform is served factors, 1..1e9 (100) */
+    uint32_t mf_min_user_items;   /**< auto: distinct products a user interacted with before
+                                       that user is served factors, 1..1e6 (3) */
+    double mf_weight;             /**< exponent of the factor signal in the personal
+                                       posterior, finite, in [0, 10] (1.0) */
+    uint32_t mf_candidates;       /**< products retrieved by factor score per query,
+                                       0..10000 (200) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 3
+/** When the personal engine uses the factors (::sako_options.mf_mode). */
+typedef enum sako_mf_mode {
+    SAKO_MF_AUTO = 0,  /**< once the platform (mf_min_users) and the user (mf_min_user_items)
+                            have enough data */
+    SAKO_MF_OFF = 1,   /**< never (the factors are still trained when mf_factors > 0) */
+    SAKO_MF_ON = 2     /**< for every user with history, whenever factors exist */
+} sako_mf_mode;
+
+#define SAKO_OPTIONS_VERSION 4
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0, \
+      0, 15, 0.01, 1.0, 3, 0, 0, SAKO_MF_AUTO, 100, 3, 1.0, 200 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -256,9 +289,10 @@ typedef enum sako_source {
     SAKO_SOURCE_REPEAT = 2,     /**< personal: the user's own purchase history weighed most */
     SAKO_SOURCE_AFFINITY = 3,   /**< personal: the user's category affinity lifted it most */
     SAKO_SOURCE_COPURCHASE = 4, /**< personal: bought together with the latest basket or `recent` */
-    SAKO_SOURCE_DEMAND = 5      /**< personal: its population demand, for a user who never bought it */
+    SAKO_SOURCE_DEMAND = 5,     /**< personal: its population demand, for a user who never bought it */
+    SAKO_SOURCE_MF = 6          /**< personal: the user's and the product's latent factors lifted it most */
 } sako_source;
-#define SAKO_SOURCES 6
+#define SAKO_SOURCES 7
 
 /** One recommended item. */
 typedef struct sako_rec {
@@ -677,6 +711,51 @@ SAKO_API int sako_policy_get(sako_engine *engine, sako_policy *out);
  * @return SAKO_OK or SAKO_MISUSE. @note Thread-safe. @since 0.3
  */
 SAKO_API int sako_retrain_due(sako_engine *engine, sako_retrain_status *out);
+
+/* ------------------------------------------------- the engine's factors */
+
+/** The matrix factors the engine serves (sako_factors_info_get()): the last training's
+ *  parameters and the log it saw. Set `version` to ::SAKO_FACTORS_INFO_VERSION. */
+typedef struct sako_factors_info {
+    unsigned version;          /**< ::SAKO_FACTORS_INFO_VERSION */
+    uint32_t factors;          /**< latent factors of the training; 0: none trained */
+    uint32_t iterations, cg_steps;
+    double regularization, alpha;
+    uint64_t seed;
+    int64_t trained_at;        /**< wall clock of the training, unix ms */
+    int64_t first_batch, last_batch; /**< the range of the event log it saw */
+    uint64_t n_events;         /**< events logged up to last_batch */
+    uint64_t n_users;          /**< users with a trained vector */
+    uint64_t n_items;          /**< products with a trained vector */
+    uint64_t n_folded;         /**< users folded in since (interacted after the training) */
+    uint64_t index_lists;      /**< lists of the retrieval index */
+    uint64_t bytes;            /**< memory of the factors, the index and the fold-in cache */
+    double train_seconds;      /**< the training's wall time in this process (0 after a reopen) */
+    int serving;               /**< 1: mf_mode is not off and the platform threshold is met */
+} sako_factors_info;
+#define SAKO_FACTORS_INFO_VERSION 1
+
+/**
+ * The factors the engine serves: what trained them and on which part of the log.
+ * @param[in,out] out  out->version = SAKO_FACTORS_INFO_VERSION; filled (factors 0 when
+ *                     no training has run with mf_factors > 0)
+ * @return SAKO_OK; SAKO_MISUSE (NULL); SAKO_INVALID (wrong version). @note Thread-safe.
+ * @since 0.5
+ */
+SAKO_API int sako_factors_info_get(sako_engine *engine, sako_factors_info *out);
+
+/**
+ * One user's or one product's latent vector as served: a product's from the last
+ * training; a user's from it while the user has not interacted since, else solved
+ * exactly from the user's full history against the item factors (fold-in, cached).
+ * @param[in]  user_id, item_id  exactly one of them non-zero
+ * @param[out] out   cap floats; *n_out = the factor count (0: no vector)
+ * @return SAKO_OK; SAKO_MISUSE (NULL); SAKO_INVALID (bad ids, both or neither);
+ *         SAKO_NOTFOUND (unknown user or item); SAKO_RANGE (cap below the factor
+ *         count); SAKO_NOMEM. @note Thread-safe. @since 0.5
+ */
+SAKO_API int sako_factors_vector(sako_engine *engine, int64_t user_id, int64_t item_id,
+                                 float *out, size_t cap, size_t *n_out);
 
 /* ----------------------------------------------------------- introspection */
 

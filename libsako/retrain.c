@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "factors_internal.h"
 #include "gate_internal.h"
 #include "killpoint_internal.h"
 #include "logstate_internal.h"
@@ -744,6 +745,7 @@ typedef struct retrain_job {
     uint32_t *gate_items;     /* scratch: a holdout batch's item indices */
     size_t cap_gate_items;
     sako_gate *gate;
+    sako_factors *factors;    /* trained on the state at P (NULL: factors off or no data) */
 } retrain_job;
 
 static void job_free(retrain_job *j)
@@ -765,6 +767,7 @@ static void job_free(retrain_job *j)
     sako__demand_free(j->demand);
     free(j->post);
     sako__domains_free(j->domains);
+    sako__factors_free(j->factors);
 }
 
 /* The catalog snapshot the epochs are computed on (once per retrain). */
@@ -1084,6 +1087,12 @@ static int job_build(sako_engine *e, retrain_job *j)
         (rc = job_read(j, read_upto, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
+    /* The matrix factorisation, on the same state at P, off the mutex: recommendations
+     * keep the current factors until the new ones are published. */
+    sako_factors_range range = { j->ver.first_batch, j->fitted_at, j->n_events };
+    if ((rc = sako__factors_train(&j->fs.personal.inter, j->n_users, j->view->items, j->n_items,
+                                  &e->params, e->opts.mf_threads, &range, &j->factors)))
+        return rc;
     /* Finite everywhere: the fit at P, and every posterior it gives. */
     sako_store_fit fit;
     char why[160];
@@ -1238,6 +1247,38 @@ static int job_finish(sako_engine *e, retrain_job *j)
     return SAKO_OK;
 }
 
+/* New factors, written in a transaction of their own and swapped in (writer mutex
+ * held). They are not versioned: each training replaces the last, whatever the gate
+ * decides about the population model (docs/architecture.md, "Matrix factorisation"). */
+static int factors_publish(sako_engine *e, sako_factors **fp)
+{
+    sako_factors *f = *fp;
+    if (!f)
+        return SAKO_OK;
+    int64_t serial = e->mf_serial + 1;
+    int rc = sako__store_begin(&e->store);
+    if (rc)
+        return rc;
+    if ((rc = sako__factors_write(&e->store, f, serial, e->items, e->users.v))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    SAKO_KILL_POINT("mf.before_commit");
+    if ((rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    SAKO_KILL_POINT("mf.after_commit");
+    pthread_rwlock_wrlock(&e->lock);
+    sako_factors *old = e->factors;
+    e->factors = f;
+    e->mf_serial = serial;
+    pthread_rwlock_unlock(&e->lock);
+    sako__factors_free(old);
+    *fp = NULL;
+    return SAKO_OK;
+}
+
 /* A version's row as a retrain starts it (writer mutex held). */
 static void version_start(sako_engine *e, sako_store_version *ver, unsigned reasons)
 {
@@ -1273,6 +1314,15 @@ static int retrain_blocking(sako_engine *e, unsigned reasons)
         rc = sako__personal_reserve_items(&fresh, e->cap_items);
     if (rc == SAKO_OK)
         rc = sako__retrain_replay(e, 0, counts, &frame, &fresh);
+    if (rc == SAKO_OK) {
+        sako_factors *factors = NULL;
+        sako_factors_range range = { ver.first_batch, ver.last_batch, ver.n_events };
+        rc = sako__factors_train(&fresh.inter, e->users.n, e->items, e->n_items, &e->params,
+                                 e->opts.mf_threads, &range, &factors);
+        if (rc == SAKO_OK)
+            rc = factors_publish(e, &factors);
+        sako__factors_free(factors);
+    }
     if (rc == SAKO_OK) {
         /* The rebuilt personal state replaces the online one (they are equal: the
          * log's); the item counts follow with the epoch (until then readers sample
@@ -1355,6 +1405,8 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     rc = job_build(e, &j);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
+    if (rc == SAKO_OK)
+        rc = factors_publish(e, &j.factors);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;

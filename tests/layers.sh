@@ -20,19 +20,22 @@ allow checksum
 allow idmap error
 allow store error checksum
 allow users error idmap store
-allow personal error decay
+allow personal error decay interactions
+allow interactions error
 allow model error idmap beta rng demand decay
 allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
 allow catalog error idmap store model domains personal demand
 allow snapshot error decay
-allow retrain error idmap store model users domains demand personal snapshot decay policy logstate gate kill
+allow retrain error idmap store model users domains demand personal snapshot decay policy logstate gate kill factors
 allow logstate error idmap store personal decay
 allow compact error store retrain logstate kill
 allow gate error model
 allow versions error store model retrain policy
 allow policy error store
-allow personal_rank error idmap personal demand beta rng
+allow personal_rank error idmap personal demand beta rng factors factor
+allow factors error idmap store interactions factor
+allow factor_index error
 allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal snapshot policy
 allow backup error store
