@@ -80,6 +80,7 @@ tsan:
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=compact CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=versions CK_RUN_CASE=threads build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=factors CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)

@@ -192,6 +192,7 @@ SAKOPY_BUFFER(const sako_compact_options, NULL, 0)
 SAKOPY_BUFFER(sako_compact_report, NULL, 1)
 SAKOPY_BUFFER(sako_log_stats, NULL, 1)
 SAKOPY_BUFFER(sako_version_info, NULL, 1)
+SAKOPY_BUFFER(sako_factors_info, NULL, 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -215,6 +216,7 @@ SAKOPY_BUFFER(sako_version_info, NULL, 1)
 %apply sako_log_stats *BUF { sako_log_stats *out };
 %apply (sako_version_info *BUF, size_t LEN) { (sako_version_info *out, size_t cap) };
 %apply sako_version_info *BUF { sako_version_info *out };
+%apply sako_factors_info *BUF { sako_factors_info *out };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
@@ -354,5 +356,6 @@ static int sakopy_policy_init(sako_policy *out)
 %ignore sako_update_orders; /* sakopy_update_orders */
 %ignore sako_versions_list; /* sakopy_versions_list, sakopy_versions_count */
 %ignore sako_errmsg;    /* read by the status typemap */
+%ignore sako_factors_vector; /* (C only for now: a float buffer typemap is not written) */
 %rename("$ignore", %$isclass) ""; /* struct layouts: the table in sako/_engine.py */
 %include "sako.h"

@@ -423,7 +423,14 @@ static void child(const char *path, const char *backup_prefix, int fd, int64_t n
         int f = focus_index(point);
         c.favour = f >= 0 ? op_index(focus[f].op) : -1;
     }
-    int rc = sako_init(&c.e, path, NULL);
+    /* Retrains train (small) matrix factors, so that their transaction is killed too
+     * (kill points mf.*); a new file stores these, a reopen keeps them. */
+    sako_options mf = SAKO_OPTIONS_INIT;
+    mf.mf_factors = 4;
+    mf.mf_iterations = 2;
+    mf.mf_threads = 1;
+    mf.mf_cg_steps = 2;
+    int rc = sako_init(&c.e, path, &mf);
     if (rc)
         child_die("open", rc);
 #ifdef GATE_HOLDOUT
