@@ -68,8 +68,9 @@ asan:
 # policy's status readers against a writer (policy/concurrent), the online backup
 # taken while a writer runs (backup) and readers racing decay's epochs and rebases
 # (decay/threads, with a retrain and a background refresh across rebases),
-# compactions while threads update and recommend (compact/threads), and model
-# versions activated back and forth while readers recommend (versions/threads).
+# compactions while threads update and recommend (compact/threads), model
+# versions activated back and forth while readers recommend (versions/threads), and
+# matrix-factorisation trainings with 4 threads each, two at once (mf/threads).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
@@ -80,6 +81,7 @@ tsan:
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=compact CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=versions CK_RUN_CASE=threads build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=mf CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
