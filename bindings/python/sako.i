@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include "sako.h"
+#include "mf_internal.h" /* sako__mf_train: per-iteration times of mf_fit */
 
 typedef struct sakopy_engine {
     sako_engine *eng;
@@ -232,6 +233,7 @@ SAKOPY_BUFFER(double, "d", 1)
 %apply (float *BUF, size_t LEN) {
     (float *user_factors, size_t n_user), (float *item_factors_out, size_t n_item),
     (float *x, size_t n_x) };
+%apply (double *BUF, size_t LEN) { (double *seconds, size_t n_seconds) };
 %apply (const double *BUF, size_t LEN) { (const double *gram, size_t n_gram) };
 %apply (double *BUF, size_t LEN) { (double *gram_out, size_t n_gram_out) };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
@@ -394,12 +396,36 @@ static int sakopy_options_init(sako_options *out)
 
 /* The matrix-factorisation calls with each array's length (checked by their
  * %exception blocks above). The matrix's arrays are read in place: no copy. */
+typedef struct sakopy_clock {
+    double *seconds;
+    size_t n;
+    struct timespec last;
+} sakopy_clock;
+
+static int sakopy_mf_tick(void *arg, uint32_t iteration, const float *u, const float *v)
+{
+    sakopy_clock *c = (sakopy_clock *)arg;
+    struct timespec now;
+    (void)u;
+    (void)v;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (iteration >= 1 && iteration <= c->n)
+        c->seconds[iteration - 1] = (double)(now.tv_sec - c->last.tv_sec) +
+                                    1e-9 * (double)(now.tv_nsec - c->last.tv_nsec);
+    c->last = now;
+    return SAKO_OK;
+}
+
+/* seconds (may be None): each iteration's wall time, the first from the call's start
+ * (so it holds the setup: transposing the matrix, the initial factors). */
 static int sakopy_mf_fit(const int64_t *indptr, size_t n_indptr, const int32_t *indices,
                          size_t n_indices, const float *values, size_t n_values, size_t n_cols,
                          const sako_mf_options *mf_opt, float *user_factors, size_t n_user,
-                         float *item_factors_out, size_t n_item)
+                         float *item_factors_out, size_t n_item, double *seconds,
+                         size_t n_seconds)
 {
     sako_csr r;
+    sakopy_clock c;
     (void)n_values;
     (void)n_user;
     (void)n_item;
@@ -408,7 +434,13 @@ static int sakopy_mf_fit(const int64_t *indptr, size_t n_indptr, const int32_t *
     r.indptr = indptr;
     r.indices = n_indices ? indices : NULL;
     r.values = n_indices ? values : NULL;
-    return sako_mf_fit(&r, mf_opt, user_factors, item_factors_out);
+    if (!seconds)
+        return sako_mf_fit(&r, mf_opt, user_factors, item_factors_out);
+    c.seconds = seconds;
+    c.n = n_seconds;
+    clock_gettime(CLOCK_MONOTONIC, &c.last);
+    return sako__mf_train(&r, mf_opt, 0, sakopy_mf_tick, &c, "sako_mf_fit", user_factors,
+                          item_factors_out);
 }
 
 static int sakopy_mf_gram(const float *item_factors, size_t n_factors, uint32_t factors,

@@ -86,7 +86,8 @@ def _csr_arrays(matrix: Any, n_cols: Optional[int]) -> Tuple[np.ndarray, np.ndar
 
 def mf_fit(matrix: Any, factors: int = 64, iterations: int = 15, regularization: float = 0.01,
            alpha: float = 1.0, cg_steps: int = 3, threads: int = 0, seed: int = 0, *,
-           n_cols: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+           n_cols: Optional[int] = None,
+           seconds: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Factorise a user x item matrix by implicit ALS (``sako_mf_fit``).
 
     Hu, Koren, Volinsky (2008) with conjugate-gradient row solves warm-started from the
@@ -108,6 +109,10 @@ def mf_fit(matrix: Any, factors: int = 64, iterations: int = 15, regularization:
         a fixed default).
     n_cols : int, optional
         The number of columns, required with the tuple form.
+    seconds : numpy.ndarray, optional
+        A float64 array of ``iterations`` entries, filled with each iteration's wall time
+        (the first also holds the setup: the transposed copy and the initial factors).
+        The factors are the same with or without it.
 
     Returns
     -------
@@ -127,7 +132,11 @@ def mf_fit(matrix: Any, factors: int = 64, iterations: int = 15, regularization:
     n_rows = max(len(indptr) - 1, 0)
     user = np.empty((n_rows, k), dtype=np.float32)
     item = np.empty((cols, k), dtype=np.float32)
-    _sako.mf_fit(indptr, indices, data, cols, opt, user.reshape(-1), item.reshape(-1))
+    if seconds is not None:
+        if not (isinstance(seconds, np.ndarray) and seconds.dtype == np.float64
+                and seconds.flags.c_contiguous and seconds.ndim == 1):
+            raise InvalidArgument("seconds must be a 1-D C-contiguous float64 numpy array")
+    _sako.mf_fit(indptr, indices, data, cols, opt, user.reshape(-1), item.reshape(-1), seconds)
     return user, item
 
 

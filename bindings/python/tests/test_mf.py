@@ -233,7 +233,9 @@ def test_implicit_same_loss():
 
 def test_deterministic_across_threads():
     m = random_matrix(500, 200, 0.03, 3)
-    a = sako.mf_fit(m, factors=16, iterations=3, threads=1, seed=5)
+    secs = np.full(3, -1.0)
+    a = sako.mf_fit(m, factors=16, iterations=3, threads=1, seed=5, seconds=secs)
+    assert np.all(secs > 0)  # each iteration timed, and the factors the same as untimed
     b = sako.mf_fit(m, factors=16, iterations=3, threads=4, seed=5)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     c = sako.mf_fit(m, factors=16, iterations=3, threads=1, seed=6)
