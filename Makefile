@@ -111,6 +111,14 @@ bench-compact: $(BUILD)/compact_stall
 	@mkdir -p $(BUILD)/tmp
 	$(BUILD)/compact_stall $(COMPACT_ARGS) $(BUILD)/tmp
 .PHONY: bench-compact
+# Implicit ALS against implicit's, side by side, and fold-in (docs/benchmarks.md, "Matrix
+# factorisation"; ~1 h on 2 shared CPUs at the default 1M x 100k x 50M generated matrix).
+# MF_ARGS="--synthetic 200000,20000,10000000" for a smaller generated matrix.
+MF_ARGS ?=
+bench-mf: venv
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) bindings/python/bench/mf_speed.py $(MF_ARGS)
+.PHONY: bench-mf
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
