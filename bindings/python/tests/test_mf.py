@@ -346,3 +346,33 @@ def test_bad_arguments():
     with pytest.raises(sako.InvalidArgument, match="2-D"):
         sako.mf_gram(np.zeros(4, np.float32))
 
+
+
+def test_documented_options_are_the_library_defaults():
+    """docs/c-api.md's table of sako_mf_options against SAKO_MF_OPTIONS_INIT, and the
+    Python defaults against both."""
+    import inspect
+    import os
+    import re
+
+    from sako import _sako
+    from sako._engine import DTYPES
+
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "docs",
+                       "c-api.md")
+    with open(doc, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    start = lines.index("| field | default | range |")
+    rows = {}
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        rows[cells[0].strip("`")] = float(re.match(r"[\d.]+", cells[1]).group(0))
+    opt = np.zeros(1, DTYPES["sako_mf_options"])
+    _sako.mf_options_init(opt)
+    params = inspect.signature(sako.mf_fit).parameters
+    assert set(rows) == set(DTYPES["sako_mf_options"].names) - {"version"}
+    for name, value in rows.items():
+        assert float(opt[name][0]) == value, name
+        assert params[name].default == value, name
