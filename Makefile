@@ -115,7 +115,11 @@ bench-compact: $(BUILD)/compact_stall
 # factorisation"; ~1 h on 2 shared CPUs at the default 1M x 100k x 50M generated matrix).
 # MF_ARGS="--synthetic 200000,20000,10000000" for a smaller generated matrix.
 MF_ARGS ?=
-bench-mf: venv
+$(BUILD)/mf_foldin_bench: tests/mf_foldin_bench.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/mf_foldin_bench.c $(STATIC) $(SAKO_LIBS)
+
+bench-mf: venv $(BUILD)/mf_foldin_bench
+	$(BUILD)/mf_foldin_bench 200 64 3000
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
 	$(PY) bindings/python/bench/mf_speed.py $(MF_ARGS)
 .PHONY: bench-mf
