@@ -37,10 +37,10 @@ typedef struct sako_mf_row {
 } sako_mf_row;
 
 /* Scratch of one solving thread: 3 k-vectors for CG, and for exact solves a k x k
- * double matrix and a k-vector. */
+ * double matrix and two k-vectors. */
 typedef struct sako_mf_scratch {
     float *r, *p, *ap;
-    double *a, *b;  /* NULL unless allocated with exact = 1 */
+    double *a, *b, *yd;  /* NULL unless allocated with exact = 1 */
 } sako_mf_scratch;
 
 int sako__mf_scratch_init(sako_mf_scratch *s, uint32_t k, int exact);

@@ -81,13 +81,14 @@ int sako__mf_scratch_init(sako_mf_scratch *s, uint32_t k, int exact)
     s->p = s->r + k;
     s->ap = s->p + k;
     if (exact) {
-        s->a = malloc(((size_t)k * k + k) * sizeof(double));
+        s->a = malloc(((size_t)k * k + 2 * (size_t)k) * sizeof(double));
         if (!s->a) {
             free(s->r);
             s->r = NULL;
             return sako__error(SAKO_NOMEM, "matrix factorisation: out of memory (scratch)");
         }
         s->b = s->a + (size_t)k * k;
+        s->yd = s->b + k;
     }
     return SAKO_OK;
 }
@@ -188,27 +189,40 @@ void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
     }
 }
 
-/* A = gram + lambda I + sum_i alpha r_i y_i y_i^T (lower triangle), b = sum_i
- * (1 + alpha r_i) y_i, then A = L L^T and two triangular solves, all in double. */
+typedef double sako_v4d __attribute__((vector_size(32)));
+typedef double sako_v4du __attribute__((vector_size(32), aligned(8), may_alias));
+
+/* A = gram + lambda I + sum_i alpha r_i y_i y_i^T (the lower triangle is what counts;
+ * the rank-one updates run over whole blocks of 4 and spill into the upper part,
+ * which is initialised and never read), b = sum_i (1 + alpha r_i) y_i, then A = L L^T
+ * and two triangular solves, all in double. */
+SAKO_MF_CLONES
 int sako__mf_solve_exact(const double *gram, double lambda, const float *y, uint32_t k,
                          double alpha, const sako_mf_row *row, sako_mf_scratch *s, float *x)
 {
-    double *a = s->a, *b = s->b;
+    double *a = s->a, *b = s->b, *yd = s->yd;
+    memcpy(a, gram, (size_t)k * k * sizeof *a);
     for (uint32_t i = 0; i < k; i++) {
-        for (uint32_t j = 0; j <= i; j++)
-            a[(size_t)i * k + j] = gram[(size_t)i * k + j];
         a[(size_t)i * k + i] += lambda;
         b[i] = 0.0;
     }
     for (size_t e = 0; e < row->n; e++) {
         const float *yi = y + (size_t)row->cols[e] * k;
         double cm1 = alpha * (double)row->vals[e];
+        for (uint32_t i = 0; i < k; i++)
+            yd[i] = yi[i];
         for (uint32_t i = 0; i < k; i++) {
-            double w = cm1 * yi[i];
+            double w = cm1 * yd[i];
             double *ai = a + (size_t)i * k;
-            for (uint32_t j = 0; j <= i; j++)
-                ai[j] += w * yi[j];
-            b[i] += (1.0 + cm1) * yi[i];
+            uint32_t lim = (i + 4) & ~3u, j = 0;
+            if (lim > k)
+                lim = k;
+            sako_v4d vw = {w, w, w, w};
+            for (; j + 4 <= lim; j += 4)
+                *(sako_v4du *)(ai + j) += vw * *(const sako_v4du *)(yd + j);
+            for (; j < lim; j++)
+                ai[j] += w * yd[j];
+            b[i] += (1.0 + cm1) * yd[i];
         }
     }
     for (uint32_t j = 0; j < k; j++) {

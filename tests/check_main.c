@@ -30,6 +30,7 @@ int main(void)
     srunner_add_suite(sr, suite_checksum());
     srunner_add_suite(sr, suite_compact());
     srunner_add_suite(sr, suite_versions());
+    srunner_add_suite(sr, suite_mf());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     if (suite_factors)

@@ -119,6 +119,12 @@ FIELDS["sako_version_info"] = (
     ("holdout_baskets", "u8"), ("root_mean", "f8"), ("epoch_at", "i8"),
     ("options", np.dtype([f[:2] for f in FIELDS["sako_options"]], align=True)))
 
+# 0.5, issue 10: matrix factorisation's options (sako_csr crosses as sakopy_mf_fit()'s
+# arrays)
+FIELDS["sako_mf_options"] = (
+    ("version", "u4"), ("factors", "u4"), ("iterations", "u4"), ("regularization", "f8"),
+    ("alpha", "f8"), ("cg_steps", "u4"), ("threads", "u4"), ("seed", "u8"))
+
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
 DTYPES: Dict[str, np.dtype] = {s: np.dtype([f[:2] for f in fs], align=True)
                                for s, fs in FIELDS.items()}
