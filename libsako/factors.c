@@ -407,56 +407,96 @@ static void encode_head(const sako_factors *f, uint64_t n_item_chunks, uint64_t 
         put_f64(p, f->mean[t]);
 }
 
-int sako__factors_write(sako_store *st, const sako_factors *f, int64_t serial,
-                        const sako_item_state *items, const sako_user_state *users)
+int sako__factors_writer_init(sako_factors_writer *w, const sako_factors *f,
+                              const sako_item_state *items, const sako_user_state *users)
 {
+    memset(w, 0, sizeof *w);
+    w->f = f;
     size_t item_rec = 8 + 4 * (size_t)f->k, user_rec = 12 + 4 * (size_t)f->k;
-    size_t per_item = records_per_chunk(item_rec), per_user = records_per_chunk(user_rec);
-    uint64_t n_item_chunks = (f->n_item_vectors + per_item - 1) / per_item;
-    uint64_t n_user_chunks = (f->n_user_vectors + per_user - 1) / per_user;
+    w->per_item = records_per_chunk(item_rec);
+    w->per_user = records_per_chunk(user_rec);
+    w->n_item_chunks = (f->n_item_vectors + w->per_item - 1) / w->per_item;
+    w->n_user_chunks = (f->n_user_vectors + w->per_user - 1) / w->per_user;
     size_t cap = head_bytes(f->k);
-    if (cap < per_item * item_rec)
-        cap = per_item * item_rec;
-    if (cap < per_user * user_rec)
-        cap = per_user * user_rec;
-    unsigned char *buf = malloc(cap);
-    if (!buf)
+    if (cap < w->per_item * item_rec)
+        cap = w->per_item * item_rec;
+    if (cap < w->per_user * user_rec)
+        cap = w->per_user * user_rec;
+    w->buf = malloc(cap);
+    w->item_ids = malloc((f->n_items ? f->n_items : 1) * sizeof *w->item_ids);
+    w->user_ids = malloc((f->n_users ? f->n_users : 1) * sizeof *w->user_ids);
+    if (!w->buf || !w->item_ids || !w->user_ids) {
+        sako__factors_writer_free(w);
         return sako__error(SAKO_NOMEM, "out of memory writing the matrix factors");
-    int rc = sako__store_mf_begin(st, serial);
-    if (rc == SAKO_OK) {
-        encode_head(f, n_item_chunks, n_user_chunks, buf);
-        rc = sako__store_mf_write_chunk(st, serial, SAKO_MF_PART_HEAD, 0, buf, head_bytes(f->k));
     }
+    for (size_t i = 0; i < f->n_items; i++)
+        w->item_ids[i] = items[i].id;
+    for (size_t u = 0; u < f->n_users; u++)
+        w->user_ids[u] = users[u].id;
+    w->part = SAKO_MF_PART_ITEMS;
+    return SAKO_OK;
+}
+
+int sako__factors_writer_next(sako_factors_writer *w, int *part, int64_t *chunk,
+                              const void **data, size_t *bytes)
+{
+    const sako_factors *f = w->f;
     size_t n = 0;
-    int64_t chunk = 0;
-    for (size_t i = 0; i < f->n_items && rc == SAKO_OK; i++) {
-        if (f->has[i]) {
-            unsigned char *r = buf + n * item_rec;
-            put64(r, (uint64_t)items[i].id);
-            put_floats(r + 8, f->item + i * f->k, f->k);
-            n++;
+    if (w->part == SAKO_MF_PART_ITEMS) {
+        size_t rec = 8 + 4 * (size_t)f->k;
+        for (; w->next < f->n_items && n < w->per_item; w->next++)
+            if (f->has[w->next]) {
+                unsigned char *r = w->buf + n++ * rec;
+                put64(r, (uint64_t)w->item_ids[w->next]);
+                put_floats(r + 8, f->item + w->next * f->k, f->k);
+            }
+        if (n > 0) {
+            *part = SAKO_MF_PART_ITEMS;
+            *chunk = w->chunk++;
+            *data = w->buf;
+            *bytes = n * rec;
+            return 1;
         }
-        if (n == per_item || (i + 1 == f->n_items && n > 0)) {
-            rc = sako__store_mf_write_chunk(st, serial, SAKO_MF_PART_ITEMS, chunk++, buf, n * item_rec);
-            n = 0;
-        }
+        w->part = SAKO_MF_PART_USERS;
+        w->next = 0;
+        w->chunk = 0;
     }
-    chunk = 0;
-    for (size_t u = 0; u < f->n_users && rc == SAKO_OK; u++) {
-        if (f->events[u] != SAKO_FACTORS_NO_VECTOR) {
-            unsigned char *r = buf + n * user_rec;
-            put64(r, (uint64_t)users[u].id);
-            put32(r + 8, f->events[u]);
-            put_floats(r + 12, f->user + u * f->k, f->k);
-            n++;
+    if (w->part == SAKO_MF_PART_USERS) {
+        size_t rec = 12 + 4 * (size_t)f->k;
+        for (; w->next < f->n_users && n < w->per_user; w->next++)
+            if (f->events[w->next] != SAKO_FACTORS_NO_VECTOR) {
+                unsigned char *r = w->buf + n++ * rec;
+                put64(r, (uint64_t)w->user_ids[w->next]);
+                put32(r + 8, f->events[w->next]);
+                put_floats(r + 12, f->user + w->next * f->k, f->k);
+            }
+        if (n > 0) {
+            *part = SAKO_MF_PART_USERS;
+            *chunk = w->chunk++;
+            *data = w->buf;
+            *bytes = n * rec;
+            return 1;
         }
-        if (n == per_user || (u + 1 == f->n_users && n > 0)) {
-            rc = sako__store_mf_write_chunk(st, serial, SAKO_MF_PART_USERS, chunk++, buf, n * user_rec);
-            n = 0;
-        }
+        w->part = SAKO_MF_PART_HEAD;
     }
-    free(buf);
-    return rc;
+    if (w->part != SAKO_MF_PART_HEAD)
+        return 0;
+    /* The head last: it counts the chunks written before it. */
+    encode_head(f, w->n_item_chunks, w->n_user_chunks, w->buf);
+    *part = SAKO_MF_PART_HEAD;
+    *chunk = 0;
+    *data = w->buf;
+    *bytes = head_bytes(f->k);
+    w->part = -1;
+    return 1;
+}
+
+void sako__factors_writer_free(sako_factors_writer *w)
+{
+    free(w->buf);
+    free(w->item_ids);
+    free(w->user_ids);
+    memset(w, 0, sizeof *w);
 }
 
 typedef struct load_state {

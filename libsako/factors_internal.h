@@ -70,10 +70,22 @@ int sako__factors_train(const sako_interactions *inter, size_t n_users,
                         const sako_item_state *items, size_t n_items,
                         const sako_model_params *mp, uint32_t threads,
                         const sako_factors_range *range, sako_factors **out);
-/* Write f (every chunk) in the caller's transaction, as training `serial`; ids from the
- * engine's items and users (writer mutex held). */
-int sako__factors_write(sako_store *st, const sako_factors *f, int64_t serial,
-                        const sako_item_state *items, const sako_user_state *users);
+/* f's stored form, one chunk (~1 MiB) at a time: item chunks, user chunks, the head.
+ * init copies the ids (writer mutex held); next returns 1 with a chunk, 0 when done. */
+typedef struct sako_factors_writer {
+    const sako_factors *f;
+    int64_t *item_ids, *user_ids;
+    unsigned char *buf;
+    size_t per_item, per_user, next;
+    uint64_t n_item_chunks, n_user_chunks;
+    int part;
+    int64_t chunk;
+} sako_factors_writer;
+int sako__factors_writer_init(sako_factors_writer *w, const sako_factors *f,
+                              const sako_item_state *items, const sako_user_state *users);
+int sako__factors_writer_next(sako_factors_writer *w, int *part, int64_t *chunk,
+                              const void **data, size_t *bytes);
+void sako__factors_writer_free(sako_factors_writer *w);
 /* The stored factors, resolved through the maps (NULL when none are stored);
  * SAKO_CORRUPT naming a damaged chunk or an unknown id. */
 int sako__factors_load(sako_store *st, const sako_idmap *item_index, size_t n_items,

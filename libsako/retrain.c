@@ -1247,19 +1247,85 @@ static int job_finish(sako_engine *e, retrain_job *j)
     return SAKO_OK;
 }
 
-/* New factors, written in a transaction of their own and swapped in (writer mutex
- * held). They are not versioned: each training replaces the last, whatever the gate
- * decides about the population model (docs/architecture.md, "Matrix factorisation"). */
-static int factors_publish(sako_engine *e, sako_factors **fp)
+/* Stored factors of other trainings than the served one (a replaced training, or one a
+ * crash or failure left unswitched) deleted, a few rows per transaction, each taking
+ * the writer mutex unless `locked` (best effort: what is left goes next time). */
+#define FACTORS_TRIM_ROWS 8
+static void factors_trim(sako_engine *e, int locked)
+{
+    for (int done = 0; !done;) {
+        if (!locked)
+            pthread_mutex_lock(&e->write_mutex);
+        int rc = sako__store_begin(&e->store);
+        if (rc == SAKO_OK && !(rc = sako__store_mf_trim(&e->store, e->mf_serial, FACTORS_TRIM_ROWS,
+                                                        &done)))
+            rc = sako__store_commit(&e->store);
+        if (rc)
+            sako__store_rollback(&e->store);
+        if (!locked)
+            pthread_mutex_unlock(&e->write_mutex);
+        if (rc) {
+            sako__error_clear();
+            return;
+        }
+    }
+}
+
+/* New factors written beside the served ones as training e->mf_serial + 1, one chunk
+ * (~1 MiB) per transaction, each holding the writer mutex only for itself unless
+ * `locked`: at 1M products that is hundreds of short stalls instead of one of seconds.
+ * Nothing serves them until factors_publish switches to them. Only one retrain runs at
+ * a time, so the serial is this one's. */
+static int factors_store(sako_engine *e, const sako_factors *f, int locked, int64_t *serial_out)
+{
+    factors_trim(e, locked);
+    if (!locked)
+        pthread_mutex_lock(&e->write_mutex);
+    int64_t serial = e->mf_serial + 1;
+    sako_factors_writer w;
+    int rc = sako__factors_writer_init(&w, f, e->items, e->users.v);
+    if (!locked)
+        pthread_mutex_unlock(&e->write_mutex);
+    while (rc == SAKO_OK) {
+        int part;
+        int64_t chunk;
+        const void *data;
+        size_t bytes;
+        int more = sako__factors_writer_next(&w, &part, &chunk, &data, &bytes);
+        if (more <= 0) {
+            rc = more;
+            break;
+        }
+        if (!locked)
+            pthread_mutex_lock(&e->write_mutex);
+        rc = sako__store_begin(&e->store);
+        if (rc == SAKO_OK &&
+            !(rc = sako__store_mf_write_chunk(&e->store, serial, part, chunk, data, bytes)))
+            rc = sako__store_commit(&e->store);
+        if (rc)
+            sako__store_rollback(&e->store);
+        if (!locked)
+            pthread_mutex_unlock(&e->write_mutex);
+        SAKO_KILL_POINT("mf.chunk_written");
+    }
+    sako__factors_writer_free(&w);
+    *serial_out = serial;
+    return rc;
+}
+
+/* The stored training `serial` becomes the served one, in one small transaction, and
+ * the factors are swapped in under the write lock (writer mutex held). They are not
+ * versioned: each training replaces the last, whatever the gate decides about the
+ * population model (docs/architecture.md, "Matrix factorisation in the engine"). */
+static int factors_publish(sako_engine *e, sako_factors **fp, int64_t serial)
 {
     sako_factors *f = *fp;
     if (!f)
         return SAKO_OK;
-    int64_t serial = e->mf_serial + 1;
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = sako__factors_write(&e->store, f, serial, e->items, e->users.v))) {
+    if ((rc = sako__store_mf_switch(&e->store, serial))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -1317,10 +1383,15 @@ static int retrain_blocking(sako_engine *e, unsigned reasons)
     if (rc == SAKO_OK) {
         sako_factors *factors = NULL;
         sako_factors_range range = { ver.first_batch, ver.last_batch, ver.n_events };
+        int64_t serial = 0;
         rc = sako__factors_train(&fresh.inter, e->users.n, e->items, e->n_items, &e->params,
                                  e->opts.mf_threads, &range, &factors);
+        if (rc == SAKO_OK && factors)
+            rc = factors_store(e, factors, 1, &serial);
         if (rc == SAKO_OK)
-            rc = factors_publish(e, &factors);
+            rc = factors_publish(e, &factors, serial);
+        if (factors || serial)
+            factors_trim(e, 1);
         sako__factors_free(factors);
     }
     if (rc == SAKO_OK) {
@@ -1403,10 +1474,13 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     pthread_mutex_unlock(&e->write_mutex);
 
     rc = job_build(e, &j);
+    int64_t mf_serial = 0;
+    if (rc == SAKO_OK && j.factors)
+        rc = factors_store(e, j.factors, 0, &mf_serial);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
     if (rc == SAKO_OK)
-        rc = factors_publish(e, &j.factors);
+        rc = factors_publish(e, &j.factors, mf_serial);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
@@ -1422,6 +1496,8 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
         sako__retrain_refresh(e);
     }
     pthread_mutex_unlock(&e->write_mutex);
+    if (mf_serial)
+        factors_trim(e, 0); /* the replaced training's rows (or this one's, on failure) */
     job_free(&j);
     return rc > 0 ? SAKO_OK : rc;
 }

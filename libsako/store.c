@@ -126,10 +126,13 @@ static const char *const migrations[] = {
     "",
     /* 4 -> 5 (issue 10), matrix factorisation: its options (off: mf_factors 0) and the
      * trained factors with the training's parameters and log range, in checksummed
-     * chunks (factors.c encodes them). mf_serial numbers the trainings; every chunk's
-     * checksum covers it, so a chunk of another training does not pass. */
-    "CREATE TABLE mf_factors(part INTEGER NOT NULL, chunk INTEGER NOT NULL,"
-    "  data BLOB NOT NULL, checksum INTEGER NOT NULL, PRIMARY KEY(part, chunk));"
+     * chunks (factors.c encodes them). mf_serial numbers the trainings and names the
+     * one served: a new training's rows are written beside it in short transactions,
+     * switched to in one, and the old rows deleted afterwards (as the log checkpoint's);
+     * every chunk's checksum covers its serial. */
+    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(serial, part, chunk));"
     "INSERT INTO sako_meta(key, value) VALUES ('mf_factors', 0), ('mf_iterations', 15),"
     " ('mf_regularization', 0.01), ('mf_alpha', 1.0), ('mf_cg_steps', 3), ('mf_seed', 0),"
     " ('mf_mode', 0), ('mf_min_users', 100), ('mf_min_user_items', 3), ('mf_weight', 1.0),"
@@ -1483,23 +1486,41 @@ uint32_t sako__store_mf_chunk_checksum(int64_t serial, int part, int64_t chunk, 
     return sako__checksum_update(sako__checksum_update(0, head, sizeof head), data, bytes);
 }
 
-int sako__store_mf_begin(sako_store *st, int64_t serial)
+int sako__store_mf_switch(sako_store *st, int64_t serial)
 {
-    int rc = exec(st, "DELETE FROM mf_factors", "replacing the matrix factors");
-    return rc ? rc : sako__store_set_meta_int(st, "mf_serial", serial);
+    return sako__store_set_meta_int(st, "mf_serial", serial);
+}
+
+int sako__store_mf_trim(sako_store *st, int64_t keep, int max_rows, int *done_out)
+{
+    *done_out = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "DELETE FROM mf_factors WHERE rowid IN (SELECT rowid"
+                                " FROM mf_factors WHERE serial <> ?1 LIMIT ?2)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, keep);
+        sqlite3_bind_int(s, 2, max_rows);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "deleting old matrix factors");
+    *done_out = sqlite3_changes(st->db) < max_rows;
+    return SAKO_OK;
 }
 
 int sako__store_mf_write_chunk(sako_store *st, int64_t serial, int part, int64_t chunk,
                                const void *data, size_t bytes)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "INSERT INTO mf_factors(part, chunk, data, checksum)"
-                                " VALUES(?1, ?2, ?3, ?4)", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO mf_factors(serial, part, chunk,"
+                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_int(s, 1, part);
-        sqlite3_bind_int64(s, 2, chunk);
-        sqlite3_bind_blob64(s, 3, bytes ? data : "", bytes, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, sako__store_mf_chunk_checksum(serial, part, chunk, data, bytes));
+        sqlite3_bind_int64(s, 1, serial);
+        sqlite3_bind_int(s, 2, part);
+        sqlite3_bind_int64(s, 3, chunk);
+        sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, sako__store_mf_chunk_checksum(serial, part, chunk, data, bytes));
         rc = sqlite3_step(s);
     }
     sqlite3_finalize(s);
@@ -1515,8 +1536,9 @@ int sako__store_mf_read_chunks(sako_store *st,
     int rc = sako__store_read_meta_int(st, "mf_serial", &serial);
     sqlite3_stmt *s;
     if (rc || (rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM mf_factors"
-                                 " ORDER BY part, chunk", &s)))
+                                 " WHERE serial = ?1 ORDER BY part, chunk", &s)))
         return rc;
+    sqlite3_bind_int64(s, 1, serial);
     int step = SQLITE_DONE;
     while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
         int part = sqlite3_column_int(s, 0);

@@ -236,13 +236,16 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
 uint32_t sako__store_mf_chunk_checksum(int64_t serial, int part, int64_t chunk, const void *data,
                                       size_t bytes);
 const char *sako__store_mf_part_name(int part);
-/* In the caller's transaction: every stored factor row deleted, the new training's
- * serial recorded; then its chunks, each with its CRC-32C. */
-int sako__store_mf_begin(sako_store *st, int64_t serial);
+/* One chunk of training `serial` (its CRC-32C written with it); rows of a serial no
+ * meta key names are ignored by the readers. */
 int sako__store_mf_write_chunk(sako_store *st, int64_t serial, int part, int64_t chunk,
                                const void *data, size_t bytes);
-/* The stored chunks in order (part, chunk), each checked against its checksum first:
- * SAKO_CORRUPT naming the part and chunk. */
+/* The served training is now `serial` (whose chunks are written). */
+int sako__store_mf_switch(sako_store *st, int64_t serial);
+/* Delete up to max_rows chunks of other trainings; *done_out = 1 when none is left. */
+int sako__store_mf_trim(sako_store *st, int64_t keep, int max_rows, int *done_out);
+/* The chunks of the served training (sako_meta.mf_serial) in order (part, chunk), each
+ * checked against its checksum first: SAKO_CORRUPT naming the part and chunk. */
 int sako__store_mf_read_chunks(sako_store *st,
                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
                                             size_t bytes),

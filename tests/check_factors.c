@@ -384,6 +384,22 @@ START_TEST(test_damaged_factors_refused)
     ck_assert_msg(strstr(sako_errmsg(), "items chunk 0"), "%s", sako_errmsg());
     ck_assert_rc(sako_verify(path, &rep), SAKO_CORRUPT);
     ck_assert_msg(strstr(sako_errmsg(), "items chunk 0"), "%s", sako_errmsg());
+    /* Rows of a training never switched to (a crash between its chunks and the switch)
+     * are ignored, and the next retrain deletes them. */
+    sk_tmp_path(path, sizeof path, "mf-orphans");
+    e = world(path, &o);
+    ck_assert_ok(sako_retrain(e));
+    sako_close(e);
+    sk_sql_exec(path, "INSERT INTO mf_factors(serial, part, chunk, data, checksum)"
+                      " SELECT serial + 1, part, chunk + 7, x'00', 0 FROM mf_factors");
+    e = sk_open_opts(path, &o);
+    ck_assert_uint_eq(info_of(e).factors, 8);
+    ck_assert_ok(sako_retrain(e));
+    sako_close(e);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM mf_factors WHERE serial <>"
+                                      " (SELECT value FROM sako_meta WHERE key = 'mf_serial')"), 0);
+    ck_assert_int_eq(sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'mf_serial'"), 2);
+    ck_assert_rc(sako_verify(path, &rep), SAKO_OK);
     /* A chunk missing. */
     sk_tmp_path(path, sizeof path, "mf-missing");
     e = world(path, &o);
