@@ -27,6 +27,7 @@ STATUS_OF_CODE: Mapping[int, Tuple[int, str]] = {
     sako.Corrupt.code: (500, "corrupt"),
     sako.VersionError.code: (500, "version"),
     sako.InternalError.code: (500, "internal"),
+    -1000: (503, "log_unavailable"),  # sako.replication.Unavailable: NATS cannot take a write
 }
 
 

@@ -1,0 +1,91 @@
+"""The entries of the replicated log: one NATS message per batch, its kind in the
+``Sako-Kind`` header, its body packed little-endian (events and items) or JSON
+(categories, retrains). The format is versioned by the ``Sako-Format`` header."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+FORMAT = "1"
+KIND_HEADER = "Sako-Kind"
+FORMAT_HEADER = "Sako-Format"
+EVENTS, ITEMS, CATEGORIES, RETRAIN = "events", "items", "categories", "retrain"
+KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN)
+
+#: One event on the wire (44 bytes): what ``sako_update_at`` takes, with its order id.
+EVENT_DTYPE = np.dtype([("user_id", "<i8"), ("item_id", "<i8"), ("type", "<i4"),
+                        ("time", "<i8"), ("rec_id", "<i8"), ("order_id", "<i8")])
+#: One item on the wire (28 bytes).
+ITEM_DTYPE = np.dtype([("id", "<i8"), ("category_id", "<i8"), ("active", "<i4"),
+                       ("added_at", "<i8")])
+
+
+def encode_events(users: np.ndarray, items: np.ndarray, types: np.ndarray, times: np.ndarray,
+                  recs: Optional[np.ndarray] = None, orders: Optional[np.ndarray] = None) -> bytes:
+    buf = np.zeros(len(users), EVENT_DTYPE)
+    buf["user_id"], buf["item_id"], buf["type"], buf["time"] = users, items, types, times
+    if recs is not None:
+        buf["rec_id"] = recs
+    if orders is not None:
+        buf["order_id"] = orders
+    return buf.tobytes()
+
+
+def decode_events(data: bytes) -> np.ndarray:
+    if len(data) % EVENT_DTYPE.itemsize:
+        raise ValueError(f"events entry of {len(data)} bytes is not a whole number of events")
+    return np.frombuffer(data, EVENT_DTYPE)
+
+
+def encode_items(ids: np.ndarray, cats: np.ndarray, active: np.ndarray, added: np.ndarray) -> bytes:
+    buf = np.zeros(len(ids), ITEM_DTYPE)
+    buf["id"], buf["category_id"], buf["active"], buf["added_at"] = ids, cats, active, added
+    return buf.tobytes()
+
+
+def decode_items(data: bytes) -> np.ndarray:
+    if len(data) % ITEM_DTYPE.itemsize:
+        raise ValueError(f"items entry of {len(data)} bytes is not a whole number of items")
+    return np.frombuffer(data, ITEM_DTYPE)
+
+
+def encode_categories(ids: Sequence[int], parents: Sequence[int],
+                      names: Sequence[Optional[str]]) -> bytes:
+    return json.dumps([[int(i), int(p), n] for i, p, n in zip(ids, parents, names)],
+                      separators=(",", ":")).encode()
+
+
+def decode_categories(data: bytes) -> Tuple[List[int], List[int], List[Optional[str]]]:
+    rows = json.loads(data)
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def encode_retrain(reasons: int) -> bytes:
+    return json.dumps({"reasons": int(reasons)}).encode()
+
+
+def decode_retrain(data: bytes) -> int:
+    return int(json.loads(data)["reasons"])
+
+
+def headers(kind: str, msg_id: str) -> Dict[str, str]:
+    return {"Nats-Msg-Id": msg_id, KIND_HEADER: kind, FORMAT_HEADER: FORMAT}
+
+
+def apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
+    """Apply one entry to a replica at its stream sequence: the ``*_at`` call of its
+    kind. Returns the :class:`sako.AtOutcome`."""
+    if kind == EVENTS:
+        return engine.update_events_at(position, decode_events(data))
+    if kind == ITEMS:
+        it = decode_items(data)
+        return engine.upsert_items_at(position, it["id"], it["category_id"], it["active"],
+                                      it["added_at"])
+    if kind == CATEGORIES:
+        ids, parents, names = decode_categories(data)
+        return engine.upsert_categories_at(position, ids, parents, names)
+    if kind == RETRAIN:
+        return engine.retrain_at(position, decode_retrain(data))
+    raise ValueError(f"unknown entry kind {kind!r}")
