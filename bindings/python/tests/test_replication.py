@@ -60,6 +60,13 @@ def test_follower_entries_are_idempotent(tmp_path):
         assert a.log_position == 7
         assert [codec.apply(a, p, k, d).outcome for p, k, d in entries] == ["skipped"] * 5
         assert (a.stats(), a.item(5), a.item(6), a.user(2)) == before
+        a.backup(str(tmp_path / "snap.db"))  # a snapshot carries its position
+    with sako.Engine(str(tmp_path / "snap.db"), durability="off") as b:
+        assert b.log_position == 7
+        assert (b.stats(), b.item(5), b.item(6), b.user(2)) == before
+        more = codec.encode_events(np.array([3]), np.array([6]), np.array([3]), np.array([T0 + 9]))
+        assert codec.apply(b, 7, codec.EVENTS, more).outcome == "skipped"
+        assert codec.apply(b, 9, codec.EVENTS, more).outcome == "applied"
 
 
 def test_writes_503_and_reads_go_on_when_nats_is_unreachable(tmp_path):

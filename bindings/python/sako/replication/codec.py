@@ -14,6 +14,10 @@ FORMAT_HEADER = "Sako-Format"
 EVENTS, ITEMS, CATEGORIES, RETRAIN = "events", "items", "categories", "retrain"
 KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN)
 
+class Malformed(ValueError):
+    """An entry no replica can decode: every replica consumes its position alike."""
+
+
 #: One event on the wire (44 bytes): what ``sako_update_at`` takes, with its order id.
 EVENT_DTYPE = np.dtype([("user_id", "<i8"), ("item_id", "<i8"), ("type", "<i4"),
                         ("time", "<i8"), ("rec_id", "<i8"), ("order_id", "<i8")])
@@ -35,7 +39,7 @@ def encode_events(users: np.ndarray, items: np.ndarray, types: np.ndarray, times
 
 def decode_events(data: bytes) -> np.ndarray:
     if len(data) % EVENT_DTYPE.itemsize:
-        raise ValueError(f"events entry of {len(data)} bytes is not a whole number of events")
+        raise Malformed(f"events entry of {len(data)} bytes is not a whole number of events")
     return np.frombuffer(data, EVENT_DTYPE)
 
 
@@ -47,7 +51,7 @@ def encode_items(ids: np.ndarray, cats: np.ndarray, active: np.ndarray, added: n
 
 def decode_items(data: bytes) -> np.ndarray:
     if len(data) % ITEM_DTYPE.itemsize:
-        raise ValueError(f"items entry of {len(data)} bytes is not a whole number of items")
+        raise Malformed(f"items entry of {len(data)} bytes is not a whole number of items")
     return np.frombuffer(data, ITEM_DTYPE)
 
 
@@ -76,7 +80,14 @@ def headers(kind: str, msg_id: str) -> Dict[str, str]:
 
 def apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
     """Apply one entry to a replica at its stream sequence: the ``*_at`` call of its
-    kind. Returns the :class:`sako.AtOutcome`."""
+    kind. Returns the :class:`sako.AtOutcome`; raises :class:`Malformed`."""
+    try:
+        return _apply(engine, position, kind, data)
+    except (KeyError, TypeError, IndexError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Malformed(f"{kind} entry: {type(exc).__name__}: {exc}") from None
+
+
+def _apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
     if kind == EVENTS:
         return engine.update_events_at(position, decode_events(data))
     if kind == ITEMS:
@@ -88,4 +99,4 @@ def apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
         return engine.upsert_categories_at(position, ids, parents, names)
     if kind == RETRAIN:
         return engine.retrain_at(position, decode_retrain(data))
-    raise ValueError(f"unknown entry kind {kind!r}")
+    raise Malformed(f"unknown entry kind {kind!r}")

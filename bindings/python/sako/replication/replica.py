@@ -214,6 +214,17 @@ class Replica:
             start = self.engine.log_position + 1
             sub = None
             try:
+                info = await self._js.stream_info(self.stream)
+                if info.state.messages > 0 and info.state.first_seq > start:
+                    # Retention dropped entries this replica never applied: going on
+                    # would skip them. Restore a snapshot first (docs/operations.md).
+                    self.stalled = (f"the stream starts at {info.state.first_seq} but this "
+                                    f"replica holds entries up to {start - 1} only: restore "
+                                    f"a snapshot (sako.replication.snapshot)")
+                    log.error("replica %s: %s", self.name, self.stalled)
+                    await asyncio.sleep(1.0)
+                    continue
+                self.stalled = None
                 sub = await self._js.subscribe(
                     self.subject, stream=self.stream, ordered_consumer=True,
                     config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -234,13 +245,15 @@ class Replica:
                     seq = msg.metadata.sequence.stream
                     if seq <= self.engine.log_position:
                         continue
-                    if self.first_seq > start and self.engine.log_position < self.first_seq - 1 \
-                            and seq == self.first_seq and start < self.first_seq:
-                        self.stalled = (f"the stream starts at {self.first_seq} but this replica "
-                                        f"holds up to {start - 1}: catch up from a snapshot")
+                    hdrs = msg.headers or {}
+                    fmt = hdrs.get(codec.FORMAT_HEADER, codec.FORMAT)
+                    if fmt != codec.FORMAT:  # a newer publisher: never skip what it wrote
+                        self.stalled = (f"entry {seq} has format {fmt}; this replica reads "
+                                        f"{codec.FORMAT}: upgrade it")
                         log.error("replica %s: %s", self.name, self.stalled)
-                        return
-                    kind = (msg.headers or {}).get(codec.KIND_HEADER, "")
+                        await asyncio.sleep(1.0)
+                        break
+                    kind = hdrs.get(codec.KIND_HEADER, "")
                     await loop.run_in_executor(None, self._apply, seq, kind, msg.data)
             except Exception as exc:
                 if not self._stop.is_set():
@@ -260,9 +273,7 @@ class Replica:
             try:
                 try:
                     out = codec.apply(self.engine, seq, kind, data)
-                except ValueError as exc:  # not an entry of ours: consume its position
-                    if isinstance(exc, sako.SakoError):
-                        raise
+                except codec.Malformed as exc:  # no replica can apply it: consume it
                     log.error("replica %s: entry %d: %s; skipped", self.name, seq, exc)
                     out = self.engine.update_events_at(seq, np.zeros(0, codec.EVENT_DTYPE))
                 if out.outcome == "rejected":
