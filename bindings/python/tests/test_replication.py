@@ -243,3 +243,72 @@ def test_convergence_under_kills(tmp_path):
                         ref.user(u)
     print(f"convergence: {len(acked)} batches, {n_events} events acknowledged, "
           f"kills: {killed['replica']} replicas, {killed['nats']} NATS nodes; lost 0, twice 0")
+
+
+@needs_nats
+def test_service_in_replicated_mode(tmp_path):
+    """Two workers on one stream: writes through either are read back at once on the
+    worker that took them and reach the other; the policy, retrains (manual and the
+    lease holder's), activation and pins travel in the log; lag in /healthz."""
+    from fastapi.testclient import TestClient
+
+    from sako.service import Settings, create_app
+
+    with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
+        def settings(i):
+            return Settings(db=str(tmp_path / f"w{i}.db"), replicate=cluster.urls[0],
+                            admin_keys="adm", policy_check_seconds=0.2, replicate_replicas=1)
+
+        h = {"X-API-Key": "adm"}
+        with TestClient(create_app(settings(1))) as a, TestClient(create_app(settings(2))) as b:
+            for c in (a, b):  # both connected before the first write
+                deadline = time.monotonic() + 20
+                while not c.get("/healthz").json()["replication"]["connected"]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            r = a.put("/v1/categories", headers=h, json={"categories": [
+                {"id": 1, "name": "dept"}, {"id": 2, "parent_id": 1, "name": "aisle"}]})
+            assert r.status_code == 200, r.text
+            r = b.put("/v1/items", headers=h, json={"items": [
+                {"id": i, "category_id": 2} for i in range(1, 21)]})
+            assert r.status_code == 200, r.text  # b waited for the categories a published
+            r = a.post("/v1/events", headers=h, json={"events": [
+                {"user_id": u, "item_id": 1 + u % 20, "type": "click"} for u in range(1, 41)]})
+            assert r.status_code == 200, r.text
+            assert a.get("/v1/items/2", headers=h).json()["clicks"] == 2  # read your write
+            r = a.post("/v1/events", headers=h, json={"events": [
+                {"user_id": 1, "item_id": 999, "type": "click"}]})
+            assert r.status_code == 422 and r.json()["error"] == "unknown_item"
+            r = b.put("/v1/policy", headers=h, json={"every_events": 60, "gate_margin": 1.0})
+            assert r.status_code == 200, r.text
+            r = a.post("/v1/events", headers=h, json={"events": [
+                {"user_id": u, "item_id": 1 + u % 20, "type": "impression"}
+                for u in range(1, 41)]})
+            assert r.status_code == 200
+            # 80 events since the start: the lease holder publishes a retrain
+            deadline = time.monotonic() + 30
+            while a.get("/v1/stats", headers=h).json()["model_version"] < 1:
+                assert time.monotonic() < deadline, a.get("/healthz").json()
+                time.sleep(0.2)
+            assert b.post("/v1/retrain", headers=h).status_code == 200
+            r = a.put("/v1/versions/1/pin", headers=h, json={"pinned": True})
+            assert r.status_code == 200 and r.json()["pinned"]
+            r = b.post("/v1/versions/1/activate", headers=h)
+            assert r.status_code == 200, r.text
+            for c in (a, b):
+                deadline = time.monotonic() + 20
+                while c.get("/healthz").json()["replication"]["lag"] > 0:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            sa, sb = a.get("/v1/stats", headers=h).json(), b.get("/v1/stats", headers=h).json()
+            assert sa == sb and sa["model_version"] >= 2
+            assert a.get("/v1/versions/1", headers=h).json()["status"] == "active"
+            assert b.get("/v1/versions/1", headers=h).json()["pinned"]
+            assert a.get("/v1/policy", headers=h).json()["policy"]["every_events"] == 60
+            for i in range(1, 21):
+                assert a.get(f"/v1/items/{i}", headers=h).json() == \
+                    b.get(f"/v1/items/{i}", headers=h).json()
+            assert a.get("/readyz").status_code == 200
+            assert "sako_replication_lag 0" in a.get("/metrics", headers=h).text
+            leaders = [c.get("/healthz").json()["replication"]["leader"] for c in (a, b)]
+            assert sorted(leaders) == [False, True]

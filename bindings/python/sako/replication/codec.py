@@ -8,11 +8,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+import sako
+
 FORMAT = "1"
 KIND_HEADER = "Sako-Kind"
 FORMAT_HEADER = "Sako-Format"
 EVENTS, ITEMS, CATEGORIES, RETRAIN = "events", "items", "categories", "retrain"
-KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN)
+# Settings that change every replica's model, applied with their own calls (which are
+# idempotent: applied again after a crash before the position was stored, they change
+# nothing) and then the position stored with an empty batch.
+POLICY, ACTIVATE, PIN = "policy", "activate", "pin"
+KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN, POLICY, ACTIVATE, PIN)
 
 class Malformed(ValueError):
     """An entry no replica can decode: every replica consumes its position alike."""
@@ -35,6 +41,19 @@ def encode_events(users: np.ndarray, items: np.ndarray, types: np.ndarray, times
     if orders is not None:
         buf["order_id"] = orders
     return buf.tobytes()
+
+
+def _then_position(engine: Any, position: int, op: Any) -> Any:
+    """An idempotent setting, then its position (an empty batch at it)."""
+    if position <= engine.log_position:
+        return sako.AtOutcome("skipped", "")
+    try:
+        op()
+    except (sako.InvalidArgument, sako.NotFound, sako.RangeError) as exc:
+        out = engine.update_events_at(position, np.zeros(0, EVENT_DTYPE))
+        return sako.AtOutcome("rejected", f"{exc} (rejected at log position {position})") \
+            if out.outcome == "applied" else out
+    return engine.update_events_at(position, np.zeros(0, EVENT_DTYPE))
 
 
 def decode_events(data: bytes) -> np.ndarray:
@@ -74,6 +93,10 @@ def decode_retrain(data: bytes) -> int:
     return int(json.loads(data)["reasons"])
 
 
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
 def headers(kind: str, msg_id: str) -> Dict[str, str]:
     return {"Nats-Msg-Id": msg_id, KIND_HEADER: kind, FORMAT_HEADER: FORMAT}
 
@@ -99,4 +122,16 @@ def _apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
         return engine.upsert_categories_at(position, ids, parents, names)
     if kind == RETRAIN:
         return engine.retrain_at(position, decode_retrain(data))
+    if kind == POLICY:
+        policy = json.loads(data)
+        if not isinstance(policy, dict):
+            raise TypeError("a policy entry is a JSON object")
+        return _then_position(engine, position, lambda: setattr(engine, "policy", policy))
+    if kind == ACTIVATE:
+        version = int(json.loads(data)["version"])
+        return _then_position(engine, position, lambda: engine.activate(version))
+    if kind == PIN:
+        body = json.loads(data)
+        version, pinned = int(body["version"]), bool(body["pinned"])
+        return _then_position(engine, position, lambda: engine.pin(version, pinned))
     raise Malformed(f"unknown entry kind {kind!r}")

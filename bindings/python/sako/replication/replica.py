@@ -461,6 +461,39 @@ class Replica:
         validate.categories(self.engine, ids, parents, nm)
         return self.publish(codec.CATEGORIES, codec.encode_categories(ids, parents, nm), msg_id)
 
+    def publish_policy(self, value: Any, msg_id: Optional[str] = None) -> int:
+        """The retrain policy for every replica: a :class:`sako.Policy` or a mapping of
+        some of its fields (merged with the local replica's policy), validated by the
+        C library on a scratch engine first."""
+        import dataclasses
+
+        self._require_connected()
+        if isinstance(value, sako.Policy):
+            merged = value
+        else:
+            names = {f.name for f in dataclasses.fields(sako.Policy)}
+            unknown = sorted(set(value) - names)
+            if unknown:
+                raise sako.InvalidArgument(f"policy: unknown field(s) {', '.join(unknown)}")
+            merged = dataclasses.replace(self.engine.policy, **value)
+        with sako.Engine(None) as scratch:
+            scratch.policy = merged  # raises what every replica would
+        return self.publish(codec.POLICY, codec.encode_json(dataclasses.asdict(merged)), msg_id)
+
+    def publish_activate(self, version: int, msg_id: Optional[str] = None) -> int:
+        """Activate (roll back to) a stored version on every replica."""
+        self._require_connected()
+        info = self.engine.version(int(version))  # NotFound as on every replica
+        if info.status == "rejected":
+            raise sako.InvalidArgument(f"model version {version} was rejected by its gate")
+        return self.publish(codec.ACTIVATE, codec.encode_json({"version": int(version)}), msg_id)
+
+    def publish_pin(self, version: int, pinned: bool = True, msg_id: Optional[str] = None) -> int:
+        self._require_connected()
+        self.engine.version(int(version))
+        return self.publish(codec.PIN, codec.encode_json({"version": int(version),
+                                                          "pinned": bool(pinned)}), msg_id)
+
     def publish_retrain(self, reasons: int = int(sako.RetrainReason.MANUAL),
                         msg_id: Optional[str] = None) -> int:
         self._require_connected()  # unreachable: 503 before any check

@@ -27,7 +27,12 @@ STATUS_OF_CODE: Mapping[int, Tuple[int, str]] = {
     sako.Corrupt.code: (500, "corrupt"),
     sako.VersionError.code: (500, "version"),
     sako.InternalError.code: (500, "internal"),
-    -1000: (503, "log_unavailable"),  # sako.replication.Unavailable: NATS cannot take a write
+}
+
+#: Errors of the service's own layers, not codes of the C library:
+#: ``sako.replication.Unavailable`` (replicated mode: the log cannot take a write).
+SERVICE_STATUS_OF_CODE: Mapping[int, Tuple[int, str]] = {
+    -1000: (503, "log_unavailable"),
 }
 
 
@@ -60,7 +65,7 @@ def error_response(status: int, error: str, message: str, errors: Sequence[Dict[
 
 def from_sako_error(exc: sako.SakoError) -> Tuple[int, str]:
     """(HTTP status, ``error`` code) of an engine error."""
-    return STATUS_OF_CODE.get(exc.code, (500, "internal"))
+    return STATUS_OF_CODE.get(exc.code) or SERVICE_STATUS_OF_CODE.get(exc.code, (500, "internal"))
 
 
 def validation_entries(exc: RequestValidationError) -> List[Dict[str, Any]]:

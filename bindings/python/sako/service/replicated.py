@@ -36,9 +36,9 @@ class ReplicatedEngine:
         return getattr(self._engine, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "policy":
-            raise _not_replicated("setting the retrain policy")
-        raise AttributeError(name)
+        if name != "policy":
+            raise AttributeError(name)
+        self._settle(self.replica.publish_policy(value))
 
     def _settle(self, seq: int) -> None:
         if not self.replica.wait_applied(seq, self.wait_seconds):
@@ -77,10 +77,12 @@ class ReplicatedEngine:
         raise _not_replicated("Engine.update")
 
     def activate(self, version: int) -> Any:
-        raise _not_replicated("activating a model version")
+        self._settle(self.replica.publish_activate(version))
+        return self._engine.version(version)
 
     def pin(self, version: int, pinned: bool = True) -> Any:
-        raise _not_replicated("pinning a model version")
+        self._settle(self.replica.publish_pin(version, pinned))
+        return self._engine.version(version)
 
     def compact(self, *a: Any, **k: Any) -> Any:
         raise _not_replicated("compacting the log from the API")
