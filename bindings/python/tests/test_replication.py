@@ -312,3 +312,66 @@ def test_service_in_replicated_mode(tmp_path):
             assert "sako_replication_lag 0" in a.get("/metrics", headers=h).text
             leaders = [c.get("/healthz").json()["replication"]["leader"] for c in (a, b)]
             assert sorted(leaders) == [False, True]
+
+
+@needs_nats
+def test_snapshot_and_tail_when_retention_dropped_the_start(tmp_path):
+    """A stream that keeps only its last 40 entries: a new replica restores the
+    latest snapshot and reads the tail; without one it stalls, saying why."""
+    import nats as nats_mod
+    from nats.js.api import StorageType, StreamConfig
+
+    from sako.replication import snapshot
+
+    with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
+        async def small_stream():
+            nc = await nats_mod.connect(servers=cluster.urls)
+            await nc.jetstream().add_stream(StreamConfig(
+                name="SAKO", subjects=["sako.log"], storage=StorageType.FILE, max_msgs=40))
+            await nc.close()
+
+        asyncio.run(small_stream())
+        with sako.Engine(str(tmp_path / "a.db")) as a, \
+                Replica(a, cluster.urls, retrain_check_seconds=0) as ra:
+            assert ra._ready.wait(20)
+            _catalog(ra)
+            rnd = random.Random(3)
+
+            def batches(k):
+                for b in range(k):
+                    n = rnd.randint(5, 20)
+                    seq = ra.publish_events([rnd.randint(1, 30) for _ in range(n)],
+                                            [rnd.randint(1, 60) for _ in range(n)],
+                                            [rnd.choice((0, 1, 3)) for _ in range(n)],
+                                            T0 + 1000 * b + np.arange(n))
+                return seq
+
+            batches(80)
+            assert ra.wait_applied(ra.refresh_last_seq(), 10)
+            assert ra.publish_snapshot() == a.log_position
+            last = batches(25)  # the tail after the snapshot, still in the stream
+            assert ra.wait_applied(last, 10)
+            first, end = snapshot.stream_bounds(cluster.urls)
+            assert first > 1 and end == last
+
+            # Without the snapshot a new replica cannot follow: it says so.
+            with sako.Engine(str(tmp_path / "c.db")) as c, \
+                    Replica(c, cluster.urls, retrain_check_seconds=0) as rc:
+                deadline = time.monotonic() + 10
+                while rc.status()["stalled"] is None:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                assert c.log_position == 0 and c.stats().n_events == 0
+            # With it: restore, then the tail.
+            b_path = str(tmp_path / "b.db")
+            assert snapshot.prepare(cluster.urls, b_path) is not None
+            with sako.Engine(b_path) as b, Replica(b, cluster.urls, retrain_check_seconds=0) as rb:
+                assert rb.wait_applied(last, 20), rb.status()
+                assert rb.status()["stalled"] is None
+                assert _bits(b.stats()) == _bits(a.stats())
+                for i in range(1, 61):
+                    assert _bits(b.item(i)) == _bits(a.item(i)), i
+            # A file the stream has left behind is kept aside and replaced.
+            c_path = str(tmp_path / "c.db")
+            assert snapshot.prepare(cluster.urls, c_path) is not None
+            assert any(f.startswith("c.db.behind-") for f in os.listdir(tmp_path))

@@ -18,6 +18,12 @@ def main(argv: list) -> int:
     status = argv[2] if len(argv) > 2 else None
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    from . import snapshot
+
+    try:
+        snapshot.prepare(urls.split(","), db)
+    except Exception as exc:  # unreachable now: follow what the file holds
+        print(f"follow: no snapshot check ({exc})", file=sys.stderr)
     with sako.Engine(db, durability="normal") as e:
         r = Replica(e, urls, retrain_check_seconds=float(os.environ.get("SAKO_RETRAIN_CHECK", "0")))
         r.start()

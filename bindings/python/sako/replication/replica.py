@@ -79,7 +79,7 @@ class Replica:
                  subject: str = "sako.log", replicas: Optional[int] = None,
                  lease_seconds: float = 6.0, retrain_check_seconds: float = 5.0,
                  publish_timeout: float = 5.0, max_payload: int = 8 << 20,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, snapshot_every: int = 100_000) -> None:
         self.engine = engine
         self.servers: List[str] = ([s.strip() for s in servers.split(",") if s.strip()]
                                    if isinstance(servers, str) else list(servers))
@@ -90,6 +90,8 @@ class Replica:
         self.lease_seconds = lease_seconds
         self.retrain_check_seconds = retrain_check_seconds
         self.publish_timeout = publish_timeout
+        self.snapshot_every = snapshot_every
+        self.snapshot_position = 0  # the last snapshot this replica uploaded
         self.max_payload = max_payload
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.last_seq = 0          # the stream's last sequence, as last seen
@@ -324,6 +326,12 @@ class Replica:
                 self.leader = False
             if self.leader:
                 await self._maybe_retrain()
+                if self.snapshot_every and \
+                        self.engine.log_position - self.snapshot_position >= self.snapshot_every:
+                    try:
+                        await self._snapshot()
+                    except Exception as exc:
+                        log.warning("replica %s: snapshot failed (%s)", self.name, exc)
             await asyncio.sleep(min(self.lease_seconds / 3, self.retrain_check_seconds))
 
     async def _maybe_retrain(self) -> None:
@@ -344,6 +352,26 @@ class Replica:
             await asyncio.get_running_loop().run_in_executor(None, self.wait_applied, ack.seq, 60.0)
         except Exception as exc:
             log.warning("replica %s: retrain not published (%s)", self.name, exc)
+
+    async def _snapshot(self) -> int:
+        from . import snapshot
+
+        loop = asyncio.get_running_loop()
+        path, position = await loop.run_in_executor(None, snapshot.take, self.engine)
+        try:
+            await snapshot.upload(self._js, path, position, self.replicas)
+        finally:
+            os.unlink(path)
+        self.snapshot_position = position
+        log.info("replica %s: snapshot at position %d uploaded", self.name, position)
+        return position
+
+    def publish_snapshot(self, timeout: float = 300.0) -> int:
+        """Upload an online backup of this replica to the object store now (the lease
+        holder does it every ``snapshot_every`` entries). Returns its position."""
+        self._require_connected()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop).result(timeout)
 
     # ------------------------------------------------------------- publisher
     @property

@@ -59,10 +59,18 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
         if app.state.engine is None and settings.replicate:
             # A replica: its own file, filled only from the log (no demo seeding, which
             # would write outside it); retrains are decided by the lease holder.
-            from sako.replication import Replica
+            from sako.replication import Replica, snapshot
 
             from .replicated import ReplicatedEngine
 
+            try:  # left behind by the stream's retention: start from a snapshot
+                restored = await run_in_threadpool(
+                    snapshot.prepare, settings.replicate.split(","), settings.db,
+                    settings.replicate_stream)
+                if restored is not None:
+                    log.info("replica %s restored from the snapshot at %d", settings.db, restored)
+            except Exception as exc:  # NATS unreachable: follow what the file holds
+                log.warning("replica %s: no snapshot check (%s)", settings.db, exc)
             local = await run_in_threadpool(open_default_engine, settings.db, False,
                                             settings.engine_options())
             replica = Replica(local, settings.replicate, stream=settings.replicate_stream,
