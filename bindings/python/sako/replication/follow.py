@@ -24,8 +24,12 @@ def main(argv: list) -> int:
         snapshot.prepare(urls.split(","), db)
     except Exception as exc:  # unreachable now: follow what the file holds
         print(f"follow: no snapshot check ({exc})", file=sys.stderr)
-    with sako.Engine(db, durability="normal") as e:
-        r = Replica(e, urls, retrain_check_seconds=float(os.environ.get("SAKO_RETRAIN_CHECK", "0")))
+    applied = []  # (seq, wall ns): SAKO_APPLY_LOG, for the lag benchmark
+    apply_log = os.environ.get("SAKO_APPLY_LOG")
+    with sako.Engine(db, durability=os.environ.get("SAKO_DURABILITY", "normal")) as e:
+        r = Replica(e, urls, retrain_check_seconds=float(os.environ.get("SAKO_RETRAIN_CHECK", "0")),
+                    on_applied=(lambda seq: applied.append((seq, time.time_ns())))
+                    if apply_log else None)
         r.start()
         while not stop:
             if status:
@@ -35,6 +39,9 @@ def main(argv: list) -> int:
                 os.replace(tmp, status)
             time.sleep(0.1)
         r.stop()
+    if apply_log:
+        with open(apply_log, "w") as f:
+            f.writelines(f"{s} {t}\n" for s, t in applied)
     return 0
 
 

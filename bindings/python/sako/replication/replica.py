@@ -79,7 +79,8 @@ class Replica:
                  subject: str = "sako.log", replicas: Optional[int] = None,
                  lease_seconds: float = 6.0, retrain_check_seconds: float = 5.0,
                  publish_timeout: float = 5.0, max_payload: int = 8 << 20,
-                 name: Optional[str] = None, snapshot_every: int = 100_000) -> None:
+                 name: Optional[str] = None, snapshot_every: int = 100_000,
+                 on_applied: Optional[Any] = None) -> None:
         self.engine = engine
         self.servers: List[str] = ([s.strip() for s in servers.split(",") if s.strip()]
                                    if isinstance(servers, str) else list(servers))
@@ -91,6 +92,8 @@ class Replica:
         self.retrain_check_seconds = retrain_check_seconds
         self.publish_timeout = publish_timeout
         self.snapshot_every = snapshot_every
+        self.on_applied = on_applied  # called with each entry's sequence once applied
+        self._known_items: set = set()  # item ids seen in the local replica (never deleted)
         self.snapshot_position = 0  # the last snapshot this replica uploaded
         self.max_payload = max_payload
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -283,6 +286,8 @@ class Replica:
                     log.warning("replica %s: entry %d rejected: %s", self.name, seq, out.message)
                 elif out.outcome == "applied":
                     self.applied_count += 1
+                if self.on_applied is not None:
+                    self.on_applied(seq)
                 break
             except (sako.Busy, sako.IOFailure, sako.OutOfMemory) as exc:
                 log.warning("replica %s: entry %d: %s; retrying", self.name, seq, exc)
@@ -453,11 +458,11 @@ class Replica:
         if len(it) != n or len(ty) != n or len(tm) != n or len(rc) != n or (od is not None and len(od) != n):
             raise sako.InvalidArgument("event arrays differ in length")
         validate.events(u, it, ty, tm, rc, od)
-        bad = validate.unknown_items(self.engine, it)
+        bad = validate.unknown_items(self.engine, it, self._known_items)
         if bad is not None and catch_up > 0:  # an item upserted a moment ago
             self.refresh_last_seq()
             self.wait_applied(self.last_seq, catch_up)
-            bad = validate.unknown_items(self.engine, it)
+            bad = validate.unknown_items(self.engine, it, self._known_items)
         if bad is not None and self.engine.options.get("unknown_items", 0) in (0, "reject"):
             raise sako.NotFound(f"event [{bad}]: unknown item {int(it[bad])}")
         return self.publish(codec.EVENTS, codec.encode_events(u, it, ty, tm, rc, od), msg_id)

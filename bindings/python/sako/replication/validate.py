@@ -47,22 +47,23 @@ def events(users: np.ndarray, items: np.ndarray, types: np.ndarray, times: np.nd
                                        f"[0, 2^53-1]")
 
 
-def unknown_items(engine: Any, items: np.ndarray) -> Optional[int]:
-    """The index of the first event naming an item the replica does not know (items
-    are never deleted, so an item known here is known at every later position)."""
-    known = {}
-    for idx, it in enumerate(items.tolist()):
-        ok = known.get(it)
-        if ok is None:
-            try:
-                engine.item(it)
-                ok = True
-            except sako.NotFound:
-                ok = False
-            known[it] = ok
-        if not ok:
-            return idx
-    return None
+def unknown_items(engine: Any, items: np.ndarray, known: Optional[set] = None) -> Optional[int]:
+    """The index of the first event naming an item the replica does not know. Items
+    are never deleted, so an item known here is known at every later position: the
+    ids found go into ``known`` (a cache the caller keeps), and only ids not in it
+    are looked up."""
+    known = set() if known is None else known
+    missing = set(np.unique(items).tolist()) - known
+    unknown = set()
+    for it in missing:
+        try:
+            engine.item(it)
+            known.add(it)
+        except sako.NotFound:
+            unknown.add(it)
+    if not unknown:
+        return None
+    return next(idx for idx, it in enumerate(items.tolist()) if it in unknown)
 
 
 def items(engine: Any, ids: np.ndarray, cats: np.ndarray, active: np.ndarray,
