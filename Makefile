@@ -297,7 +297,7 @@ test: deps
 
 # The long convergence test of replicated mode (docs/operations.md, "Replication"): the
 # bounded one of `make test` with more clients, batches and kills.
-CONVERGE_BATCHES ?= 600
+CONVERGE_BATCHES ?= 3000
 CONVERGE_CLIENTS ?= 6
 CONVERGE_KILLS   ?= 12
 converge-long: venv

@@ -150,6 +150,8 @@ def test_convergence_under_kills(tmp_path):
     rounds = int(os.environ.get("SAKO_CONVERGE_BATCHES", "60"))
     clients = int(os.environ.get("SAKO_CONVERGE_CLIENTS", "4"))
     kills = int(os.environ.get("SAKO_CONVERGE_KILLS", "2"))
+    # ingest lasts about as long as the kills take (each 1 to 3 s)
+    pace = float(os.environ.get("SAKO_CONVERGE_PACE", str(kills * 2.0 / rounds)))
     rng = random.Random(11)
     with natsserver.Cluster(str(tmp_path / "nats"), 3) as cluster:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -166,6 +168,7 @@ def test_convergence_under_kills(tmp_path):
             assert pub._ready.wait(20)
             _catalog(pub)
             acked = {}  # seq -> events
+            retries = [0]
             lock = threading.Lock()
 
             def client(c):
@@ -182,6 +185,8 @@ def test_convergence_under_kills(tmp_path):
                             seq = pub.publish_events(users, items, types, times, msg_id=mid)
                             break
                         except Unavailable:
+                            with lock:
+                                retries[0] += 1
                             time.sleep(0.1)  # retried with the same id: de-duplicated
                     else:
                         raise AssertionError(f"{mid} never acknowledged")
@@ -190,12 +195,15 @@ def test_convergence_under_kills(tmp_path):
                         acked[seq] = n
                     if b == rounds // 2 and c == 0:
                         pub.publish_retrain(8, msg_id="manual-retrain")
+                    time.sleep(pace * r.random() * 2)
 
             threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
             for t in threads:
                 t.start()
             killed = {"replica": 0, "nats": 0}
             for k in range(kills):
+                if not any(t.is_alive() for t in threads):
+                    break  # kill only while clients write
                 time.sleep(0.5 + rng.random())
                 victim = rng.randrange(3)
                 procs[victim].send_signal(signal.SIGKILL)
@@ -242,7 +250,9 @@ def test_convergence_under_kills(tmp_path):
                     with pytest.raises(sako.NotFound):
                         ref.user(u)
     print(f"convergence: {len(acked)} batches, {n_events} events acknowledged, "
-          f"kills: {killed['replica']} replicas, {killed['nats']} NATS nodes; lost 0, twice 0")
+          f"kills: {killed['replica']} replicas, {killed['nats']} NATS nodes; "
+          f"{retries[0]} publishes retried after 'unavailable'; lost 0, twice 0; "
+          f"{len(entries)} entries in the stream")
 
 
 @needs_nats

@@ -12,6 +12,10 @@ import time
 from typing import List, Optional
 
 
+async def _quiet(exc: Exception) -> None:  # nats-py prints a traceback otherwise
+    pass
+
+
 def binary() -> Optional[str]:
     return shutil.which("nats-server") or next(
         (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.path.exists(p)), None)
@@ -89,7 +93,7 @@ class Cluster:
         async def probe() -> bool:
             try:
                 nc = await nats.connect(servers=self.urls, connect_timeout=1,
-                                        max_reconnect_attempts=1)
+                                        max_reconnect_attempts=1, error_cb=_quiet)
             except Exception:
                 return False
             try:

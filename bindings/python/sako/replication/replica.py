@@ -467,6 +467,17 @@ class Replica:
             raise sako.NotFound(f"event [{bad}]: unknown item {int(it[bad])}")
         return self.publish(codec.EVENTS, codec.encode_events(u, it, ty, tm, rc, od), msg_id)
 
+    def _validated(self, check: Any, *args: Any, catch_up: float = 2.0) -> None:
+        """Run a catalog check; a category not known here may have been published a
+        moment ago (by another worker): catch up with the stream and check again."""
+        try:
+            check(self.engine, *args)
+        except sako.NotFound:
+            self.refresh_last_seq()
+            if not self.wait_applied(self.last_seq, catch_up):
+                raise
+            check(self.engine, *args)
+
     def publish_items(self, ids: Any, category_ids: Any = None, active: Any = None,
                       added_at: Any = None, msg_id: Optional[str] = None) -> int:
         self._require_connected()  # unreachable: 503 before any check
@@ -479,7 +490,7 @@ class Replica:
         t[t == 0] = now_ms()
         if len(c) != n or len(a) != n or len(t) != n:
             raise sako.InvalidArgument("item arrays differ in length")
-        validate.items(self.engine, i, c, a, t)
+        self._validated(validate.items, i, c, a, t)
         return self.publish(codec.ITEMS, codec.encode_items(i, c, a, t), msg_id)
 
     def publish_categories(self, ids: Sequence[int], parent_ids: Optional[Sequence[int]] = None,
@@ -491,7 +502,7 @@ class Replica:
         nm = list(names) if names is not None else [None] * len(ids)
         if len(parents) != len(ids) or len(nm) != len(ids):
             raise sako.InvalidArgument("category arrays differ in length")
-        validate.categories(self.engine, ids, parents, nm)
+        self._validated(validate.categories, ids, parents, nm)
         return self.publish(codec.CATEGORIES, codec.encode_categories(ids, parents, nm), msg_id)
 
     def publish_policy(self, value: Any, msg_id: Optional[str] = None) -> int:

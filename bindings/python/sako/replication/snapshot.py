@@ -18,6 +18,10 @@ BUCKET = "sako_snapshots"
 NAME = "latest"
 
 
+async def _quiet(exc: Exception) -> None:  # nats-py prints a traceback otherwise
+    pass
+
+
 def file_position(path: str) -> int:
     """The log position stored in a database file (0: none; read-only)."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -56,7 +60,7 @@ def stream_bounds(servers: Sequence[str], stream: str = "SAKO",
 
     async def run() -> Tuple[int, int]:
         nc = await nats.connect(servers=list(servers), connect_timeout=2,
-                                max_reconnect_attempts=2)
+                                max_reconnect_attempts=2, error_cb=_quiet)
         try:
             try:
                 info = await nc.jetstream().stream_info(stream)
@@ -86,7 +90,7 @@ def restore(servers: Sequence[str], db_path: str, timeout: float = 120.0) -> int
 
     async def run() -> None:
         nc = await nats.connect(servers=list(servers), connect_timeout=2,
-                                max_reconnect_attempts=2)
+                                max_reconnect_attempts=2, error_cb=_quiet)
         try:
             try:
                 obs = await nc.jetstream().object_store(BUCKET)
