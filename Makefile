@@ -349,5 +349,9 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
-.PHONY: converge-long
+.PHONY: converge-long bench-replication
+# Replicated mode's figures (docs/benchmarks-python.md, "Replication"; ~6 min, needs wrk).
+bench-replication: venv
+	SAKO_WITH_WRK=1 sh tests/install-deps.sh
+	$(PY) bindings/python/bench/replication.py $(REPL_BENCH_ARGS)
 .PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python
