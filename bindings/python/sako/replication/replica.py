@@ -220,7 +220,7 @@ class Replica:
             sub = None
             try:
                 info = await self._js.stream_info(self.stream)
-                if info.state.messages > 0 and info.state.first_seq > start:
+                if info.state.first_seq > start:  # (a purged stream: first = last + 1)
                     # Retention dropped entries this replica never applied: going on
                     # would skip them. Restore a snapshot first (docs/operations.md).
                     self.stalled = (f"the stream starts at {info.state.first_seq} but this "
