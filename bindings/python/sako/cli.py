@@ -103,11 +103,13 @@ def _serve_workers(settings: "object") -> int:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     rc = 0
-    for p in procs:
+    for p in procs:  # each finishes its requests and closes its engine
         try:
-            rc = rc or (p.wait(30) if not stopped else 0)
+            code = p.wait(30)
         except subprocess.TimeoutExpired:
             p.kill()
+            code = p.wait()
+        rc = rc or (0 if stopped else code)
     return rc
 
 

@@ -385,3 +385,54 @@ def test_snapshot_and_tail_when_retention_dropped_the_start(tmp_path):
             c_path = str(tmp_path / "c.db")
             assert snapshot.prepare(cluster.urls, c_path) is not None
             assert any(f.startswith("c.db.behind-") for f in os.listdir(tmp_path))
+
+
+@needs_nats
+def test_sako_serve_workers(tmp_path):
+    """`sako serve --replicate URL --workers 2`: two processes on one port, each a
+    replica with its own file; a write through the port reaches both; SIGTERM stops
+    them all."""
+    import json
+    import urllib.request
+
+    with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
+        port = natsserver.free_ports(1)[0]
+        db = str(tmp_path / "var" / "sako.db")
+        env = {**os.environ, "SAKO_ADMIN_KEYS": "adm"}
+        sako_bin = os.path.join(os.path.dirname(sys.executable), "sako")
+        p = subprocess.Popen([sako_bin, "serve", "--replicate", cluster.urls[0], "--workers", "2",
+                              "--db", db, "--port", str(port), "--log-level", "warning",
+                              "--replicate-replicas", "1"], env=env)
+        try:
+            def call(method, path, body=None):
+                req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                             data=json.dumps(body).encode() if body else None,
+                                             headers={"X-API-Key": "adm",
+                                                      "Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return json.load(r)
+
+            names = set()
+            deadline = time.monotonic() + 90
+            while len(names) < 2:  # both workers answer on the one port
+                assert time.monotonic() < deadline, names
+                try:
+                    rep = call("GET", "/healthz")["replication"]
+                    if rep["connected"]:
+                        names.add(rep["name"])
+                except OSError:
+                    time.sleep(0.2)
+            call("PUT", "/v1/categories", {"categories": [{"id": 1, "name": "d"}]})
+            call("PUT", "/v1/items", {"items": [{"id": 7, "category_id": 1}]})
+            seen = set()
+            deadline = time.monotonic() + 30
+            while len(seen) < 2:
+                assert time.monotonic() < deadline, seen
+                h = call("GET", "/healthz")
+                if h["n_items"] == 1 and h["replication"]["lag"] == 0:
+                    seen.add(h["replication"]["name"])
+            assert os.path.exists(str(tmp_path / "var" / "sako-1.db"))
+            assert os.path.exists(str(tmp_path / "var" / "sako-2.db"))
+        finally:
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(60) == 0

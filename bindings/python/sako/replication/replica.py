@@ -386,7 +386,8 @@ class Replica:
 
     def status(self) -> Dict[str, Any]:
         applied = self.engine.log_position
-        return {"connected": self.connected, "stream": self.stream, "applied": applied,
+        return {"name": self.name, "connected": self.connected, "stream": self.stream,
+                "applied": applied,
                 "last_seq": self.last_seq, "lag": max(0, self.last_seq - applied),
                 "leader": self.leader, "stalled": self.stalled,
                 "entries_applied": self.applied_count, "entries_rejected": self.rejected_count}
