@@ -25,6 +25,7 @@ from ._engine import VerifyReport, verify
 from ._engine import COMPACT_MIN_EVENTS, CompactReport, LogStats
 from ._engine import FactorsInfo
 from ._mf import mf_fit, mf_fold_in, mf_gram
+from ._engine import AtOutcome
 
 #: version of the linked C library (``sako_version_string()``)
 __version__: str = _sako.sako_version_string()
@@ -39,5 +40,5 @@ __all__ = [
     "EVENT_TYPE_NAMES", "MODE_NAMES", "SOURCE_NAMES", "__version__", "version_info",
     "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX", "VersionInfo",
     "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS", "FactorsInfo",
-    "mf_fit", "mf_fold_in", "mf_gram",
+    "mf_fit", "mf_fold_in", "mf_gram", "AtOutcome",
 ]
