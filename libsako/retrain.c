@@ -1412,7 +1412,7 @@ static int retrain_blocking(sako_engine *e, unsigned reasons)
             rc = factors_store(e, factors, 1, &serial);
         if (rc == SAKO_OK)
             rc = factors_publish(e, &factors, serial);
-        if (factors || serial)
+        if (rc == SAKO_OK && serial)
             factors_trim(e, 1);
         sako__factors_free(factors);
     }
@@ -1533,8 +1533,10 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
         sako__retrain_refresh(e);
     }
     pthread_mutex_unlock(&e->write_mutex);
-    if (mf_serial)
-        factors_trim(e, 0); /* the replaced training's rows (or this one's, on failure) */
+    /* The replaced training's rows. After a failure the new rows stay until the next
+     * retrain's (trimming now would wipe the failure's message). */
+    if (mf_serial && rc >= SAKO_OK)
+        factors_trim(e, 0);
     job_free(&j);
     return rc > 0 ? SAKO_OK : rc;
 }
