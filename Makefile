@@ -68,8 +68,9 @@ asan:
 # policy's status readers against a writer (policy/concurrent), the online backup
 # taken while a writer runs (backup) and readers racing decay's epochs and rebases
 # (decay/threads, with a retrain and a background refresh across rebases),
-# compactions while threads update and recommend (compact/threads), and model
-# versions activated back and forth while readers recommend (versions/threads).
+# compactions while threads update and recommend (compact/threads), model
+# versions activated back and forth while readers recommend (versions/threads), and
+# matrix-factorisation trainings with 4 threads each, two at once (mf/threads).
 TSAN_FLAGS := CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 tsan:
 	$(MAKE) BUILD=build-tsan $(TSAN_FLAGS) build-tsan/check_sako
@@ -80,6 +81,8 @@ tsan:
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=decay CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=compact CK_RUN_CASE=threads build-tsan/check_sako
 	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=versions CK_RUN_CASE=threads build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=factors CK_RUN_CASE=threads build-tsan/check_sako
+	SAKO_TEST_TMP=build-tsan/tmp CK_RUN_SUITE=mf CK_RUN_CASE=threads build-tsan/check_sako
 
 # ------------------------------------------------------------ benchmark
 $(BUILD)/bench_sako: $(BENCH_SRC) $(STATIC)
@@ -92,6 +95,10 @@ bench: $(BUILD)/bench_sako
 # 10M events in the log (docs/benchmarks.md; ~10 min). STALL_ARGS=--quick: 50k, 1M events.
 bench-stall: $(BUILD)/bench_sako
 	nice $(BUILD)/bench_sako --only stall $(STALL_ARGS)
+# The matrix factorisation: recommend with and without factors, the retrain's training
+# time, the index's recall (docs/benchmarks.md; 50k and 1M items). FACTORS_ARGS=--quick: 50k.
+bench-factors: $(BUILD)/bench_sako
+	nice $(BUILD)/bench_sako --only factors $(FACTORS_ARGS)
 # What an online backup costs writers (docs/benchmarks.md, "Online backup").
 BACKUP_ARGS ?= 50000 2000000
 $(BUILD)/backup_stall: tests/backup_stall.c $(STATIC)
@@ -109,6 +116,18 @@ bench-compact: $(BUILD)/compact_stall
 	@mkdir -p $(BUILD)/tmp
 	$(BUILD)/compact_stall $(COMPACT_ARGS) $(BUILD)/tmp
 .PHONY: bench-compact
+# Implicit ALS against implicit's, side by side, and fold-in (docs/benchmarks.md, "Matrix
+# factorisation"; ~1 h on 2 shared CPUs at the default 1M x 100k x 50M generated matrix).
+# MF_ARGS="--synthetic 200000,20000,10000000" for a smaller generated matrix.
+MF_ARGS ?=
+$(BUILD)/mf_foldin_bench: tests/mf_foldin_bench.c $(STATIC)
+	$(CC) $(SAKO_CFLAGS) -O2 -g -o $@ tests/mf_foldin_bench.c $(STATIC) $(SAKO_LIBS)
+
+bench-mf: venv $(BUILD)/mf_foldin_bench
+	$(BUILD)/mf_foldin_bench 200 64 3000
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) bindings/python/bench/mf_speed.py $(MF_ARGS)
+.PHONY: bench-mf
 
 # ------------------------------------------------------------- examples
 $(BUILD)/cold_start: examples/cold_start.c $(STATIC)
@@ -354,4 +373,4 @@ clean:
 bench-replication: venv
 	SAKO_WITH_WRK=1 sh tests/install-deps.sh
 	$(PY) bindings/python/bench/replication.py $(REPL_BENCH_ARGS)
-.PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python
+.PHONY: all check asan tsan bench bench-stall bench-factors bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python

@@ -189,13 +189,46 @@ typedef struct sako_options {
     int create_empty;             /**< 1: an existing zero-length file at the path becomes a new
                                        database; 0: it is refused with SAKO_CORRUPT, as a
                                        database truncated to nothing would be (0) */
+    /* Version 4 (issue 10): matrix factorisation (implicit ALS, docs/architecture.md,
+     * "Matrix factorisation"). Model fields, stored like the ones above, except
+     * mf_threads (run time: the factors do not depend on it); a version <= 3 struct
+     * and a schema-4 file get these defaults. Off by default (mf_factors 0) until the
+     * evaluation shows that the factors help. */
+    uint32_t mf_factors;          /**< latent factors per user and item; 0 = no factors,
+                                       else 1..1024 (0) */
+    uint32_t mf_iterations;       /**< ALS sweeps per retrain, 1..10000 (15) */
+    double mf_regularization;     /**< L2 weight on both sides, finite, >= 0 (0.01) */
+    double mf_alpha;              /**< confidence c_ui = 1 + alpha r_ui, finite, > 0 (1.0) */
+    uint32_t mf_cg_steps;         /**< conjugate-gradient steps per row, 1..mf_factors (3) */
+    uint32_t mf_threads;          /**< training threads, 0 = online cores, else 1..256;
+                                       run time, not stored (0) */
+    uint64_t mf_seed;             /**< initial factors; 0 = the solver's fixed default (0) */
+    int mf_mode;                  /**< a ::sako_mf_mode: when the factors are served
+                                       (SAKO_MF_AUTO) */
+    uint32_t mf_min_users;        /**< auto: users in the last training before the
+                                       platform is served factors, 1..1e9 (100) */
+    uint32_t mf_min_user_items;   /**< auto: distinct products a user interacted with before
+                                       that user is served factors, 1..1e6 (3) */
+    double mf_weight;             /**< exponent of the factor signal in the personal
+                                       posterior, finite, in [0, 10] (1.0) */
+    uint32_t mf_candidates;       /**< products retrieved by factor score per query,
+                                       0..10000 (200) */
 } sako_options;
 
-#define SAKO_OPTIONS_VERSION 3
+/** When the personal engine uses the factors (::sako_options.mf_mode). */
+typedef enum sako_mf_mode {
+    SAKO_MF_AUTO = 0,  /**< once the platform (mf_min_users) and the user (mf_min_user_items)
+                            have enough data */
+    SAKO_MF_OFF = 1,   /**< never (the factors are still trained when mf_factors > 0) */
+    SAKO_MF_ON = 2     /**< for every user with history, whenever factors exist */
+} sako_mf_mode;
+
+#define SAKO_OPTIONS_VERSION 4
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
-      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0 }
+      1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0, \
+      0, 15, 0.01, 1.0, 3, 0, 0, SAKO_MF_AUTO, 100, 3, 1.0, 200 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -256,9 +289,10 @@ typedef enum sako_source {
     SAKO_SOURCE_REPEAT = 2,     /**< personal: the user's own purchase history weighed most */
     SAKO_SOURCE_AFFINITY = 3,   /**< personal: the user's category affinity lifted it most */
     SAKO_SOURCE_COPURCHASE = 4, /**< personal: bought together with the latest basket or `recent` */
-    SAKO_SOURCE_DEMAND = 5      /**< personal: its population demand, for a user who never bought it */
+    SAKO_SOURCE_DEMAND = 5,     /**< personal: its population demand, for a user who never bought it */
+    SAKO_SOURCE_MF = 6          /**< personal: the user's and the product's latent factors lifted it most */
 } sako_source;
-#define SAKO_SOURCES 6
+#define SAKO_SOURCES 7
 
 /** One recommended item. */
 typedef struct sako_rec {
@@ -678,6 +712,51 @@ SAKO_API int sako_policy_get(sako_engine *engine, sako_policy *out);
  */
 SAKO_API int sako_retrain_due(sako_engine *engine, sako_retrain_status *out);
 
+/* ------------------------------------------------- the engine's factors */
+
+/** The matrix factors the engine serves (sako_factors_info_get()): the last training's
+ *  parameters and the log it saw. Set `version` to ::SAKO_FACTORS_INFO_VERSION. */
+typedef struct sako_factors_info {
+    unsigned version;          /**< ::SAKO_FACTORS_INFO_VERSION */
+    uint32_t factors;          /**< latent factors of the training; 0: none trained */
+    uint32_t iterations, cg_steps;
+    double regularization, alpha;
+    uint64_t seed;
+    int64_t trained_at;        /**< wall clock of the training, unix ms */
+    int64_t first_batch, last_batch; /**< the range of the event log it saw */
+    uint64_t n_events;         /**< events logged up to last_batch */
+    uint64_t n_users;          /**< users with a trained vector */
+    uint64_t n_items;          /**< products with a trained vector */
+    uint64_t n_folded;         /**< users folded in since (interacted after the training) */
+    uint64_t index_lists;      /**< lists of the retrieval index */
+    uint64_t bytes;            /**< memory of the factors, the index and the fold-in cache */
+    double train_seconds;      /**< the training's wall time in this process (0 after a reopen) */
+    int serving;               /**< 1: mf_mode is not off and the platform threshold is met */
+} sako_factors_info;
+#define SAKO_FACTORS_INFO_VERSION 1
+
+/**
+ * The factors the engine serves: what trained them and on which part of the log.
+ * @param[in,out] out  out->version = SAKO_FACTORS_INFO_VERSION; filled (factors 0 when
+ *                     no training has run with mf_factors > 0)
+ * @return SAKO_OK; SAKO_MISUSE (NULL); SAKO_INVALID (wrong version). @note Thread-safe.
+ * @since 0.5
+ */
+SAKO_API int sako_factors_info_get(sako_engine *engine, sako_factors_info *out);
+
+/**
+ * One user's or one product's latent vector as served: a product's from the last
+ * training; a user's from it while the user has not interacted since, else solved
+ * exactly from the user's full history against the item factors (fold-in, cached).
+ * @param[in]  user_id, item_id  exactly one of them non-zero
+ * @param[out] out   cap floats; *n_out = the factor count (0: no vector)
+ * @return SAKO_OK; SAKO_MISUSE (NULL); SAKO_INVALID (bad ids, both or neither);
+ *         SAKO_NOTFOUND (unknown user or item); SAKO_RANGE (cap below the factor
+ *         count); SAKO_NOMEM. @note Thread-safe. @since 0.5
+ */
+SAKO_API int sako_factors_vector(sako_engine *engine, int64_t user_id, int64_t item_id,
+                                 float *out, size_t cap, size_t *n_out);
+
 /* ----------------------------------------------------------- introspection */
 
 /** Evidence and posterior of one item. @return SAKO_OK, SAKO_MISUSE, SAKO_INVALID,
@@ -867,6 +946,120 @@ typedef struct sako_log_stats {
  */
 SAKO_API int sako_log_stats_get(sako_engine *engine, sako_log_stats *out);
 
+/* ------------------------------------------------- matrix factorisation */
+
+/**
+ * A sparse matrix in CSR form (compressed rows), read only: row r holds the
+ * columns indices[indptr[r] .. indptr[r+1]-1], ascending and without duplicates,
+ * with their values, each > 0 and finite (a raw interaction strength r_ui).
+ * indptr has n_rows + 1 entries and indptr[0] = 0. n_rows and n_cols are at most
+ * INT32_MAX; either may be 0.
+ */
+typedef struct sako_csr {
+    size_t n_rows, n_cols;
+    const int64_t *indptr;   /**< n_rows + 1 entries, indptr[0] = 0, non-decreasing */
+    const int32_t *indices;  /**< indptr[n_rows] column indices in [0, n_cols) */
+    const float *values;     /**< indptr[n_rows] values, > 0 and finite */
+} sako_csr;
+
+/**
+ * Options of implicit ALS (Hu, Koren, Volinsky 2008) with conjugate-gradient row
+ * solves (Takács, Pilászy, Tikk 2011). Confidence c_ui = 1 + alpha * r_ui and
+ * preference p_ui = 1 for stored entries, c_ui = 1 and p_ui = 0 elsewhere; the loss
+ * is sum over all (u, i) of c_ui (p_ui - x_u.y_i)^2 + regularization * (sum |x_u|^2 +
+ * sum |y_i|^2). The `implicit` package (0.7) uses c_ui = alpha * r_ui instead: the
+ * same model as `implicit` with alpha = 1 on the values 1 + alpha * r_ui
+ * (docs/c-api.md, "Matrix factorisation"). Initialise with ::SAKO_MF_OPTIONS_INIT.
+ */
+typedef struct sako_mf_options {
+    unsigned version;        /**< ::SAKO_MF_OPTIONS_VERSION */
+    uint32_t factors;        /**< k, the length of a factor vector: 1..1024 (64) */
+    uint32_t iterations;     /**< ALS iterations, each solving every row then every column:
+                                  1..10000 (15) */
+    double regularization;   /**< lambda: >= 0, finite, at most 1e12 (0.01) */
+    double alpha;            /**< confidence scale: > 0, finite, at most 1e12 (1.0) */
+    uint32_t cg_steps;       /**< conjugate-gradient steps per row solve, warm-started from the
+                                  row's previous value: 1..factors (3) */
+    uint32_t threads;        /**< worker threads; 0 = the online cores; at most 256 (0) */
+    uint64_t seed;           /**< initial factors; 0 = the fixed default 0x5a4b4f4d46 (never
+                                  the clock) */
+} sako_mf_options;
+
+#define SAKO_MF_OPTIONS_VERSION 1
+/** The defaults: 64 factors, 15 iterations, regularization 0.01, alpha 1, 3 CG steps,
+ *  all online cores, seed 0. */
+#define SAKO_MF_OPTIONS_INIT { SAKO_MF_OPTIONS_VERSION, 64, 15, 0.01, 1.0, 3, 0, 0 }
+
+/**
+ * Factorise a user x item matrix by implicit ALS with CG row solves: X (n_rows x k)
+ * and Y (n_cols x k) such that X Y^T approximates the preferences under the
+ * confidences of ::sako_mf_options. Each iteration solves every row of X against
+ * the fixed Y, then every row of Y against the fixed X; a row's solve is
+ * opt->cg_steps CG steps on (Y^T Y + Y_u^T (C_u - I) Y_u + lambda I) x =
+ * Y_u^T C_u p_u, started from the row's current value. Initial factors: uniform in
+ * [0, 0.01) from opt->seed, user rows then item rows. float32 factors; Y^T Y is
+ * summed in double in a fixed order.
+ *
+ * Deterministic: the same matrix, options and library build give bit-identical
+ * factors, whatever opt->threads (rows are solved independently and Y^T Y is
+ * summed over fixed blocks of rows), on any x86-64 (the vector kernels keep one
+ * order of operations and no fused multiply-add).
+ * @param[in]  r             the matrix (users in rows, items in columns)
+ * @param[in]  opt           options; NULL for ::SAKO_MF_OPTIONS_INIT
+ * @param[out] user_factors  n_rows x factors floats, row-major (may be NULL when n_rows = 0)
+ * @param[out] item_factors  n_cols x factors floats, row-major (may be NULL when n_cols = 0)
+ * @return SAKO_OK; SAKO_MISUSE (NULL r, or a NULL factor array for a non-empty side);
+ *         SAKO_INVALID (bad options, or a bad matrix: indptr not starting at 0 or
+ *         decreasing, a column out of range, not ascending or repeated, a value <= 0 or
+ *         not finite; the message names the row and the entry); SAKO_RANGE (n_rows or
+ *         n_cols above INT32_MAX, or a factor array larger than the address space);
+ *         SAKO_NOMEM. On failure the factor arrays hold unspecified values.
+ * @note Thread-safe (no shared state); the caller's arrays must not change during the
+ *       call. Memory: a transposed copy of the matrix (12 bytes per entry plus 8 per
+ *       column) and a few k x k matrices per thread. @since 0.5
+ */
+SAKO_API int sako_mf_fit(const sako_csr *r, const sako_mf_options *opt,
+                         float *user_factors, float *item_factors);
+
+/**
+ * The Gram matrix Y^T Y of a factor matrix, summed in double over fixed blocks of
+ * rows (the value sako_mf_fit() uses). Cache it for sako_mf_fold_in().
+ * @param[in]  item_factors  n_items x factors floats, row-major (may be NULL when n_items = 0)
+ * @param[out] gram          factors x factors doubles, row-major, symmetric
+ * @return SAKO_OK; SAKO_MISUSE (NULL gram, or NULL item_factors with n_items > 0);
+ *         SAKO_INVALID (factors not in 1..1024); SAKO_RANGE (n_items above INT32_MAX);
+ *         SAKO_NOMEM.
+ * @note Thread-safe; one thread, O(n_items k^2). @since 0.5
+ */
+SAKO_API int sako_mf_gram(const float *item_factors, size_t n_items, uint32_t factors,
+                          double *gram);
+
+/**
+ * Fold in one row (a user) against fixed item factors: x = argmin of that row's
+ * loss, the solve one half-iteration of sako_mf_fit() performs for it. With exact =
+ * 0, opt->cg_steps CG steps started from `x` (a warm start: the user's previous
+ * vector, or zeros); with exact = 1, the exact solution (Cholesky, in double), `x`
+ * ignored on entry. Items need not be sorted; an item may not repeat.
+ * @param[in]     item_factors  n_items x opt->factors floats, row-major
+ * @param[in]     gram          Y^T Y from sako_mf_gram() (without lambda), or NULL to
+ *                              compute it here (O(n_items k^2): cache it)
+ * @param[in]     items         n item indices in [0, n_items) (NULL when n = 0)
+ * @param[in]     values        their values r_ui, > 0 and finite (NULL when n = 0)
+ * @param[in]     opt           factors, regularization, alpha, cg_steps (the other
+ *                              fields are checked but unused); NULL for the defaults
+ * @param[in,out] x             opt->factors floats: warm start in, solution out
+ * @return SAKO_OK; SAKO_MISUSE (NULL x or item_factors, or NULL items/values with
+ *         n > 0); SAKO_INVALID (bad options, exact not 0 or 1, an item out of range or
+ *         repeated, a bad value, a non-finite warm start or gram; the message names the
+ *         entry; or, with exact = 1, a system that is not positive definite, possible
+ *         only with regularization 0); SAKO_RANGE (n_items above INT32_MAX); SAKO_NOMEM.
+ *         On failure x is unchanged.
+ * @note Thread-safe; allocates k x k scratch per call. About 30 us for 200 items at
+ *       k = 64 with a cached gram (docs/benchmarks.md). @since 0.5
+ */
+SAKO_API int sako_mf_fold_in(const float *item_factors, size_t n_items, const double *gram,
+                             const int32_t *items, const float *values, size_t n,
+                             const sako_mf_options *opt, int exact, float *x);
 /* ------------------------------------------------------------- replication */
 
 /**

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "engine_internal.h"
+#include "factors_internal.h"
 #include "replica_internal.h"
 #include "model_internal.h"
 #include "recommend_internal.h"
@@ -31,7 +32,12 @@ static int same_params(const sako_model_params *a, const sako_model_params *b)
            a->personal_temperature == b->personal_temperature &&
            a->due_exponent == b->due_exponent && a->affinity_strength == b->affinity_strength &&
            a->lift_strength == b->lift_strength && a->basket_gap_ms == b->basket_gap_ms &&
-           a->decay_half_life_days == b->decay_half_life_days;
+           a->decay_half_life_days == b->decay_half_life_days &&
+           a->mf_factors == b->mf_factors && a->mf_iterations == b->mf_iterations &&
+           a->mf_cg_steps == b->mf_cg_steps && a->mf_regularization == b->mf_regularization &&
+           a->mf_alpha == b->mf_alpha && a->mf_seed == b->mf_seed && a->mf_mode == b->mf_mode &&
+           a->mf_min_users == b->mf_min_users && a->mf_min_user_items == b->mf_min_user_items &&
+           a->mf_weight == b->mf_weight && a->mf_candidates == b->mf_candidates;
 }
 
 static void set_personal_params(sako_engine *e, const sako_model_params *p)
@@ -90,6 +96,7 @@ static int load_meta(sako_engine *e, sako_store_demand *demand)
     e->compact_batch = m.compact_batch;
     e->compact_events = m.compact_events;
     e->model_version = m.model_version;
+    e->mf_serial = m.mf_serial;
     sako_options o = e->opts;
     sako__model_options_from_params(&o, &m.params);
     *demand = m.demand;
@@ -129,7 +136,9 @@ static int load(sako_engine *e)
         (rc = sako__policy_load(e)) ||
         (rc = sako__versions_load(e)) ||
         (rc = sako__retrain_replay(e, e->checkpoint_batch, NULL, NULL, NULL)) ||
-        (rc = sako__demand_restore(e, &demand, &e->demand)))
+        (rc = sako__demand_restore(e, &demand, &e->demand)) ||
+        (rc = sako__factors_load(&e->store, &e->item_index, e->n_items, e->items,
+                                 &e->users.index, e->users.n, &e->factors)))
         return rc;
     sako__model_fill_posteriors(e, e->posterior);
     return SAKO_OK;
@@ -226,6 +235,7 @@ static void engine_free(sako_engine *e, int checkpoint)
     sako__users_free(&e->users);
     sako__personal_free(&e->personal);
     sako__demand_free(e->demand);
+    sako__factors_free(e->factors);
     pthread_rwlock_destroy(&e->lock);
     pthread_mutex_destroy(&e->write_mutex);
     pthread_mutex_destroy(&e->scratch_mutex);
@@ -316,6 +326,10 @@ int sako_options_get(sako_engine *e, sako_options *out)
     pthread_rwlock_unlock(&e->lock);
     if (want == SAKO_OPTIONS_VERSION) {
         *out = o;
+    } else if (want == 3) {
+        /* A caller built against 0.3 or 0.4 has room up to create_empty. */
+        o.version = 3;
+        memcpy(out, &o, offsetof(sako_options, mf_factors));
     } else if (want == 2) {
         /* A caller built against 0.2 has room up to basket_gap_ms. */
         o.version = 2;
@@ -408,4 +422,83 @@ int sako_ready(sako_engine *e, int *ready_out)
     *ready_out = e->domains != NULL; /* built once; a broken set is rebuilt by the next writer */
     pthread_rwlock_unlock(&e->lock);
     return SAKO_OK;
+}
+
+/* ------------------------------------------------------------- factors */
+
+int sako_factors_info_get(sako_engine *e, sako_factors_info *out)
+{
+    if (!e || !out)
+        return sako__error(SAKO_MISUSE, "sako_factors_info_get: NULL engine or output");
+    if (out->version != SAKO_FACTORS_INFO_VERSION)
+        return sako__error(SAKO_INVALID, "sako_factors_info_get: version %u is not %d",
+                           out->version, SAKO_FACTORS_INFO_VERSION);
+    sako__error_clear();
+    memset(out, 0, sizeof *out);
+    out->version = SAKO_FACTORS_INFO_VERSION;
+    pthread_rwlock_rdlock(&e->lock);
+    sako_factors *f = e->factors;
+    if (f) {
+        out->factors = f->k;
+        out->iterations = f->iterations;
+        out->cg_steps = f->cg_steps;
+        out->regularization = f->regularization;
+        out->alpha = f->alpha;
+        out->seed = f->seed;
+        out->trained_at = f->trained_at;
+        out->first_batch = f->first_batch;
+        out->last_batch = f->last_batch;
+        out->n_events = f->n_events;
+        out->n_users = f->n_user_vectors;
+        out->n_items = f->n_item_vectors;
+        out->index_lists = sako__factor_index_lists(f->index);
+        out->train_seconds = f->train_seconds;
+        out->serving = e->params.mf_factors > 0 && e->params.mf_mode != SAKO_MF_OFF &&
+                       (e->params.mf_mode == SAKO_MF_ON || f->n_user_vectors >= e->params.mf_min_users);
+        pthread_mutex_lock(&f->fold_mutex);
+        out->n_folded = f->n_folded;
+        out->bytes = sako__factors_bytes(f);
+        pthread_mutex_unlock(&f->fold_mutex);
+    }
+    pthread_rwlock_unlock(&e->lock);
+    return SAKO_OK;
+}
+
+int sako_factors_vector(sako_engine *e, int64_t user_id, int64_t item_id, float *out, size_t cap,
+                        size_t *n_out)
+{
+    if (!e || !n_out || (cap && !out))
+        return sako__error(SAKO_MISUSE, "sako_factors_vector: NULL engine or output");
+    *n_out = 0;
+    if ((user_id != 0) == (item_id != 0))
+        return sako__error(SAKO_INVALID, "sako_factors_vector: give exactly one of user_id and "
+                           "item_id (got %lld and %lld)", (long long)user_id, (long long)item_id);
+    int64_t id = user_id ? user_id : item_id;
+    if (!sako__idmap_valid_id(id))
+        return sako__error(SAKO_INVALID, "sako_factors_vector: id %lld is out of range [1, 2^53-1]",
+                           (long long)id);
+    sako__error_clear();
+    int rc = SAKO_OK;
+    pthread_rwlock_rdlock(&e->lock);
+    sako_factors *f = e->factors;
+    uint32_t x = user_id ? sako__idmap_get(&e->users.index, id) : sako__idmap_get(&e->item_index, id);
+    if (x == SAKO_NONE) {
+        rc = sako__error(SAKO_NOTFOUND, "sako_factors_vector: unknown %s %lld",
+                         user_id ? "user" : "item", (long long)id);
+    } else if (f && cap < f->k) {
+        rc = sako__error(SAKO_RANGE, "sako_factors_vector: room for %zu floats, %u needed", cap, f->k);
+    } else if (f && item_id) {
+        if (x < f->n_items && f->has[x]) {
+            memcpy(out, f->item + (size_t)x * f->k, f->k * sizeof *out);
+            *n_out = f->k;
+        }
+    } else if (f) {
+        int got = sako__factors_user_vector(f, &e->personal.inter, x, out);
+        if (got < 0)
+            rc = got;
+        else if (got)
+            *n_out = f->k;
+    }
+    pthread_rwlock_unlock(&e->lock);
+    return rc;
 }

@@ -105,6 +105,10 @@ struct sako_engine {
     int version_hold;            /* prior refreshes held back: the active version is pinned
                                     or older than another (rolled back, kept back, rejected) */
     int64_t last_retrain_version;/* the version this handle's last retrain built (0: none) */
+    /* matrix factorisation (factors.c): the last training's factors, swapped under the
+     * write lock (NULL: none), and its serial in the file (writer mutex) */
+    struct sako_factors *factors;
+    int64_t mf_serial;
     /* tests: alters a fit (catalog mean, category means) before the gate sees it */
     void (*fit_hook)(sako_engine *e, double *root, double *means, size_t n, void *arg);
     void *fit_hook_arg;

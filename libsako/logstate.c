@@ -7,7 +7,10 @@
  *   item:  id, counts[4], organic[4], gap_days, gaps, baskets, n_partners,
  *          then per partner its item id and count.
  *   user:  id, n_baskets, basket_size, weight, basket_at, last_purchase_at,
- *          order_id, n, then per entry item id, basket, weight, gap_days, last_buys.
+ *          order_id, n, then per entry item id, basket, weight, gap_days, last_buys;
+ *          (format 2, issue 10) then the user's interactions: events, n, and per pair
+ *          item id, clicks, carts, purchases (u16 each). A format-1 checkpoint (0.4)
+ *          has no interactions: they start empty at its batch.
  * Items and users whose state is all zero (what a fresh replay starts from) are
  * left out. */
 #include <stdlib.h>
@@ -17,7 +20,7 @@
 #include "logstate_internal.h"
 
 #define MAGIC 0x534B4350u /* "SKCP" */
-#define FORMAT 1
+#define FORMAT 2
 
 /* ------------------------------------------------------------ encoding */
 
@@ -49,6 +52,12 @@ static void put_u32(sako_logstate_writer *w, uint32_t v)
 }
 
 static void put_i64(sako_logstate_writer *w, int64_t v) { put_u64(w, (uint64_t)v); }
+
+static void put_u16(sako_logstate_writer *w, uint16_t v)
+{
+    w->buf[w->len++] = (unsigned char)v;
+    w->buf[w->len++] = (unsigned char)(v >> 8);
+}
 
 static void put_f64(sako_logstate_writer *w, double v)
 {
@@ -108,17 +117,22 @@ static size_t item_record(const sako_logstate_src *s, size_t i, sako_logstate_wr
     return need;
 }
 
-static int user_empty(const sako_history *h)
+static int user_empty(const sako_personal *p, size_t u)
 {
+    const sako_history *h = &p->users[u];
+    const sako_user_interactions *x = u < p->inter.cap_users ? &p->inter.users[u] : NULL;
     return h->n == 0 && h->n_baskets == 0 && h->basket_size == 0 &&
            zero_bytes(&h->weight, sizeof h->weight) && h->basket_at == 0 &&
-           h->last_purchase_at == 0 && h->order_id == 0;
+           h->last_purchase_at == 0 && h->order_id == 0 && (!x || (x->n == 0 && x->events == 0));
 }
 
 static size_t user_record(const sako_logstate_src *s, size_t u, sako_logstate_writer *w)
 {
     const sako_history *h = &s->personal->users[u];
-    size_t need = 8 + 8 + 8 + 24 + 4 + (size_t)h->n * 28;
+    const sako_interactions *xs = &s->personal->inter;
+    const sako_user_interactions *x = u < xs->cap_users ? &xs->users[u] : NULL;
+    uint32_t n_pairs = x ? x->n : 0;
+    size_t need = 8 + 8 + 8 + 24 + 4 + (size_t)h->n * 28 + 8 + (size_t)n_pairs * 14;
     if (!w)
         return need;
     put_i64(w, s->user_ids[u]);
@@ -136,6 +150,15 @@ static size_t user_record(const sako_logstate_src *s, size_t u, sako_logstate_wr
         put_f32(w, x->weight);
         put_f32(w, x->gap_days);
         put_u64(w, x->last_buys);
+    }
+    put_u32(w, x ? x->events : 0);
+    put_u32(w, n_pairs);
+    for (uint32_t k = 0; k < n_pairs; k++) {
+        const sako_interaction *q = &x->v[k];
+        put_i64(w, s->item_ids[q->item]);
+        put_u16(w, q->clicks);
+        put_u16(w, q->carts);
+        put_u16(w, q->purchases);
     }
     return need;
 }
@@ -165,7 +188,7 @@ int sako__logstate_next(sako_logstate_writer *w, int *part, int64_t *chunk, cons
         size_t n = items ? s->n_items : s->n_users;
         while (w->next < n && w->len < SAKO_LOGSTATE_CHUNK) {
             size_t i = w->next++;
-            if (items ? item_empty(s, i) : user_empty(&s->personal->users[i]))
+            if (items ? item_empty(s, i) : user_empty(s->personal, i))
                 continue;
             size_t need = items ? item_record(s, i, NULL) : user_record(s, i, NULL);
             if ((rc = grow(w, need)))
@@ -292,6 +315,7 @@ typedef struct load_state {
     int64_t seen_chunks[3], seen_records[3];
     int part;              /* of the chunk being decoded, for messages */
     int64_t chunk;
+    uint32_t format;       /* the head's (1: no interactions in user records) */
 } load_state;
 
 static int malformed(load_state *ls, const char *what)
@@ -324,9 +348,10 @@ static int load_head(load_state *ls, cursor *c)
     }
     if (c->bad || c->p != c->end || magic != MAGIC)
         return malformed(ls, "not a checkpoint head");
-    if (format != FORMAT)
-        return sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: format %u is not %d",
+    if (format != FORMAT && format != 1)
+        return sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: format %u is not 1 or %d",
                            (long long)d->batch, format, FORMAT);
+    ls->format = format;
     if (batch != d->batch || d->events < 0)
         return malformed(ls, "its batch or event count");
     /* The state up to C was built with these: a replay after C must use the same. */
@@ -395,6 +420,63 @@ static int cmp_entry(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int cmp_pair(const void *a, const void *b)
+{
+    uint32_t x = ((const sako_interaction *)a)->item, y = ((const sako_interaction *)b)->item;
+    return (x > y) - (x < y);
+}
+
+static uint16_t get_u16(cursor *c)
+{
+    if (c->end - c->p < 2) {
+        c->bad = 1;
+        return 0;
+    }
+    uint16_t v = (uint16_t)(c->p[0] | (c->p[1] << 8));
+    c->p += 2;
+    return v;
+}
+
+/* A user's interactions (format 2), sorted by this engine's item indices. */
+static int load_interactions(load_state *ls, cursor *c, uint32_t u)
+{
+    sako_interactions *xs = &ls->d->personal->inter;
+    uint32_t events = get_u32(c), n = get_u32(c);
+    if (c->bad || (size_t)(c->end - c->p) / 14 < n)
+        return malformed(ls, "interactions cut short");
+    if (u >= xs->cap_users)
+        return malformed(ls, "a user with no stored row");
+    sako_user_interactions *x = &xs->users[u];
+    if (x->v || x->events)
+        return malformed(ls, "a user's interactions twice");
+    x->events = events;
+    if (n) {
+        x->v = malloc((size_t)n * sizeof *x->v);
+        if (!x->v)
+            return sako__error(SAKO_NOMEM, "out of memory loading the log checkpoint");
+        x->cap = n;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        sako_interaction *q = &x->v[k];
+        uint32_t i = item_index(ls, get_i64(c));
+        if (i == SAKO_NONE)
+            return malformed(ls, "an interaction with an item not in the catalog");
+        q->item = i;
+        q->clicks = get_u16(c);
+        q->carts = get_u16(c);
+        q->purchases = get_u16(c);
+        q->unused = 0;
+        x->n = k + 1;
+        xs->pairs++;
+    }
+    if (x->n > 1)
+        qsort(x->v, x->n, sizeof *x->v, cmp_pair);
+    for (uint32_t k = 1; k < x->n; k++)
+        if (x->v[k].item == x->v[k - 1].item)
+            return malformed(ls, "a product twice in a user's interactions");
+    return SAKO_OK;
+}
+
 static int load_user(load_state *ls, cursor *c)
 {
     sako_logstate_dst *d = ls->d;
@@ -447,7 +529,7 @@ static int load_user(load_state *ls, cursor *c)
     for (uint32_t k = 1; k < h->n; k++)
         if (h->v[k].item == h->v[k - 1].item)
             return malformed(ls, "a product twice in a history");
-    return SAKO_OK;
+    return ls->format >= 2 ? load_interactions(ls, c, u) : SAKO_OK;
 }
 
 static int load_chunk(void *payload, int part, int64_t n, const void *data, size_t bytes)

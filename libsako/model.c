@@ -70,6 +70,17 @@ void sako__model_params_from_options(sako_model_params *p, const sako_options *o
     p->lift_strength = o->lift_strength;
     p->basket_gap_ms = o->basket_gap_ms;
     p->decay_half_life_days = o->decay_half_life_days;
+    p->mf_factors = o->mf_factors;
+    p->mf_iterations = o->mf_iterations;
+    p->mf_cg_steps = o->mf_cg_steps;
+    p->mf_regularization = o->mf_regularization;
+    p->mf_alpha = o->mf_alpha;
+    p->mf_seed = o->mf_seed;
+    p->mf_mode = o->mf_mode;
+    p->mf_min_users = o->mf_min_users;
+    p->mf_min_user_items = o->mf_min_user_items;
+    p->mf_weight = o->mf_weight;
+    p->mf_candidates = o->mf_candidates;
 }
 
 void sako__model_options_from_params(sako_options *o, const sako_model_params *p)
@@ -94,16 +105,28 @@ void sako__model_options_from_params(sako_options *o, const sako_model_params *p
     o->lift_strength = p->lift_strength;
     o->basket_gap_ms = p->basket_gap_ms;
     o->decay_half_life_days = p->decay_half_life_days;
+    o->mf_factors = p->mf_factors;
+    o->mf_iterations = p->mf_iterations;
+    o->mf_cg_steps = p->mf_cg_steps;
+    o->mf_regularization = p->mf_regularization;
+    o->mf_alpha = p->mf_alpha;
+    o->mf_seed = p->mf_seed;
+    o->mf_mode = p->mf_mode;
+    o->mf_min_users = p->mf_min_users;
+    o->mf_min_user_items = p->mf_min_user_items;
+    o->mf_weight = p->mf_weight;
+    o->mf_candidates = p->mf_candidates;
 }
 
 void sako__model_options_upgrade(sako_options *dst, const sako_options *src)
 {
     static const sako_options defaults = SAKO_OPTIONS_INIT;
-    if (src->version == 1 || src->version == 2) {
+    if (src->version >= 1 && src->version <= 3) {
         /* Only the fields an older struct has are read: it may end right there. */
         *dst = defaults;
         memcpy(dst, src, src->version == 1 ? offsetof(sako_options, organic_demand)
-                                           : offsetof(sako_options, decay_half_life_days));
+                         : src->version == 2 ? offsetof(sako_options, decay_half_life_days)
+                                             : offsetof(sako_options, mf_factors));
         dst->version = SAKO_OPTIONS_VERSION;
     } else {
         *dst = *src;
@@ -118,11 +141,51 @@ static int check_weight(const char *name, double v, int strictly_positive)
     return SAKO_OK;
 }
 
+/* The matrix factorisation's fields (the solver's own ranges: include/sako.h). */
+static int validate_mf(const sako_options *o)
+{
+    if (o->mf_factors > 1024)
+        return sako__error(SAKO_INVALID, "options: mf_factors = %u is not 0 (off) or in [1, 1024]",
+                           o->mf_factors);
+    if (o->mf_iterations < 1 || o->mf_iterations > 10000)
+        return sako__error(SAKO_INVALID, "options: mf_iterations = %u is not in [1, 10000]",
+                           o->mf_iterations);
+    if (!isfinite(o->mf_regularization) || o->mf_regularization < 0.0 || o->mf_regularization > 1e6)
+        return sako__error(SAKO_INVALID, "options: mf_regularization = %g is not a finite number "
+                           "in [0, 1e6]", o->mf_regularization);
+    if (!isfinite(o->mf_alpha) || !(o->mf_alpha > 0.0) || o->mf_alpha > 1e6)
+        return sako__error(SAKO_INVALID, "options: mf_alpha = %g is not a finite number in (0, 1e6]",
+                           o->mf_alpha);
+    uint32_t max_cg = o->mf_factors ? o->mf_factors : 1024;
+    if (o->mf_cg_steps < 1 || o->mf_cg_steps > max_cg)
+        return sako__error(SAKO_INVALID, "options: mf_cg_steps = %u is not in [1, %u] (at most "
+                           "mf_factors)", o->mf_cg_steps, max_cg);
+    if (o->mf_threads > 256)
+        return sako__error(SAKO_INVALID, "options: mf_threads = %u is not 0 (online cores) or in "
+                           "[1, 256]", o->mf_threads);
+    if (o->mf_mode != SAKO_MF_AUTO && o->mf_mode != SAKO_MF_OFF && o->mf_mode != SAKO_MF_ON)
+        return sako__error(SAKO_INVALID, "options: mf_mode = %d is not a sako_mf_mode (0 auto, "
+                           "1 off, 2 on)", o->mf_mode);
+    if (o->mf_min_users < 1 || o->mf_min_users > 1000000000)
+        return sako__error(SAKO_INVALID, "options: mf_min_users = %u is not in [1, 1e9]",
+                           o->mf_min_users);
+    if (o->mf_min_user_items < 1 || o->mf_min_user_items > 1000000)
+        return sako__error(SAKO_INVALID, "options: mf_min_user_items = %u is not in [1, 1e6]",
+                           o->mf_min_user_items);
+    if (!isfinite(o->mf_weight) || o->mf_weight < 0.0 || o->mf_weight > 10.0)
+        return sako__error(SAKO_INVALID, "options: mf_weight = %g is not a finite number in [0, 10]",
+                           o->mf_weight);
+    if (o->mf_candidates > 10000)
+        return sako__error(SAKO_INVALID, "options: mf_candidates = %u is not in [0, 10000]",
+                           o->mf_candidates);
+    return SAKO_OK;
+}
+
 int sako__model_validate_options(const sako_options *o)
 {
     int rc;
     if (o->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2 or %d (use SAKO_OPTIONS_INIT)",
+        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2, 3 or %d (use SAKO_OPTIONS_INIT)",
                            o->version, SAKO_OPTIONS_VERSION);
     if ((rc = check_weight("reward_click", o->reward_click, 0)) ||
         (rc = check_weight("reward_cart", o->reward_cart, 0)) ||
@@ -175,7 +238,7 @@ int sako__model_validate_options(const sako_options *o)
     if (!isfinite(h) || (h != 0.0 && (h < 1.0 || h > 1e6)))
         return sako__error(SAKO_INVALID, "options: decay_half_life_days = %g is not 0 (no decay) "
                            "or a number of days in [1, 1e6]", h);
-    return SAKO_OK;
+    return validate_mf(o);
 }
 
 /* Without decay both scales are exactly 1 and x * 1 == x: the 0.2 arithmetic. */

@@ -114,6 +114,8 @@ int sako__personal_reserve(sako_personal *p, size_t n_users, const sako_event *e
     }
     if (rc == SAKO_OK)
         rc = sako__personal_reserve_items(p, n_items);
+    if (rc == SAKO_OK)
+        rc = sako__interactions_reserve(&p->inter, n_users, ev, user, n);
     if (rc || n_buys == 0)
         return rc;
     /* One entry per purchase is an upper bound; it is what a new product needs. */
@@ -305,6 +307,7 @@ void sako__personal_apply(sako_personal *p, const sako_personal_params *pp, cons
     }
     if (ev->type == SAKO_EVENT_PURCHASE)
         purchase(p, pp, &p->users[user], item, ev->time, order_id, w);
+    sako__interactions_apply(&p->inter, ev, user, item);
 }
 
 double sako__personal_interval(const sako_personal *p, uint32_t item, double scale)
@@ -323,5 +326,6 @@ void sako__personal_free(sako_personal *p)
     free(p->users);
     free(p->items);
     free(p->item_baskets);
+    sako__interactions_free(&p->inter);
     memset(p, 0, sizeof *p);
 }

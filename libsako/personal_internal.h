@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "decay_internal.h"
+#include "interactions_internal.h"
 #include "sako.h"
 
 /* Bought-together partners kept per product (a bounded, deterministic heavy-hitters
@@ -74,6 +75,8 @@ typedef struct sako_personal {
     double organic_purchases;
     double gap_days, gaps;  /* every repurchase interval: sum and count */
     sako_decay decay;       /* the frame of the product-level sums */
+    sako_interactions inter;/* each user's clicks, carts and purchases per product (the
+                               matrix factorisation's r_ui; not decayed) */
 } sako_personal;
 
 /* The options the state depends on. */

@@ -17,24 +17,39 @@
  * SAKO_CATEGORY_TOP best of the user's SAKO_TOP_CATEGORIES heaviest categories,
  * SAKO_COPURCHASE_TOP bought-together partners, and the population engine's own top
  * k (its exact draw). A product outside them is not drawn: the draw is exact over
- * the candidates, not over the catalog. */
+ * the candidates, not over the catalog.
+ *
+ * Matrix factorisation (when served to this user, see mf_served): pi_uj is also
+ * multiplied by m_uj = ((e + s_uj) / (e + s_u))^w, clipped to [0.1, 10], where s_uj is
+ * the factor score x_u . y_j clipped to [0, 1] (it estimates the preference p_uj), s_u
+ * = x_u . y_mean clipped the same way, y_mean the item vectors' mean weighted by their
+ * interactions: a product the factors rate above the platform's typical interaction
+ * gets m > 1, as the category affinity is a share over the population's share (the
+ * reference depends on the user and the training only, never on which other
+ * candidates a request has), e = SAKO_MF_EPS and
+ * w = mf_weight; and the mf_candidates products with the best factor scores (the
+ * index's answer) join the candidates. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "demand_internal.h"
 #include "engine_internal.h"
+#include "factors_internal.h"
 #include "personal_rank_internal.h"
 
 #define SAKO_TOP_CATEGORIES 8
 #define SAKO_COPURCHASE_TOP 60
+/* Keeps the factor signal finite for a user whose scores are all about 0. */
+#define SAKO_MF_EPS 0.05
 
-enum { FROM_OWN = 1, FROM_LIST = 2, FROM_PARTNER = 4 };
+enum { FROM_OWN = 1, FROM_LIST = 2, FROM_PARTNER = 4, FROM_MF = 8 };
 
 typedef struct candidate {
     uint32_t item;
     uint32_t from;
     float lift_sum;        /* sum over the sources of (lift - 1), lift > 1 only */
+    float mf;              /* its factor score clipped to [0, 1]; < 0: no vector */
     const sako_history_entry *own;
 } candidate;
 
@@ -54,6 +69,14 @@ struct sako_personal_scratch {
     double *heap_v;
     uint32_t *heap_i;
     uint8_t *heap_src;
+    /* matrix factorisation: the user's vector, the index's answer and its scratch */
+    float *mf_user;
+    uint32_t mf_k;
+    uint32_t *mf_items;
+    float *mf_scores;
+    size_t cap_mf;
+    void *mf_index_scratch;
+    size_t cap_mf_index;
 };
 
 void sako__personal_scratch_free(sako_personal_scratch *s)
@@ -72,6 +95,10 @@ void sako__personal_scratch_free(sako_personal_scratch *s)
     free(s->heap_v);
     free(s->heap_i);
     free(s->heap_src);
+    free(s->mf_user);
+    free(s->mf_items);
+    free(s->mf_scores);
+    free(s->mf_index_scratch);
     free(s);
 }
 
@@ -164,8 +191,96 @@ static candidate *cand_get(sako_personal_scratch *s, uint32_t item, uint32_t fro
     c->item = item;
     c->from = from;
     c->lift_sum = 0.0f;
+    c->mf = -1.0f;
     c->own = NULL;
     return c;
+}
+
+/* Whether the factors take part for user u: trained factors, mf_factors > 0 and not
+ * pinned off; in auto mode, the platform's training saw mf_min_users users and this
+ * user interacted with mf_min_user_items products. */
+static int mf_served(const sako_engine *e, const sako_factors *f, uint32_t u)
+{
+    const sako_model_params *mp = &e->params;
+    if (!f || mp->mf_factors == 0 || mp->mf_mode == SAKO_MF_OFF)
+        return 0;
+    if (mp->mf_mode == SAKO_MF_ON)
+        return 1;
+    const sako_interactions *x = &e->personal.inter;
+    return f->n_user_vectors >= mp->mf_min_users && u < x->cap_users &&
+           x->users[u].n >= mp->mf_min_user_items;
+}
+
+static int mf_scratch(sako_personal_scratch *s, const sako_factors *f, size_t want)
+{
+    if (f->k > s->mf_k) {
+        float *v = realloc(s->mf_user, f->k * sizeof *v);
+        if (!v)
+            return SAKO_NOMEM;
+        s->mf_user = v;
+        s->mf_k = f->k;
+    }
+    if (want > s->cap_mf) {
+        uint32_t *i = realloc(s->mf_items, want * sizeof *i);
+        if (i)
+            s->mf_items = i;
+        float *v = i ? realloc(s->mf_scores, want * sizeof *v) : NULL;
+        if (!v)
+            return SAKO_NOMEM;
+        s->mf_scores = v;
+        s->cap_mf = want;
+    }
+    size_t bytes = sako__factor_index_scratch_size(f->index);
+    if (bytes > s->cap_mf_index) {
+        void *p = realloc(s->mf_index_scratch, bytes);
+        if (!p)
+            return SAKO_NOMEM;
+        s->mf_index_scratch = p;
+        s->cap_mf_index = bytes;
+    }
+    return SAKO_OK;
+}
+
+/* x . y_item clipped to [0, 1]. */
+static float mf_score(const sako_factors *f, const float *x, uint32_t item)
+{
+    float v = sako__factor_index_dot(x, f->item + (size_t)item * f->k, f->k);
+    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+}
+
+/* The factors' candidates and every candidate's factor score; the reference score. */
+static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_personal_query *pq,
+                         sako_personal_scratch *s, double *mean, int *used)
+{
+    *used = 0;
+    size_t want = e->params.mf_candidates;
+    if (mf_scratch(s, f, want) != SAKO_OK)
+        return SAKO_NOMEM;
+    int got = sako__factors_user_vector(f, &e->personal.inter, pq->user, s->mf_user);
+    if (got == SAKO_NOMEM)
+        return got;
+    if (got <= 0) { /* no interaction, or a solve that failed: served without factors */
+        sako__error_clear();
+        return SAKO_OK;
+    }
+    *used = 1;
+    if (want > 0 && pq->q->mode != SAKO_MODE_REPEAT && f->index) {
+        size_t n = sako__factor_index_search(f->index, s->mf_user, 0, want, s->mf_index_scratch,
+                                             s->mf_items, s->mf_scores);
+        for (size_t j = 0; j < n; j++)
+            if (!cand_get(s, s->mf_items[j], FROM_MF))
+                return SAKO_NOMEM;
+    }
+    for (size_t j = 0; j < s->n_cand; j++) {
+        candidate *c = &s->cand[j];
+        if (c->from && c->item < f->n_items && f->has[c->item])
+            c->mf = mf_score(f, s->mf_user, c->item);
+    }
+    double ref = 0.0;
+    for (uint32_t t = 0; t < f->k; t++)
+        ref += s->mf_user[t] * f->mean[t];
+    *mean = ref < 0.0 ? 0.0 : ref > 1.0 ? 1.0 : ref;
+    return SAKO_OK;
 }
 
 static uint32_t department_of(const sako_engine *e, uint32_t c)
@@ -420,6 +535,17 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         }
     }
 
+    /* The factors: more candidates, and a score for each. */
+    int use_mf = 0;
+    double mf_mean = 0.0, mf_w = mp->mf_weight;
+    if (mf_served(e, e->factors, pq->user)) {
+        rc = mf_candidates(e, e->factors, pq, s, &mf_mean, &use_mf);
+        if (rc == SAKO_NOMEM)
+            goto nomem;
+        if (rc)
+            goto done;
+    }
+
     /* One draw per eligible candidate; the top k by a heap. */
     size_t n_heap = 0, k = (size_t)q->k;
     double temp = mp->personal_temperature, kappa = mp->due_exponent;
@@ -453,7 +579,12 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
             aff = s->cat_affinity[ci];
         }
         double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
-        double pi = qj * r * aff * ell;
+        double mf = 1.0;
+        if (use_mf && c->mf >= 0.0f && mf_w > 0.0) {
+            mf = pow((SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean), mf_w);
+            mf = mf < 0.1 ? 0.1 : mf > 10.0 ? 10.0 : mf;
+        }
+        double pi = qj * r * aff * ell * mf;
         pi = pi < 1e-9 ? 1e-9 : pi > 0.9 ? 0.9 : pi;
         double n_uj = 0.0, due = 1.0;
         if (c->own) {
@@ -479,6 +610,8 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         uint8_t src;
         if (c->own && n_uj >= a0 * pi)
             src = SAKO_SOURCE_REPEAT;
+        else if (mf > 1.0 && mf >= ell && mf >= aff)
+            src = SAKO_SOURCE_MF;
         else if (ell > 1.0 && ell >= aff)
             src = SAKO_SOURCE_COPURCHASE;
         else if (aff > 1.0)

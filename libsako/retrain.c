@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "engine_internal.h"
+#include "factors_internal.h"
 #include "gate_internal.h"
 #include "killpoint_internal.h"
 #include "logstate_internal.h"
@@ -766,6 +767,7 @@ typedef struct retrain_job {
     uint32_t *gate_items;     /* scratch: a holdout batch's item indices */
     size_t cap_gate_items;
     sako_gate *gate;
+    sako_factors *factors;    /* trained on the state at P (NULL: factors off or no data) */
 } retrain_job;
 
 static void job_free(retrain_job *j)
@@ -787,6 +789,7 @@ static void job_free(retrain_job *j)
     sako__demand_free(j->demand);
     free(j->post);
     sako__domains_free(j->domains);
+    sako__factors_free(j->factors);
 }
 
 /* The catalog snapshot the epochs are computed on (once per retrain). */
@@ -1106,6 +1109,12 @@ static int job_build(sako_engine *e, retrain_job *j)
         (rc = job_read(j, read_upto, j->position)) ||
         (rc = job_compute(e, j)))
         return rc;
+    /* The matrix factorisation, on the same state at P, off the mutex: recommendations
+     * keep the current factors until the new ones are published. */
+    sako_factors_range range = { j->ver.first_batch, j->fitted_at, j->n_events };
+    if ((rc = sako__factors_train(&j->fs.personal.inter, j->n_users, j->view->items, j->n_items,
+                                  &e->params, e->opts.mf_threads, &range, &j->factors)))
+        return rc;
     /* Finite everywhere: the fit at P, and every posterior it gives. */
     sako_store_fit fit;
     char why[160];
@@ -1260,6 +1269,104 @@ static int job_finish(sako_engine *e, retrain_job *j)
     return SAKO_OK;
 }
 
+/* Stored factors of other trainings than the served one (a replaced training, or one a
+ * crash or failure left unswitched) deleted, a few rows per transaction, each taking
+ * the writer mutex unless `locked` (best effort: what is left goes next time). */
+#define FACTORS_TRIM_ROWS 8
+static void factors_trim(sako_engine *e, int locked)
+{
+    for (int done = 0; !done;) {
+        if (!locked)
+            pthread_mutex_lock(&e->write_mutex);
+        int rc = sako__store_begin(&e->store);
+        if (rc == SAKO_OK && !(rc = sako__store_mf_trim(&e->store, e->mf_serial, FACTORS_TRIM_ROWS,
+                                                        &done)))
+            rc = sako__store_commit(&e->store);
+        if (rc)
+            sako__store_rollback(&e->store);
+        if (!locked)
+            pthread_mutex_unlock(&e->write_mutex);
+        if (rc) {
+            sako__error_clear();
+            return;
+        }
+    }
+}
+
+/* New factors written beside the served ones as training e->mf_serial + 1, one chunk
+ * (~1 MiB) per transaction, each holding the writer mutex only for itself unless
+ * `locked`: at 1M products that is hundreds of short stalls instead of one of seconds.
+ * Nothing serves them until factors_publish switches to them. Only one retrain runs at
+ * a time, so the serial is this one's. */
+static int factors_store(sako_engine *e, const sako_factors *f, int locked, int64_t *serial_out)
+{
+    factors_trim(e, locked);
+    if (!locked)
+        pthread_mutex_lock(&e->write_mutex);
+    int64_t serial = e->mf_serial + 1;
+    sako_factors_writer w;
+    int rc = sako__factors_writer_init(&w, f, e->items, e->users.v);
+    if (!locked)
+        pthread_mutex_unlock(&e->write_mutex);
+    while (rc == SAKO_OK) {
+        int part;
+        int64_t chunk;
+        const void *data;
+        size_t bytes;
+        int more = sako__factors_writer_next(&w, &part, &chunk, &data, &bytes);
+        if (more <= 0) {
+            rc = more;
+            break;
+        }
+        if (!locked)
+            pthread_mutex_lock(&e->write_mutex);
+        rc = sako__store_begin(&e->store);
+        if (rc == SAKO_OK &&
+            !(rc = sako__store_mf_write_chunk(&e->store, serial, part, chunk, data, bytes)))
+            rc = sako__store_commit(&e->store);
+        if (rc)
+            sako__store_rollback(&e->store);
+        if (!locked)
+            pthread_mutex_unlock(&e->write_mutex);
+        SAKO_KILL_POINT("mf.chunk_written");
+    }
+    sako__factors_writer_free(&w);
+    *serial_out = serial;
+    return rc;
+}
+
+/* The stored training `serial` becomes the served one, in one small transaction, and
+ * the factors are swapped in under the write lock (writer mutex held). They are not
+ * versioned: each training replaces the last, whatever the gate decides about the
+ * population model (docs/architecture.md, "Matrix factorisation in the engine"). */
+static int factors_publish(sako_engine *e, sako_factors **fp, int64_t serial)
+{
+    sako_factors *f = *fp;
+    if (!f)
+        return SAKO_OK;
+    int rc = sako__store_begin(&e->store);
+    if (rc)
+        return rc;
+    if ((rc = sako__store_mf_switch(&e->store, serial))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    SAKO_KILL_POINT("mf.before_commit");
+    if ((rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    SAKO_KILL_POINT("mf.after_commit");
+    pthread_rwlock_wrlock(&e->lock);
+    sako_factors *old = e->factors;
+    e->factors = f;
+    e->mf_serial = serial;
+    pthread_rwlock_unlock(&e->lock);
+    sako__factors_free(old);
+    *fp = NULL;
+    return SAKO_OK;
+}
+
 /* A version's row as a retrain starts it (writer mutex held). */
 static void version_start(sako_engine *e, sako_store_version *ver, unsigned reasons)
 {
@@ -1295,6 +1402,20 @@ static int retrain_blocking(sako_engine *e, unsigned reasons)
         rc = sako__personal_reserve_items(&fresh, e->cap_items);
     if (rc == SAKO_OK)
         rc = sako__retrain_replay(e, 0, counts, &frame, &fresh);
+    if (rc == SAKO_OK) {
+        sako_factors *factors = NULL;
+        sako_factors_range range = { ver.first_batch, ver.last_batch, ver.n_events };
+        int64_t serial = 0;
+        rc = sako__factors_train(&fresh.inter, e->users.n, e->items, e->n_items, &e->params,
+                                 e->opts.mf_threads, &range, &factors);
+        if (rc == SAKO_OK && factors)
+            rc = factors_store(e, factors, 1, &serial);
+        if (rc == SAKO_OK)
+            rc = factors_publish(e, &factors, serial);
+        if (rc == SAKO_OK && serial)
+            factors_trim(e, 1);
+        sako__factors_free(factors);
+    }
     if (rc == SAKO_OK) {
         /* The rebuilt personal state replaces the online one (they are equal: the
          * log's); the item counts follow with the epoch (until then readers sample
@@ -1388,8 +1509,13 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
     pthread_mutex_unlock(&e->write_mutex);
 
     rc = job_build(e, &j);
+    int64_t mf_serial = 0;
+    if (rc == SAKO_OK && j.factors)
+        rc = factors_store(e, j.factors, 0, &mf_serial);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
+    if (rc == SAKO_OK)
+        rc = factors_publish(e, &j.factors, mf_serial);
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
@@ -1407,6 +1533,10 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
         sako__retrain_refresh(e);
     }
     pthread_mutex_unlock(&e->write_mutex);
+    /* The replaced training's rows. After a failure the new rows stay until the next
+     * retrain's (trimming now would wipe the failure's message). */
+    if (mf_serial && rc >= SAKO_OK)
+        factors_trim(e, 0);
     job_free(&j);
     return rc > 0 ? SAKO_OK : rc;
 }

@@ -20,7 +20,7 @@
 #include "idmap_internal.h"
 #include "store_internal.h"
 
-#define SAKO_SCHEMA_VERSION 4          /* PRAGMA user_version written by this library */
+#define SAKO_SCHEMA_VERSION 5          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
 static const char *const schema_v1 =
@@ -124,6 +124,19 @@ static const char *const migrations[] = {
     " ('policy_gate_min_baskets', 200), ('policy_keep_versions', 10);"
     /* ---- 3 -> 4, model versions ---- end */
     "",
+    /* 4 -> 5 (issue 10), matrix factorisation: its options (off: mf_factors 0) and the
+     * trained factors with the training's parameters and log range, in checksummed
+     * chunks (factors.c encodes them). mf_serial numbers the trainings and names the
+     * one served: a new training's rows are written beside it in short transactions,
+     * switched to in one, and the old rows deleted afterwards (as the log checkpoint's);
+     * every chunk's checksum covers its serial. */
+    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(serial, part, chunk));"
+    "INSERT INTO sako_meta(key, value) VALUES ('mf_factors', 0), ('mf_iterations', 15),"
+    " ('mf_regularization', 0.01), ('mf_alpha', 1.0), ('mf_cg_steps', 3), ('mf_seed', 0),"
+    " ('mf_mode', 0), ('mf_min_users', 100), ('mf_min_user_items', 3), ('mf_weight', 1.0),"
+    " ('mf_candidates', 200), ('mf_serial', 0);",
 };
 
 /* The last batch logged: the log's, or the log checkpoint's when compaction deleted
@@ -366,7 +379,18 @@ int sako__store_write_params(sako_store *st, const sako_model_params *p)
         (rc = sako__store_set_meta_real(st, "affinity_strength", p->affinity_strength)) ||
         (rc = sako__store_set_meta_real(st, "lift_strength", p->lift_strength)) ||
         (rc = sako__store_set_meta_int(st, "basket_gap_ms", p->basket_gap_ms)) ||
-        (rc = sako__store_set_meta_real(st, "decay_half_life_days", p->decay_half_life_days)))
+        (rc = sako__store_set_meta_real(st, "decay_half_life_days", p->decay_half_life_days)) ||
+        (rc = sako__store_set_meta_int(st, "mf_factors", p->mf_factors)) ||
+        (rc = sako__store_set_meta_int(st, "mf_iterations", p->mf_iterations)) ||
+        (rc = sako__store_set_meta_real(st, "mf_regularization", p->mf_regularization)) ||
+        (rc = sako__store_set_meta_real(st, "mf_alpha", p->mf_alpha)) ||
+        (rc = sako__store_set_meta_int(st, "mf_cg_steps", p->mf_cg_steps)) ||
+        (rc = sako__store_set_meta_int(st, "mf_seed", (int64_t)p->mf_seed)) ||
+        (rc = sako__store_set_meta_int(st, "mf_mode", p->mf_mode)) ||
+        (rc = sako__store_set_meta_int(st, "mf_min_users", p->mf_min_users)) ||
+        (rc = sako__store_set_meta_int(st, "mf_min_user_items", p->mf_min_user_items)) ||
+        (rc = sako__store_set_meta_real(st, "mf_weight", p->mf_weight)) ||
+        (rc = sako__store_set_meta_int(st, "mf_candidates", p->mf_candidates)))
         return rc;
     return SAKO_OK;
 }
@@ -765,12 +789,14 @@ static int migrate(sako_store *st, int64_t from)
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %lld;", (long long)(v + 1));
         int rc = sako__store_begin(st);
+        st->before_mf = v < 4;
         if (rc == SAKO_OK && !(rc = exec(st, migrations[v - 1], "migrating the schema")) &&
             !(rc = exec(st, sql, "migrating the schema")) &&
             !(rc = v == 3 ? adopt_current_model(st) : SAKO_OK))
             rc = sako__store_commit(st);
         else
             sako__store_rollback(st);
+        st->before_mf = 0;
         if (rc)
             return rc;
     }
@@ -1134,11 +1160,24 @@ int sako__store_read_meta(sako_store *st, sako_store_meta *out)
         META("decay_epoch_at", 32, out->decay_epoch_at = i)
         META("compact_batch", 33, out->compact_batch = i)
         META("compact_events", 34, out->compact_events = i)
+        META("mf_factors", 35, p->mf_factors = (uint32_t)i)
+        META("mf_iterations", 36, p->mf_iterations = (uint32_t)i)
+        META("mf_regularization", 37, p->mf_regularization = r)
+        META("mf_alpha", 38, p->mf_alpha = r)
+        META("mf_cg_steps", 39, p->mf_cg_steps = (uint32_t)i)
+        META("mf_seed", 40, p->mf_seed = (uint64_t)i)
+        META("mf_mode", 41, p->mf_mode = (int)i)
+        META("mf_min_users", 42, p->mf_min_users = (uint32_t)i)
+        META("mf_min_user_items", 43, p->mf_min_user_items = (uint32_t)i)
+        META("mf_weight", 44, p->mf_weight = r)
+        META("mf_candidates", 45, p->mf_candidates = (uint32_t)i)
+        META("mf_serial", 46, out->mf_serial = i)
 #undef META
     }
     if ((rc = finish_read(st, s, step, SAKO_OK)))
         return rc;
-    if (seen != ((uint64_t)1 << 35) - 1)
+    /* (the 3 -> 4 migration reads the model in force before 4 -> 5 adds the mf keys) */
+    if (seen != ((uint64_t)1 << (st->before_mf ? 35 : 47)) - 1)
         return sako__error(SAKO_CORRUPT, "database damaged: metadata incomplete (mask %#llx)",
                            (unsigned long long)seen);
     p->reward[SAKO_EVENT_IMPRESSION] = 0.0;
@@ -1418,6 +1457,100 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
             rc = sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: %s chunk %lld is "
                              "damaged (checksum %08llx, stored %08llx)", (long long)batch,
                              sako__store_log_part_name(part), (long long)n,
+                             (unsigned long long)got, (unsigned long long)stored);
+        else
+            rc = chunk(payload, part, n, data, bytes);
+    }
+    return finish_read(st, s, step, rc);
+}
+
+/* ------------------------------------------------ matrix factors (schema 5) */
+
+static const char *const mf_part_name[] = { "head", "items", "users" };
+
+const char *sako__store_mf_part_name(int part)
+{
+    return part >= 0 && part < 3 ? mf_part_name[part] : "unknown part";
+}
+
+/* As a log checkpoint chunk's, with the training's serial in place of the batch. */
+uint32_t sako__store_mf_chunk_checksum(int64_t serial, int part, int64_t chunk, const void *data,
+                                      size_t bytes)
+{
+    unsigned char head[33];
+    head[0] = 'M';
+    put64(head + 1, serial);
+    put64(head + 9, part);
+    put64(head + 17, chunk);
+    put64(head + 25, (int64_t)bytes);
+    return sako__checksum_update(sako__checksum_update(0, head, sizeof head), data, bytes);
+}
+
+int sako__store_mf_switch(sako_store *st, int64_t serial)
+{
+    return sako__store_set_meta_int(st, "mf_serial", serial);
+}
+
+int sako__store_mf_trim(sako_store *st, int64_t keep, int max_rows, int *done_out)
+{
+    *done_out = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "DELETE FROM mf_factors WHERE rowid IN (SELECT rowid"
+                                " FROM mf_factors WHERE serial <> ?1 LIMIT ?2)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, keep);
+        sqlite3_bind_int(s, 2, max_rows);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return sako__error_sqlite(st->db, rc, "deleting old matrix factors");
+    *done_out = sqlite3_changes(st->db) < max_rows;
+    return SAKO_OK;
+}
+
+int sako__store_mf_write_chunk(sako_store *st, int64_t serial, int part, int64_t chunk,
+                               const void *data, size_t bytes)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO mf_factors(serial, part, chunk,"
+                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, serial);
+        sqlite3_bind_int(s, 2, part);
+        sqlite3_bind_int64(s, 3, chunk);
+        sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, sako__store_mf_chunk_checksum(serial, part, chunk, data, bytes));
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the matrix factors");
+}
+
+int sako__store_mf_read_chunks(sako_store *st,
+                               int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                            size_t bytes),
+                               void *payload)
+{
+    int64_t serial = 0;
+    int rc = sako__store_read_meta_int(st, "mf_serial", &serial);
+    sqlite3_stmt *s;
+    if (rc || (rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM mf_factors"
+                                 " WHERE serial = ?1 ORDER BY part, chunk", &s)))
+        return rc;
+    sqlite3_bind_int64(s, 1, serial);
+    int step = SQLITE_DONE;
+    while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        int part = sqlite3_column_int(s, 0);
+        int64_t n = sqlite3_column_int64(s, 1);
+        const void *data = sqlite3_column_blob(s, 2);
+        size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
+        int64_t stored = sqlite3_column_int64(s, 3);
+        uint32_t got = sako__store_mf_chunk_checksum(serial, part, n, data, bytes);
+        if (stored != (int64_t)got)
+            rc = sako__error(SAKO_CORRUPT, "matrix factors (training %lld): %s chunk %lld is "
+                             "damaged (checksum %08llx, stored %08llx)", (long long)serial,
+                             sako__store_mf_part_name(part), (long long)n,
                              (unsigned long long)got, (unsigned long long)stored);
         else
             rc = chunk(payload, part, n, data, bytes);
@@ -1775,6 +1908,12 @@ static int count_chunk(void *payload, int part, int64_t n, const void *data, siz
     return SAKO_OK;
 }
 
+static int count_mf_chunk(void *payload, int part, int64_t n, const void *data, size_t bytes)
+{
+    (void)payload, (void)part, (void)n, (void)data, (void)bytes;
+    return SAKO_OK;
+}
+
 /* Reads and checks, never writes: a file no engine has open is read under its lock
  * (so none can start meanwhile) as immutable, creating no -wal or -shm; a file an
  * engine has open is read through its WAL like any reader. */
@@ -1837,6 +1976,9 @@ static int verify_open(sako_store *st, const char *path, sako_store_verify *out)
         return rc;
     /* Every model version's stored model against its checksum. */
     if ((rc = sako__store_versions_read(st, -1, verify_version, NULL)))
+        return rc;
+    /* The matrix factors (schema 5): every chunk against its checksum. */
+    if (version >= 5 && (rc = sako__store_mf_read_chunks(st, count_mf_chunk, NULL)))
         return rc;
     /* The log checkpoint the file starts from: every chunk against its checksum. */
     int64_t batch = 0;

@@ -40,6 +40,14 @@ typedef struct sako_model_params {
     int64_t basket_gap_ms;
     /* decay (options version 3) */
     double decay_half_life_days;
+    /* matrix factorisation (options version 4, schema 5; mf_threads is run time) */
+    uint32_t mf_factors, mf_iterations, mf_cg_steps;
+    double mf_regularization, mf_alpha;
+    uint64_t mf_seed;
+    int mf_mode;
+    uint32_t mf_min_users, mf_min_user_items;
+    double mf_weight;
+    uint32_t mf_candidates;
 } sako_model_params;
 
 /* A demand epoch's constants (demand.c). */
@@ -75,6 +83,8 @@ typedef struct sako_store_meta {
     /* log compaction: the batch of the log checkpoint (0: none) and the events of
      * the batches deleted up to it */
     int64_t compact_batch, compact_events;
+    /* matrix factorisation: the stored training's serial (0: never trained) */
+    int64_t mf_serial;
 } sako_store_meta;
 
 typedef struct sako_category_row {
@@ -111,6 +121,7 @@ typedef struct sako_store {
     sqlite3_stmt *st_next_seq; /* asks the table for the next batch's seq (its checksum covers it) */
     sqlite3_stmt *st_rollback; /* ROLLBACK, prepared at open: running it needs no new memory */
     int64_t next_seq;          /* the next batch's seq once known, 0 when it must be asked */
+    int before_mf;             /* migrating below schema 5: sako_meta has no mf_* keys yet */
 } sako_store;
 
 /* The time stored rows carry: unix milliseconds, wall clock. */
@@ -218,6 +229,28 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
                                 int (*chunk)(void *payload, int part, int64_t n, const void *data,
                                              size_t bytes),
                                 void *payload);
+/* ------------------------------------------------ matrix factors (schema 5, factors.c) */
+#define SAKO_MF_PART_HEAD 0
+#define SAKO_MF_PART_ITEMS 1
+#define SAKO_MF_PART_USERS 2
+uint32_t sako__store_mf_chunk_checksum(int64_t serial, int part, int64_t chunk, const void *data,
+                                      size_t bytes);
+const char *sako__store_mf_part_name(int part);
+/* One chunk of training `serial` (its CRC-32C written with it); rows of a serial no
+ * meta key names are ignored by the readers. */
+int sako__store_mf_write_chunk(sako_store *st, int64_t serial, int part, int64_t chunk,
+                               const void *data, size_t bytes);
+/* The served training is now `serial` (whose chunks are written). */
+int sako__store_mf_switch(sako_store *st, int64_t serial);
+/* Delete up to max_rows chunks of other trainings; *done_out = 1 when none is left. */
+int sako__store_mf_trim(sako_store *st, int64_t keep, int max_rows, int *done_out);
+/* The chunks of the served training (sako_meta.mf_serial) in order (part, chunk), each
+ * checked against its checksum first: SAKO_CORRUPT naming the part and chunk. */
+int sako__store_mf_read_chunks(sako_store *st,
+                               int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                            size_t bytes),
+                               void *payload);
+
 /* The log now starts after `batch`, whose checkpoint is written; `events` were
  * logged up to it. */
 int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events);

@@ -7,6 +7,8 @@
 
 /* Written separately (libsako/pruned.c); optional at link time. */
 Suite *suite_pruned(void) __attribute__((weak));
+/* The engine's matrix factorisation (tests/check_factors.c). */
+Suite *suite_factors(void) __attribute__((weak));
 
 int main(void)
 {
@@ -28,9 +30,12 @@ int main(void)
     srunner_add_suite(sr, suite_checksum());
     srunner_add_suite(sr, suite_compact());
     srunner_add_suite(sr, suite_versions());
+    srunner_add_suite(sr, suite_mf());
     srunner_add_suite(sr, suite_replica());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
+    if (suite_factors)
+        srunner_add_suite(sr, suite_factors());
     /* CK_FORK_GETENV: fork unless CK_FORK=no. */
     srunner_set_fork_status(sr, CK_FORK_GETENV);
     srunner_run_all(sr, CK_ENV);

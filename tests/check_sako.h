@@ -38,19 +38,28 @@ Suite *suite_checksum(void);
 Suite *suite_versions(void);
 Suite *suite_decay(void);
 Suite *suite_compact(void);
+Suite *suite_mf(void);
 Suite *suite_replica(void);
 
 /* The schema this library writes (store.c). */
-#define SK_SCHEMA_VERSION 4
+#define SK_SCHEMA_VERSION 5
 #define SK_STR_(x) #x
 #define SK_STR(x) SK_STR_(x)
+
+/* SQL that turns a new file back into schema 4: the 4 -> 5 migration's matrix
+ * factorisation (its table and meta keys). */
+#define SK_SCHEMA5_TO_4 \
+    "DROP TABLE IF EXISTS mf_factors;" \
+    " DELETE FROM sako_meta WHERE key LIKE 'mf\\_%' ESCAPE '\\';" \
+    " PRAGMA user_version = 4;"
 
 /* SQL that turns a new file back into schema 3: the 3 -> 4 migration's log compaction
  * part (its table and meta keys, the checkpoint rows' checksums) and its model
  * versions part (the versions table, the gate's and keep-N policy keys). A 0.3 file's
  * `models` rows are left as they are (the migration adopts the latest). */
 #define SK_SCHEMA4_TO_3_COMPACT \
-    "DROP TABLE IF EXISTS log_checkpoint;" \
+    SK_SCHEMA5_TO_4 \
+    " DROP TABLE IF EXISTS log_checkpoint;" \
     " DELETE FROM sako_meta WHERE key IN ('compact_batch', 'compact_events');" \
     " ALTER TABLE items DROP COLUMN checksum;" \
     " ALTER TABLE users DROP COLUMN checksum;" \

@@ -637,7 +637,7 @@ START_TEST(test_schema3_migrates)
     sk_sql_exec(path, SK_SCHEMA4_TO_3);
     ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM models"), 2);
     e = sk_open_opts(path, &o);
-    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(sk_sql_int(path, "PRAGMA user_version"), SK_SCHEMA_VERSION);
     take(e, &after);
     ck_assert(same_snapshot(&before, &after));
     sako_version_info list[4];

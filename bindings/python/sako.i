@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include "sako.h"
+#include "mf_internal.h" /* sako__mf_train: per-iteration times of mf_fit */
 
 typedef struct sakopy_engine {
     sako_engine *eng;
@@ -192,6 +193,14 @@ SAKOPY_BUFFER(const sako_compact_options, NULL, 0)
 SAKOPY_BUFFER(sako_compact_report, NULL, 1)
 SAKOPY_BUFFER(sako_log_stats, NULL, 1)
 SAKOPY_BUFFER(sako_version_info, NULL, 1)
+SAKOPY_BUFFER(sako_factors_info, NULL, 1)
+SAKOPY_BUFFER(const sako_mf_options, NULL, 0)
+SAKOPY_BUFFER(sako_mf_options, NULL, 1)
+SAKOPY_BUFFER(const int32_t, "i", 0)
+SAKOPY_BUFFER(const float, "f", 0)
+SAKOPY_BUFFER(float, "f", 1)
+SAKOPY_BUFFER(const double, "d", 0)
+SAKOPY_BUFFER(double, "d", 1)
 
 %apply (const int64_t *BUF, size_t LEN) {
     (const int64_t *exclude, size_t n_exclude), (const int64_t *recent, size_t n_recent),
@@ -215,6 +224,20 @@ SAKOPY_BUFFER(sako_version_info, NULL, 1)
 %apply sako_log_stats *BUF { sako_log_stats *out };
 %apply (sako_version_info *BUF, size_t LEN) { (sako_version_info *out, size_t cap) };
 %apply sako_version_info *BUF { sako_version_info *out };
+%apply sako_factors_info *BUF { sako_factors_info *out };
+%apply const sako_mf_options *BUF { const sako_mf_options *mf_opt };
+%apply sako_mf_options *BUF { sako_mf_options *mf_out };
+%apply (const int64_t *BUF, size_t LEN) { (const int64_t *indptr, size_t n_indptr) };
+%apply (const int32_t *BUF, size_t LEN) {
+    (const int32_t *indices, size_t n_indices), (const int32_t *items, size_t n_entries) };
+%apply (const float *BUF, size_t LEN) {
+    (const float *values, size_t n_values), (const float *item_factors, size_t n_factors) };
+%apply (float *BUF, size_t LEN) {
+    (float *user_factors, size_t n_user), (float *item_factors_out, size_t n_item),
+    (float *x, size_t n_x) };
+%apply (double *BUF, size_t LEN) { (double *seconds, size_t n_seconds) };
+%apply (const double *BUF, size_t LEN) { (const double *gram, size_t n_gram) };
+%apply (double *BUF, size_t LEN) { (double *gram_out, size_t n_gram_out) };
 %typemap(in, numinputs = 0) double *mean_out (double tmp = 0.0) {
     $1 = &tmp;
 }
@@ -257,6 +280,40 @@ SAKOPY_BUFFER(sako_version_info, NULL, 1)
     Py_END_ALLOW_THREADS
 }
 
+/* Matrix factorisation: the arrays' lengths against the matrix and the factors,
+ * checked with the GIL held (libsako would read or write past a short array). The
+ * matrix's own structure (indptr monotone, columns in range...) is libsako's to check. */
+%exception sakopy_mf_fit {
+    if (arg2 < 1 || !arg1) {
+        sakopy_raise(SAKO_INVALID, "indptr is empty (it has n_rows + 1 entries)");
+        SWIG_fail;
+    }
+    if (arg1[arg2 - 1] != (int64_t)arg4 || arg4 != arg6) {
+        sakopy_raise(SAKO_INVALID, "indptr[-1], the length of indices and of data differ");
+        SWIG_fail;
+    }
+    if (arg10 != (arg2 - 1) * (size_t)arg8->factors || arg12 != arg7 * (size_t)arg8->factors) {
+        sakopy_raise(SAKO_INVALID, "the factor arrays are not n_rows x factors and n_cols x factors");
+        SWIG_fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    $action
+    Py_END_ALLOW_THREADS
+}
+%exception sakopy_mf_gram {
+    if (arg3 < 1 || arg2 % arg3 != 0 || arg5 != (size_t)arg3 * arg3) {
+        sakopy_raise(SAKO_INVALID, "item_factors is not n_items x factors, or gram not factors x factors");
+        SWIG_fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    $action
+    Py_END_ALLOW_THREADS
+}
+%exception sakopy_mf_fold_in {
+    size_t k_ = arg9->factors;
+    if (k_ < 1 || arg2 % k_ != 0 || (arg3 && arg4 != k_ * k_) || arg6 != arg8 || arg12 != k_) {
+        sakopy_raise(SAKO_INVALID, "item_factors is not n_items x factors, gram not factors x "
+                     "factors, x not factors long, or items and values differ in length");
 %exception sakopy_update_at {
     if (arg6 != arg4 && arg5) {
         sakopy_raise(SAKO_INVALID, "order_ids and events differ in length");
@@ -364,6 +421,82 @@ static int sakopy_options_init(sako_options *out)
     return SAKO_OK;
 }
 
+/* The matrix-factorisation calls with each array's length (checked by their
+ * %exception blocks above). The matrix's arrays are read in place: no copy. */
+typedef struct sakopy_clock {
+    double *seconds;
+    size_t n;
+    struct timespec last;
+} sakopy_clock;
+
+static int sakopy_mf_tick(void *arg, uint32_t iteration, const float *u, const float *v)
+{
+    sakopy_clock *c = (sakopy_clock *)arg;
+    struct timespec now;
+    (void)u;
+    (void)v;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (iteration >= 1 && iteration <= c->n)
+        c->seconds[iteration - 1] = (double)(now.tv_sec - c->last.tv_sec) +
+                                    1e-9 * (double)(now.tv_nsec - c->last.tv_nsec);
+    c->last = now;
+    return SAKO_OK;
+}
+
+/* seconds (may be None): each iteration's wall time, the first from the call's start
+ * (so it holds the setup: transposing the matrix, the initial factors). */
+static int sakopy_mf_fit(const int64_t *indptr, size_t n_indptr, const int32_t *indices,
+                         size_t n_indices, const float *values, size_t n_values, size_t n_cols,
+                         const sako_mf_options *mf_opt, float *user_factors, size_t n_user,
+                         float *item_factors_out, size_t n_item, double *seconds,
+                         size_t n_seconds)
+{
+    sako_csr r;
+    sakopy_clock c;
+    (void)n_values;
+    (void)n_user;
+    (void)n_item;
+    r.n_rows = n_indptr - 1;
+    r.n_cols = n_cols;
+    r.indptr = indptr;
+    r.indices = n_indices ? indices : NULL;
+    r.values = n_indices ? values : NULL;
+    if (!seconds)
+        return sako_mf_fit(&r, mf_opt, user_factors, item_factors_out);
+    c.seconds = seconds;
+    c.n = n_seconds;
+    clock_gettime(CLOCK_MONOTONIC, &c.last);
+    return sako__mf_train(&r, mf_opt, 0, sakopy_mf_tick, &c, "sako_mf_fit", user_factors,
+                          item_factors_out);
+}
+
+static int sakopy_mf_gram(const float *item_factors, size_t n_factors, uint32_t factors,
+                          double *gram_out, size_t n_gram_out)
+{
+    (void)n_gram_out;
+    return sako_mf_gram(item_factors, n_factors / factors, factors, gram_out);
+}
+
+static int sakopy_mf_fold_in(const float *item_factors, size_t n_factors, const double *gram,
+                             size_t n_gram, const int32_t *items, size_t n_entries,
+                             const float *values, size_t n_values,
+                             const sako_mf_options *mf_opt, int exact, float *x, size_t n_x)
+{
+    (void)n_gram;
+    (void)n_values;
+    (void)n_x;
+    return sako_mf_fold_in(item_factors, n_factors / mf_opt->factors, gram, items, values,
+                           n_entries, mf_opt, exact, x);
+}
+
+/* SAKO_MF_OPTIONS_INIT, likewise. */
+static int sakopy_mf_options_init(sako_mf_options *mf_out)
+{
+    sako_mf_options o = SAKO_MF_OPTIONS_INIT;
+    *mf_out = o;
+    return SAKO_OK;
+}
+
 /* SAKO_POLICY_INIT, likewise. */
 static int sakopy_policy_init(sako_policy *out)
 {
@@ -387,5 +520,9 @@ static int sakopy_policy_init(sako_policy *out)
 %ignore sako_update_at;     /* sakopy_update_at */
 %ignore sako_versions_list; /* sakopy_versions_list, sakopy_versions_count */
 %ignore sako_errmsg;    /* read by the status typemap */
+%ignore sako_factors_vector; /* (C only for now: a float buffer typemap is not written) */
+%ignore sako_mf_fit;     /* sakopy_mf_fit */
+%ignore sako_mf_gram;    /* sakopy_mf_gram */
+%ignore sako_mf_fold_in; /* sakopy_mf_fold_in */
 %rename("$ignore", %$isclass) ""; /* struct layouts: the table in sako/_engine.py */
 %include "sako.h"

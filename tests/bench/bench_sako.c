@@ -1886,10 +1886,13 @@ static void usage(void)
             "  --markdown FILE  also write the tables as markdown to FILE\n"
             "  --only PART      one part: recommend (with the personal rows), update (with\n"
             "                   the purchase stream), memory, stall (stalls during a retrain:\n"
-            "                   only when asked, tests/bench/bench_stall.c)\n");
+            "                   only when asked, tests/bench/bench_stall.c), factors (matrix\n"
+            "                   factorisation: recommend with and without, retrain, recall;\n"
+            "                   only when asked, tests/bench/bench_factors.c)\n");
 }
 
 int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path);
+int bench_factors(int quick, uint64_t seed, const char *dir, const char *md_path);
 
 int main(int argc, char **argv)
 {
@@ -1924,6 +1927,8 @@ int main(int argc, char **argv)
 
     if (only && strcmp(only, "stall") == 0)
         return bench_stall(quick, seed, tmp_dir, md_path);
+    if (only && strcmp(only, "factors") == 0)
+        return bench_factors(quick, seed, tmp_dir, md_path);
 #define RUN(part) (!only || strcmp(only, part) == 0)
     if (RUN("recommend")) {
         bench_recommend(1000, 0, quick, seed);

@@ -355,6 +355,7 @@ static const struct {
     { "version.record", "pin", 2 },         /* a version kept inactive (pinned active) */
     { "version.", "retrain", 2 },           /* the others: a retrain's version and gate */
     { "compact.", "compact", 2 },
+    { "mf.", "retrain", 2 },                /* a retrain's matrix factors (issue 10) */
 };
 #define N_FOCUS (sizeof focus / sizeof focus[0])
 
@@ -423,7 +424,16 @@ static void child(const char *path, const char *backup_prefix, int fd, int64_t n
         int f = focus_index(point);
         c.favour = f >= 0 ? op_index(focus[f].op) : -1;
     }
-    int rc = sako_init(&c.e, path, NULL);
+    /* Retrains train (small) matrix factors, so that their writes are killed too (kill
+     * points mf.*): stored by this open (the parent created the file with the defaults;
+     * the other model options are the defaults too), kept by later opens. */
+    sako_options mf = SAKO_OPTIONS_INIT;
+    mf.reconfigure = 1;
+    mf.mf_factors = 4;
+    mf.mf_iterations = 2;
+    mf.mf_threads = 1;
+    mf.mf_cg_steps = 2;
+    int rc = sako_init(&c.e, path, &mf);
     if (rc)
         child_die("open", rc);
 #ifdef GATE_HOLDOUT

@@ -32,6 +32,11 @@ sako_options scenario_options(int durability)
     o.unknown_items = SAKO_UNKNOWN_CREATE; /* so that an update may create items */
     o.prior_refresh_events = 0;            /* no background refresh between calls */
     o.decay_half_life_days = 30;           /* decay's frames in every path */
+    o.mf_factors = 4;                      /* retrains train, write and swap factors; */
+    o.mf_iterations = 2;                   /* recommends retrieve and fold in (issue 10) */
+    o.mf_cg_steps = 2;
+    o.mf_threads = 1;
+    o.mf_mode = SAKO_MF_ON;
     return o;
 }
 

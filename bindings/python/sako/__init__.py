@@ -23,6 +23,8 @@ from ._engine import (EVENT_TYPE_NAMES, ID_MAX, TIME_MAX, MAX_BATCH, MAX_EXCLUDE
 from ._engine import POLICY_MAX, Policy, RetrainReason, RetrainStatus, VersionInfo
 from ._engine import VerifyReport, verify
 from ._engine import COMPACT_MIN_EVENTS, CompactReport, LogStats
+from ._engine import FactorsInfo
+from ._mf import mf_fit, mf_fold_in, mf_gram
 from ._engine import AtOutcome
 
 #: version of the linked C library (``sako_version_string()``)
@@ -37,6 +39,6 @@ __all__ = [
     "ERRORS", "error_for", "ID_MAX", "TIME_MAX", "MAX_K", "MAX_BATCH", "MAX_EXCLUDE", "MAX_NAME",
     "EVENT_TYPE_NAMES", "MODE_NAMES", "SOURCE_NAMES", "__version__", "version_info",
     "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX", "VersionInfo",
-    "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
-    "AtOutcome",
+    "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS", "FactorsInfo",
+    "mf_fit", "mf_fold_in", "mf_gram", "AtOutcome",
 ]

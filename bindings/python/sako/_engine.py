@@ -51,7 +51,12 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("personal_temperature", "f8"), ("due_exponent", "f8"), ("affinity_strength", "f8"),
         ("lift_strength", "f8"), ("basket_gap_ms", "i8"),
         # version 3 (0.3): decay; issue 12: create a database in an existing zero-length file
-        ("decay_half_life_days", "f8"), ("create_empty", "i4")),
+        ("decay_half_life_days", "f8"), ("create_empty", "i4"),
+        # version 4 (issue 10): matrix factorisation
+        ("mf_factors", "u4"), ("mf_iterations", "u4"), ("mf_regularization", "f8"),
+        ("mf_alpha", "f8"), ("mf_cg_steps", "u4"), ("mf_threads", "u4"), ("mf_seed", "u8"),
+        ("mf_mode", "i4"), ("mf_min_users", "u4"), ("mf_min_user_items", "u4"),
+        ("mf_weight", "f8"), ("mf_candidates", "u4")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -96,6 +101,13 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("n_batches", "u8"), ("n_events", "u8"), ("first_batch", "i8"), ("last_batch", "i8"),
         ("compact_batch", "i8"), ("compacted_events", "u8"), ("checkpoint_bytes", "u8"),
         ("file_bytes", "u8"), ("free_bytes", "u8")),
+    # issue 10: the factors the engine serves
+    "sako_factors_info": (
+        ("version", "u4"), ("factors", "u4"), ("iterations", "u4"), ("cg_steps", "u4"),
+        ("regularization", "f8"), ("alpha", "f8"), ("seed", "u8"), ("trained_at", "i8"),
+        ("first_batch", "i8"), ("last_batch", "i8"), ("n_events", "u8"), ("n_users", "u8"),
+        ("n_items", "u8"), ("n_folded", "u8"), ("index_lists", "u8"), ("bytes", "u8"),
+        ("train_seconds", "f8"), ("serving", "i4", bool)),
 }
 # 0.4, issue 9: one model version (its options are a nested sako_options; its verdict a
 # NUL-terminated char array)
@@ -106,6 +118,12 @@ FIELDS["sako_version_info"] = (
     ("score", "f8"), ("champion_score", "f8"), ("holdout_events", "u8"),
     ("holdout_baskets", "u8"), ("root_mean", "f8"), ("epoch_at", "i8"),
     ("options", np.dtype([f[:2] for f in FIELDS["sako_options"]], align=True)))
+
+# 0.5, issue 10: matrix factorisation's options (sako_csr crosses as sakopy_mf_fit()'s
+# arrays)
+FIELDS["sako_mf_options"] = (
+    ("version", "u4"), ("factors", "u4"), ("iterations", "u4"), ("regularization", "f8"),
+    ("alpha", "f8"), ("cg_steps", "u4"), ("threads", "u4"), ("seed", "u8"))
 
 #: numpy dtype of each struct (aligned like the C compiler aligns it)
 DTYPES: Dict[str, np.dtype] = {s: np.dtype([f[:2] for f in fs], align=True)
@@ -140,6 +158,12 @@ ItemInfo = _record("ItemInfo", "sako_item_info",
                    "An item's evidence and posterior (``sako_item_info``). Times are unix ms.",
                    posterior_mean=property(_posterior_mean))
 Stats = _record("Stats", "sako_stats", "Engine-wide figures (``sako_stats``).")
+FactorsInfo = _record(
+    "FactorsInfo", "sako_factors_info",
+    "The matrix factors the engine serves (``sako_factors_info``): the last training's "
+    "parameters, the range of the event log it saw (batches, events), when it ran (unix ms), "
+    "vectors, users folded in since, memory, and whether they are served. ``factors`` is 0 "
+    "before any training with ``mf_factors`` > 0.")
 UserInfo = _record("UserInfo", "sako_user_info",
                    "A user's personal state (``sako_user_info``). Times are unix ms; "
                    "``personal`` is True when the personal engine serves the user.")
@@ -306,7 +330,7 @@ VERSION_STATUS: Dict[int, str] = {int(_sako.SAKO_MODEL_ACTIVE): "active",
                                   int(_sako.SAKO_MODEL_REJECTED): "rejected"}
 #: the options fields a version was fitted with (the model's, not the run-time ones)
 _RUNTIME_OPTIONS = {"version", "seed", "durability", "unknown_items", "busy_timeout_ms",
-                    "reconfigure", "create_empty"}
+                    "reconfigure", "create_empty", "mf_threads"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,6 +442,7 @@ _ENUM_OPTIONS = {
                    "off": _sako.SAKO_DURABLE_OFF},
     "unknown_items": {"reject": _sako.SAKO_UNKNOWN_REJECT, "create": _sako.SAKO_UNKNOWN_CREATE},
     "prior": {"category": _sako.SAKO_PRIOR_CATEGORY, "flat": _sako.SAKO_PRIOR_FLAT},
+    "mf_mode": {"auto": _sako.SAKO_MF_AUTO, "off": _sako.SAKO_MF_OFF, "on": _sako.SAKO_MF_ON},
 }
 
 
@@ -725,9 +750,14 @@ class Engine:
         ``personal_temperature``, ``due_exponent``, ``affinity_strength``,
         ``lift_strength``, ``basket_gap_ms``, ``decay_half_life_days`` (the
         half-life of the population evidence, product demand and bought-together
-        counts in days of event time; 0 = no decay) and ``create_empty`` (1: an existing
+        counts in days of event time; 0 = no decay), ``create_empty`` (1: an existing
         zero-length file becomes a new database; by default it is refused with
-        :class:`Corrupt`, as a database truncated to nothing). Unset fields keep the C defaults
+        :class:`Corrupt`, as a database truncated to nothing), and the matrix
+        factorisation's ``mf_factors`` (0 = off, the default), ``mf_iterations``,
+        ``mf_regularization``, ``mf_alpha``, ``mf_cg_steps``, ``mf_threads`` (run time),
+        ``mf_seed``, ``mf_mode`` (``"auto"``, ``"off"``, ``"on"``), ``mf_min_users``,
+        ``mf_min_user_items``, ``mf_weight`` and ``mf_candidates`` (docs/python.md,
+        "Matrix factorisation"). Unset fields keep the C defaults
         (:func:`default_options`). The model fields of an existing database stay as
         stored unless ``reconfigure=1``.
 
@@ -1268,6 +1298,14 @@ class Engine:
         _sako.sako_stats_get(self._h, buf)
         return Stats._from_buffer(buf)
 
+    def factors_info(self) -> FactorsInfo:
+        """The matrix factors served (``sako_factors_info_get``): what trained them, on
+        which part of the log, and whether the personal engine uses them."""
+        buf = np.zeros(1, DTYPES["sako_factors_info"])
+        buf[0]["version"] = _sako.SAKO_FACTORS_INFO_VERSION
+        _sako.sako_factors_info_get(self._h, buf)
+        return FactorsInfo._from_buffer(buf)
+
     def category_prior(self, category_id: int) -> float:
         """Mean of the prior a new item of this category starts from (0 = catalog root).
 
@@ -1479,7 +1517,7 @@ def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> E
     return Engine(path, **options)
 
 
-__all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "UserInfo", "UserItem",
+__all__ = ["Engine", "open", "Recommendation", "ItemInfo", "Stats", "FactorsInfo", "UserInfo", "UserItem",
            "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX",
            "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
            "Event", "EventType", "Mode", "MODE_NAMES", "SOURCE_NAMES",

@@ -150,6 +150,11 @@ def _from_dataclass(name: str, cls: type, doc: str, **extra: Any) -> Type[BaseMo
 ItemOut = _from_dataclass("ItemOut", sako.ItemInfo, "An item's evidence and posterior (times in unix ms).",
                           posterior_mean=(float, Field(description="alpha / (alpha + beta)")))
 StatsOut = _from_dataclass("StatsOut", sako.Stats, "Engine-wide figures.")
+FactorsOut = _from_dataclass(
+    "FactorsOut", sako.FactorsInfo,
+    "The matrix factors served: the last training's parameters, the range of the event log "
+    "it saw, when it ran (unix ms), its vectors, users folded in since, memory, and whether "
+    "the personal engine uses them (factors 0: none trained).")
 UserOut = _from_dataclass("UserOut", sako.UserInfo,
                           "A user's personal state (times in unix ms).")
 UserItemOut = _from_dataclass("UserItemOut", sako.UserItem,

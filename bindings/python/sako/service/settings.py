@@ -38,6 +38,20 @@ class ServeFlags(BaseSettings):
     demo: bool = Field(True, description="seed a new database with the demo catalog")
     durability: Literal["full", "normal", "off"] = Field("full", description="engine durability")
     seed: Optional[int] = Field(None, description="RNG seed; null = from the clock")
+    # Matrix factorisation (issue 10): model options of a new database (an existing one
+    # keeps the values stored in it), except mf_threads, which applies at every start.
+    mf_factors: Optional[int] = Field(None, ge=0, le=1024, description="latent factors of a new "
+                                      "database; 0 = no factors; null = the library default (0)")
+    mf_iterations: Optional[int] = Field(None, ge=1, le=10000,
+                                         description="ALS sweeps per retrain (new database)")
+    mf_regularization: Optional[float] = Field(None, ge=0.0, description="ALS L2 weight "
+                                               "(new database)")
+    mf_alpha: Optional[float] = Field(None, gt=0.0, description="confidence 1 + alpha r_ui "
+                                      "(new database)")
+    mf_mode: Optional[Literal["auto", "off", "on"]] = Field(
+        None, description="when the factors are served (new database)")
+    mf_threads: Optional[int] = Field(None, ge=0, le=256, description="training threads; "
+                                      "0 = online cores")
     recommend_in: Literal["auto", "loop", "threadpool"] = Field(
         "auto", description="where recommend runs: on the event loop, in the threadpool, or "
                             "chosen from its measured cost")
@@ -119,6 +133,10 @@ class Settings(ServeFlags):
         opts: dict = {"durability": self.durability}
         if self.seed is not None:
             opts["seed"] = self.seed
+        for name in ("mf_factors", "mf_iterations", "mf_regularization", "mf_alpha", "mf_mode",
+                     "mf_threads"):
+            if getattr(self, name) is not None:
+                opts[name] = getattr(self, name)
         return opts
 
     def backup_directory(self) -> str:

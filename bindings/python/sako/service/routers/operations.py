@@ -10,8 +10,9 @@ import sako
 from ..dependencies import Admin, Client, EngineDep
 from ..errors import ApiError
 from ..retrainer import MANUAL
-from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, HealthOut,
-                       ReadyOut, RetrainOut, StatsOut, gate_result, stats_out)
+from ..schemas import (ADMIN_RESPONSES, AUTH_RESPONSES, UNAVAILABLE_RESPONSES, FactorsOut,
+                       HealthOut, ReadyOut, RetrainOut, StatsOut, gate_result, record_out,
+                       stats_out)
 
 router = APIRouter()
 
@@ -20,6 +21,13 @@ router = APIRouter()
             dependencies=[Client], summary="Engine-wide figures")
 def stats(e: EngineDep) -> Any:
     return stats_out(e.stats())
+
+
+@router.get("/v1/factors", response_model=FactorsOut, responses=AUTH_RESPONSES, tags=["model"],
+            dependencies=[Client], summary="The matrix factors served: what trained them, "
+                                           "on which part of the log, and when")
+def factors(e: EngineDep) -> Any:
+    return record_out(e.factors_info())
 
 
 @router.post("/v1/retrain", response_model=RetrainOut, responses=ADMIN_RESPONSES, tags=["model"],

@@ -1,0 +1,104 @@
+/* The matrix factorisation as the engine serves it (factors.c): a training's item and
+ * user factors, the cached Gram matrix for fold-in, the retrieval index, the users
+ * folded in since, and their persistence (schema 5).
+ *
+ * A sako_factors is immutable once published (engine field `factors`, swapped under
+ * the write lock, read under the read lock), except for its fold-in cache, which has
+ * its own mutex. */
+#ifndef SAKO_FACTORS_INTERNAL_H
+#define SAKO_FACTORS_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog_internal.h"
+#include "factor_index_internal.h"
+#include "idmap_internal.h"
+#include "interactions_internal.h"
+#include "store_internal.h"
+#include "users_internal.h"
+
+/* A user's vector is stale when its interaction count moved past this. */
+#define SAKO_FACTORS_NO_VECTOR UINT32_MAX
+
+typedef struct sako_factors {
+    uint32_t k;
+    /* the training: its parameters, the rewards r_ui was weighed with, the log it saw */
+    uint32_t iterations, cg_steps;
+    double regularization, alpha;
+    uint64_t seed;
+    double reward[SAKO_EVENT_TYPES];
+    int64_t trained_at;            /* wall clock, unix ms */
+    int64_t first_batch, last_batch;
+    uint64_t n_events;
+    double train_seconds;          /* 0 after a reopen */
+    /* item rows: item indices below n_items; has[i] = 1 when the training saw it */
+    size_t n_items;
+    float *item;
+    uint8_t *has;
+    size_t n_item_vectors;
+    /* user rows: user indices below n_users; events[u] as the training saw them
+     * (SAKO_FACTORS_NO_VECTOR: none stored) */
+    size_t n_users;
+    float *user;
+    uint32_t *events;
+    size_t n_user_vectors;
+    double *gram;                  /* k x k: Y^T Y, the fold-in's cached half */
+    double *mean;                  /* k: the item vectors' mean weighted by the users who
+                                      interacted with each (a typical interaction's vector) */
+    sako_factor_index *index;
+    /* fold-in cache: per user, the vector solved from the full history at `fold_events` */
+    pthread_mutex_t fold_mutex;
+    float *fold;
+    uint32_t *fold_events;
+    size_t cap_fold;
+    uint64_t n_folded;
+} sako_factors;
+
+/* The log range a training saw. */
+typedef struct sako_factors_range {
+    int64_t first_batch, last_batch;
+    uint64_t n_events;
+} sako_factors_range;
+
+/* Train on the interactions of users [0, n_users) with items [0, n_items): r_ui weighed
+ * with mp's rewards, mp's mf_* parameters, `threads` threads. *out NULL (and SAKO_OK)
+ * when mp->mf_factors is 0 or there is nothing to train on. `items` gives the ids
+ * (the index is built in id order). */
+int sako__factors_train(const sako_interactions *inter, size_t n_users,
+                        const sako_item_state *items, size_t n_items,
+                        const sako_model_params *mp, uint32_t threads,
+                        const sako_factors_range *range, sako_factors **out);
+/* f's stored form, one chunk (~1 MiB) at a time: item chunks, user chunks, the head.
+ * init copies the ids (writer mutex held); next returns 1 with a chunk, 0 when done. */
+typedef struct sako_factors_writer {
+    const sako_factors *f;
+    int64_t *item_ids, *user_ids;
+    unsigned char *buf;
+    size_t per_item, per_user, next;
+    uint64_t n_item_chunks, n_user_chunks;
+    int part;
+    int64_t chunk;
+} sako_factors_writer;
+int sako__factors_writer_init(sako_factors_writer *w, const sako_factors *f,
+                              const sako_item_state *items, const sako_user_state *users);
+int sako__factors_writer_next(sako_factors_writer *w, int *part, int64_t *chunk,
+                              const void **data, size_t *bytes);
+void sako__factors_writer_free(sako_factors_writer *w);
+/* The stored factors, resolved through the maps (NULL when none are stored);
+ * SAKO_CORRUPT naming a damaged chunk or an unknown id. */
+int sako__factors_load(sako_store *st, const sako_idmap *item_index, size_t n_items,
+                       const sako_item_state *items, const sako_idmap *user_index,
+                       size_t n_users, sako_factors **out);
+/* User u's vector into out (k floats): the trained one while the user has not
+ * interacted since, else one folded in from the full history (exact solve, cached).
+ * Returns 1 with a vector, 0 without one (no interaction), < 0 on failure.
+ * Caller holds the engine's read lock (inter does not change meanwhile). */
+int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, uint32_t u,
+                              float *out);
+/* Bytes f holds (factors, Gram, index, fold-in cache). */
+size_t sako__factors_bytes(const sako_factors *f);
+void sako__factors_free(sako_factors *f);
+
+#endif
