@@ -309,6 +309,16 @@ test: deps
 	bash bindings/python/setup_venv.sh $(abspath $(VENV))
 	$(PY) -m pytest -q -p no:cacheprovider bindings/python/tests
 
+# The long convergence test of replicated mode (docs/operations.md, "Replication"): the
+# bounded one of `make test` with more clients, batches and kills.
+CONVERGE_BATCHES ?= 3000
+CONVERGE_CLIENTS ?= 6
+CONVERGE_KILLS   ?= 12
+converge-long: venv
+	SAKO_CONVERGE_BATCHES=$(CONVERGE_BATCHES) SAKO_CONVERGE_CLIENTS=$(CONVERGE_CLIENTS) \
+	SAKO_CONVERGE_KILLS=$(CONVERGE_KILLS) $(PY) -m pytest -q -s -p no:cacheprovider \
+	    bindings/python/tests/test_replication.py -k convergence
+
 # The evaluation harness (docs/evaluation.md and docs/figures/, ~6-12 min here).
 eval: venv
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
@@ -353,4 +363,9 @@ coverage:
 clean:
 	rm -rf build build-asan build-tsan build-cov build-fuzz
 
+.PHONY: converge-long bench-replication
+# Replicated mode's figures (docs/benchmarks-python.md, "Replication"; ~6 min, needs wrk).
+bench-replication: venv
+	SAKO_WITH_WRK=1 sh tests/install-deps.sh
+	$(PY) bindings/python/bench/replication.py $(REPL_BENCH_ARGS)
 .PHONY: all check asan tsan bench bench-stall bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python

@@ -982,6 +982,95 @@ SAKO_API int sako_mf_fold_in(const float *item_factors, size_t n_items, const do
                              const int32_t *items, const float *values, size_t n,
                              const sako_mf_options *opt, int exact, float *x);
 
+/* ------------------------------------------------------------- replication */
+
+/**
+ * Replicas (0.5, issue 11). A replica applies the batches of an external ordered log
+ * (e.g. a NATS JetStream stream) with the `_at` calls below, each at the batch's
+ * position in that log. The position of the last batch applied is stored in the
+ * same transaction as the batch, so that a replica killed at any moment resumes
+ * after exactly the last batch its file holds, and a batch at or below the stored
+ * position is skipped (a redelivery is harmless). Positions must increase; gaps are
+ * allowed (other subjects of the stream). Every replica of one log must be opened
+ * with the same model options and the same unknown_items.
+ *
+ * A batch that fails validation (::SAKO_INVALID, ::SAKO_NOTFOUND, ::SAKO_RANGE) is a
+ * function of the log, so every replica fails it the same way: it is rejected whole
+ * and its position is still consumed (in its own transaction), or every replica
+ * would stall on it. A publisher therefore validates a batch before publishing it
+ * (against a replica's catalog, or with a dry run). Any other failure (::SAKO_IO,
+ * ::SAKO_BUSY, ::SAKO_NOMEM, ::SAKO_MISUSE) leaves the position alone: retry.
+ *
+ * Inputs must not depend on the replica's clock: an event time or an item's
+ * added_at of 0 ("now") is refused with ::SAKO_INVALID (the publisher resolves it),
+ * and an item an event creates (::SAKO_UNKNOWN_CREATE) is added at the batch's
+ * latest event time. A prior refresh a batch makes due is finished before the call
+ * returns (a large catalog's background refresh included), so that it lands between
+ * the same two batches on every replica.
+ */
+
+/** What an `_at` call did with its batch (its outcome_out). */
+typedef enum sako_at_outcome {
+    SAKO_AT_NONE = 0,     /**< nothing: a failure that leaves the position (retry) */
+    SAKO_AT_APPLIED = 1,  /**< applied; the position is stored with it */
+    SAKO_AT_SKIPPED = 2,  /**< at or below the stored position: already applied (or
+                               rejected) before; nothing changed */
+    SAKO_AT_REJECTED = 3  /**< failed validation (the status says why); the position
+                               is consumed, nothing else changed */
+} sako_at_outcome;
+
+/**
+ * The position of the last batch applied with an `_at` call (0: none).
+ * @param[out] position_out  the position
+ * @return SAKO_OK; SAKO_MISUSE (NULL engine or position_out).
+ * @note Thread-safe. @since 0.5
+ */
+SAKO_API int sako_log_position(sako_engine *engine, int64_t *position_out);
+
+/**
+ * sako_update_orders() at a log position: applied and stored with the position in
+ * one transaction, or skipped when position is at or below the stored one.
+ * @param[in]  position     the batch's position in the log, in [1, INT64_MAX]
+ * @param[in]  order_ids    n order ids, or NULL
+ * @param[out] outcome_out  a ::sako_at_outcome (may be NULL)
+ * @return SAKO_OK (applied or skipped); SAKO_MISUSE; SAKO_INVALID (position < 1:
+ *         nothing consumed; or a bad event, a time of 0 included: rejected, position
+ *         consumed); SAKO_NOTFOUND, SAKO_RANGE (rejected, position consumed);
+ *         SAKO_IO, SAKO_BUSY, SAKO_NOMEM (position not consumed: retry).
+ * @note Serialised with the writers. @since 0.5
+ */
+SAKO_API int sako_update_at(sako_engine *engine, int64_t position, const sako_event *events,
+                            const int64_t *order_ids, size_t n, int *outcome_out);
+
+/**
+ * sako_items_upsert() at a log position (an added_at of 0 is refused: rejected).
+ * @return as sako_update_at(). @since 0.5
+ */
+SAKO_API int sako_items_upsert_at(sako_engine *engine, int64_t position, const sako_item *items,
+                                  size_t n, int *outcome_out);
+
+/**
+ * sako_categories_upsert() at a log position.
+ * @return as sako_update_at(). @since 0.5
+ */
+SAKO_API int sako_categories_upsert_at(sako_engine *engine, int64_t position,
+                                       const sako_category *cats, size_t n, int *outcome_out);
+
+/**
+ * sako_retrain_v2() at a log position: the position is stored in the transaction
+ * that records the new version (activated or not), so a replica killed during the
+ * retrain retrains again after the restart and one killed after it does not. Every
+ * replica retrains on the same log, so all fit the same model (the version's
+ * created_at, from the wall clock, is the only field that differs).
+ * @param[in] reasons  ::sako_retrain_reason bits, not 0
+ * @return SAKO_OK (applied or skipped); SAKO_MISUSE; SAKO_INVALID (position < 1 or
+ *         bad reasons: nothing consumed); SAKO_BUSY (another retrain or a compaction
+ *         runs: retry); SAKO_IO; SAKO_NOMEM; SAKO_CORRUPT.
+ * @note Serialised with the writers. @since 0.5
+ */
+SAKO_API int sako_retrain_at(sako_engine *engine, int64_t position, unsigned reasons,
+                             int *outcome_out);
+
 /* ------------------------------------------------------------- diagnostics */
 
 /** SAKO_VERSION_NUMBER of the library actually linked. @since 0.1 */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "replica_internal.h"
 #include "model_internal.h"
 
 /* ------------------------------------------------------------ growth */
@@ -470,12 +471,13 @@ static int category_reserve(sako_engine *e, category_batch *b)
     return grow_rc ? SAKO_NOMEM : category_stage_rows(e, b);
 }
 
-static int category_write(sako_engine *e, const category_batch *b)
+static int category_write(sako_engine *e, const category_batch *b, const sako_at *at)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = sako__store_write_categories(&e->store, b->cats, b->names, b->means, b->n))) {
+    if ((rc = sako__store_write_categories(&e->store, b->cats, b->names, b->means, b->n)) ||
+        (rc = sako__replica_write(e, at))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -526,18 +528,62 @@ static void category_batch_free(category_batch *b)
     sako__idmap_free(&b->staged);
 }
 
-int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
+static int categories_upsert(sako_engine *e, const sako_category *cats, size_t n, const char *fn,
+                             sako_at *at)
 {
-    int rc = sako__error_check_batch(e, cats, n, "sako_categories_upsert", "categories");
-    if (rc != SAKO_OK || n == 0)
+    int rc = sako__error_check_batch(e, cats, n, fn, "categories");
+    if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
     pthread_mutex_lock(&e->write_mutex);
+    if (at && sako__replica_begin(e, at)) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return SAKO_OK; /* already applied */
+    }
+    if (at && (rc != SAKO_OK || n == 0)) {
+        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
+        pthread_mutex_unlock(&e->write_mutex);
+        return rc;
+    }
     category_batch b = { .cats = cats, .n = n, .nc = e->n_categories };
     if (!(rc = category_stage(e, &b)) && !(rc = category_validate(e, &b)) &&
-        !(rc = category_reserve(e, &b)) && !(rc = category_write(e, &b)))
+        !(rc = category_reserve(e, &b)) && !(rc = category_write(e, &b, at))) {
+        sako__replica_applied(e, at);
         category_publish(e, &b);
+    } else if (at) {
+        rc = sako__replica_failed(e, at, rc);
+    }
     category_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
+    return rc;
+}
+
+int sako_categories_upsert(sako_engine *e, const sako_category *cats, size_t n)
+{
+    return categories_upsert(e, cats, n, "sako_categories_upsert", NULL);
+}
+
+/* The shared head of the `_at` calls: arguments the position cannot consume. */
+static int at_start(sako_engine *e, int64_t position, int *outcome_out, const char *fn)
+{
+    if (outcome_out)
+        *outcome_out = SAKO_AT_NONE;
+    if (!e)
+        return sako__error(SAKO_MISUSE, "%s: engine is NULL", fn);
+    if (position < 1)
+        return sako__error(SAKO_INVALID, "%s: position %lld is not >= 1", fn, (long long)position);
+    return SAKO_OK;
+}
+
+int sako_categories_upsert_at(sako_engine *e, int64_t position, const sako_category *cats,
+                              size_t n, int *outcome_out)
+{
+    int rc = at_start(e, position, outcome_out, "sako_categories_upsert_at");
+    if (rc)
+        return rc;
+    sako_at at = { position, SAKO_AT_NONE };
+    rc = categories_upsert(e, cats, n, "sako_categories_upsert_at", &at);
+    if (outcome_out)
+        *outcome_out = at.outcome;
     return rc;
 }
 
@@ -548,6 +594,7 @@ typedef struct item_batch {
     const sako_item *items;
     size_t n;
     int64_t now;            /* added_at of entries that give none */
+    int replicated;         /* an `_at` batch: added_at must be given */
     uint32_t *cat;          /* category index per entry, SAKO_NONE for the root */
     uint32_t *existing;     /* item index per entry, SAKO_NONE when new */
     size_t n_new;
@@ -576,6 +623,9 @@ static int item_check(const sako_engine *e, item_batch *b, size_t i)
     if (in->added_at < 0 || in->added_at > SAKO_TIME_MAX)
         return sako__error(SAKO_INVALID, "item [%zu]: added_at %lld is not a unix time in ms",
                            i, (long long)in->added_at);
+    if (b->replicated && in->added_at == 0)
+        return sako__error(SAKO_INVALID, "item [%zu]: added_at 0 (now) in a replicated batch: "
+                           "the publisher gives every item its time", i);
     if (sako__idmap_get(&b->staged, in->id) != SAKO_NONE)
         return sako__error(SAKO_INVALID, "item [%zu]: id %lld appears twice in the batch",
                            i, (long long)in->id);
@@ -625,12 +675,13 @@ static int item_reserve(sako_engine *e, const item_batch *b)
     return rc;
 }
 
-static int item_write(sako_engine *e, const item_batch *b)
+static int item_write(sako_engine *e, const item_batch *b, const sako_at *at)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
-    if ((rc = sako__store_write_items(&e->store, b->items, b->n, b->now))) {
+    if ((rc = sako__store_write_items(&e->store, b->items, b->n, b->now)) ||
+        (rc = sako__replica_write(e, at))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -684,20 +735,52 @@ static void item_batch_free(item_batch *b)
     sako__idmap_free(&b->staged);
 }
 
-int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
+static int items_upsert(sako_engine *e, const sako_item *items, size_t n, const char *fn,
+                        sako_at *at)
 {
-    int rc = sako__error_check_batch(e, items, n, "sako_items_upsert", "items");
-    if (rc != SAKO_OK || n == 0)
+    int rc = sako__error_check_batch(e, items, n, fn, "items");
+    if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
     pthread_mutex_lock(&e->write_mutex);
-    item_batch b = { .items = items, .n = n, .now = sako__store_now_ms() };
+    if (at && sako__replica_begin(e, at)) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return SAKO_OK; /* already applied */
+    }
+    if (at && (rc != SAKO_OK || n == 0)) {
+        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
+        pthread_mutex_unlock(&e->write_mutex);
+        return rc;
+    }
+    item_batch b = { .items = items, .n = n, .replicated = at != NULL,
+                     .now = at ? 0 : sako__store_now_ms() };
     if (!(rc = item_stage(e, &b)) && !(rc = item_validate(e, &b)) && !(rc = item_reserve(e, &b)) &&
-        !(rc = item_write(e, &b))) {
+        !(rc = item_write(e, &b, at))) {
+        sako__replica_applied(e, at);
         item_publish(e, &b);
         sako__demand_relist(e); /* best effort: the lists only pick candidates */
         sako__error_clear();
+    } else if (at) {
+        rc = sako__replica_failed(e, at, rc);
     }
     item_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
+    return rc;
+}
+
+int sako_items_upsert(sako_engine *e, const sako_item *items, size_t n)
+{
+    return items_upsert(e, items, n, "sako_items_upsert", NULL);
+}
+
+int sako_items_upsert_at(sako_engine *e, int64_t position, const sako_item *items, size_t n,
+                         int *outcome_out)
+{
+    int rc = at_start(e, position, outcome_out, "sako_items_upsert_at");
+    if (rc)
+        return rc;
+    sako_at at = { position, SAKO_AT_NONE };
+    rc = items_upsert(e, items, n, "sako_items_upsert_at", &at);
+    if (outcome_out)
+        *outcome_out = at.outcome;
     return rc;
 }

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "engine_internal.h"
+#include "replica_internal.h"
 #include "model_internal.h"
 #include "recommend_internal.h"
 #include "retrain_internal.h"
@@ -184,7 +185,7 @@ int sako_init(sako_engine **out, const char *path, const sako_options *opts)
 
     if ((rc = sako__store_open(&e->store, path, opts->busy_timeout_ms, opts->durability,
                                opts->create_empty, &e->params)) ||
-        (rc = load(e)) ||
+        (rc = load(e)) || (rc = sako__replica_load(e)) ||
         (opts->reconfigure && (rc = reconfigure(e)))) {
         sako__store_refuse(&e->store);
         engine_free(e, 0);

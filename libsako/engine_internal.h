@@ -68,6 +68,8 @@ struct sako_engine {
     int64_t compact_events;      /* events of the batches deleted up to it */
     int compacting;              /* a sako_compact() runs (under the writer mutex) */
     int64_t model_version;
+    int64_t log_position;        /* a replica's last `_at` batch (replica.c; writer mutex,
+                                    read atomically) */
 
     /* recommend */
     sako_domains *domains;       /* NULL until built */
@@ -106,6 +108,8 @@ struct sako_engine {
     /* tests: alters a fit (catalog mean, category means) before the gate sees it */
     void (*fit_hook)(sako_engine *e, double *root, double *means, size_t n, void *arg);
     void *fit_hook_arg;
+    /* a sako_retrain_at() running: its position goes into the version's transaction */
+    struct sako_at *retrain_at;
 };
 
 #endif

@@ -6,6 +6,7 @@
 #include "engine_internal.h"
 #include "killpoint_internal.h"
 #include "model_internal.h"
+#include "replica_internal.h"
 #include "retrain_internal.h"
 #include "snapshot_internal.h"
 
@@ -40,6 +41,8 @@ typedef struct event_batch {
     const int64_t *orders;   /* NULL or n order ids */
     size_t n;
     int64_t now;         /* the time of events that give none, and of created items */
+    int replicated;      /* an `_at` batch: times must be given, created items are added
+                            at the batch's latest event time (not the replica's clock) */
     sako_event *ev;
     uint32_t *item;      /* item index per event, SAKO_NONE for one the batch creates */
     uint32_t *user;      /* user index per event, provisional for users the batch creates */
@@ -81,6 +84,11 @@ static int event_validate(const sako_engine *e, event_batch *b)
             return sako__error(SAKO_INVALID, "event [%zu]: order_id %lld is out of range [0, 2^53-1]",
                                i, (long long)b->orders[i]);
         b->ev[i] = b->in[i];
+        if (b->replicated && b->ev[i].time == 0)
+            return sako__error(SAKO_INVALID, "event [%zu]: time 0 (now) in a replicated batch: "
+                               "the publisher gives every event its time", i);
+        if (b->replicated && b->ev[i].time > b->now)
+            b->now = b->ev[i].time;
         if (b->ev[i].time == 0)
             b->ev[i].time = b->now;
         b->item[i] = sako__idmap_get(&e->item_index, b->ev[i].item_id);
@@ -124,8 +132,9 @@ static int event_reserve(sako_engine *e, event_batch *b)
     return SAKO_OK;
 }
 
-/* Created items, the batch and the counters it moves, in one transaction. */
-static int event_write(sako_engine *e, event_batch *b)
+/* Created items, the batch, the counters it moves and (a replica) its log
+ * position, in one transaction. */
+static int event_write(sako_engine *e, event_batch *b, const sako_at *at)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
@@ -136,7 +145,8 @@ static int event_write(sako_engine *e, event_batch *b)
                                        &b->seq)) ||
         (rc = sako__store_set_meta_int(&e->store, "n_events", (int64_t)(e->n_events + b->n))) ||
         (rc = sako__store_set_meta_int(&e->store, "events_since_refresh",
-                                       (int64_t)(e->events_since_refresh + b->n)))) {
+                                       (int64_t)(e->events_since_refresh + b->n))) ||
+        (rc = sako__replica_write(e, at))) {
         sako__store_rollback(&e->store);
         return rc;
     }
@@ -201,30 +211,64 @@ static void event_batch_free(event_batch *b)
 }
 
 static int update(sako_engine *e, const sako_event *events, const int64_t *orders, size_t n,
-                  const char *fn)
+                  const char *fn, sako_at *at)
 {
     int rc = sako__error_check_batch(e, events, n, fn, "events");
-    if (rc != SAKO_OK || n == 0)
+    if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
     pthread_mutex_lock(&e->write_mutex);
-    event_batch b = { .in = events, .orders = orders, .n = n, .now = sako__store_now_ms() };
+    if (at && sako__replica_begin(e, at)) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return SAKO_OK; /* already applied */
+    }
+    if (at && (rc != SAKO_OK || n == 0)) {
+        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
+        pthread_mutex_unlock(&e->write_mutex);
+        return rc;
+    }
+    event_batch b = { .in = events, .orders = orders, .n = n, .replicated = at != NULL,
+                      .now = at ? 0 : sako__store_now_ms() };
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
-        !(rc = event_write(e, &b))) {
+        !(rc = event_write(e, &b, at))) {
         SAKO_KILL_POINT("events.before_apply");
+        sako__replica_applied(e, at);
         event_publish(e, &b);
         event_housekeeping(e);
+    } else if (at) {
+        rc = sako__replica_failed(e, at, rc);
     }
     event_batch_free(&b);
     pthread_mutex_unlock(&e->write_mutex);
+    /* A replica's background prior refresh lands before its next batch, as on every
+     * other replica. */
+    if (at && at->outcome == SAKO_AT_APPLIED)
+        sako__retrain_settle(e);
     return rc;
 }
 
 int sako_update(sako_engine *e, const sako_event *events, size_t n)
 {
-    return update(e, events, NULL, n, "sako_update");
+    return update(e, events, NULL, n, "sako_update", NULL);
 }
 
 int sako_update_orders(sako_engine *e, const sako_event *events, const int64_t *order_ids, size_t n)
 {
-    return update(e, events, order_ids, n, "sako_update_orders");
+    return update(e, events, order_ids, n, "sako_update_orders", NULL);
+}
+
+int sako_update_at(sako_engine *e, int64_t position, const sako_event *events,
+                   const int64_t *order_ids, size_t n, int *outcome_out)
+{
+    sako_at at = { position, SAKO_AT_NONE };
+    if (outcome_out)
+        *outcome_out = SAKO_AT_NONE;
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_update_at: engine is NULL");
+    if (position < 1)
+        return sako__error(SAKO_INVALID, "sako_update_at: position %lld is not >= 1",
+                           (long long)position);
+    int rc = update(e, events, order_ids, n, "sako_update_at", &at);
+    if (outcome_out)
+        *outcome_out = at.outcome;
+    return rc;
 }

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 #include "gate_internal.h"
 #include "killpoint_internal.h"
 #include "logstate_internal.h"
 #include "model_internal.h"
+#include "replica_internal.h"
 #include "retrain_internal.h"
 #include "snapshot_internal.h"
 
@@ -153,6 +155,8 @@ static int version_write(sako_engine *e, sako_store_version *ver, const sako_sto
         rc = sako__store_record_model(&e->store, ver->version, ver->created_at, ver->n_events);
     if (rc == SAKO_OK)
         rc = sako__store_versions_prune(&e->store, e->policy.policy.keep_versions, NULL);
+    if (rc == SAKO_OK) /* a replica's retrain entry: consumed with the version it built */
+        rc = sako__replica_write(e, e->retrain_at);
     SAKO_KILL_POINT("version.after_row");
     return rc;
 }
@@ -545,6 +549,24 @@ void sako__retrain_refresh(sako_engine *e)
         return;
     }
     e->refresh_running = 1;
+}
+
+void sako__retrain_settle(sako_engine *e)
+{
+    for (;;) {
+        pthread_mutex_lock(&e->write_mutex);
+        int running = e->refresh_running;
+        if (running && __atomic_load_n(&e->refresh_done, __ATOMIC_ACQUIRE)) {
+            pthread_join(e->refresh_thread, NULL);
+            e->refresh_running = 0;
+            running = 0;
+        }
+        pthread_mutex_unlock(&e->write_mutex);
+        if (!running)
+            return;
+        struct timespec ts = { 0, 200000 }; /* the refresh takes the mutex to finish */
+        nanosleep(&ts, NULL);
+    }
 }
 
 void sako__retrain_stop(sako_engine *e)
@@ -1310,14 +1332,19 @@ static int retrain_blocking(sako_engine *e, unsigned reasons)
     return rc ? rc : ver.status == SAKO_MODEL_ACTIVE ? SAKO_OK : 1;
 }
 
-int sako_retrain_v2(sako_engine *e, unsigned reasons)
+static int check_reasons(unsigned reasons, const char *fn)
 {
-    if (!e)
-        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
     unsigned all = SAKO_RETRAIN_EVENTS | SAKO_RETRAIN_TIME | SAKO_RETRAIN_DRIFT | SAKO_RETRAIN_MANUAL;
     if (reasons == 0 || (reasons & ~all))
-        return sako__error(SAKO_INVALID, "sako_retrain_v2: reasons %#x are not sako_retrain_reason "
-                           "bits (1 events, 2 time, 4 drift, 8 manual; not 0)", reasons);
+        return sako__error(SAKO_INVALID, "%s: reasons %#x are not sako_retrain_reason "
+                           "bits (1 events, 2 time, 4 drift, 8 manual; not 0)", fn, reasons);
+    return SAKO_OK;
+}
+
+/* A retrain; with `at` (a replica's retrain entry), skipped at or below the stored
+ * position, else its position is written with the version it builds. */
+static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
+{
     sako__error_clear();
     pthread_mutex_lock(&e->write_mutex);
     if (e->retraining) {
@@ -1328,11 +1355,19 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
         pthread_mutex_unlock(&e->write_mutex);
         return sako__error(SAKO_BUSY, "sako_retrain: a compaction of this engine's log is running");
     }
+    if (at && sako__replica_begin(e, at)) {
+        pthread_mutex_unlock(&e->write_mutex);
+        return SAKO_OK; /* already applied */
+    }
+    e->retrain_at = at;
     int rc;
     if (e->store.in_memory) {
         rc = retrain_blocking(e, reasons);
-        if (rc >= SAKO_OK) /* the retrain policy counts from here (see below) */
+        e->retrain_at = NULL;
+        if (rc >= SAKO_OK) { /* the retrain policy counts from here (see below) */
+            sako__replica_applied(e, at);
             sako__policy_activated(e);
+        }
         pthread_mutex_unlock(&e->write_mutex);
         return rc > 0 ? SAKO_OK : rc;
     }
@@ -1358,7 +1393,9 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     if (rc == SAKO_OK)
         rc = job_finish(e, &j);
     e->retraining = 0;
+    e->retrain_at = NULL;
     if (rc >= SAKO_OK) {
+        sako__replica_applied(e, at);
         SAKO_KILL_POINT("retrain.before_activation");
         /* A version was built: the retrain policy counts from here, whether it was
          * activated or not (a rejected or kept-back candidate is not retried until
@@ -1372,6 +1409,35 @@ int sako_retrain_v2(sako_engine *e, unsigned reasons)
     pthread_mutex_unlock(&e->write_mutex);
     job_free(&j);
     return rc > 0 ? SAKO_OK : rc;
+}
+
+int sako_retrain_v2(sako_engine *e, unsigned reasons)
+{
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_retrain: engine is NULL");
+    int rc = check_reasons(reasons, "sako_retrain_v2");
+    return rc ? rc : retrain_run(e, reasons, NULL);
+}
+
+int sako_retrain_at(sako_engine *e, int64_t position, unsigned reasons, int *outcome_out)
+{
+    if (outcome_out)
+        *outcome_out = SAKO_AT_NONE;
+    if (!e)
+        return sako__error(SAKO_MISUSE, "sako_retrain_at: engine is NULL");
+    if (position < 1)
+        return sako__error(SAKO_INVALID, "sako_retrain_at: position %lld is not >= 1",
+                           (long long)position);
+    int rc = check_reasons(reasons, "sako_retrain_at");
+    if (rc)
+        return rc;
+    sako_at at = { position, SAKO_AT_NONE };
+    rc = retrain_run(e, reasons, &at);
+    if (outcome_out)
+        *outcome_out = at.outcome;
+    if (at.outcome == SAKO_AT_APPLIED)
+        sako__retrain_settle(e); /* the refresh the retrain may have started */
+    return rc;
 }
 
 int sako_retrain(sako_engine *e)

@@ -24,6 +24,10 @@ int sako__retrain_replay(sako_engine *e, int64_t model_after, sako_counts *count
  * a small catalog (up to refresh_sync_items), else start it on a background thread
  * unless one runs already (or a retrain does). */
 void sako__retrain_refresh(sako_engine *e);
+/* Wait until a background refresh has finished and been published (a replica's
+ * `_at` calls: the refresh lands between the same two batches everywhere; writer
+ * mutex not held). */
+void sako__retrain_settle(sako_engine *e);
 /* Stop and join a background refresh (sako_close; writer mutex not held). */
 void sako__retrain_stop(sako_engine *e);
 /* A new prior epoch at the log's latest event time: fresh priors, published

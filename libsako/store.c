@@ -1555,6 +1555,20 @@ int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out)
     return read_failed(st, step, "reading the database");
 }
 
+/* A replica's log position (replica.c): absent until its first `_at` call. */
+int sako__store_read_log_position(sako_store *st, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = prepare_read(st, "SELECT value FROM sako_meta WHERE key = 'log_position'", &s);
+    if (rc)
+        return rc;
+    int step = sqlite3_step(s);
+    *out = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? SAKO_OK
+                                                     : read_failed(st, step, "reading the log position");
+}
+
 /* ------------------------------------------------ a second connection (retrain) */
 
 int sako__store_open_reader(const sako_store *st, int busy_timeout_ms, sako_store *reader)

@@ -239,6 +239,9 @@ void sako__store_wal_checkpoint(sako_store *st);
 /* One integer of sako_meta (SAKO_CORRUPT when missing). */
 int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out);
 
+/* A replica's log position, sako_meta 'log_position' (0 when absent). */
+int sako__store_read_log_position(sako_store *st, int64_t *out);
+
 /* ------------------------------------------------ a second connection (retrain) */
 /* A read-only connection to the same file, for reading the log while the writer
  * commits (WAL: each statement reads one consistent snapshot). SAKO_MISUSE for an

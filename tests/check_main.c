@@ -29,6 +29,7 @@ int main(void)
     srunner_add_suite(sr, suite_compact());
     srunner_add_suite(sr, suite_versions());
     srunner_add_suite(sr, suite_mf());
+    srunner_add_suite(sr, suite_replica());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     /* CK_FORK_GETENV: fork unless CK_FORK=no. */

@@ -39,6 +39,7 @@ Suite *suite_versions(void);
 Suite *suite_decay(void);
 Suite *suite_compact(void);
 Suite *suite_mf(void);
+Suite *suite_replica(void);
 
 /* The schema this library writes (store.c). */
 #define SK_SCHEMA_VERSION 4

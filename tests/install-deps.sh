@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what building and testing libsako needs on a Debian-like machine, when
-# it is missing: a C compiler, pkg-config, SQLite's headers, libcheck, SWIG, and a
+# it is missing: a C compiler, pkg-config, SQLite's headers, libcheck, SWIG, nats-server, and a
 # Python able to make virtual environments and compile extensions (and, when asked:
 # wrk for the service benchmark, clang with libFuzzer for make fuzz). Idempotent and
 # quiet when everything is present. Needs root (or sudo) only when it installs.
@@ -13,6 +13,8 @@ command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 pkg-config --exists sqlite3 2>/dev/null || missing="$missing libsqlite3-dev"
 pkg-config --exists check 2>/dev/null || missing="$missing check libsubunit-dev"
 command -v swig >/dev/null 2>&1 || missing="$missing swig"
+# the replication tests start their own JetStream servers (bindings/python/tests/test_replication.py)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$missing nats-server"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"

@@ -24,9 +24,9 @@ allow personal error decay
 allow model error idmap beta rng demand decay
 allow demand error idmap store model decay
 allow domains error idmap pruned rng beta
-allow catalog error idmap store model domains personal demand
+allow catalog error idmap store model domains personal demand replica
 allow snapshot error decay
-allow retrain error idmap store model users domains demand personal snapshot decay policy logstate gate kill
+allow retrain error idmap store model users domains demand personal snapshot decay policy logstate gate kill replica
 allow logstate error idmap store personal decay
 allow compact error store retrain logstate kill
 allow gate error model
@@ -34,7 +34,8 @@ allow versions error store model retrain policy
 allow policy error store
 allow personal_rank error idmap personal demand beta rng
 allow recommend error idmap pruned rng beta personal store
-allow events error idmap store model users domains catalog retrain personal snapshot policy
+allow events error idmap store model users domains catalog retrain personal snapshot policy replica
+allow replica error store
 allow backup error store
 allow verify error store
 allow killpoint

@@ -243,6 +243,20 @@ SAKOPY_BUFFER(double, "d", 1)
     Py_DECREF($result);
     $result = PyFloat_FromDouble(*$1);
 }
+%typemap(in, numinputs = 0) int *outcome_out (int tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) int *outcome_out {
+    Py_DECREF($result);
+    $result = PyLong_FromLong(*$1);
+}
+%typemap(in, numinputs = 0) int64_t *position_out (int64_t tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) int64_t *position_out {
+    Py_DECREF($result);
+    $result = PyLong_FromLongLong((long long)*$1);
+}
 %typemap(in, numinputs = 0) int *ready_out (int tmp = 0) {
     $1 = &tmp;
 }
@@ -298,6 +312,15 @@ SAKOPY_BUFFER(double, "d", 1)
     if (k_ < 1 || arg2 % k_ != 0 || (arg3 && arg4 != k_ * k_) || arg6 != arg8 || arg12 != k_) {
         sakopy_raise(SAKO_INVALID, "item_factors is not n_items x factors, gram not factors x "
                      "factors, x not factors long, or items and values differ in length");
+        SWIG_fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    $action
+    Py_END_ALLOW_THREADS
+}
+%exception sakopy_update_at {
+    if (arg6 != arg4 && arg5) {
+        sakopy_raise(SAKO_INVALID, "order_ids and events differ in length");
         SWIG_fail;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -371,6 +394,14 @@ static int sakopy_update_orders(sako_engine *engine, const sako_event *events, s
 {
     (void)n_orders;
     return sako_update_orders(engine, events, order_ids, n);
+}
+
+/* sako_update_at() with each array's length, as sakopy_update_orders. */
+static int sakopy_update_at(sako_engine *engine, int64_t position, const sako_event *events,
+                            size_t n, const int64_t *order_ids, size_t n_orders, int *outcome_out)
+{
+    (void)n_orders;
+    return sako_update_at(engine, position, events, order_ids, n, outcome_out);
 }
 
 /* sako_versions_list() into a buffer (its count returned), and the count alone. */
@@ -490,6 +521,7 @@ static int sakopy_policy_init(sako_policy *out)
 %ignore sako_close;     /* sakopy_close, sakopy_free */
 %ignore sako_recommend; /* sakopy_recommend */
 %ignore sako_update_orders; /* sakopy_update_orders */
+%ignore sako_update_at;     /* sakopy_update_at */
 %ignore sako_versions_list; /* sakopy_versions_list, sakopy_versions_count */
 %ignore sako_errmsg;    /* read by the status typemap */
 %ignore sako_mf_fit;     /* sakopy_mf_fit */

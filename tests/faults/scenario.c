@@ -126,7 +126,7 @@ static void put(sb *b, const char *fmt, ...)
 
 /* Ids the scenario and the steps use: the base's, the ones steps add, the follow-up's. */
 static const int64_t extra_items[] = { 41, 42, 43, 1000, 1001 };
-static const int64_t extra_users[] = { 501, 502, 503, 999 };
+static const int64_t extra_users[] = { 501, 502, 503, 504, 999 };
 static const int64_t extra_cats[] = { 7, 8 };
 
 void fp_engine(sako_engine *e, char *out, size_t cap)
@@ -141,6 +141,9 @@ void fp_engine(sako_engine *e, char *out, size_t cap)
         (unsigned long long)st.n_events, (long long)st.model_version);
     put(&b, "~epoch since %llu mean %.17g\n", (unsigned long long)st.events_since_refresh,
         st.global_mean);
+    int64_t position = -1;
+    rc = sako_log_position(e, &position);
+    put(&b, "log position %d %lld\n", rc, (long long)position);
     int64_t ids[N_ITEMS + 8];
     size_t n_ids = 0;
     for (int i = 1; i <= N_ITEMS; i++)

@@ -252,6 +252,35 @@ static int run_backup(step_ctx *c)
     return sako_backup(c->e, c->other);
 }
 
+/* The replica's calls (issue 11): the batch and its log position commit together,
+ * so a failure leaves both as they were (the fingerprint holds the position). */
+static int run_update_at(step_ctx *c)
+{
+    sako_event ev[4] = {
+        { 504, 4, SAKO_EVENT_IMPRESSION, TU, 9 }, { 504, 4, SAKO_EVENT_CLICK, TU + 1, 9 },
+        { 504, 1001, SAKO_EVENT_PURCHASE, TU + 2, 0 }, { 3, 6, SAKO_EVENT_PURCHASE, TU + 3, 0 },
+    };
+    int64_t orders[4] = { 0, 0, 80, 81 };
+    return sako_update_at(c->e, 17, ev, orders, 4, NULL);
+}
+
+static int run_items_at(step_ctx *c)
+{
+    sako_item items[2] = { { 43, 3, 1, 1700000000000LL }, { 2, 4, 0, 1700000000000LL } };
+    return sako_items_upsert_at(c->e, 18, items, 2, NULL);
+}
+
+static int run_categories_at(step_ctx *c)
+{
+    sako_category cats[2] = { { 7, 1, "replicated aisle" }, { 3, 2, NULL } };
+    return sako_categories_upsert_at(c->e, 19, cats, 2, NULL);
+}
+
+static int run_retrain_at(step_ctx *c)
+{
+    return sako_retrain_at(c->e, 20, SAKO_RETRAIN_MANUAL, NULL);
+}
+
 static int run_diagnostics(step_ctx *c)
 {
     (void)c;
@@ -295,6 +324,10 @@ const step steps[] = {
     { "sako_log_stats_get", STEP_ON_ENGINE, 0, run_log_stats },
     { "sako_verify", STEP_ON_FILE, 0, run_verify },
     { "sako_backup", STEP_BACKUP, 0, run_backup },
+    { "sako_update_at", STEP_ON_ENGINE, 1, run_update_at },
+    { "sako_items_upsert_at", STEP_ON_ENGINE, 1, run_items_at },
+    { "sako_categories_upsert_at", STEP_ON_ENGINE, 1, run_categories_at },
+    { "sako_retrain_at", STEP_ON_ENGINE, 1, run_retrain_at },
     { "diagnostics (version, errstr, errmsg, threadsafe)", STEP_NO_ENGINE, 0, run_diagnostics },
 };
 const size_t n_steps = sizeof steps / sizeof *steps;

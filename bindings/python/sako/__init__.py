@@ -24,6 +24,7 @@ from ._engine import POLICY_MAX, Policy, RetrainReason, RetrainStatus, VersionIn
 from ._engine import VerifyReport, verify
 from ._engine import COMPACT_MIN_EVENTS, CompactReport, LogStats
 from ._mf import mf_fit, mf_fold_in, mf_gram
+from ._engine import AtOutcome
 
 #: version of the linked C library (``sako_version_string()``)
 __version__: str = _sako.sako_version_string()
@@ -39,4 +40,5 @@ __all__ = [
     "Policy", "RetrainStatus", "RetrainReason", "POLICY_MAX", "VersionInfo",
     "verify", "VerifyReport", "CompactReport", "LogStats", "COMPACT_MIN_EVENTS",
     "mf_fit", "mf_fold_in", "mf_gram",
+    "AtOutcome",
 ]

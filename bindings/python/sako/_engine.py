@@ -19,7 +19,7 @@ from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Se
 import numpy as np
 
 from . import _sako
-from ._errors import InvalidArgument, Misuse
+from ._errors import InvalidArgument, Misuse, NotFound, RangeError
 
 ID_MAX: int = int(_sako.SAKO_ID_MAX)
 TIME_MAX: int = int(_sako.SAKO_TIME_MAX)  # unix ms of 9999-12-31
@@ -1367,11 +1367,114 @@ class Engine:
         _sako.sako_backup(self._h, p)
         return p
 
+    # ------------------------------------------------------------ replication
+    @property
+    def log_position(self) -> int:
+        """The position of the last batch applied with an ``*_at`` call (0: none):
+        where a replica resumes its log (``sako_log_position``)."""
+        return int(_sako.sako_log_position(self._h))
+
+    def _at(self, fn: Any, position: int, *args: Any) -> "AtOutcome":
+        position = _int_arg(position, "position")
+        try:
+            code = fn(self._h, position, *args)
+        except (InvalidArgument, NotFound, RangeError) as exc:
+            # A validation failure consumes its position (the batch is the log's: every
+            # replica rejects it alike); a position < 1 does not.
+            if position >= 1 and self.log_position >= position:
+                return AtOutcome("rejected", str(exc))
+            raise
+        return AtOutcome(_AT_OUTCOMES.get(int(code), "none"), "")
+
+    def update_arrays_at(self, position: int, users: ArrayLike, items: ArrayLike,
+                         types: ArrayLike, times: ArrayLike,
+                         recommendation_ids: Optional[ArrayLike] = None,
+                         order_ids: Optional[ArrayLike] = None) -> "AtOutcome":
+        """Apply a batch of events at a position of a replicated log
+        (``sako_update_at``): skipped when ``position`` is at or below
+        :attr:`log_position`, else applied and stored with the position in one
+        transaction. Every time must be given (0 is refused: the publisher resolves
+        "now"). A batch failing validation is rejected and its position consumed.
+
+        Returns
+        -------
+        AtOutcome
+            ``outcome`` is ``"applied"``, ``"skipped"`` or ``"rejected"`` (then
+            ``message`` says why); other failures raise and consume nothing.
+        """
+        cols = {"user_id": _as_int64(users, "users"), "item_id": _as_int64(items, "items"),
+                "type": _as_types(types), "time": _as_int64(times, "times")}
+        if recommendation_ids is not None:
+            cols["rec_id"] = _as_int64(recommendation_ids, "recommendation_ids")
+        orders = None if order_ids is None else _as_int64(order_ids, "order_ids")
+        n = len(cols["user_id"])
+        if any(len(c) != n for c in cols.values()) or (orders is not None and len(orders) != n):
+            raise InvalidArgument("event arrays differ in length")
+        buf = np.zeros(n, _EVENT)
+        for key, col in cols.items():
+            buf[key] = col
+        return self._at(_sako.update_at, position, buf, orders)
+
+    def update_events_at(self, position: int, events: np.ndarray) -> "AtOutcome":
+        """:meth:`update_arrays_at` from one structured array with the fields
+        ``user_id, item_id, type, time, rec_id, order_id`` (as
+        :data:`sako.replication.EVENT_DTYPE`)."""
+        buf = np.zeros(len(events), _EVENT)
+        for key in ("user_id", "item_id", "type", "time", "rec_id"):
+            buf[key] = events[key]
+        orders = np.ascontiguousarray(events["order_id"], dtype=np.int64)
+        return self._at(_sako.update_at, position, buf, orders if orders.any() else None)
+
+    def upsert_items_at(self, position: int, ids: ArrayLike, category_ids: ArrayLike,
+                        active: ArrayLike, added_at: ArrayLike) -> "AtOutcome":
+        """Items at a log position (``sako_items_upsert_at``; see
+        :meth:`update_arrays_at`). ``added_at`` must be given (0 is refused)."""
+        i = _as_int64(ids, "ids")
+        cols = {"id": i, "category_id": _as_int64(category_ids, "category_ids"),
+                "active": _as_flags(active, "active"), "added_at": _as_int64(added_at, "added_at")}
+        if any(len(c) != len(i) for c in cols.values()):
+            raise InvalidArgument("item arrays differ in length")
+        buf = np.zeros(len(i), _ITEM)
+        for key, col in cols.items():
+            buf[key] = col
+        return self._at(_sako.sako_items_upsert_at, position, buf)
+
+    def upsert_categories_at(self, position: int, ids: ArrayLike, parent_ids: ArrayLike,
+                             names: Sequence[Optional[str]]) -> "AtOutcome":
+        """Categories at a log position (``sako_categories_upsert_at``)."""
+        cols = {"id": _as_int64(ids, "ids"), "parent_id": _as_int64(parent_ids, "parent_ids")}
+        blob, cols["name"] = _c_strings(names)
+        n = len(cols["id"])
+        if len(cols["parent_id"]) != n or len(cols["name"]) != n:
+            raise InvalidArgument("category arrays differ in length")
+        buf = np.zeros(n, _CATEGORY)
+        for key, col in cols.items():
+            buf[key] = col
+        out = self._at(_sako.sako_categories_upsert_at, position, buf)
+        del blob  # the names' bytes lived until C returned
+        return out
+
+    def retrain_at(self, position: int, reasons: Union[int, "RetrainReason"] = 8) -> "AtOutcome":
+        """A retrain entry of a replicated log (``sako_retrain_at``): the position is
+        stored with the version it builds, so every replica retrains once at the same
+        point of the log and fits the same model."""
+        return self._at(_sako.sako_retrain_at, position, _int_arg(int(reasons), "reasons"))
+
     @property
     def ready(self) -> bool:
         """True once the sampling domains are built (large catalogs build them in the
         background after open; until then recommendations are exact but slower)."""
         return bool(_sako.sako_ready(self._h))
+
+
+class AtOutcome(NamedTuple):
+    """What an ``*_at`` call did: ``outcome`` is ``"applied"``, ``"skipped"`` (at or
+    below the stored position) or ``"rejected"`` (failed validation; ``message``)."""
+    outcome: str
+    message: str
+
+
+_AT_OUTCOMES = {1: "applied", 2: "skipped", 3: "rejected"}
 
 
 def open(path: Union[str, "os.PathLike[str]", None] = None, **options: Any) -> Engine:  # noqa: A001

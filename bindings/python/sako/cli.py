@@ -40,7 +40,15 @@ def _serve(args: argparse.Namespace) -> int:
     if not len(keys):
         logging.getLogger("sako.service").warning(
             "--dev and no API key: every request is treated as admin")
+    if settings.workers > 1:
+        if not settings.replicate:
+            print("sako serve: --workers N needs --replicate nats://...: each worker is a "
+                  "replica with its own file following one log", file=sys.stderr)
+            return 2
+        return _serve_workers(settings)
     app = create_app(settings)
+    if os.environ.get("SAKO_REUSE_PORT") == "1":  # a worker of --workers N
+        return _serve_reuse_port(app, settings)
     # uvicorn finishes the requests in flight (up to 10 s), runs the app's shutdown
     # (the engine is closed, its log folded into a checkpoint), then raises the signal
     # it caught again with the handler found at start. With this one, SIGTERM and
@@ -52,6 +60,76 @@ def _serve(args: argparse.Namespace) -> int:
                 access_log=settings.access_log, timeout_graceful_shutdown=10)
     if stopped:
         logging.getLogger("sako.service").info("stopped by signal %d", stopped[0])
+    return 0
+
+
+def worker_db(db: str, i: int) -> str:
+    """Worker i's replica file: var/sako.db -> var/sako-1.db."""
+    root, ext = os.path.splitext(db)
+    return f"{root}-{i}{ext}"
+
+
+def _serve_workers(settings: "object") -> int:
+    """--workers N: N processes, each `sako serve` on its own replica file, sharing the
+    port (SO_REUSEPORT: the kernel spreads connections). Stops them all on SIGTERM or
+    SIGINT, or when one exits."""
+    import subprocess
+    import time
+
+    argv, skip = [], False
+    for a in sys.argv[2:]:  # after "sako serve": the flags, less --db and --workers
+        if skip:
+            skip = False
+            continue
+        if a in ("--db", "--workers"):
+            skip = True
+            continue
+        if a.startswith("--db=") or a.startswith("--workers="):
+            continue
+        argv.append(a)
+    n = settings.workers  # type: ignore[attr-defined]
+    procs = []
+    env = {**os.environ, "SAKO_REUSE_PORT": "1"}
+    for i in range(1, n + 1):
+        cmd = [sys.executable, "-m", "sako", "serve", *argv, "--db",
+               worker_db(settings.db, i), "--workers", "1"]  # type: ignore[attr-defined]
+        procs.append(subprocess.Popen(cmd, env=env))
+    stopped: List[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    while not stopped and all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    rc = 0
+    for p in procs:  # each finishes its requests and closes its engine
+        try:
+            code = p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            code = p.wait()
+        rc = rc or (0 if stopped else code)
+    return rc
+
+
+def _serve_reuse_port(app: "object", settings: "object") -> int:
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)  # type: ignore[attr-defined]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.host, settings.port))  # type: ignore[attr-defined]
+    sock.listen(2048)
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    config = uvicorn.Config(app, log_level=settings.log_level,  # type: ignore[attr-defined]
+                            access_log=settings.access_log,  # type: ignore[attr-defined]
+                            timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

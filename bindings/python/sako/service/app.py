@@ -56,16 +56,41 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.stopping = False
+        if app.state.engine is None and settings.replicate:
+            # A replica: its own file, filled only from the log (no demo seeding, which
+            # would write outside it); retrains are decided by the lease holder.
+            from sako.replication import Replica, snapshot
+
+            from .replicated import ReplicatedEngine
+
+            try:  # left behind by the stream's retention: start from a snapshot
+                restored = await run_in_threadpool(
+                    snapshot.prepare, settings.replicate.split(","), settings.db,
+                    settings.replicate_stream)
+                if restored is not None:
+                    log.info("replica %s restored from the snapshot at %d", settings.db, restored)
+            except Exception as exc:  # NATS unreachable: follow what the file holds
+                log.warning("replica %s: no snapshot check (%s)", settings.db, exc)
+            local = await run_in_threadpool(open_default_engine, settings.db, False,
+                                            settings.engine_options())
+            replica = Replica(local, settings.replicate, stream=settings.replicate_stream,
+                              replicas=settings.replicate_replicas or None,
+                              retrain_check_seconds=(settings.policy_check_seconds
+                                                     if settings.auto_retrain else 0))
+            app.state.replica = replica.start()
+            app.state.engine = ReplicatedEngine(local, replica, settings.replicate_wait_seconds)
         if app.state.engine is None:
             app.state.engine = await run_in_threadpool(
                 open_default_engine, settings.db, settings.demo, settings.engine_options())
-        if settings.auto_retrain:
+        if settings.auto_retrain and app.state.replica is None:
             app.state.retrainer.start()
         try:
             yield
         finally:
             app.state.stopping = True  # /readyz answers 503 from here on
             await app.state.retrainer.stop()
+            if app.state.replica is not None:
+                await run_in_threadpool(app.state.replica.stop)
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
                 log.info("engine closed")
@@ -76,6 +101,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.replica = None
     app.state.stopping = False
     app.state.keys = keys
     app.state.dev = settings.dev

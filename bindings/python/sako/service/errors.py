@@ -29,6 +29,12 @@ STATUS_OF_CODE: Mapping[int, Tuple[int, str]] = {
     sako.InternalError.code: (500, "internal"),
 }
 
+#: Errors of the service's own layers, not codes of the C library:
+#: ``sako.replication.Unavailable`` (replicated mode: the log cannot take a write).
+SERVICE_STATUS_OF_CODE: Mapping[int, Tuple[int, str]] = {
+    -1000: (503, "log_unavailable"),
+}
+
 
 class ApiError(Exception):
     """An answer other than 2xx, raised from a route or a dependency.
@@ -59,7 +65,7 @@ def error_response(status: int, error: str, message: str, errors: Sequence[Dict[
 
 def from_sako_error(exc: sako.SakoError) -> Tuple[int, str]:
     """(HTTP status, ``error`` code) of an engine error."""
-    return STATUS_OF_CODE.get(exc.code, (500, "internal"))
+    return STATUS_OF_CODE.get(exc.code) or SERVICE_STATUS_OF_CODE.get(exc.code, (500, "internal"))
 
 
 def validation_entries(exc: RequestValidationError) -> List[Dict[str, Any]]:

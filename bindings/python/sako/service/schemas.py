@@ -180,6 +180,9 @@ class HealthOut(BaseModel):
     model_version: int
     n_items: int
     ready: bool = Field(description="samplers built (GET /readyz answers 200)")
+    replication: Optional[Dict[str, Any]] = Field(
+        None, description="replicated mode: connected, applied position, the stream's last "
+                          "sequence, lag (entries not applied yet), leader, stalled")
 
 
 class ReadyOut(BaseModel):

@@ -62,6 +62,23 @@ class ServeFlags(BaseSettings):
                                                  "gate_holdout_events)")
     backup_dir: Optional[str] = Field(None, description="directory of POST /v1/backup's files; "
                                                         "null = 'backups' beside the database")
+    replicate: Optional[str] = Field(None, description="replicated mode: NATS URLs "
+                                                       "(nats://host:port, comma-separated); the "
+                                                       "engine follows the JetStream log and "
+                                                       "writes go through it")
+    replicate_stream: str = Field("SAKO", description="replicated mode: the JetStream stream "
+                                                      "(subject sako.log)")
+    replicate_replicas: int = Field(0, ge=0, le=5, description="replicated mode: copies of the "
+                                                               "stream (0: the number of URLs)")
+    replicate_max_lag: int = Field(1000, ge=0, description="replicated mode: GET /readyz answers "
+                                                           "503 while the replica is more entries "
+                                                           "behind the stream than this")
+    replicate_wait_seconds: float = Field(2.0, ge=0, le=60,
+                                          description="replicated mode: how long a write waits "
+                                                      "for the local replica to apply it")
+    workers: int = Field(1, ge=1, le=64, description="processes serving the port (with "
+                                                     "--replicate): worker i has its own replica "
+                                                     "file, the --db path with -i before its suffix")
 
 
 class Settings(ServeFlags):

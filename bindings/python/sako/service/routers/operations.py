@@ -35,10 +35,12 @@ def retrain(request: Request, e: EngineDep) -> Any:
 
 @router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
             summary="Liveness (the process serves, the engine is open)")
-def healthz(e: EngineDep) -> Any:
+def healthz(request: Request, e: EngineDep) -> Any:
     s = e.stats()
+    replica = getattr(request.app.state, "replica", None)
     return {"status": "ok", "version": sako.__version__, "model_version": s.model_version,
-            "n_items": s.n_items, "ready": e.ready}
+            "n_items": s.n_items, "ready": e.ready,
+            "replication": replica.status() if replica is not None else None}
 
 
 @router.get("/readyz", response_model=ReadyOut, responses=UNAVAILABLE_RESPONSES, tags=["ops"],
@@ -52,6 +54,14 @@ def readyz(request: Request) -> Any:
     if not e.ready:
         raise ApiError(503, "not_ready", "the samplers are being built (large catalog)",
                        headers={"Retry-After": "1"})
+    replica = getattr(state, "replica", None)
+    if replica is not None:
+        st = replica.status()
+        if st["stalled"] or st["lag"] > state.settings.replicate_max_lag:
+            raise ApiError(503, "lagging", f"the replica is {st['lag']} entries behind the "
+                                           f"stream (bound {state.settings.replicate_max_lag})"
+                                           + (f": {st['stalled']}" if st["stalled"] else ""),
+                           headers={"Retry-After": "1"})
     return {"ready": True, "model_version": e.stats().model_version}
 
 
@@ -62,4 +72,9 @@ metrics_router = APIRouter(tags=["ops"])
 @metrics_router.get("/metrics", response_class=Response, summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
     body, ctype = request.app.state.metrics.render()
+    replica = getattr(request.app.state, "replica", None)
+    if replica is not None:
+        from ..replicated import metrics_text
+
+        body += metrics_text(replica).encode()
     return Response(body, media_type=ctype)

@@ -1,0 +1,300 @@
+"""Replicated mode's benchmark (issue 11; docs/benchmarks-python.md, "Replication"):
+
+1. ingest: events/s of the single-process durable path (Engine.update_arrays,
+   durability full) against ingest through a three-node JetStream cluster into three
+   replica processes (durability normal: the stream is the durable record), batches of 100 and of 10,000 events;
+   through the stream: to the publisher's acknowledgements and to "applied on every
+   replica";
+2. lag: from the publisher's acknowledgement to the entry applied on each replica,
+   at 10,000 events/s (batches of 100 every 10 ms);
+3. recommendations/s (wrk, POST /v1/recommendations as `make bench-python`) of
+   `sako serve --replicate ... --workers 2` against `--workers 1`, runs alternated.
+
+    .venv/bin/python bindings/python/bench/replication.py [--quick]
+
+Loopback only; medians of --repeats runs; the load average is printed with them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import Dict, List
+
+import numpy as np
+
+import sako
+from sako.demo import make_catalog, simulate_events
+from sako.replication import Replica
+from sako.replication.natsserver import Cluster
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+T0 = 1_700_000_000_000
+
+
+def load() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def events(n: int, rng: np.random.Generator, n_items: int, start: int):
+    users = rng.integers(1, 5000, n)
+    items = rng.integers(1, n_items + 1, n)
+    types = rng.choice([0, 0, 0, 0, 1, 2, 3], n).astype(np.int32)
+    times = T0 + start + np.arange(n)
+    return users, items, types, times
+
+
+def single_rate(folder: str, batch: int, total: int, n_items: int) -> float:
+    path = os.path.join(folder, f"single-{batch}-{time.time_ns()}.db")
+    with sako.Engine(path, durability="full") as e:
+        e.upsert_categories([(1, 0, "all")])
+        e.upsert_items_arrays(np.arange(1, n_items + 1), np.ones(n_items, np.int64))
+        rng = np.random.default_rng(batch)
+        data = [events(batch, rng, n_items, k * batch) for k in range(total // batch)]
+        t = time.perf_counter()
+        for u, i, ty, tm in data:
+            e.update_arrays(u, i, ty, tm)
+        return total / (time.perf_counter() - t)
+
+
+def status(path: str) -> int:
+    try:
+        return int(open(path).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+class Replicas:
+    """Three replica processes following the stream."""
+
+    def __init__(self, folder: str, urls: List[str], tag: str, apply_log: bool = False) -> None:
+        self.status = [os.path.join(folder, f"{tag}-r{i}.status") for i in range(3)]
+        self.logs = [os.path.join(folder, f"{tag}-r{i}.applied") for i in range(3)]
+        # normal: in replicated mode the stream is the durable record (a replica's file
+        # that loses its last batches on power loss loses their position with them and
+        # reads them again); see docs/operations.md, "Replication"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+               "SAKO_DURABILITY": os.environ.get("SAKO_REPLICA_DURABILITY", "normal")}
+        self.procs = []
+        for i in range(3):
+            e = dict(env)
+            if apply_log:
+                e["SAKO_APPLY_LOG"] = self.logs[i]
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "sako.replication.follow",
+                 os.path.join(folder, f"{tag}-r{i}.db"), ",".join(urls), self.status[i]], env=e))
+
+    def wait(self, seq: int, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while min(status(s) for s in self.status) < seq:
+            if time.monotonic() > deadline:
+                raise TimeoutError([status(s) for s in self.status])
+            time.sleep(0.002)
+        return time.perf_counter()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait(60)
+
+
+def replicated_rate(pub: Replica, reps: Replicas, batch: int, total: int, n_items: int,
+                    publishers: int) -> Dict[str, float]:
+    rng = np.random.default_rng(batch + 7)
+    data = [events(batch, rng, n_items, 10**9 + k * batch) for k in range(total // batch)]
+    seqs: List[int] = []
+    lock = threading.Lock()
+
+    def run(part):
+        for u, i, ty, tm in part:
+            s = pub.publish_events(u, i, ty, tm)
+            with lock:
+                seqs.append(s)
+
+    parts = [data[k::publishers] for k in range(publishers)]
+    t = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(p,)) for p in parts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    t_ack = time.perf_counter()
+    t_all = reps.wait(max(seqs))
+    return {"acked": total / (t_ack - t), "applied": total / (t_all - t)}
+
+
+def lag(pub: Replica, reps: Replicas, seconds: float, n_items: int,
+        threads: int = 4) -> Dict[str, float]:
+    """10,000 events/s: `threads` publishers, each a batch of 100 every
+    threads x 10 ms (a publish waits for its acknowledgement)."""
+    acked: Dict[int, int] = {}
+    lock = threading.Lock()
+    counts = [0] * threads
+    start = time.perf_counter()
+
+    def run(c: int) -> None:
+        rng = np.random.default_rng(99 + c)
+        k = 0
+        while time.perf_counter() - start < seconds:
+            due = start + (k * threads + c) * 0.010
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            u, i, ty, tm = events(100, rng, n_items, 2 * 10**9 + (k * threads + c) * 100)
+            seq = pub.publish_events(u, i, ty, tm)
+            t = time.time_ns()
+            with lock:
+                acked[seq] = t
+            k += 1
+        counts[c] = k
+
+    ths = [threading.Thread(target=run, args=(c,)) for c in range(threads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    rate = sum(counts) * 100 / (time.perf_counter() - start)
+    reps.wait(max(acked))
+    time.sleep(0.5)
+    reps.stop()
+    lags = []
+    for path in reps.logs:
+        for line in open(path):
+            s, t = map(int, line.split())
+            if s in acked:
+                lags.append(max(0, t - acked[s]) / 1e6)
+    lags.sort()
+    return {"rate": rate, "n": len(lags), "p50_ms": lags[len(lags) // 2],
+            "p99_ms": lags[int(len(lags) * 0.99)], "max_ms": lags[-1]}
+
+
+def wrk(url: str, duration: int, connections: int) -> Dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s",
+           os.path.join(HERE, "wrk_recommend.lua"), url, "--", "bench", "20"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    r = json.loads(re.search(r"WRKJSON (\{.*\})", out).group(1))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def serve(folder: str, urls: List[str], workers: int, port: int) -> subprocess.Popen:
+    env = {**os.environ, "SAKO_CLIENT_KEYS": "bench", "SAKO_ADMIN_KEYS": "admin"}
+    return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sako"), "serve",
+                             "--replicate", ",".join(urls), "--workers", str(workers),
+                             "--port", str(port), "--log-level", "warning",
+                             "--db", os.path.join(folder, f"w{workers}", "sako.db")], env=env,
+                            start_new_session=True)
+
+
+def ready(port: int, workers: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    seen = set()
+    while time.monotonic() < deadline:
+        try:
+            body = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2))
+            r = body["replication"]
+            if r["connected"] and r["lag"] == 0 and r["applied"] > 0:
+                seen.add(r["applied"])
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if len(seen) >= 1:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"port {port} not ready")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=16)
+    a = ap.parse_args()
+    if a.quick:
+        a.repeats, a.duration = 1, 5
+    n_items = 3000
+    out: Dict[str, object] = {"load_before": load()}
+    with tempfile.TemporaryDirectory(prefix="sako-repl-bench-") as folder:
+        for batch, total in ((100, 20_000), (10_000, 200_000)):
+            runs = [single_rate(folder, batch, total, n_items) for _ in range(a.repeats)]
+            out[f"single_{batch}"] = statistics.median(runs)
+            print(f"single process, durable, batches of {batch}: {statistics.median(runs):,.0f} "
+                  f"events/s (runs {[round(r) for r in runs]}; load {load()})", flush=True)
+        with Cluster(os.path.join(folder, "nats"), 3) as cluster:
+            with sako.Engine(None) as pe, Replica(pe, cluster.urls, retrain_check_seconds=0) as pub:
+                assert pub._ready.wait(30)
+                pub.wait_applied(pub.publish_categories([1], [0], ["all"]), 30)
+                pub.wait_applied(pub.publish_items(np.arange(1, n_items + 1),
+                                                   np.ones(n_items, np.int64)), 30)
+                reps = Replicas(folder, cluster.urls, "ingest")
+                reps.wait(pub.refresh_last_seq(), 60)
+                for batch, total, publishers in ((100, 20_000, 4), (10_000, 200_000, 2)):
+                    runs = [replicated_rate(pub, reps, batch, total, n_items, publishers)
+                            for _ in range(a.repeats)]
+                    acked = statistics.median(r["acked"] for r in runs)
+                    applied = statistics.median(r["applied"] for r in runs)
+                    out[f"replicated_{batch}"] = {"acked": acked, "applied": applied}
+                    print(f"through the stream, batches of {batch} ({publishers} publishers): "
+                          f"{acked:,.0f} events/s acknowledged, {applied:,.0f} events/s applied "
+                          f"on all 3 replicas (load {load()})", flush=True)
+                reps.stop()
+                reps = Replicas(folder, cluster.urls, "lag", apply_log=True)
+                reps.wait(pub.refresh_last_seq(), 120)
+                out["lag"] = lag(pub, reps, 10 if not a.quick else 5, n_items)
+                print(f"lag ack -> applied on each replica at {out['lag']['rate']:,.0f} events/s: "
+                      f"p50 {out['lag']['p50_ms']:.1f} ms, p99 {out['lag']['p99_ms']:.1f} ms, "
+                      f"max {out['lag']['max_ms']:.1f} ms ({out['lag']['n']} samples; "
+                      f"load {load()})", flush=True)
+                # a catalog and a history for the recommendation runs
+                cat = make_catalog(3000, 42)
+                pub.publish_categories([c[0] for c in cat.categories],
+                                       [c[1] or 0 for c in cat.categories],
+                                       [c[2] for c in cat.categories])
+                pub.wait_applied(pub.refresh_last_seq(), 30)
+                pub.publish_items([i for i, _ in cat.items], [c for _, c in cat.items])
+                u, i, t, tm = simulate_events(cat, n_events=20000, seed=42)
+                pub.publish_events(u, i, t, tm)
+            ports = {1: 18601, 2: 18602}
+            servers = {w: serve(folder, cluster.urls, w, ports[w]) for w in (1, 2)}
+            try:
+                for w in (1, 2):
+                    ready(ports[w], w)
+                for w in (1, 2):  # warm-up
+                    wrk(f"http://127.0.0.1:{ports[w]}/v1/recommendations", 2, a.connections)
+                rec = {1: [], 2: []}
+                for _ in range(a.repeats):
+                    for w in (1, 2):
+                        rec[w].append(wrk(f"http://127.0.0.1:{ports[w]}/v1/recommendations",
+                                          a.duration, a.connections))
+                for w in (1, 2):
+                    rps = statistics.median(r["rps"] for r in rec[w])
+                    p99 = statistics.median(r["p99_us"] for r in rec[w]) / 1000
+                    out[f"workers_{w}"] = {"rps": rps, "p99_ms": p99,
+                                           "errors": sum(r["errors"] + r["status_errors"] for r in rec[w])}
+                    print(f"--workers {w}: {rps:,.0f} recommendations/s, p99 {p99:.1f} ms "
+                          f"(runs {[round(r['rps']) for r in rec[w]]}; load {load()})", flush=True)
+                print(f"ratio 2 workers / 1: {out['workers_2']['rps'] / out['workers_1']['rps']:.2f}")
+            finally:
+                for p in servers.values():
+                    os.killpg(p.pid, signal.SIGTERM)
+                for p in servers.values():
+                    p.wait(60)
+    out["load_after"] = load()
+    print("BENCHJSON " + json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
