@@ -1060,6 +1060,7 @@ SAKO_API int sako_mf_gram(const float *item_factors, size_t n_items, uint32_t fa
 SAKO_API int sako_mf_fold_in(const float *item_factors, size_t n_items, const double *gram,
                              const int32_t *items, const float *values, size_t n,
                              const sako_mf_options *opt, int exact, float *x);
+
 /* ------------------------------------------------------------- replication */
 
 /**

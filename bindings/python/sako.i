@@ -314,6 +314,12 @@ SAKOPY_BUFFER(double, "d", 1)
     if (k_ < 1 || arg2 % k_ != 0 || (arg3 && arg4 != k_ * k_) || arg6 != arg8 || arg12 != k_) {
         sakopy_raise(SAKO_INVALID, "item_factors is not n_items x factors, gram not factors x "
                      "factors, x not factors long, or items and values differ in length");
+        SWIG_fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    $action
+    Py_END_ALLOW_THREADS
+}
 %exception sakopy_update_at {
     if (arg6 != arg4 && arg5) {
         sakopy_raise(SAKO_INVALID, "order_ids and events differ in length");
