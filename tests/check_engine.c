@@ -104,6 +104,54 @@ START_TEST(test_options_enums)
 }
 END_TEST
 
+/* The personal engine's and decay's options outside their ranges: each refused
+ * with SAKO_INVALID, its message naming the field. */
+START_TEST(test_options_ranges)
+{
+    static const struct { const char *field; int k; double v; } cases[] = {
+        {"organic_demand", 0, 2}, {"personal_min_baskets", 1, 0},
+        {"personal_min_baskets", 1, 1000001}, {"demand_min_purchases", 2, 1e12 + 1},
+        {"half_life_days", 3, 0.0}, {"half_life_days", 3, 0.5 / 24.0},
+        {"half_life_days", 3, 2e6}, {"personal_strength", 4, 0.0},
+        {"personal_temperature", 5, -1.0}, {"personal_temperature", 5, 1e7},
+        {"due_exponent", 6, NAN}, {"affinity_strength", 7, 0.0}, {"lift_strength", 8, INFINITY},
+        {"basket_gap_ms", 9, -1}, {"basket_gap_ms", 9, 31.0 * 86400000},
+        {"decay_half_life_days", 10, 0.5}, {"decay_half_life_days", 10, 2e6},
+        {"create_empty", 11, 2}, {"personal", 12, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sako_options o = sk_opts(1);
+        double v = cases[i].v;
+        switch (cases[i].k) {
+        case 0: o.organic_demand = (int)v; break;
+        case 1: o.personal_min_baskets = (uint32_t)v; break;
+        case 2: o.demand_min_purchases = (uint64_t)v; break;
+        case 3: o.half_life_days = v; break;
+        case 4: o.personal_strength = v; break;
+        case 5: o.personal_temperature = v; break;
+        case 6: o.due_exponent = v; break;
+        case 7: o.affinity_strength = v; break;
+        case 8: o.lift_strength = v; break;
+        case 9: o.basket_gap_ms = (int64_t)v; break;
+        case 10: o.decay_half_life_days = v; break;
+        case 11: o.create_empty = (int)v; break;
+        case 12: o.personal = (int)v; break;
+        }
+        expect_bad_options(&o, cases[i].field);
+        ck_assert_msg(strstr(sako_errmsg(), cases[i].field), "%s = %g: message \"%s\"",
+                      cases[i].field, v, sako_errmsg());
+    }
+    /* The edges themselves are accepted. */
+    sako_options o = sk_opts(1);
+    o.personal_min_baskets = 1000000, o.demand_min_purchases = (uint64_t)1e12;
+    o.half_life_days = 1.0 / 24.0, o.basket_gap_ms = (int64_t)30 * 86400000;
+    o.decay_half_life_days = 1.0, o.personal_temperature = 0.0;
+    sako_close(sk_open_opts(NULL, &o));
+    o.decay_half_life_days = 1e6;
+    sako_close(sk_open_opts(NULL, &o));
+}
+END_TEST
+
 /* Every valid enumerator and edge value is accepted. */
 START_TEST(test_options_valid_values)
 {
@@ -516,6 +564,7 @@ Suite *suite_engine(void)
     tcase_add_test(tc, test_init_misuse);
     tcase_add_test(tc, test_options_nonfinite_negative);
     tcase_add_test(tc, test_options_enums);
+    tcase_add_test(tc, test_options_ranges);
     tcase_add_test(tc, test_options_valid_values);
     tcase_add_test(tc, test_options_defaults);
     tcase_add_test(tc, test_null_engine_everywhere);
