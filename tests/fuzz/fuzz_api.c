@@ -1,5 +1,5 @@
 /* libFuzzer target: a sequence of public calls with arguments (bad ones included) on
- * one new engine (a fresh file copied from a template, or in memory; see below). Every status must be a documented one with a message on
+ * one new engine (in memory, or on a file copied from a template; see below). Every status must be a documented one with a message on
  * failure, and what the engine answers must hold together: recommendations are
  * catalog items, active, not under the root when a category is asked, not excluded,
  * distinct, sorted, with scores in [0, 1]; counts add up. A broken invariant aborts (a finding). */
@@ -217,13 +217,15 @@ static void op_policy(sako_engine *e, provider *in)
         CHECK(same_policy(&before, &after), "a refused policy changed the policy");
 }
 
-/* Speed (docs/reliability.md, "Fuzzing"): creating a database runs the whole schema
- * (its creation and every migration), about 85 % of an input's time when each input
- * made a new in-memory engine. So an engine normally opens a copy of a file created
- * once per set of stored options (what a file keeps: the model fields; the seed and
- * unknown_items are given at each open) on /dev/shm, which skips the DDL; one input
- * in eight (bit 7 of its first byte) still runs on a new in-memory engine, whose
- * retrain and compaction take their own (blocking) path. */
+/* The engine: new and in memory, as the target always had; or, when bit 7 of the
+ * first byte is set, on a file, so that the file-only paths (the retrain reading the
+ * log on a second connection, the WAL, the checkpoint at close) are fuzzed too. A file
+ * engine opens a copy of a file created once per set of stored options (what a file
+ * keeps: the model fields; the seed and unknown_items are given at each open) rather
+ * than creating one per input (which runs the whole schema). Speed was the first
+ * reason (docs/reliability.md, "Fuzzing"): a new database's schema is ~85 % of a short
+ * input, but on the corpus a run grows (longer programs) a file engine's writes cost
+ * more than that saves, so memory stays the default. */
 typedef struct template_key {
     double reward_click, decay_half_life_days;
     uint64_t prior_refresh_events, demand_min_purchases;
@@ -303,7 +305,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.demand_min_purchases = take_u8(&in) % 8;
     if ((f >> 6) & 1)
         o.reward_click = take_double(&in); /* may be refused: then the input ends here */
-    int in_memory = (f >> 7) & 1;
+    int in_memory = !((f >> 7) & 1);
     const char *path = fuzz_path();
     sako_engine *e = NULL;
     int rc;
