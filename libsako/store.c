@@ -2058,7 +2058,10 @@ static int write_version(sako_store *st, const sako_store_version *v, const void
         sqlite3_bind_int(s, 3, v->status);
         sqlite3_bind_int(s, 4, v->pinned);
         sqlite3_bind_int64(s, 5, v->reasons);
-        sqlite3_bind_text(s, 6, v->verdict, -1, SQLITE_TRANSIENT);
+        /* Static: a copy (SQLITE_TRANSIENT) can fail for memory, and a failed bind
+         * leaves NULL, which the NOT NULL column refused as a constraint error. The
+         * verdict outlives the statement. */
+        sqlite3_bind_text(s, 6, v->verdict, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 7, v->first_batch);
         sqlite3_bind_int64(s, 8, v->last_batch);
         sqlite3_bind_int64(s, 9, (int64_t)v->n_events);
