@@ -193,7 +193,10 @@ crashtest-long: $(BUILD)/kill9 $(BUILD)/kp/points
 # (docs/reliability.md). `make faults`: the short sweep under ASan+UBSan (part of
 # `make test`); `make faults-full`: every fault point, persistent faults too.
 FAULTS_SRC  := $(wildcard tests/faults/*.c)
-FAULTS_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign
+FAULTS_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign \
+               -Wl,--wrap=open,--wrap=fopen,--wrap=fread,--wrap=ferror,--wrap=fclose,--wrap=stat \
+               -Wl,--wrap=lstat,--wrap=fstat,--wrap=access,--wrap=flock,--wrap=fsync,--wrap=link \
+               -Wl,--wrap=mkstemp
 ASAN_FLAGS  := CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
                LDFLAGS="-fsanitize=address,undefined"
 FAULTS_ARGS ?=

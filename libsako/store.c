@@ -829,17 +829,24 @@ static int lock_file(sako_store *st, const char *path)
                 continue; /* removed between the two opens */
             break;
         }
-        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-            int err = errno;
+        struct stat held, named;
+        int err = 0, named_ok = 0;
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0 || fstat(st->lock_fd, &held) != 0)
+            err = errno;
+        else if (stat(name, &named) == 0)
+            named_ok = 1;
+        else if (errno != ENOENT) /* ENOENT: removed since our open; try again */
+            err = errno;
+        if (err) {
             close(st->lock_fd);
             st->lock_fd = -1;
+            if (created && err != EWOULDBLOCK)
+                unlink(name); /* an I/O error: the lock file this open made goes */
             free(name);
             return err == EWOULDBLOCK ? sako__error(SAKO_BUSY, "%s is open in another engine", path)
                                       : sako__error(SAKO_IO, "%s-lock: %s", path, strerror(err));
         }
-        struct stat held, named;
-        if (fstat(st->lock_fd, &held) == 0 && stat(name, &named) == 0 &&
-            held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+        if (named_ok && held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
             st->lock_path = created ? name : NULL;
             if (!created)
                 free(name);
@@ -900,7 +907,11 @@ static int check_file(const char *path, int create_empty, int need_write, int *m
             return sako__error(SAKO_IO, "%s: %s", path, strerror(errno));
         unsigned char head[108];
         size_t got = fread(head, 1, sizeof head, f);
+        int read_err = ferror(f) ? errno : 0;
         fclose(f);
+        /* A read that failed says nothing about the file: not damage. */
+        if (read_err)
+            return sako__error(SAKO_IO, "reading %s: %s", path, strerror(read_err));
         if (got < 16 || memcmp(head, "SQLite format 3", 16) != 0)
             return sako__error(SAKO_CORRUPT, "%s is not an SQLite database", path);
         if (got >= 105) {
@@ -2203,7 +2214,10 @@ static int write_version(sako_store *st, const sako_store_version *v, const void
         sqlite3_bind_int(s, 3, v->status);
         sqlite3_bind_int(s, 4, v->pinned);
         sqlite3_bind_int64(s, 5, v->reasons);
-        sqlite3_bind_text(s, 6, v->verdict, -1, SQLITE_TRANSIENT);
+        /* Static: a copy (SQLITE_TRANSIENT) can fail for memory, and a failed bind
+         * leaves NULL, which the NOT NULL column refused as a constraint error. The
+         * verdict outlives the statement. */
+        sqlite3_bind_text(s, 6, v->verdict, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 7, v->first_batch);
         sqlite3_bind_int64(s, 8, v->last_batch);
         sqlite3_bind_int64(s, 9, (int64_t)v->n_events);

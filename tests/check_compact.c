@@ -519,7 +519,18 @@ END_TEST
 /* Damage that keeps every checksum valid (a writer's bug, or a collision): the
  * checkpoint's parser must still refuse it, naming the part. Each case rewrites one
  * chunk of a compacted file and seals it again with the chunk checksum. */
-typedef enum { CUT_HALF, UNKNOWN_ID, DOUBLED, RENUMBERED, DELETED } reseal_kind;
+typedef enum {
+    CUT_HALF, UNKNOWN_ID, DOUBLED, RENUMBERED, DELETED,
+    /* fields of the head, and of the first item or user record (logstate.c's layout,
+     * little-endian) */
+    HEAD_MAGIC, HEAD_FORMAT, HEAD_BATCH, HEAD_EVENTS, ITEM_PARTNERS, USER_HISTORY_LONG
+} reseal_kind;
+
+static void put_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
 
 static void reseal_chunk(const char *path, int part, reseal_kind kind)
 {
@@ -552,6 +563,18 @@ static void reseal_chunk(const char *path, int part, reseal_kind kind)
             memcpy(data + n, data, n), n *= 2;
         else if (kind == UNKNOWN_ID) /* the first record's id, little or big endian alike */
             memset(data, 0x3F, 8);
+        else if (kind == HEAD_MAGIC)
+            put_le(data, 0x12345678u, 4);
+        else if (kind == HEAD_FORMAT)
+            put_le(data + 4, 99, 4);
+        else if (kind == HEAD_BATCH)
+            put_le(data + 8, (uint64_t)batch + 1, 8);
+        else if (kind == HEAD_EVENTS)
+            put_le(data + 16, (uint64_t)-1, 8);
+        else if (kind == ITEM_PARTNERS) /* after id, 2 x 4 counts, 3 doubles */
+            put_le(data + 96, 0xFFFFFFFFu, 4);
+        else if (kind == USER_HISTORY_LONG) /* after id, 2 u32, a double, 3 i64 */
+            put_le(data + 48, 0x7FFFFFFFu, 4);
         uint32_t crc = sako__store_log_chunk_checksum(batch, part, chunk, data, n);
         snprintf(sql, sizeof sql, "UPDATE log_checkpoint SET data = ?1, chunk = ?2, checksum = ?3"
                  " WHERE batch = %lld AND part = %d AND chunk = 0", (long long)batch, part);
@@ -568,12 +591,19 @@ static void reseal_chunk(const char *path, int part, reseal_kind kind)
 
 START_TEST(test_sealed_damage_refused)
 {
-    static const struct { int part; reseal_kind kind; } cases[] = {
-        { SAKO_LOG_PART_HEAD, CUT_HALF }, { SAKO_LOG_PART_HEAD, DELETED },
-        { SAKO_LOG_PART_ITEMS, CUT_HALF }, { SAKO_LOG_PART_ITEMS, UNKNOWN_ID },
-        { SAKO_LOG_PART_ITEMS, DOUBLED }, { SAKO_LOG_PART_ITEMS, RENUMBERED },
-        { SAKO_LOG_PART_USERS, CUT_HALF }, { SAKO_LOG_PART_USERS, UNKNOWN_ID },
-        { SAKO_LOG_PART_USERS, DOUBLED }, { SAKO_LOG_PART_USERS, RENUMBERED },
+    static const struct { int part; reseal_kind kind; const char *needle; } cases[] = {
+        { SAKO_LOG_PART_HEAD, CUT_HALF, "" }, { SAKO_LOG_PART_HEAD, DELETED, "" },
+        { SAKO_LOG_PART_ITEMS, CUT_HALF, "" }, { SAKO_LOG_PART_ITEMS, UNKNOWN_ID, "" },
+        { SAKO_LOG_PART_ITEMS, DOUBLED, "" }, { SAKO_LOG_PART_ITEMS, RENUMBERED, "" },
+        { SAKO_LOG_PART_USERS, CUT_HALF, "" }, { SAKO_LOG_PART_USERS, UNKNOWN_ID, "" },
+        { SAKO_LOG_PART_USERS, DOUBLED, "" }, { SAKO_LOG_PART_USERS, RENUMBERED, "" },
+        { SAKO_LOG_PART_HEAD, RENUMBERED, "a second head" },
+        { SAKO_LOG_PART_HEAD, HEAD_MAGIC, "not a checkpoint head" },
+        { SAKO_LOG_PART_HEAD, HEAD_FORMAT, "format 99 is not" },
+        { SAKO_LOG_PART_HEAD, HEAD_BATCH, "its batch or event count" },
+        { SAKO_LOG_PART_HEAD, HEAD_EVENTS, "its batch or event count" },
+        { SAKO_LOG_PART_ITEMS, ITEM_PARTNERS, "a product's partners" },
+        { SAKO_LOG_PART_USERS, USER_HISTORY_LONG, "a history is cut short" },
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char path[512], name[64];
@@ -584,8 +614,11 @@ START_TEST(test_sealed_damage_refused)
         sako_engine *e = NULL;
         ck_assert_msg(sako_init(&e, path, &o) == SAKO_CORRUPT, "case %zu opened", k);
         ck_assert_ptr_null(e);
-        ck_assert_msg(strstr(sako_errmsg(), "log checkpoint at batch 200"),
-                      "case %zu: message \"%s\"", k, sako_errmsg());
+        ck_assert_msg(strstr(sako_errmsg(), "log checkpoint at batch 200") &&
+                      strstr(sako_errmsg(), cases[k].needle),
+                      "case %zu: message \"%s\" (wanted \"%s\")", k, sako_errmsg(),
+                      cases[k].needle);
+        sk_remove_db(path);
     }
 }
 END_TEST

@@ -104,6 +104,54 @@ START_TEST(test_options_enums)
 }
 END_TEST
 
+/* The personal engine's and decay's options outside their ranges: each refused
+ * with SAKO_INVALID, its message naming the field. */
+START_TEST(test_options_ranges)
+{
+    static const struct { const char *field; int k; double v; } cases[] = {
+        {"organic_demand", 0, 2}, {"personal_min_baskets", 1, 0},
+        {"personal_min_baskets", 1, 1000001}, {"demand_min_purchases", 2, 1e12 + 1},
+        {"half_life_days", 3, 0.0}, {"half_life_days", 3, 0.5 / 24.0},
+        {"half_life_days", 3, 2e6}, {"personal_strength", 4, 0.0},
+        {"personal_temperature", 5, -1.0}, {"personal_temperature", 5, 1e7},
+        {"due_exponent", 6, NAN}, {"affinity_strength", 7, 0.0}, {"lift_strength", 8, INFINITY},
+        {"basket_gap_ms", 9, -1}, {"basket_gap_ms", 9, 31.0 * 86400000},
+        {"decay_half_life_days", 10, 0.5}, {"decay_half_life_days", 10, 2e6},
+        {"create_empty", 11, 2}, {"personal", 12, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sako_options o = sk_opts(1);
+        double v = cases[i].v;
+        switch (cases[i].k) {
+        case 0: o.organic_demand = (int)v; break;
+        case 1: o.personal_min_baskets = (uint32_t)v; break;
+        case 2: o.demand_min_purchases = (uint64_t)v; break;
+        case 3: o.half_life_days = v; break;
+        case 4: o.personal_strength = v; break;
+        case 5: o.personal_temperature = v; break;
+        case 6: o.due_exponent = v; break;
+        case 7: o.affinity_strength = v; break;
+        case 8: o.lift_strength = v; break;
+        case 9: o.basket_gap_ms = (int64_t)v; break;
+        case 10: o.decay_half_life_days = v; break;
+        case 11: o.create_empty = (int)v; break;
+        case 12: o.personal = (int)v; break;
+        }
+        expect_bad_options(&o, cases[i].field);
+        ck_assert_msg(strstr(sako_errmsg(), cases[i].field), "%s = %g: message \"%s\"",
+                      cases[i].field, v, sako_errmsg());
+    }
+    /* The edges themselves are accepted. */
+    sako_options o = sk_opts(1);
+    o.personal_min_baskets = 1000000, o.demand_min_purchases = (uint64_t)1e12;
+    o.half_life_days = 1.0 / 24.0, o.basket_gap_ms = (int64_t)30 * 86400000;
+    o.decay_half_life_days = 1.0, o.personal_temperature = 0.0;
+    sako_close(sk_open_opts(NULL, &o));
+    o.decay_half_life_days = 1e6;
+    sako_close(sk_open_opts(NULL, &o));
+}
+END_TEST
+
 /* Every valid enumerator and edge value is accepted. */
 START_TEST(test_options_valid_values)
 {
@@ -322,6 +370,94 @@ START_TEST(test_stored_model_options)
 }
 END_TEST
 
+/* Change model parameter k of o (each to a valid value other than the default). */
+static void change_parameter(sako_options *o, int k)
+{
+    switch (k) {
+    case 0: o->reward_click = 0.6; break;
+    case 1: o->reward_cart = 0.9; break;
+    case 2: o->reward_purchase = 1.5; break;
+    case 3: o->penalty_impression = 0.8; break;
+    case 4: o->prior = SAKO_PRIOR_FLAT; break;
+    case 5: o->prior_strength = 10.0; break;
+    case 6: o->category_shrinkage = 5.0; break;
+    case 7: o->prior_refresh_events = 77; break;
+    case 8: o->organic_demand = 0; break;
+    case 9: o->demand_min_purchases = 5; break;
+    case 10: o->personal = 1; break;
+    case 11: o->personal_min_baskets = 3; break;
+    case 12: o->half_life_days = 30.0; break;
+    case 13: o->personal_strength = 2.0; break;
+    case 14: o->personal_temperature = 1.0; break;
+    case 15: o->due_exponent = 0.5; break;
+    case 16: o->affinity_strength = 10.0; break;
+    case 17: o->lift_strength = 2.5; break;
+    case 18: o->basket_gap_ms = 600000; break;
+    case 19: o->decay_half_life_days = 60.0; break;
+    }
+}
+#define MODEL_PARAMETERS 20
+
+static int same_model_options(const sako_options *a, const sako_options *b)
+{
+    return a->reward_click == b->reward_click && a->reward_cart == b->reward_cart &&
+           a->reward_purchase == b->reward_purchase &&
+           a->penalty_impression == b->penalty_impression && a->prior == b->prior &&
+           a->prior_strength == b->prior_strength &&
+           a->category_shrinkage == b->category_shrinkage &&
+           a->prior_refresh_events == b->prior_refresh_events &&
+           a->organic_demand == b->organic_demand &&
+           a->demand_min_purchases == b->demand_min_purchases && a->personal == b->personal &&
+           a->personal_min_baskets == b->personal_min_baskets &&
+           a->half_life_days == b->half_life_days && a->personal_strength == b->personal_strength &&
+           a->personal_temperature == b->personal_temperature &&
+           a->due_exponent == b->due_exponent && a->affinity_strength == b->affinity_strength &&
+           a->lift_strength == b->lift_strength && a->basket_gap_ms == b->basket_gap_ms &&
+           a->decay_half_life_days == b->decay_half_life_days;
+}
+
+/* reconfigure takes each model parameter on its own: changing only parameter k
+ * stores the new value (a plain reopen afterwards reports it) and keeps every other
+ * stored value and the evidence; reconfiguring with the values already stored
+ * changes nothing. */
+START_TEST(test_reconfigure_each_parameter)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "reconf-each");
+    sako_options want = sk_opts(1);
+    sako_engine *e = sk_open_opts(path, &want);
+    sk_catalog(e);
+    sako_event ev[3] = {sk_ev(1, 101, SAKO_EVENT_IMPRESSION, 10), sk_ev(1, 101, SAKO_EVENT_CLICK, 11),
+                        sk_ev(2, 102, SAKO_EVENT_PURCHASE, 12)};
+    ck_assert_ok(sako_update(e, ev, 3));
+    sako_close(e);
+    for (int k = -1; k < MODEL_PARAMETERS; k++) {
+        sako_options o = want; /* the values stored so far, and parameter k changed */
+        if (k >= 0)
+            change_parameter(&o, k);
+        ck_assert_msg(k < 0 || !same_model_options(&o, &want), "parameter %d unchanged", k);
+        o.reconfigure = 1;
+        e = sk_open_opts(path, &o);
+        sako_close(e);
+        e = sk_open_opts(path, NULL); /* the stored values win */
+        sako_options got;
+        memset(&got, 0, sizeof got);
+        got.version = SAKO_OPTIONS_VERSION;
+        ck_assert_ok(sako_options_get(e, &got));
+        ck_assert_msg(same_model_options(&got, &o), "parameter %d: not stored as given", k);
+        sako_item_info a = sk_info(e, 101), b = sk_info(e, 102);
+        /* (decay, the last change, weights them by 2^(-age/half-life): ages of ms) */
+        ck_assert_double_eq_tol(a.impressions, 1, 1e-6);
+        ck_assert_double_eq_tol(a.clicks, 1, 1e-6);
+        ck_assert_double_eq_tol(b.purchases, 1, 1e-6);
+        sako_close(e);
+        want = o;
+        want.reconfigure = 0;
+    }
+    sk_remove_db(path);
+}
+END_TEST
+
 /* A bad option is refused before anything is created on disk. */
 START_TEST(test_bad_options_create_nothing)
 {
@@ -428,6 +564,7 @@ Suite *suite_engine(void)
     tcase_add_test(tc, test_init_misuse);
     tcase_add_test(tc, test_options_nonfinite_negative);
     tcase_add_test(tc, test_options_enums);
+    tcase_add_test(tc, test_options_ranges);
     tcase_add_test(tc, test_options_valid_values);
     tcase_add_test(tc, test_options_defaults);
     tcase_add_test(tc, test_null_engine_everywhere);
@@ -436,6 +573,7 @@ Suite *suite_engine(void)
     tcase_add_test(tc, test_init_bad_path);
     tcase_add_test(tc, test_durability_levels);
     tcase_add_test(tc, test_stored_model_options);
+    tcase_add_test(tc, test_reconfigure_each_parameter);
     tcase_add_test(tc, test_bad_options_create_nothing);
     tcase_add_test(tc, test_options_get);
     suite_add_tcase(s, tc);

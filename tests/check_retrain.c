@@ -61,9 +61,19 @@ static sako_engine *rt_engine(uint64_t refresh, int prior)
     return e;
 }
 
+/* In memory (_i = 0) and on a file (_i = 1: the retrain reads the log on a second
+ * connection and scores a holdout, with nothing in it). */
 START_TEST(test_retrain_empty_and_versions)
 {
-    sako_engine *e = sk_open_mem(1);
+    char path[512] = "";
+    sako_engine *e;
+    if (_i) {
+        sk_tmp_path(path, sizeof path, "retrain-empty");
+        sako_options o = sk_opts(1);
+        e = sk_open_opts(path, &o);
+    } else {
+        e = sk_open_mem(1);
+    }
     ck_assert_int_eq(sk_stats(e).model_version, 0);
     ck_assert_ok(sako_retrain(e));
     ck_assert_int_eq(sk_stats(e).model_version, 1);
@@ -82,6 +92,60 @@ START_TEST(test_retrain_empty_and_versions)
     ck_assert_double_eq(m, 0.5);
     ck_assert_rc(sako_retrain(NULL), SAKO_MISUSE);
     sako_close(e);
+    if (path[0]) {
+        sako_verify_report v;
+        ck_assert_ok(sako_verify(path, &v));
+        sk_remove_db(path);
+    }
+}
+END_TEST
+
+/* Products with no category (under the root only), one inactive: refreshes on the
+ * background thread, retrains and a compaction work on that shape, and the inactive
+ * product is never recommended. In memory (_i = 0) and on a file (_i = 1). */
+START_TEST(test_retrain_root_only_catalog)
+{
+    char path[512] = "";
+    sako_options o = sk_opts(3);
+    o.prior_refresh_events = 1; /* a refresh after every batch */
+    sako_engine *e;
+    if (_i)
+        sk_tmp_path(path, sizeof path, "retrain-root"), e = sk_open_opts(path, &o);
+    else
+        e = sk_open_opts(NULL, &o);
+    sako_item items[3] = {{1, 0, 1, 0}, {2, 0, 1, 0}, {3, 0, 0, 0}};
+    ck_assert_ok(sako_items_upsert(e, items, 3));
+    for (int b = 0; b < 20; b++) {
+        sako_event ev[3] = {sk_ev(1 + b % 4, 1 + b % 3, SAKO_EVENT_IMPRESSION, 1000 * b),
+                            sk_ev(1 + b % 4, 1 + b % 3, SAKO_EVENT_PURCHASE, 1000 * b + 1),
+                            sk_ev(1 + b % 4, 2, SAKO_EVENT_CLICK, 1000 * b + 2)};
+        ck_assert_ok(sako_update(e, ev, 3));
+    }
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(sk_stats(e).model_version, 1);
+    ck_assert_ok(sako_compact(e, NULL, NULL));
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(sk_stats(e).model_version, 2);
+    sako_item_info three = sk_info(e, 3);
+    ck_assert_double_eq(three.purchases, 6); /* b = 2, 5, ..., 17 */
+    for (int u = 1; u <= 5; u++) {
+        sako_query q = SAKO_QUERY_INIT;
+        q.user_id = u;
+        q.k = 3;
+        sako_rec out[3];
+        size_t n = 0;
+        ck_assert_ok(sako_recommend(e, &q, out, 3, &n));
+        ck_assert_uint_eq(n, 2);
+        for (size_t j = 0; j < n; j++)
+            ck_assert(out[j].item_id == 1 || out[j].item_id == 2);
+    }
+    sako_close(e);
+    if (path[0]) {
+        sako_verify_report v;
+        ck_assert_ok(sako_verify(path, &v));
+        ck_assert_uint_eq(v.n_events, 60);
+        sk_remove_db(path);
+    }
 }
 END_TEST
 
@@ -353,7 +417,8 @@ Suite *suite_retrain(void)
     Suite *s = suite_create("retrain");
     TCase *tc = tcase_create("retrain");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_retrain_empty_and_versions);
+    tcase_add_loop_test(tc, test_retrain_empty_and_versions, 0, 2);
+    tcase_add_loop_test(tc, test_retrain_root_only_catalog, 0, 2);
     tcase_add_test(tc, test_retrain_keeps_counts);
     tcase_add_test(tc, test_retrain_equals_online_refresh);
     tcase_add_test(tc, test_retrain_prior_formula);

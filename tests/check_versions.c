@@ -453,12 +453,31 @@ START_TEST(test_rollback_holds_refreshes)
 }
 END_TEST
 
+/* An in-memory engine with version 1 fitted on phase 1 (in memory nothing is
+ * scored: versions pass on finiteness). */
+static sako_engine *with_champion_in_memory(void)
+{
+    sako_options o = ver_opts();
+    sako_engine *e = sk_open_opts(NULL, &o);
+    ver_catalog(e);
+    set_gate(e, 0.01, HOLDOUT_EVENTS, 10, 10);
+    phase_a_converts(e);
+    ck_assert_ok(sako_retrain(e));
+    sako_version_info v1 = last_result(e);
+    ck_assert_int_eq(v1.version, 1);
+    ck_assert_int_eq(v1.status, SAKO_MODEL_ACTIVE);
+    ck_assert_msg(strstr(v1.verdict, "in-memory database") != NULL, "%s", v1.verdict);
+    return e;
+}
+
 /* A pinned active version: an automatic retrain records its version without
- * activating it; a manual one (or an activation) still does. */
+ * activating it; a manual one (or an activation) still does. The same on a file
+ * (_i = 0) and in memory (_i = 1: its retrain runs on the caller's thread and takes
+ * its own path to a version recorded but not activated). */
 START_TEST(test_pin_blocks_automatic)
 {
-    char path[512];
-    sako_engine *e = with_champion(path, sizeof path, "ver-pin");
+    char path[512] = "";
+    sako_engine *e = _i ? with_champion_in_memory() : with_champion(path, sizeof path, "ver-pin");
     ck_assert_ok(sako_version_pin(e, 1, 1));
     ck_assert_int_eq(version(e, 1).pinned, 1);
     phase_b_converts(e);
@@ -485,7 +504,8 @@ START_TEST(test_pin_blocks_automatic)
     ck_assert_ok(sako_version_pin(e, 1, 0));
     ck_assert_int_eq(version(e, 1).pinned, 0);
     sako_close(e);
-    sk_remove_db(path);
+    if (path[0])
+        sk_remove_db(path);
 }
 END_TEST
 
@@ -1011,7 +1031,7 @@ Suite *suite_versions(void)
     tcase_add_test(tc, test_gate_small_holdout);
     tcase_add_test(tc, test_rollback_exact_and_reopen);
     tcase_add_test(tc, test_rollback_holds_refreshes);
-    tcase_add_test(tc, test_pin_blocks_automatic);
+    tcase_add_loop_test(tc, test_pin_blocks_automatic, 0, 2);
     tcase_add_test(tc, test_keep_prunes_oldest);
     tcase_add_test(tc, test_events_during_retrain);
     tcase_add_test(tc, test_damaged_version_refused);

@@ -15,7 +15,8 @@
 enum fault_kind {
     FAULT_ALLOC = 1, /* malloc, calloc, realloc, strdup, posix_memalign, SQLite's allocator */
     FAULT_WRITE = 2, /* the VFS's xWrite, xSync and xTruncate (SQLITE_IOERR_* or SQLITE_FULL) */
-    FAULT_READ = 4   /* the VFS's xRead (SQLITE_IOERR_READ) */
+    FAULT_READ = 4,  /* the VFS's xRead (SQLITE_IOERR_READ) */
+    FAULT_SYS = 8    /* libsako's own file calls: lock file, header check, backup (sys.c) */
 };
 
 /* Fail the nth counted call of the kinds in `kinds` (n >= 1), and every later one

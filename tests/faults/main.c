@@ -1,7 +1,7 @@
 /* Fault-injection driver: allocation, I/O and power-loss faults over every public
  * function (tests/faults/README in docs/reliability.md).
  *
- * usage: faults [--full] [--only SUBSTRING] [--no-powerloss] [dir]
+ * usage: faults [--full] [--only SUBSTRING] [--mode NAME] [--no-powerloss] [dir]
  *   default: a short sweep (at most ~40 fault points per step and mode; one-shot
  *   faults, and persistent allocation faults; a power-loss run over ~60 crash points
  *   per durability and loss model), for `make test`.
@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     fault_vfs_install();
 
     int full = 0, powerloss = 1;
-    const char *only = NULL, *dir_arg = "build/tmp/faults";
+    const char *only = NULL, *only_mode = NULL, *dir_arg = "build/tmp/faults";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full"))
             full = 1;
@@ -43,6 +43,8 @@ int main(int argc, char **argv)
             powerloss = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            only_mode = argv[++i]; /* one fault mode by its exact name, e.g. sys */
         else if (!strcmp(argv[i], "-v"))
             fault_verbose = 1;
         else
@@ -63,6 +65,8 @@ int main(int argc, char **argv)
         { "alloc-persistent", FAULT_ALLOC, 1 },
         { "write", FAULT_WRITE, 0 },
         { "read", FAULT_READ, 0 },
+        { "sys", FAULT_SYS, 0 },
+        { "sys-persistent", FAULT_SYS, 1 },
     };
     static const sweep_mode full_modes[] = {
         { "alloc", FAULT_ALLOC, 0 },
@@ -71,6 +75,8 @@ int main(int argc, char **argv)
         { "write-persistent", FAULT_WRITE, 1 },
         { "read", FAULT_READ, 0 },
         { "read-persistent", FAULT_READ, 1 },
+        { "sys", FAULT_SYS, 0 },
+        { "sys-persistent", FAULT_SYS, 1 },
     };
     const sweep_mode *modes = full ? full_modes : short_modes;
     size_t n_modes = full ? sizeof full_modes / sizeof *full_modes
@@ -85,6 +91,8 @@ int main(int argc, char **argv)
         if (only && !strstr(steps[i].name, only))
             continue;
         for (size_t m = 0; m < n_modes; m++) {
+            if (only_mode && strcmp(modes[m].name, only_mode))
+                continue;
             double t0 = mono();
             sweep_result r;
             int broken = sweep_step(&env, &steps[i], &modes[m], &r);

@@ -154,6 +154,11 @@ static void check_run(const sweep_env *env, const step *s, const sweep_mode *mod
                 BROKEN("failed but set *out");
             if (s->shape == STEP_OPENS_MEMORY)
                 break;
+            /* The copy of the base has no lock file: one there is the failed open's. */
+            char lock[1100];
+            snprintf(lock, sizeof lock, "%s-lock", c->path);
+            if (file_exists(lock))
+                BROKEN("failed open left %s", lock);
             int rc2 = fp_file(c->path, fp, FP_CAP);
             if (rc2)
                 BROKEN("after the failure the file does not open: %s", fp);

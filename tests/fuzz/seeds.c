@@ -143,7 +143,8 @@ static void seeds_api(const char *dir)
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
             buf[i] = (unsigned char)s;
         }
-        buf[0] = 0x03; /* unknown items created, personal on */
+        /* unknown items created, personal on; the last two on a file engine (bit 7) */
+        buf[0] = k < 14 ? 0x03 : 0x83;
         char path[1100];
         snprintf(path, sizeof path, "%s/program-%02d", dir, k);
         write_file(path, buf, len);
