@@ -13,7 +13,7 @@ from conftest import ITEMS, fill
 
 T0 = 1_700_000_000_000  # unix ms
 DAY = 86_400_000
-SOURCES = {"thompson", "repeat", "affinity", "copurchase", "demand"}
+SOURCES = {"thompson", "repeat", "affinity", "copurchase", "demand", "mf"}
 
 #: a value for every option of the personal engine, none of them the default
 PERSONAL_OPTIONS = {
