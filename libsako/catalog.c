@@ -534,16 +534,8 @@ static int categories_upsert(sako_engine *e, const sako_category *cats, size_t n
     int rc = sako__error_check_batch(e, cats, n, fn, "categories");
     if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
-    pthread_mutex_lock(&e->write_mutex);
-    if (at && sako__replica_begin(e, at)) {
-        pthread_mutex_unlock(&e->write_mutex);
-        return SAKO_OK; /* already applied */
-    }
-    if (at && (rc != SAKO_OK || n == 0)) {
-        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
-        pthread_mutex_unlock(&e->write_mutex);
+    if (sako__replica_enter(e, at, n, &rc))
         return rc;
-    }
     category_batch b = { .cats = cats, .n = n, .nc = e->n_categories };
     if (!(rc = category_stage(e, &b)) && !(rc = category_validate(e, &b)) &&
         !(rc = category_reserve(e, &b)) && !(rc = category_write(e, &b, at))) {
@@ -741,16 +733,8 @@ static int items_upsert(sako_engine *e, const sako_item *items, size_t n, const 
     int rc = sako__error_check_batch(e, items, n, fn, "items");
     if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
-    pthread_mutex_lock(&e->write_mutex);
-    if (at && sako__replica_begin(e, at)) {
-        pthread_mutex_unlock(&e->write_mutex);
-        return SAKO_OK; /* already applied */
-    }
-    if (at && (rc != SAKO_OK || n == 0)) {
-        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
-        pthread_mutex_unlock(&e->write_mutex);
+    if (sako__replica_enter(e, at, n, &rc))
         return rc;
-    }
     item_batch b = { .items = items, .n = n, .replicated = at != NULL,
                      .now = at ? 0 : sako__store_now_ms() };
     if (!(rc = item_stage(e, &b)) && !(rc = item_validate(e, &b)) && !(rc = item_reserve(e, &b)) &&

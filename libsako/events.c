@@ -216,16 +216,8 @@ static int update(sako_engine *e, const sako_event *events, const int64_t *order
     int rc = sako__error_check_batch(e, events, n, fn, "events");
     if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
-    pthread_mutex_lock(&e->write_mutex);
-    if (at && sako__replica_begin(e, at)) {
-        pthread_mutex_unlock(&e->write_mutex);
-        return SAKO_OK; /* already applied */
-    }
-    if (at && (rc != SAKO_OK || n == 0)) {
-        rc = rc ? sako__replica_failed(e, at, rc) : sako__replica_consume(e, at);
-        pthread_mutex_unlock(&e->write_mutex);
+    if (sako__replica_enter(e, at, n, &rc))
         return rc;
-    }
     event_batch b = { .in = events, .orders = orders, .n = n, .replicated = at != NULL,
                       .now = at ? 0 : sako__store_now_ms() };
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&

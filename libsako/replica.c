@@ -29,6 +29,21 @@ int sako__replica_begin(sako_engine *e, sako_at *at)
     return 1;
 }
 
+int sako__replica_enter(sako_engine *e, sako_at *at, size_t n, int *rc)
+{
+    pthread_mutex_lock(&e->write_mutex);
+    if (!at)
+        return 0;
+    if (sako__replica_begin(e, at))
+        *rc = SAKO_OK; /* already applied */
+    else if (*rc != SAKO_OK || n == 0)
+        *rc = *rc ? sako__replica_failed(e, at, *rc) : sako__replica_consume(e, at);
+    else
+        return 0;
+    pthread_mutex_unlock(&e->write_mutex);
+    return 1;
+}
+
 int sako__replica_write(sako_engine *e, const sako_at *at)
 {
     return at ? sako__store_set_meta_int(&e->store, "log_position", at->position) : SAKO_OK;

@@ -3,6 +3,7 @@
 #ifndef SAKO_REPLICA_INTERNAL_H
 #define SAKO_REPLICA_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sako.h"
@@ -18,6 +19,11 @@ int sako__replica_load(sako_engine *e);
 /* Whether the batch goes on: SAKO_OK, or 1 when it is at or below the stored
  * position (outcome SKIPPED). */
 int sako__replica_begin(sako_engine *e, sako_at *at);
+/* The writer mutex for a batch of n entries whose argument check gave *rc. With a
+ * position, a batch at or below it is skipped (*rc SAKO_OK), and one that failed the
+ * check or is empty consumes it (sako__replica_failed / _consume set *rc): then 1 is
+ * returned and the mutex is not held. Otherwise 0, with the mutex held and *rc kept. */
+int sako__replica_enter(sako_engine *e, sako_at *at, size_t n, int *rc);
 /* Inside the batch's transaction: the position with it (nothing when at is NULL). */
 int sako__replica_write(sako_engine *e, const sako_at *at);
 /* The batch's transaction committed (nothing when at is NULL). */

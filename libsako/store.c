@@ -1445,17 +1445,27 @@ int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t
     return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the log checkpoint");
 }
 
-int sako__store_read_log_chunks(sako_store *st, int64_t batch,
-                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
-                                             size_t bytes),
-                                void *payload)
+/* The chunks of one checksummed blob set in (part, chunk) order, each verified before
+ * `chunk` sees it: `sql` selects part, chunk, data and checksum for the key ?1 (a log
+ * checkpoint's batch, a training's serial); `label` names the set in a damage report. */
+typedef struct chunk_set {
+    const char *sql;
+    int64_t key;
+    const char *label;
+    uint32_t (*checksum)(int64_t key, int part, int64_t chunk, const void *data, size_t bytes);
+    const char *(*part_name)(int part);
+} chunk_set;
+
+static int read_checked_chunks(sako_store *st, const chunk_set *set,
+                               int (*chunk)(void *payload, int part, int64_t n,
+                                            const void *data, size_t bytes),
+                               void *payload)
 {
     sqlite3_stmt *s;
-    int rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM log_checkpoint"
-                          " WHERE batch = ?1 ORDER BY part, chunk", &s);
+    int rc = prepare_read(st, set->sql, &s);
     if (rc)
         return rc;
-    sqlite3_bind_int64(s, 1, batch);
+    sqlite3_bind_int64(s, 1, set->key);
     int step = SQLITE_DONE;
     while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
         int part = sqlite3_column_int(s, 0);
@@ -1463,16 +1473,28 @@ int sako__store_read_log_chunks(sako_store *st, int64_t batch,
         const void *data = sqlite3_column_blob(s, 2);
         size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
         int64_t stored = sqlite3_column_int64(s, 3);
-        uint32_t got = sako__store_log_chunk_checksum(batch, part, n, data, bytes);
+        uint32_t got = set->checksum(set->key, part, n, data, bytes);
         if (stored != (int64_t)got)
-            rc = sako__error(SAKO_CORRUPT, "log checkpoint at batch %lld: %s chunk %lld is "
-                             "damaged (checksum %08llx, stored %08llx)", (long long)batch,
-                             sako__store_log_part_name(part), (long long)n,
+            rc = sako__error(SAKO_CORRUPT, "%s: %s chunk %lld is damaged (checksum %08llx, "
+                             "stored %08llx)", set->label, set->part_name(part), (long long)n,
                              (unsigned long long)got, (unsigned long long)stored);
         else
             rc = chunk(payload, part, n, data, bytes);
     }
     return finish_read(st, s, step, rc);
+}
+
+int sako__store_read_log_chunks(sako_store *st, int64_t batch,
+                                int (*chunk)(void *payload, int part, int64_t n, const void *data,
+                                             size_t bytes),
+                                void *payload)
+{
+    char label[64];
+    snprintf(label, sizeof label, "log checkpoint at batch %lld", (long long)batch);
+    chunk_set set = { "SELECT part, chunk, data, checksum FROM log_checkpoint"
+                      " WHERE batch = ?1 ORDER BY part, chunk",
+                      batch, label, sako__store_log_chunk_checksum, sako__store_log_part_name };
+    return read_checked_chunks(st, &set, chunk, payload);
 }
 
 /* ------------------------------------------------ matrix factors (schema 5) */
@@ -1545,28 +1567,14 @@ int sako__store_mf_read_chunks(sako_store *st,
 {
     int64_t serial = 0;
     int rc = sako__store_read_meta_int(st, "mf_serial", &serial);
-    sqlite3_stmt *s;
-    if (rc || (rc = prepare_read(st, "SELECT part, chunk, data, checksum FROM mf_factors"
-                                 " WHERE serial = ?1 ORDER BY part, chunk", &s)))
+    if (rc)
         return rc;
-    sqlite3_bind_int64(s, 1, serial);
-    int step = SQLITE_DONE;
-    while (rc == SAKO_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        int part = sqlite3_column_int(s, 0);
-        int64_t n = sqlite3_column_int64(s, 1);
-        const void *data = sqlite3_column_blob(s, 2);
-        size_t bytes = (size_t)sqlite3_column_bytes(s, 2);
-        int64_t stored = sqlite3_column_int64(s, 3);
-        uint32_t got = sako__store_mf_chunk_checksum(serial, part, n, data, bytes);
-        if (stored != (int64_t)got)
-            rc = sako__error(SAKO_CORRUPT, "matrix factors (training %lld): %s chunk %lld is "
-                             "damaged (checksum %08llx, stored %08llx)", (long long)serial,
-                             sako__store_mf_part_name(part), (long long)n,
-                             (unsigned long long)got, (unsigned long long)stored);
-        else
-            rc = chunk(payload, part, n, data, bytes);
-    }
-    return finish_read(st, s, step, rc);
+    char label[64];
+    snprintf(label, sizeof label, "matrix factors (training %lld)", (long long)serial);
+    chunk_set set = { "SELECT part, chunk, data, checksum FROM mf_factors"
+                      " WHERE serial = ?1 ORDER BY part, chunk",
+                      serial, label, sako__store_mf_chunk_checksum, sako__store_mf_part_name };
+    return read_checked_chunks(st, &set, chunk, payload);
 }
 
 int sako__store_log_switch(sako_store *st, int64_t batch, int64_t events)
