@@ -1427,22 +1427,36 @@ uint32_t sako__store_log_chunk_checksum(int64_t batch, int part, int64_t chunk, 
     return sako__checksum_update(sako__checksum_update(0, head, sizeof head), data, bytes);
 }
 
-int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,
-                                const void *data, size_t bytes)
+/* One chunk of a checksummed blob set (see chunk_set below), replacing any at its place:
+ * `sql` inserts key, part, chunk, data and checksum as ?1..?5; `what` names the write
+ * in an error. */
+static int write_checked_chunk(sako_store *st, const char *sql, int64_t key, int part,
+                               int64_t chunk, const void *data, size_t bytes,
+                               uint32_t (*checksum)(int64_t key, int part, int64_t chunk,
+                                                    const void *data, size_t bytes),
+                               const char *what)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO log_checkpoint(batch, part, chunk,"
-                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, batch);
+        sqlite3_bind_int64(s, 1, key);
         sqlite3_bind_int(s, 2, part);
         sqlite3_bind_int64(s, 3, chunk);
         sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, sako__store_log_chunk_checksum(batch, part, chunk, data, bytes));
+        sqlite3_bind_int64(s, 5, checksum(key, part, chunk, data, bytes));
         rc = sqlite3_step(s);
     }
     sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the log checkpoint");
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
+}
+
+int sako__store_write_log_chunk(sako_store *st, int64_t batch, int part, int64_t chunk,
+                                const void *data, size_t bytes)
+{
+    return write_checked_chunk(st, "INSERT OR REPLACE INTO log_checkpoint(batch, part, chunk,"
+                               " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", batch, part, chunk,
+                               data, bytes, sako__store_log_chunk_checksum,
+                               "writing the log checkpoint");
 }
 
 /* The chunks of one checksummed blob set in (part, chunk) order, each verified before
@@ -1545,19 +1559,10 @@ int sako__store_mf_trim(sako_store *st, int64_t keep, int max_rows, int *done_ou
 int sako__store_mf_write_chunk(sako_store *st, int64_t serial, int part, int64_t chunk,
                                const void *data, size_t bytes)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO mf_factors(serial, part, chunk,"
-                                " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, serial);
-        sqlite3_bind_int(s, 2, part);
-        sqlite3_bind_int64(s, 3, chunk);
-        sqlite3_bind_blob64(s, 4, bytes ? data : "", bytes, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, sako__store_mf_chunk_checksum(serial, part, chunk, data, bytes));
-        rc = sqlite3_step(s);
-    }
-    sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, "writing the matrix factors");
+    return write_checked_chunk(st, "INSERT OR REPLACE INTO mf_factors(serial, part, chunk,"
+                               " data, checksum) VALUES(?1, ?2, ?3, ?4, ?5)", serial, part, chunk,
+                               data, bytes, sako__store_mf_chunk_checksum,
+                               "writing the matrix factors");
 }
 
 int sako__store_mf_read_chunks(sako_store *st,
