@@ -322,6 +322,13 @@ def test_service_in_replicated_mode(tmp_path):
             assert "sako_replication_lag 0" in a.get("/metrics", headers=h).text
             leaders = [c.get("/healthz").json()["replication"]["leader"] for c in (a, b)]
             assert sorted(leaders) == [False, True]
+            # compaction travels in the log (nothing to fold on so short a log)
+            r = b.post("/v1/compact", headers=h, json={"keep_days": 0, "keep_events": 0})
+            assert r.status_code == 200 and r.json()["batches_removed"] == 0, r.text
+            assert b.post("/v1/compact", headers=h,
+                          json={"keep_days": -1}).status_code == 422
+            # replicas run without an fsync per batch unless told (the stream is durable)
+            assert [c.app.state.engine.options["durability"] for c in (a, b)] == [1, 1]
 
 
 @needs_nats
@@ -366,7 +373,8 @@ def test_snapshot_and_tail_when_retention_dropped_the_start(tmp_path):
 
             # Without the snapshot a new replica cannot follow: it says so.
             with sako.Engine(str(tmp_path / "c.db")) as c, \
-                    Replica(c, cluster.urls, retrain_check_seconds=0) as rc:
+                    Replica(c, cluster.urls, retrain_check_seconds=0,
+                            restore_when_behind=False) as rc:
                 deadline = time.monotonic() + 10
                 while rc.status()["stalled"] is None:
                     assert time.monotonic() < deadline
@@ -385,6 +393,172 @@ def test_snapshot_and_tail_when_retention_dropped_the_start(tmp_path):
             c_path = str(tmp_path / "c.db")
             assert snapshot.prepare(cluster.urls, c_path) is not None
             assert any(f.startswith("c.db.behind-") for f in os.listdir(tmp_path))
+
+
+def _log_state(e):
+    """What a compaction changes, and every item and user bit for bit."""
+    log = e.log_stats()
+    return ((log.compact_batch, log.first_batch, log.n_batches, log.n_events,
+             log.compacted_events, e.log_position, e.stats().n_events),
+            [_bits(e.item(i)) for i in range(1, 61)],
+            [_bits(e.user(u)) for u in range(1, 31)])
+
+
+def _compact_entries():
+    """A policy whose gate holds out 1,000 events (so that the log can be compacted),
+    a catalog, 12,000 events, a retrain, 2,000 more events, a compaction."""
+    rnd = np.random.default_rng(5)
+    policy = dataclasses.replace(sako.Policy(), gate_holdout_events=1000)
+    out = [(1, codec.POLICY, codec.encode_json(dataclasses.asdict(policy))),
+           (2, codec.CATEGORIES, codec.encode_categories([1, 2, 3], [0, 1, 1], ["d", "a", "b"])),
+           (3, codec.ITEMS, codec.encode_items(np.arange(1, 61), 2 + np.arange(1, 61) % 2,
+                                               np.ones(60), T0 - np.arange(1, 61)))]
+    for b in range(70):
+        if b == 60:
+            out.append((len(out) + 1, codec.RETRAIN, codec.encode_retrain(8)))
+        out.append((len(out) + 1, codec.EVENTS, codec.encode_events(
+            rnd.integers(1, 31, 200), rnd.integers(1, 61, 200), rnd.choice([0, 0, 1, 3], 200),
+            T0 + 200 * b + np.arange(200))))
+    out.append((len(out) + 1, codec.COMPACT, codec.encode_compact(0.0, 0)))
+    return out
+
+
+def test_compaction_entry_is_idempotent(tmp_path):
+    """A compaction entry compacts like Engine.compact; a replica killed after the
+    compaction but before its position was stored compacts again at restart and ends
+    the same; applied again it is skipped."""
+    entries = _compact_entries()
+    reports = {}
+    with sako.Engine(str(tmp_path / "a.db"), durability="off") as a, \
+            sako.Engine(str(tmp_path / "b.db"), durability="off") as b:
+        for p, k, d in entries[:-1]:
+            assert codec.apply(a, p, k, d).outcome == "applied"
+            assert codec.apply(b, p, k, d).outcome == "applied"
+        p, k, d = entries[-1]
+        assert codec.apply(a, p, k, d, reports).outcome == "applied"
+        assert reports[p].batches_removed > 0 and reports[p].events_removed >= 2000
+        assert a.log_stats().n_events == a.stats().n_events - reports[p].events_removed
+        b.compact(keep_days=0.0, keep_events=0)  # done, then killed before the position
+        assert b.log_position == p - 1
+        assert codec.apply(b, p, k, d).outcome == "applied"  # again: nothing more
+        assert _log_state(b) == _log_state(a)
+        assert codec.apply(a, p, k, d).outcome == "skipped"
+        bad = codec.encode_json({"keep_days": -1.0, "keep_events": 0})
+        assert codec.apply(a, p + 1, codec.COMPACT, bad).outcome == "rejected"
+        assert a.log_position == p + 1
+        with pytest.raises(codec.Malformed):
+            codec.apply(a, p + 2, codec.COMPACT, b'{"keep_days": "x", "keep_events": 0}')
+
+
+@needs_nats
+def test_compaction_through_the_stream(tmp_path):
+    """Convergence, small: an admin's compaction published into the stream is applied
+    at one position by every replica, a late one included (it replays it), and all
+    end bit-identical with the same log; pipelined publishes keep their order and are
+    de-duplicated by their message ids."""
+    from sako.service.replicated import ReplicatedEngine
+
+    entries = _compact_entries()
+    with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
+        engines = [sako.Engine(str(tmp_path / f"r{i}.db"), durability="normal") for i in range(3)]
+        reps = [Replica(e, cluster.urls, retrain_check_seconds=0).start() for e in engines[:2]]
+        try:
+            assert reps[0]._ready.wait(20)
+            pub = reps[0]
+            for p, k, d in entries[:3]:
+                assert pub.publish(k, d) == p
+            events = [(k, d, f"e{p}") for p, k, d in entries[3:-1] if k == codec.EVENTS]
+            first = entries[3:-1]
+            seqs = pub.publish_many([(k, d, f"e{p}") for p, k, d in first[:61]], window=16)
+            assert seqs == [p for p, _, _ in first[:61]]  # in the order given
+            # the same ids again: JetStream drops them, the sequences come back
+            assert pub.publish_many([(k, d, f"e{p}") for p, k, d in first[:5]], window=4) == seqs[:5]
+            seqs = pub.publish_many([(k, d, f"e{p}") for p, k, d in first[61:]], window=16)
+            assert seqs == [p for p, _, _ in first[61:]]
+            assert len(events) == 70
+            for r in reps:
+                assert r.wait_applied(seqs[-1], 60), r.status()
+            report = ReplicatedEngine(engines[0], pub, 30.0).compact(keep_days=0.0, keep_events=0)
+            assert report.batches_removed > 0
+            position = entries[-1][0]
+            assert engines[0].log_position == position
+            reps.append(Replica(engines[2], cluster.urls, retrain_check_seconds=0).start())
+            for r in reps:
+                assert r.wait_applied(position, 60), r.status()
+            assert [r.compact_reports[position].batches_removed for r in reps] == \
+                [report.batches_removed] * 3
+            with pytest.raises(sako.InvalidArgument):  # checked before it is published
+                pub.publish_compact(keep_days=-1.0)
+        finally:
+            for r in reps:
+                r.stop()
+        with sako.Engine(None) as ref:  # one engine fed the stream in order
+            for p, k, d in entries:
+                codec.apply(ref, p, k, d)
+            states = [_log_state(e) for e in engines]
+            assert states[0] == states[1] == states[2]
+            assert states[0][1:] == _log_state(ref)[1:]
+        for e in engines:
+            e.close()
+
+
+@needs_nats
+def test_replica_behind_retention_restores_a_snapshot_while_running(tmp_path):
+    """A running replica whose next entry the stream's retention has dropped replaces
+    its engine by the latest snapshot (the old file kept aside) and goes on, without a
+    restart: then bit-identical to the replica that kept up."""
+    import nats as nats_mod
+    from nats.js.api import StorageType, StreamConfig
+
+    with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
+        async def small_stream():
+            nc = await nats_mod.connect(servers=cluster.urls)
+            await nc.jetstream().add_stream(StreamConfig(
+                name="SAKO", subjects=["sako.log"], storage=StorageType.FILE, max_msgs=40))
+            await nc.close()
+
+        asyncio.run(small_stream())
+        away, swapped = threading.Event(), []
+        b0 = sako.Engine(str(tmp_path / "b.db"))
+        rb = Replica(b0, cluster.urls, retrain_check_seconds=0, on_engine=swapped.append)
+        plain_run = rb._apply_run
+
+        def lost_for_a_while(run):  # the first hand-off waits, then its consumer is lost
+            if not away.is_set():
+                away.wait(60)
+                raise ConnectionError("consumer lost")
+            plain_run(run)
+
+        rb._apply_run = lost_for_a_while
+        with sako.Engine(str(tmp_path / "a.db")) as a, \
+                Replica(a, cluster.urls, retrain_check_seconds=0) as ra:
+            rb.start()
+            try:
+                assert ra._ready.wait(20)
+                _catalog(ra)
+                rnd = random.Random(4)
+                batches = [([rnd.randint(1, 30) for _ in range(10)],
+                            [rnd.randint(1, 60) for _ in range(10)],
+                            [rnd.choice((0, 1, 3)) for _ in range(10)],
+                            T0 + 1000 * k + np.arange(10)) for k in range(105)]
+                ra.publish_events_many(batches[:80])
+                assert ra.wait_applied(ra.refresh_last_seq(), 20)
+                assert ra.publish_snapshot() == a.log_position
+                last = ra.publish_events_many(batches[80:])[-1]
+                assert ra.wait_applied(last, 20)
+                assert b0.log_position == 0
+                away.set()
+                assert rb.wait_applied(last, 30), rb.status()
+                assert swapped == [rb.engine] and rb.engine is not b0 and b0.closed
+                assert rb.status()["stalled"] is None
+                assert rb.engine.path == str(tmp_path / "b.db")
+                assert any(f.startswith("b.db.behind-") for f in os.listdir(tmp_path))
+                assert _bits(rb.engine.stats()) == _bits(a.stats())
+                for i in range(1, 61):
+                    assert _bits(rb.engine.item(i)) == _bits(a.item(i)), i
+            finally:
+                rb.stop()
+                rb.engine.close()
 
 
 @needs_nats
