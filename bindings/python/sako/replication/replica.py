@@ -49,6 +49,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def _next_pending(sub: Any) -> Any:
+    """The next message a subscription has already received: taken from its queue
+    directly (as ``next_msg`` does, without its task and timer per message: 7% of a
+    follower's CPU for batches of 100) when nats-py's queue is as expected, else with
+    ``next_msg``. nats-py tracks an ordered consumer's sequences before queueing."""
+    queue = getattr(sub, "_pending_queue", None)
+    if isinstance(queue, asyncio.Queue) and isinstance(getattr(sub, "_pending_size", None), int):
+        msg = queue.get_nowait()
+        sub._pending_size -= len(msg.data)
+        queue.task_done()
+        return msg
+    return await sub.next_msg(timeout=None)
+
+
 class Replica:
     """A local engine that follows (and writes through) one JetStream stream.
 
@@ -289,7 +303,7 @@ class Replica:
                             run.append((seq, hdrs.get(codec.KIND_HEADER, ""), msg.data))
                         if len(run) >= self.apply_run or sub.pending_msgs == 0:
                             break
-                        msg = await sub.next_msg(timeout=None)
+                        msg = await _next_pending(sub)
                     if run:
                         await loop.run_in_executor(None, self._apply_run, run)
                     if stop:
