@@ -69,6 +69,67 @@ def test_follower_entries_are_idempotent(tmp_path):
         assert codec.apply(b, 9, codec.EVENTS, more).outcome == "applied"
 
 
+def _run_entries():
+    """A run of entries as the follower hands them over: events, a batch that fails
+    validation in the middle (an unknown item), more events, an item, events on it."""
+    rnd = np.random.default_rng(8)
+    out = [(1, codec.CATEGORIES, codec.encode_categories([1, 2], [0, 1], ["d", "a"])),
+           (2, codec.ITEMS, codec.encode_items(np.arange(1, 61), np.full(60, 2), np.ones(60),
+                                               np.full(60, T0)))]
+    for b in range(12):
+        items = rnd.integers(1, 61, 30)
+        if b == 5:
+            items[17] = 999  # unknown: rejected whole, its position consumed
+        out.append((3 + b, codec.EVENTS, codec.encode_events(
+            rnd.integers(1, 31, 30), items, rnd.choice([0, 1, 3], 30),
+            T0 + 100 * b + np.arange(30))))
+    out.append((20, codec.ITEMS, codec.encode_items(np.array([999]), np.array([2]),
+                                                    np.array([1]), np.array([T0]))))
+    out.append((22, codec.EVENTS, codec.encode_events(np.array([1]), np.array([999]),
+                                                      np.array([3]), np.array([T0 + 5000]))))
+    return out
+
+
+def test_a_run_is_applied_as_its_entries_one_by_one(tmp_path):
+    """The follower hands a run of received entries to the engine at once: the
+    outcomes, positions and state are those of the entries applied one by one (the
+    invalid batch in the middle rejected alone), and a replica killed between two
+    entries of a run holds exactly the entries before the kill and ends the same."""
+    entries = _run_entries()
+    with sako.Engine(None) as ref:
+        outs = [codec.apply(ref, p, k, d).outcome for p, k, d in entries]
+        assert outs.count("rejected") == 1 and outs[7] == "rejected"
+        with sako.Engine(str(tmp_path / "a.db"), durability="off") as a:
+            seen = []
+            r = Replica(a, "nats://127.0.0.1:1", on_applied=seen.append)
+            r._apply_run(entries)
+            assert seen == [p for p, _, _ in entries]
+            assert (r.applied_count, r.rejected_count) == (outs.count("applied"), 1)
+            assert a.log_position == 22 and _log_state(a)[1:] == _log_state(ref)[1:]
+        # killed (SIGKILL) once the entry at 11 is applied, in the middle of the run
+        db = str(tmp_path / "b.db")
+        code = (f"import os, signal, sys\n"
+                f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+                f"import sako, test_replication as t\n"
+                f"from sako.replication import Replica\n"
+                f"e = sako.Engine({db!r}, durability='normal')\n"
+                f"def hit(seq):\n"
+                f"    if seq == 11:\n"
+                f"        os.kill(os.getpid(), signal.SIGKILL)\n"
+                f"Replica(e, 'nats://127.0.0.1:1', on_applied=hit)._apply_run(t._run_entries())\n")
+        p = subprocess.run([sys.executable, "-c", code], timeout=120,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert p.returncode == -signal.SIGKILL
+        with sako.Engine(db) as b:
+            assert b.log_position == 11
+            assert b.stats().n_events == sum(len(codec.decode_events(d)) for q, k, d in entries
+                                             if k == codec.EVENTS and q <= 11 and q != 8)
+            r = Replica(b, "nats://127.0.0.1:1")
+            r._apply_run(entries)  # read again from the stream: the first ones skip
+            assert (r.applied_count, r.rejected_count) == (5, 0)
+            assert b.log_position == 22 and _log_state(b)[1:] == _log_state(ref)[1:]
+
+
 def test_writes_503_and_reads_go_on_when_nats_is_unreachable(tmp_path):
     from fastapi.testclient import TestClient
 
@@ -331,23 +392,28 @@ def test_service_in_replicated_mode(tmp_path):
             assert [c.app.state.engine.options["durability"] for c in (a, b)] == [1, 1]
 
 
+def _small_stream(urls, max_msgs=40):
+    """The stream, created by hand to keep only its last ``max_msgs`` entries."""
+    import nats as nats_mod
+    from nats.js.api import StorageType, StreamConfig
+
+    async def create():
+        nc = await nats_mod.connect(servers=urls)
+        await nc.jetstream().add_stream(StreamConfig(
+            name="SAKO", subjects=["sako.log"], storage=StorageType.FILE, max_msgs=max_msgs))
+        await nc.close()
+
+    asyncio.run(create())
+
+
 @needs_nats
 def test_snapshot_and_tail_when_retention_dropped_the_start(tmp_path):
     """A stream that keeps only its last 40 entries: a new replica restores the
     latest snapshot and reads the tail; without one it stalls, saying why."""
-    import nats as nats_mod
-    from nats.js.api import StorageType, StreamConfig
-
     from sako.replication import snapshot
 
     with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
-        async def small_stream():
-            nc = await nats_mod.connect(servers=cluster.urls)
-            await nc.jetstream().add_stream(StreamConfig(
-                name="SAKO", subjects=["sako.log"], storage=StorageType.FILE, max_msgs=40))
-            await nc.close()
-
-        asyncio.run(small_stream())
+        _small_stream(cluster.urls)
         with sako.Engine(str(tmp_path / "a.db")) as a, \
                 Replica(a, cluster.urls, retrain_check_seconds=0) as ra:
             assert ra._ready.wait(20)
@@ -507,17 +573,8 @@ def test_replica_behind_retention_restores_a_snapshot_while_running(tmp_path):
     """A running replica whose next entry the stream's retention has dropped replaces
     its engine by the latest snapshot (the old file kept aside) and goes on, without a
     restart: then bit-identical to the replica that kept up."""
-    import nats as nats_mod
-    from nats.js.api import StorageType, StreamConfig
-
     with natsserver.Cluster(str(tmp_path / "nats"), 1) as cluster:
-        async def small_stream():
-            nc = await nats_mod.connect(servers=cluster.urls)
-            await nc.jetstream().add_stream(StreamConfig(
-                name="SAKO", subjects=["sako.log"], storage=StorageType.FILE, max_msgs=40))
-            await nc.close()
-
-        asyncio.run(small_stream())
+        _small_stream(cluster.urls)
         away, swapped = threading.Event(), []
         b0 = sako.Engine(str(tmp_path / "b.db"))
         rb = Replica(b0, cluster.urls, retrain_check_seconds=0, on_engine=swapped.append)

@@ -251,7 +251,7 @@ class Replica:
 
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            start = self.engine.log_position + 1
+            start = self.applied + 1
             sub = None
             try:
                 info = await self._js.stream_info(self.stream)
@@ -291,7 +291,7 @@ class Replica:
                     run, stop = [], False
                     while True:
                         seq = msg.metadata.sequence.stream
-                        if seq > self.engine.log_position and (not run or seq > run[-1][0]):
+                        if seq > self.applied and (not run or seq > run[-1][0]):
                             hdrs = msg.headers or {}
                             fmt = hdrs.get(codec.FORMAT_HEADER, codec.FORMAT)
                             if fmt != codec.FORMAT:  # a newer publisher: never skip it
@@ -312,7 +312,7 @@ class Replica:
             except Exception as exc:
                 if not self._stop.is_set():
                     log.info("replica %s: follower restarts at %d (%s)", self.name,
-                             self.engine.log_position + 1, exc)
+                             self.applied + 1, exc)
             finally:
                 if sub is not None:
                     try:
@@ -422,7 +422,7 @@ class Replica:
             if self.leader:
                 await self._maybe_retrain()
                 if self.snapshot_every and \
-                        self.engine.log_position - self.snapshot_position >= self.snapshot_every:
+                        self.applied - self.snapshot_position >= self.snapshot_every:
                     try:
                         await self._snapshot()
                     except Exception as exc:
@@ -438,7 +438,7 @@ class Replica:
             return
         if not due.due:
             return
-        position = self.engine.log_position
+        position = self.applied
         try:  # one entry per position, whoever held the lease then
             ack = await self._js.publish(self.subject, codec.encode_retrain(int(due.reasons)),
                                          stream=self.stream, timeout=self.publish_timeout,
@@ -481,12 +481,20 @@ class Replica:
 
     # ------------------------------------------------------------- publisher
     @property
+    def applied(self) -> int:
+        """The local engine's position (0 for the moment a snapshot replaces it)."""
+        try:
+            return self.engine.log_position
+        except sako.Misuse:  # the old engine, closed by _restore_behind
+            return 0
+
+    @property
     def lag(self) -> int:
         """Entries in the stream this replica has not applied yet."""
-        return max(0, self.last_seq - self.engine.log_position)
+        return max(0, self.last_seq - self.applied)
 
     def status(self) -> Dict[str, Any]:
-        applied = self.engine.log_position
+        applied = self.applied
         return {"name": self.name, "connected": self.connected, "stream": self.stream,
                 "applied": applied,
                 "last_seq": self.last_seq, "lag": max(0, self.last_seq - applied),
@@ -497,7 +505,7 @@ class Replica:
         """Wait until the local engine has applied the entry at ``seq``."""
         deadline = time.monotonic() + timeout
         with self._applied:
-            while self.engine.log_position < seq:
+            while self.applied < seq:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return False
