@@ -279,14 +279,21 @@ def main() -> int:
                 setups = [(1, 100, 20_000, 4, 1), (1, 100, 20_000, 1, 32),
                           (1, 10_000, 200_000, 2, 1), (1, 10_000, 200_000, 1, 4),
                           (3, 100, 20_000, 4, 1), (3, 100, 20_000, 1, 32),
-                          (3, 10_000, 200_000, 2, 1), (3, 10_000, 200_000, 1, 4)]
+                          (3, 10_000, 200_000, 2, 1), (3, 10_000, 200_000, 1, 4),
+                          (3, 10_000, 200_000, 2, 2)]
                 for n_reps in (1, 3):
                     reps = Replicas(folder, cluster.urls, f"ingest{n_reps}",
                                     n=n_reps if a.followers_only else n_reps - 1)
                     reps.wait(pub.refresh_last_seq(), 300)
-                    for _, batch, total, publishers, window in (x for x in setups if x[0] == n_reps):
-                        runs = [replicated_rate(pub, reps, batch, total, n_items, publishers,
-                                                window, nats_pids) for _ in range(a.repeats)]
+                    mine = [x for x in setups if x[0] == n_reps]
+                    runs_of: Dict[tuple, list] = {x: [] for x in mine}
+                    for _ in range(a.repeats):  # alternated: A B A B ..., load drifts
+                        for x in mine:
+                            runs_of[x].append(replicated_rate(pub, reps, x[1], x[2], n_items,
+                                                              x[3], x[4], nats_pids))
+                    for x in mine:
+                        _, batch, total, publishers, window = x
+                        runs = runs_of[x]
                         row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                         row["acked_ratio"] = row["acked"] / out[f"single_{batch}"]
                         row["applied_ratio"] = row["applied"] / out[f"single_{batch}"]

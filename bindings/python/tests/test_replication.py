@@ -383,6 +383,9 @@ def test_service_in_replicated_mode(tmp_path):
             assert "sako_replication_lag 0" in a.get("/metrics", headers=h).text
             leaders = [c.get("/healthz").json()["replication"]["leader"] for c in (a, b)]
             assert sorted(leaders) == [False, True]
+            # the lease holder's retrain was followed by its compaction (auto-compact)
+            done = [sorted(c.app.state.replica.compact_reports) for c in (a, b)]
+            assert done[0] == done[1] and len(done[0]) == 1, done
             # compaction travels in the log (nothing to fold on so short a log)
             r = b.post("/v1/compact", headers=h, json={"keep_days": 0, "keep_events": 0})
             assert r.status_code == 200 and r.json()["batches_removed"] == 0, r.text
