@@ -255,7 +255,13 @@ def test_convergence_under_kills(tmp_path):
                         assert seq not in acked or acked[seq] == n
                         acked[seq] = n
                     if b == rounds // 2 and c == 0:
-                        pub.publish_retrain(8, msg_id="manual-retrain")
+                        for attempt in range(200):  # retried alike: stored once
+                            try:
+                                pub.publish_retrain(8, msg_id="manual-retrain")
+                                pub.publish_compact(0.0, 0, msg_id="compact")  # after it
+                                break
+                            except Unavailable:
+                                time.sleep(0.1)
                     time.sleep(pace * r.random() * 2)
 
             threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
@@ -297,8 +303,13 @@ def test_convergence_under_kills(tmp_path):
     assert sum(acked.values()) == sum(in_stream.values())  # no batch twice in the log
     n_events = ref.stats().n_events
     assert n_events == sum(acked.values())
+    assert sum(k == codec.COMPACT for _, k, _ in entries) == 1
+    log = ref.log_stats()
     for db in dbs:
         with sako.Engine(db) as e:
+            got = e.log_stats()  # the same compaction point and log on every replica
+            assert (got.compact_batch, got.n_batches, got.n_events, got.compacted_events) == \
+                (log.compact_batch, log.n_batches, log.n_events, log.compacted_events)
             assert e.log_position == entries[-1][0]
             assert e.stats().n_events == n_events  # none applied twice
             assert e.stats().model_version == ref.stats().model_version == 1
@@ -313,7 +324,8 @@ def test_convergence_under_kills(tmp_path):
     print(f"convergence: {len(acked)} batches, {n_events} events acknowledged, "
           f"kills: {killed['replica']} replicas, {killed['nats']} NATS nodes; "
           f"{retries[0]} publishes retried after 'unavailable'; lost 0, twice 0; "
-          f"{len(entries)} entries in the stream")
+          f"{len(entries)} entries in the stream; compaction removed "
+          f"{log.compacted_events} events")
 
 
 @needs_nats
