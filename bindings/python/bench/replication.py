@@ -67,6 +67,25 @@ def single_rate(folder: str, batch: int, total: int, n_items: int) -> float:
         return total / (time.perf_counter() - t), (time.process_time() - c) / total * 1e6
 
 
+def apply_cost(folder: str, batch: int, total: int, durability: str, n_items: int) -> float:
+    """CPU-us per event of one engine applying events entries as a replica does
+    (``codec.apply`` at increasing positions; no NATS)."""
+    from sako.replication import codec
+
+    path = os.path.join(folder, f"apply-{batch}-{durability}-{time.time_ns()}.db")
+    with sako.Engine(path, durability=durability) as e:
+        e.upsert_categories_at(1, [1], [0], ["all"])
+        e.upsert_items_at(2, np.arange(1, n_items + 1), np.ones(n_items, np.int64),
+                          np.ones(n_items, np.int32), np.full(n_items, T0))
+        rng = np.random.default_rng(batch)
+        entries = [codec.encode_events(*events(batch, rng, n_items, k * batch))
+                   for k in range(total // batch)]
+        c = time.process_time()
+        for position, data in enumerate(entries, start=3):
+            codec.apply(e, position, codec.EVENTS, data)
+        return (time.process_time() - c) / total * 1e6
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a live process (its threads included)."""
     try:
@@ -247,6 +266,9 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rows")
+    ap.add_argument("--apply-cost", action="store_true",
+                    help="only the CPU per event of one engine applying entries, durability "
+                         "normal against off (the local commit's share), alternated")
     ap.add_argument("--followers-only", action="store_true",
                     help="ingest as before 0.6: the publisher's engine in memory, beside N "
                          "follower processes (default: the publisher's engine is one of the "
@@ -257,6 +279,19 @@ def main() -> int:
     n_items = 3000
     out: Dict[str, object] = {"load_before": load()}
     with tempfile.TemporaryDirectory(prefix="sako-repl-bench-") as folder:
+        if a.apply_cost:
+            for batch, total in ((100, 60_000), (1_000, 100_000), (10_000, 200_000)):
+                got: Dict[str, List[float]] = {"normal": [], "off": []}
+                for _ in range(a.repeats):
+                    for durability in got:
+                        got[durability].append(apply_cost(folder, batch, total, durability,
+                                                          n_items))
+                out[f"apply_cost_{batch}"] = got
+                print(f"one engine applying entries of {batch}: CPU-us/event normal "
+                      f"{[round(x, 2) for x in got['normal']]}, off "
+                      f"{[round(x, 2) for x in got['off']]} (load {load()})", flush=True)
+            print("BENCHJSON " + json.dumps(out))
+            return 0
         for batch, total in ((100, 20_000), (10_000, 200_000)):
             both = [single_rate(folder, batch, total, n_items) for _ in range(a.repeats)]
             runs = [r for r, _ in both]
