@@ -1,16 +1,19 @@
 """Replicated mode's benchmark (issue 11; docs/benchmarks-python.md, "Replication"):
 
 1. ingest: events/s of the single-process durable path (Engine.update_arrays,
-   durability full) against ingest through a three-node JetStream cluster into three
-   replica processes (durability normal: the stream is the durable record), batches of 100 and of 10,000 events;
-   through the stream: to the publisher's acknowledgements and to "applied on every
-   replica";
+   durability full) against ingest through a three-node JetStream cluster into one
+   and into three replicas (durability normal: the stream is the durable record; the
+   publisher's own engine is one of them, the others are processes), batches of 100
+   and of 10,000 events, the old publisher (each publish waits for its
+   acknowledgement) and the pipelined one alternated; acknowledged and "applied on
+   every replica" side by side, with the CPU time per event of each process group;
 2. lag: from the publisher's acknowledgement to the entry applied on each replica,
    at 10,000 events/s (batches of 100 every 10 ms);
 3. recommendations/s (wrk, POST /v1/recommendations as `make bench-python`) of
    `sako serve --replicate ... --workers 2` against `--workers 1`, runs alternated.
 
-    .venv/bin/python bindings/python/bench/replication.py [--quick]
+    .venv/bin/python bindings/python/bench/replication.py [--quick] [--ingest-only]
+        [--followers-only] [--apply-cost]
 
 Loopback only; medians of --repeats runs; the load average is printed with them.
 """
@@ -270,7 +273,7 @@ def main() -> int:
                     help="only the CPU per event of one engine applying entries, durability "
                          "normal against off (the local commit's share), alternated")
     ap.add_argument("--followers-only", action="store_true",
-                    help="ingest as before 0.6: the publisher's engine in memory, beside N "
+                    help="ingest as in the 0.5.0 figures: the publisher's engine in memory, beside N "
                          "follower processes (default: the publisher's engine is one of the "
                          "N replicas, as a service worker's is)")
     a = ap.parse_args()
