@@ -1,16 +1,19 @@
 """Replicated mode's benchmark (issue 11; docs/benchmarks-python.md, "Replication"):
 
 1. ingest: events/s of the single-process durable path (Engine.update_arrays,
-   durability full) against ingest through a three-node JetStream cluster into three
-   replica processes (durability normal: the stream is the durable record), batches of 100 and of 10,000 events;
-   through the stream: to the publisher's acknowledgements and to "applied on every
-   replica";
+   durability full) against ingest through a three-node JetStream cluster into one
+   and into three replicas (durability normal: the stream is the durable record; the
+   publisher's own engine is one of them, the others are processes), batches of 100
+   and of 10,000 events, the old publisher (each publish waits for its
+   acknowledgement) and the pipelined one alternated; acknowledged and "applied on
+   every replica" side by side, with the CPU time per event of each process group;
 2. lag: from the publisher's acknowledgement to the entry applied on each replica,
    at 10,000 events/s (batches of 100 every 10 ms);
 3. recommendations/s (wrk, POST /v1/recommendations as `make bench-python`) of
    `sako serve --replicate ... --workers 2` against `--workers 1`, runs alternated.
 
-    .venv/bin/python bindings/python/bench/replication.py [--quick]
+    .venv/bin/python bindings/python/bench/replication.py [--quick] [--ingest-only]
+        [--followers-only] [--apply-cost]
 
 Loopback only; medians of --repeats runs; the load average is printed with them.
 """
@@ -61,10 +64,38 @@ def single_rate(folder: str, batch: int, total: int, n_items: int) -> float:
         e.upsert_items_arrays(np.arange(1, n_items + 1), np.ones(n_items, np.int64))
         rng = np.random.default_rng(batch)
         data = [events(batch, rng, n_items, k * batch) for k in range(total // batch)]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for u, i, ty, tm in data:
             e.update_arrays(u, i, ty, tm)
-        return total / (time.perf_counter() - t)
+        return total / (time.perf_counter() - t), (time.process_time() - c) / total * 1e6
+
+
+def apply_cost(folder: str, batch: int, total: int, durability: str, n_items: int) -> float:
+    """CPU-us per event of one engine applying events entries as a replica does
+    (``codec.apply`` at increasing positions; no NATS)."""
+    from sako.replication import codec
+
+    path = os.path.join(folder, f"apply-{batch}-{durability}-{time.time_ns()}.db")
+    with sako.Engine(path, durability=durability) as e:
+        e.upsert_categories_at(1, [1], [0], ["all"])
+        e.upsert_items_at(2, np.arange(1, n_items + 1), np.ones(n_items, np.int64),
+                          np.ones(n_items, np.int32), np.full(n_items, T0))
+        rng = np.random.default_rng(batch)
+        entries = [codec.encode_events(*events(batch, rng, n_items, k * batch))
+                   for k in range(total // batch)]
+        c = time.process_time()
+        for position, data in enumerate(entries, start=3):
+            codec.apply(e, position, codec.EVENTS, data)
+        return (time.process_time() - c) / total * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (its threads included)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def status(path: str) -> int:
@@ -75,18 +106,19 @@ def status(path: str) -> int:
 
 
 class Replicas:
-    """Three replica processes following the stream."""
+    """Replica processes (three unless told) following the stream."""
 
-    def __init__(self, folder: str, urls: List[str], tag: str, apply_log: bool = False) -> None:
-        self.status = [os.path.join(folder, f"{tag}-r{i}.status") for i in range(3)]
-        self.logs = [os.path.join(folder, f"{tag}-r{i}.applied") for i in range(3)]
+    def __init__(self, folder: str, urls: List[str], tag: str, apply_log: bool = False,
+                 n: int = 3) -> None:
+        self.status = [os.path.join(folder, f"{tag}-r{i}.status") for i in range(n)]
+        self.logs = [os.path.join(folder, f"{tag}-r{i}.applied") for i in range(n)]
         # normal: in replicated mode the stream is the durable record (a replica's file
         # that loses its last batches on power loss loses their position with them and
         # reads them again); see docs/operations.md, "Replication"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
                "SAKO_DURABILITY": os.environ.get("SAKO_REPLICA_DURABILITY", "normal")}
         self.procs = []
-        for i in range(3):
+        for i in range(n):
             e = dict(env)
             if apply_log:
                 e["SAKO_APPLY_LOG"] = self.logs[i]
@@ -94,9 +126,12 @@ class Replicas:
                 [sys.executable, "-m", "sako.replication.follow",
                  os.path.join(folder, f"{tag}-r{i}.db"), ",".join(urls), self.status[i]], env=e))
 
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
     def wait(self, seq: int, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
-        while min(status(s) for s in self.status) < seq:
+        while min((status(s) for s in self.status), default=seq) < seq:
             if time.monotonic() > deadline:
                 raise TimeoutError([status(s) for s in self.status])
             time.sleep(0.002)
@@ -110,19 +145,26 @@ class Replicas:
 
 
 def replicated_rate(pub: Replica, reps: Replicas, batch: int, total: int, n_items: int,
-                    publishers: int) -> Dict[str, float]:
+                    publishers: int, window: int, nats_pids: List[int]) -> Dict[str, float]:
+    """``publishers`` threads; with ``window`` > 1 each publishes its batches pipelined
+    (``publish_events_many``: that many acknowledgements awaited at once), else one
+    at a time (``publish_events``: each waits for its acknowledgement)."""
     rng = np.random.default_rng(batch + 7)
     data = [events(batch, rng, n_items, 10**9 + k * batch) for k in range(total // batch)]
     seqs: List[int] = []
     lock = threading.Lock()
 
     def run(part):
-        for u, i, ty, tm in part:
-            s = pub.publish_events(u, i, ty, tm)
-            with lock:
-                seqs.append(s)
+        if window > 1:
+            got = pub.publish_events_many(part, window=window)
+        else:
+            got = [pub.publish_events(u, i, ty, tm) for u, i, ty, tm in part]
+        with lock:
+            seqs.extend(got)
 
     parts = [data[k::publishers] for k in range(publishers)]
+    c_pub, c_reps = time.process_time(), reps.cpu()
+    c_nats = sum(cpu_seconds(p) for p in nats_pids)
     t = time.perf_counter()
     threads = [threading.Thread(target=run, args=(p,)) for p in parts]
     for th in threads:
@@ -130,8 +172,13 @@ def replicated_rate(pub: Replica, reps: Replicas, batch: int, total: int, n_item
     for th in threads:
         th.join()
     t_ack = time.perf_counter()
+    pub.wait_applied(max(seqs), 600)  # the publisher's own replica, when it is one
     t_all = reps.wait(max(seqs))
-    return {"acked": total / (t_ack - t), "applied": total / (t_all - t)}
+    us = 1e6 / total
+    return {"acked": total / (t_ack - t), "applied": total / (t_all - t),
+            "cpu_us_publisher": (time.process_time() - c_pub) * us,
+            "cpu_us_followers": (reps.cpu() - c_reps) * us,
+            "cpu_us_nats": (sum(cpu_seconds(p) for p in nats_pids) - c_nats) * us}
 
 
 def lag(pub: Replica, reps: Replicas, seconds: float, n_items: int,
@@ -221,37 +268,92 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--ingest-only", action="store_true", help="stop after the ingest rows")
+    ap.add_argument("--apply-cost", action="store_true",
+                    help="only the CPU per event of one engine applying entries, durability "
+                         "normal against off (the local commit's share), alternated")
+    ap.add_argument("--followers-only", action="store_true",
+                    help="ingest as in the 0.5.0 figures: the publisher's engine in memory, beside N "
+                         "follower processes (default: the publisher's engine is one of the "
+                         "N replicas, as a service worker's is)")
     a = ap.parse_args()
     if a.quick:
         a.repeats, a.duration = 1, 5
     n_items = 3000
     out: Dict[str, object] = {"load_before": load()}
     with tempfile.TemporaryDirectory(prefix="sako-repl-bench-") as folder:
+        if a.apply_cost:
+            for batch, total in ((100, 60_000), (1_000, 100_000), (10_000, 200_000)):
+                got: Dict[str, List[float]] = {"normal": [], "off": []}
+                for _ in range(a.repeats):
+                    for durability in got:
+                        got[durability].append(apply_cost(folder, batch, total, durability,
+                                                          n_items))
+                out[f"apply_cost_{batch}"] = got
+                print(f"one engine applying entries of {batch}: CPU-us/event normal "
+                      f"{[round(x, 2) for x in got['normal']]}, off "
+                      f"{[round(x, 2) for x in got['off']]} (load {load()})", flush=True)
+            print("BENCHJSON " + json.dumps(out))
+            return 0
         for batch, total in ((100, 20_000), (10_000, 200_000)):
-            runs = [single_rate(folder, batch, total, n_items) for _ in range(a.repeats)]
+            both = [single_rate(folder, batch, total, n_items) for _ in range(a.repeats)]
+            runs = [r for r, _ in both]
             out[f"single_{batch}"] = statistics.median(runs)
+            out[f"single_{batch}_cpu_us"] = statistics.median(c for _, c in both)
             print(f"single process, durable, batches of {batch}: {statistics.median(runs):,.0f} "
-                  f"events/s (runs {[round(r) for r in runs]}; load {load()})", flush=True)
+                  f"events/s, {out[f'single_{batch}_cpu_us']:.2f} CPU-us/event "
+                  f"(runs {[round(r) for r in runs]}; load {load()})", flush=True)
         with Cluster(os.path.join(folder, "nats"), 3) as cluster:
-            with sako.Engine(None) as pe, Replica(pe, cluster.urls, retrain_check_seconds=0) as pub:
+            nats_pids = [p.pid for p in cluster.procs if p is not None]
+            pub_db = None if a.followers_only else os.path.join(folder, "publisher.db")
+            with sako.Engine(pub_db, durability="normal") as pe, \
+                    Replica(pe, cluster.urls, retrain_check_seconds=0) as pub:
                 assert pub._ready.wait(30)
                 pub.wait_applied(pub.publish_categories([1], [0], ["all"]), 30)
                 pub.wait_applied(pub.publish_items(np.arange(1, n_items + 1),
                                                    np.ones(n_items, np.int64)), 30)
-                reps = Replicas(folder, cluster.urls, "ingest")
-                reps.wait(pub.refresh_last_seq(), 60)
-                for batch, total, publishers in ((100, 20_000, 4), (10_000, 200_000, 2)):
-                    runs = [replicated_rate(pub, reps, batch, total, n_items, publishers)
-                            for _ in range(a.repeats)]
-                    acked = statistics.median(r["acked"] for r in runs)
-                    applied = statistics.median(r["applied"] for r in runs)
-                    out[f"replicated_{batch}"] = {"acked": acked, "applied": applied}
-                    print(f"through the stream, batches of {batch} ({publishers} publishers): "
-                          f"{acked:,.0f} events/s acknowledged, {applied:,.0f} events/s applied "
-                          f"on all 3 replicas (load {load()})", flush=True)
-                reps.stop()
+                # (replicas, batch, total, publisher threads, window): window 1 is the
+                # old publisher (each publish waits for its acknowledgement)
+                setups = [(1, 100, 20_000, 4, 1), (1, 100, 20_000, 1, 32),
+                          (1, 10_000, 200_000, 2, 1), (1, 10_000, 200_000, 1, 4),
+                          (3, 100, 20_000, 4, 1), (3, 100, 20_000, 1, 32),
+                          (3, 10_000, 200_000, 2, 1), (3, 10_000, 200_000, 1, 4),
+                          (3, 10_000, 200_000, 2, 2)]
+                for n_reps in (1, 3):
+                    reps = Replicas(folder, cluster.urls, f"ingest{n_reps}",
+                                    n=n_reps if a.followers_only else n_reps - 1)
+                    reps.wait(pub.refresh_last_seq(), 300)
+                    mine = [x for x in setups if x[0] == n_reps]
+                    runs_of: Dict[tuple, list] = {x: [] for x in mine}
+                    for _ in range(a.repeats):  # alternated: A B A B ..., load drifts
+                        for x in mine:
+                            runs_of[x].append(replicated_rate(pub, reps, x[1], x[2], n_items,
+                                                              x[3], x[4], nats_pids))
+                    for x in mine:
+                        _, batch, total, publishers, window = x
+                        runs = runs_of[x]
+                        row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                        row["acked_ratio"] = row["acked"] / out[f"single_{batch}"]
+                        row["applied_ratio"] = row["applied"] / out[f"single_{batch}"]
+                        out[f"replicated_{n_reps}_{batch}_{publishers}x{window}"] = row
+                        how = (f"{publishers} publisher(s), " +
+                               (f"pipelined, window {window}" if window > 1 else "one at a time"))
+                        print(f"through the stream, {n_reps} replica(s), batches of {batch} "
+                              f"({how}): acknowledged {row['acked']:,.0f} events/s "
+                              f"({row['acked_ratio']:.2f}x), applied on all "
+                              f"{row['applied']:,.0f} events/s ({row['applied_ratio']:.2f}x); "
+                              f"CPU-us/event: publisher process {row['cpu_us_publisher']:.2f}, "
+                              f"followers {row['cpu_us_followers']:.2f}, NATS "
+                              f"{row['cpu_us_nats']:.2f} (load {load()})", flush=True)
+                    reps.stop()
+            if a.ingest_only:
+                print("BENCHJSON " + json.dumps(out))
+                return 0
+            with sako.Engine(None) as pe, Replica(pe, cluster.urls, retrain_check_seconds=0) as pub:
+                assert pub._ready.wait(30)
+                pub.wait_applied(pub.refresh_last_seq(), 600)
                 reps = Replicas(folder, cluster.urls, "lag", apply_log=True)
-                reps.wait(pub.refresh_last_seq(), 120)
+                reps.wait(pub.refresh_last_seq(), 600)
                 out["lag"] = lag(pub, reps, 10 if not a.quick else 5, n_items)
                 print(f"lag ack -> applied on each replica at {out['lag']['rate']:,.0f} events/s: "
                       f"p50 {out['lag']['p50_ms']:.1f} ms, p99 {out['lag']['p99_ms']:.1f} ms, "

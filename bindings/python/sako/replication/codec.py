@@ -18,7 +18,12 @@ EVENTS, ITEMS, CATEGORIES, RETRAIN = "events", "items", "categories", "retrain"
 # idempotent: applied again after a crash before the position was stored, they change
 # nothing) and then the position stored with an empty batch.
 POLICY, ACTIVATE, PIN = "policy", "activate", "pin"
-KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN, POLICY, ACTIVATE, PIN)
+# A compaction of the event log (its keep options, JSON): every replica compacts at the
+# same position. Its point is a function of the log (the latest retrain's batch, the
+# events' times and counts), so every replica removes the same batches; a replica
+# killed before the position was stored compacts again, which then removes nothing.
+COMPACT = "compact"
+KINDS = (EVENTS, ITEMS, CATEGORIES, RETRAIN, POLICY, ACTIVATE, PIN, COMPACT)
 
 class Malformed(ValueError):
     """An entry no replica can decode: every replica consumes its position alike."""
@@ -101,16 +106,23 @@ def headers(kind: str, msg_id: str) -> Dict[str, str]:
     return {"Nats-Msg-Id": msg_id, KIND_HEADER: kind, FORMAT_HEADER: FORMAT}
 
 
-def apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
+def encode_compact(keep_days: float, keep_events: int) -> bytes:
+    return encode_json({"keep_days": float(keep_days), "keep_events": int(keep_events)})
+
+
+def apply(engine: Any, position: int, kind: str, data: bytes,
+          reports: Optional[Dict[int, Any]] = None) -> Any:
     """Apply one entry to a replica at its stream sequence: the ``*_at`` call of its
-    kind. Returns the :class:`sako.AtOutcome`; raises :class:`Malformed`."""
+    kind. Returns the :class:`sako.AtOutcome`; raises :class:`Malformed`. A compaction
+    applied here leaves its :class:`sako.CompactReport` in ``reports[position]``."""
     try:
-        return _apply(engine, position, kind, data)
+        return _apply(engine, position, kind, data, reports)
     except (KeyError, TypeError, IndexError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Malformed(f"{kind} entry: {type(exc).__name__}: {exc}") from None
 
 
-def _apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
+def _apply(engine: Any, position: int, kind: str, data: bytes,
+           reports: Optional[Dict[int, Any]]) -> Any:
     if kind == EVENTS:
         return engine.update_events_at(position, decode_events(data))
     if kind == ITEMS:
@@ -134,4 +146,16 @@ def _apply(engine: Any, position: int, kind: str, data: bytes) -> Any:
         body = json.loads(data)
         version, pinned = int(body["version"]), bool(body["pinned"])
         return _then_position(engine, position, lambda: engine.pin(version, pinned))
+    if kind == COMPACT:
+        body = json.loads(data)
+        try:
+            keep_days, keep_events = float(body["keep_days"]), int(body["keep_events"])
+        except ValueError as exc:
+            raise TypeError(str(exc)) from None
+
+        def compact() -> None:
+            report = engine.compact(keep_days=keep_days, keep_events=keep_events)
+            if reports is not None:
+                reports[position] = report
+        return _then_position(engine, position, compact)
     raise Malformed(f"unknown entry kind {kind!r}")

@@ -35,10 +35,12 @@ def main(argv: list) -> int:
             if status:
                 tmp = status + ".tmp"
                 with open(tmp, "w") as f:
-                    f.write(f"{e.log_position} {r.last_seq}\n")
+                    f.write(f"{r.engine.log_position} {r.last_seq}\n")
                 os.replace(tmp, status)
             time.sleep(0.1)
         r.stop()
+        if r.engine is not e:  # a snapshot replaced it while running
+            r.engine.close()
     if apply_log:
         with open(apply_log, "w") as f:
             f.writelines(f"{s} {t}\n" for s, t in applied)

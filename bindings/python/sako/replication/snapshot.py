@@ -123,9 +123,14 @@ def prepare(servers: Sequence[str], db_path: str, stream: str = "SAKO") -> Optio
     position = file_position(db_path) if os.path.exists(db_path) else 0
     if position >= first - 1:
         return None
+    set_aside(db_path)
+    return restore(servers, db_path)
+
+
+def set_aside(db_path: str) -> None:
+    """Move a (closed) database and its -wal/-shm files to ``<db>.behind-<unix time>``."""
     if os.path.exists(db_path):
         aside = f"{db_path}.behind-{int(time.time())}"
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db_path + suffix):
                 os.replace(db_path + suffix, aside + suffix)
-    return restore(servers, db_path)

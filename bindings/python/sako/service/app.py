@@ -71,12 +71,18 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[sako.Engine
                     log.info("replica %s restored from the snapshot at %d", settings.db, restored)
             except Exception as exc:  # NATS unreachable: follow what the file holds
                 log.warning("replica %s: no snapshot check (%s)", settings.db, exc)
-            local = await run_in_threadpool(open_default_engine, settings.db, False,
-                                            settings.engine_options())
+            options = settings.engine_options()
+            if "durability" not in settings.model_fields_set:
+                # the stream is the durable record: no fsync per batch (docs/operations.md)
+                options["durability"] = "normal"
+            local = await run_in_threadpool(open_default_engine, settings.db, False, options)
             replica = Replica(local, settings.replicate, stream=settings.replicate_stream,
                               replicas=settings.replicate_replicas or None,
                               retrain_check_seconds=(settings.policy_check_seconds
-                                                     if settings.auto_retrain else 0))
+                                                     if settings.auto_retrain else 0),
+                              compact=({"keep_days": settings.compact_keep_days,
+                                        "keep_events": settings.compact_keep_events}
+                                       if settings.auto_compact else None))
             app.state.replica = replica.start()
             app.state.engine = ReplicatedEngine(local, replica, settings.replicate_wait_seconds)
         if app.state.engine is None:

@@ -27,10 +27,16 @@ class ReplicatedEngine:
     """An :class:`sako.Engine` look-alike over a replica's engine."""
 
     def __init__(self, engine: sako.Engine, replica: Replica, wait_seconds: float = 2.0) -> None:
-        object.__setattr__(self, "_engine", engine)
+        if replica.engine is not engine:
+            raise ValueError("the replica follows another engine")
         object.__setattr__(self, "replica", replica)
         object.__setattr__(self, "wait_seconds", wait_seconds)
         object.__setattr__(self, "pending", 0)
+
+    @property
+    def _engine(self) -> sako.Engine:
+        """The replica's engine now (a snapshot restored while running replaces it)."""
+        return self.replica.engine
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
@@ -84,8 +90,17 @@ class ReplicatedEngine:
         self._settle(self.replica.publish_pin(version, pinned))
         return self._engine.version(version)
 
-    def compact(self, *a: Any, **k: Any) -> Any:
-        raise _not_replicated("compacting the log from the API")
+    def compact(self, keep_days: float = 30.0, keep_events: int = 100_000) -> Any:
+        """A compaction entry in the log: every replica compacts at its position; the
+        report is this replica's."""
+        seq = self.replica.publish_compact(keep_days, keep_events)
+        if not self.replica.wait_applied(seq, max(self.wait_seconds, 120.0)):
+            raise sako.Busy("the compaction entry is in the log but this replica has not "
+                            "applied it yet")
+        report = self.replica.compact_reports.get(seq)
+        if report is None:  # rejected here (the scratch check passed): say why
+            raise sako.Busy(f"the compaction entry at {seq} was not applied on this replica")
+        return report
 
 
 def metrics_text(replica: Replica) -> str:
