@@ -88,6 +88,14 @@ struct sako_engine {
     uint64_t catalog_gen;        /* bumped when an item changes category or activity, or the
                                     category tree changes: an epoch built before is stale */
     int retraining;              /* a sako_retrain() runs (under the writer mutex) */
+    /* The last retrain's final step: how long it held the writer mutex (its last
+     * catch-up round, the version's transaction and the swap), and the time in it
+     * spent on the transaction; seconds, under the writer mutex. For benchmarks. */
+    double retrain_hold_s, retrain_commit_s;
+    /* The longest periodic state checkpoint (sako__retrain_checkpoint) so far: writing
+     * the rows, and the commit; and how many ran. For benchmarks. */
+    double checkpoint_rows_max_s, checkpoint_commit_max_s;
+    long n_checkpoints;
     void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
     void *retrain_hook_arg;
     void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */

@@ -580,16 +580,36 @@ void sako__retrain_stop(sako_engine *e)
     __atomic_store_n(&e->refresh_cancel, 0, __ATOMIC_RELEASE);
 }
 
+/* Monotonic seconds (how long the writer mutex is held: benchmarks). */
+static double retrain_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int sako__retrain_checkpoint(sako_engine *e)
 {
     int rc = sako__store_begin(&e->store);
     if (rc)
         return rc;
     SAKO_KILL_POINT("checkpoint.before_write");
-    if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
+    double t0 = retrain_clock();
+    if ((rc = write_checkpoint(e, NULL, &e->decay))) {
         sako__store_rollback(&e->store);
         return rc;
     }
+    double t1 = retrain_clock();
+    if ((rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    double t2 = retrain_clock();
+    if (t1 - t0 > e->checkpoint_rows_max_s)
+        e->checkpoint_rows_max_s = t1 - t0;
+    if (t2 - t1 > e->checkpoint_commit_max_s)
+        e->checkpoint_commit_max_s = t2 - t1;
+    e->n_checkpoints++;
     SAKO_KILL_POINT("checkpoint.committed");
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
@@ -1260,8 +1280,11 @@ static int job_finish(sako_engine *e, retrain_job *j)
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
     }
-    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, &j->ver, j->root, j->means,
-                          j->demand, fs->since)))
+    double t0 = retrain_clock();
+    rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, &j->ver, j->root, j->means, j->demand,
+                     fs->since);
+    e->retrain_commit_s = retrain_clock() - t0;
+    if (rc)
         return rc;
     epoch_swap(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
                j->domains, &fs->personal, fs->since);
@@ -1514,6 +1537,8 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
         rc = factors_store(e, j.factors, 0, &mf_serial);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
+    double held = retrain_clock();
+    e->retrain_commit_s = 0;
     if (rc == SAKO_OK)
         rc = factors_publish(e, &j.factors, mf_serial);
     if (rc == SAKO_OK)
@@ -1532,6 +1557,7 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
          * batch that made it due (unless a pinned or rolled-back version holds it) */
         sako__retrain_refresh(e);
     }
+    e->retrain_hold_s = retrain_clock() - held;
     pthread_mutex_unlock(&e->write_mutex);
     /* The replaced training's rows. After a failure the new rows stay until the next
      * retrain's (trimming now would wipe the failure's message). */
