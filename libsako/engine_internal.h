@@ -96,6 +96,9 @@ struct sako_engine {
      * the rows, and the commit; and how many ran. For benchmarks. */
     double checkpoint_rows_max_s, checkpoint_commit_max_s;
     long n_checkpoints;
+    /* sako_update's longest phases (writer mutex wait, reserve, log write and commit,
+     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks. */
+    double update_phase_max_s[5];
     void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
     void *retrain_hook_arg;
     void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */

@@ -296,6 +296,12 @@ static int stall_one(const char *dir, const char *cache, size_t n_items, uint64_
                 "rows %.1f ms, commit %.1f ms\n", n_items, r, e->retrain_hold_s * 1e3,
                 e->retrain_commit_s * 1e3, e->n_checkpoints, e->checkpoint_rows_max_s * 1e3,
                 e->checkpoint_commit_max_s * 1e3);
+        fprintf(stderr, "stall: %zu items, rep %d: longest update phases since the last line: "
+                "mutex wait %.1f, reserve %.1f, write+commit %.1f, publish %.1f, housekeeping "
+                "%.1f ms\n", n_items, r, e->update_phase_max_s[0] * 1e3,
+                e->update_phase_max_s[1] * 1e3, e->update_phase_max_s[2] * 1e3,
+                e->update_phase_max_s[3] * 1e3, e->update_phase_max_s[4] * 1e3);
+        memset(e->update_phase_max_s, 0, sizeof e->update_phase_max_s);
         row->retrain_s += window / STALL_REPS;
     }
     __atomic_store_n(&rec.stop, 1, __ATOMIC_RELEASE);
