@@ -99,6 +99,9 @@ struct sako_engine {
     /* sako_update's longest phases (writer mutex wait, reserve, log write and commit,
      * publish, housekeeping), seconds; written under the writer mutex. Benchmarks. */
     double update_phase_max_s[5];
+    /* The longest hold of the writer mutex by a background prior refresh's last step
+     * (refresh_main), seconds. Benchmarks. */
+    double refresh_hold_max_s;
     void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
     void *retrain_hook_arg;
     void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */

@@ -459,6 +459,14 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
     return SAKO_OK;
 }
 
+/* Monotonic seconds (how long the writer mutex is held: benchmarks). */
+static double retrain_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int refresh_cancelled(sako_engine *e)
 {
     return __atomic_load_n(&e->refresh_cancel, __ATOMIC_ACQUIRE);
@@ -500,6 +508,7 @@ static void *refresh_main(void *arg)
         sako__snapshot_free(v);
     }
     pthread_mutex_lock(&e->write_mutex);
+    double held = retrain_clock();
     /* Dropped (and started again by a later update) if the catalog changed shape,
      * another epoch was published, or a decay rebase rescaled the evidence while it
      * was being copied (offsets only grow: an equal offset means no rebase). */
@@ -508,6 +517,9 @@ static void *refresh_main(void *arg)
         e->personal.decay.offset == r->snap->personal_decay.offset)
         refresh_finish(e, r, root, means, &demand, &post, &domains);
     sako__snapshot_evidence_end(e, r->snap);
+    held = retrain_clock() - held;
+    if (held > e->refresh_hold_max_s)
+        e->refresh_hold_max_s = held;
     pthread_mutex_unlock(&e->write_mutex);
     sako__domains_free(domains);
     sako__demand_free(demand);
@@ -578,14 +590,6 @@ void sako__retrain_stop(sako_engine *e)
     pthread_join(e->refresh_thread, NULL);
     e->refresh_running = 0;
     __atomic_store_n(&e->refresh_cancel, 0, __ATOMIC_RELEASE);
-}
-
-/* Monotonic seconds (how long the writer mutex is held: benchmarks). */
-static double retrain_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int sako__retrain_checkpoint(sako_engine *e)

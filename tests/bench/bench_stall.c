@@ -298,10 +298,13 @@ static int stall_one(const char *dir, const char *cache, size_t n_items, uint64_
                 e->checkpoint_commit_max_s * 1e3);
         fprintf(stderr, "stall: %zu items, rep %d: longest update phases since the last line: "
                 "mutex wait %.1f, reserve %.1f, write+commit %.1f, publish %.1f, housekeeping "
-                "%.1f ms\n", n_items, r, e->update_phase_max_s[0] * 1e3,
+                "%.1f ms; a prior refresh's last step held the mutex %.1f ms\n", n_items, r,
+                e->update_phase_max_s[0] * 1e3,
                 e->update_phase_max_s[1] * 1e3, e->update_phase_max_s[2] * 1e3,
-                e->update_phase_max_s[3] * 1e3, e->update_phase_max_s[4] * 1e3);
+                e->update_phase_max_s[3] * 1e3, e->update_phase_max_s[4] * 1e3,
+                e->refresh_hold_max_s * 1e3);
         memset(e->update_phase_max_s, 0, sizeof e->update_phase_max_s);
+        e->refresh_hold_max_s = 0;
         row->retrain_s += window / STALL_REPS;
     }
     __atomic_store_n(&rec.stop, 1, __ATOMIC_RELEASE);
