@@ -105,6 +105,8 @@ struct sako_engine {
     void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
     void *retrain_hook_arg;
     void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */
+    void (*refresh_round_hook)(sako_engine *e, void *arg); /* tests: after each catch-up round
+                                                              (refresh_hook_arg) */
     void *refresh_hook_arg;
     struct sako_evidence_snap *snap; /* a background refresh's copy-on-write (write lock) */
     uint64_t epoch_serial;       /* epochs published; a refresh from an older one is dropped */

@@ -516,6 +516,8 @@ static void refresh_catch_up(sako_engine *e, const refresh_job *r, double root,
             }
             pthread_rwlock_unlock(&e->lock);
         }
+        if (e->refresh_round_hook)
+            e->refresh_round_hook(e, e->refresh_hook_arg);
         if (redone < REFRESH_CHUNK / 16)
             break;
     }
