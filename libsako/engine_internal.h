@@ -88,9 +88,25 @@ struct sako_engine {
     uint64_t catalog_gen;        /* bumped when an item changes category or activity, or the
                                     category tree changes: an epoch built before is stale */
     int retraining;              /* a sako_retrain() runs (under the writer mutex) */
+    /* The last retrain's final step: how long it held the writer mutex (its last
+     * catch-up round, the version's transaction and the swap), and the time in it
+     * spent on the transaction; seconds, under the writer mutex. For benchmarks. */
+    double retrain_hold_s, retrain_commit_s;
+    /* The longest periodic state checkpoint (sako__retrain_checkpoint) so far: writing
+     * the rows, and the commit; and how many ran. For benchmarks. */
+    double checkpoint_rows_max_s, checkpoint_commit_max_s;
+    long n_checkpoints;
+    /* sako_update's longest phases (writer mutex wait, reserve, log write and commit,
+     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks. */
+    double update_phase_max_s[5];
+    /* The longest hold of the writer mutex by a background prior refresh's last step
+     * (refresh_main), seconds. Benchmarks. */
+    double refresh_hold_max_s;
     void (*retrain_hook)(sako_engine *e, void *arg); /* tests: runs while a retrain builds */
     void *retrain_hook_arg;
     void (*refresh_hook)(sako_engine *e, void *arg); /* tests: runs as a background refresh starts */
+    void (*refresh_round_hook)(sako_engine *e, void *arg); /* tests: after each catch-up round
+                                                              (refresh_hook_arg) */
     void *refresh_hook_arg;
     struct sako_evidence_snap *snap; /* a background refresh's copy-on-write (write lock) */
     uint64_t epoch_serial;       /* epochs published; a refresh from an older one is dropped */

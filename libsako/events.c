@@ -2,6 +2,7 @@
  * (the shape of the catalog's upserts, catalog.c). */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 #include "killpoint_internal.h"
@@ -15,6 +16,14 @@
 #ifndef SAKO_CHECKPOINT_EVENTS /* the crash test's build sets it lower */
 #define SAKO_CHECKPOINT_EVENTS 500000
 #endif
+
+/* Monotonic seconds: sako_update's phases, for benchmarks. */
+static double update_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static int check_event(const sako_event *ev, size_t i)
 {
@@ -213,6 +222,7 @@ static void event_batch_free(event_batch *b)
 static int update(sako_engine *e, const sako_event *events, const int64_t *orders, size_t n,
                   const char *fn, sako_at *at)
 {
+    double t0 = update_clock();
     int rc = sako__error_check_batch(e, events, n, fn, "events");
     if (rc == SAKO_MISUSE || (!at && (rc != SAKO_OK || n == 0)))
         return rc;
@@ -220,12 +230,21 @@ static int update(sako_engine *e, const sako_event *events, const int64_t *order
         return rc;
     event_batch b = { .in = events, .orders = orders, .n = n, .replicated = at != NULL,
                       .now = at ? 0 : sako__store_now_ms() };
+    double t[6];
+    t[0] = t0;
+    t[1] = t[2] = update_clock();
     if (!(rc = event_stage(&b)) && !(rc = event_validate(e, &b)) && !(rc = event_reserve(e, &b)) &&
-        !(rc = event_write(e, &b, at))) {
+        (t[2] = update_clock(), !(rc = event_write(e, &b, at)))) {
+        t[3] = update_clock();
         SAKO_KILL_POINT("events.before_apply");
         sako__replica_applied(e, at);
         event_publish(e, &b);
+        t[4] = update_clock();
         event_housekeeping(e);
+        t[5] = update_clock();
+        for (int k = 0; k < 5; k++)
+            if (t[k + 1] - t[k] > e->update_phase_max_s[k])
+                e->update_phase_max_s[k] = t[k + 1] - t[k];
     } else if (at) {
         rc = sako__replica_failed(e, at, rc);
     }

@@ -459,9 +459,68 @@ static int refresh_finish(sako_engine *e, const refresh_job *r, double root, con
     return SAKO_OK;
 }
 
+/* Monotonic seconds (how long the writer mutex is held: benchmarks). */
+static double retrain_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int refresh_cancelled(sako_engine *e)
 {
     return __atomic_load_n(&e->refresh_cancel, __ATOMIC_ACQUIRE);
+}
+
+/* Catch-up rounds before the last step, and items per hold of the read lock. */
+#define REFRESH_ROUNDS 4
+#define REFRESH_CHUNK 16384
+
+/* Off the writer mutex, in rounds under short read locks: every item a batch after
+ * P touched gets its posterior under the new priors (from its counts now) and the
+ * new samplers follow, its flag cleared; a later batch that touches it again sets it
+ * again. The last step under the mutex (refresh_finish) then redoes only the items
+ * touched since the last round, instead of all those touched while the epoch was
+ * computed (seconds at 1M items under load). Items created since P are left to it. */
+static void refresh_catch_up(sako_engine *e, const refresh_job *r, double root,
+                             const double *means, const sako_demand *demand, sako_beta *post,
+                             sako_domains *domains)
+{
+    int64_t epoch_at = r->snap->decay.latest;
+    sako_decay_ref ref = sako__decay_ref(r->snap->decay.half_life_ms, epoch_at);
+    for (int round = 0; round < REFRESH_ROUNDS && !refresh_cancelled(e); round++) {
+        size_t redone = 0;
+        for (size_t at = 0; at < r->n_items; at += REFRESH_CHUNK) {
+            size_t end = r->n_items - at < REFRESH_CHUNK ? r->n_items : at + REFRESH_CHUNK;
+            pthread_rwlock_rdlock(&e->lock);
+            /* A rebase or another epoch makes the whole refresh void (checked under
+             * the mutex at the end): nothing more to do here. */
+            if (e->decay.offset != r->snap->decay.offset || e->epoch_serial != r->serial) {
+                pthread_rwlock_unlock(&e->lock);
+                return;
+            }
+            sako_engine now;
+            epoch_view(e, post, domains, &now);
+            now.decay_epoch_at = epoch_at;
+            now.decay_ref = ref;
+            for (size_t i = at; i < end; i++) {
+                /* Writers set the flags under the write lock; this thread is the
+                 * only one that clears them, under the read lock. */
+                if (!r->snap->touched[i])
+                    continue;
+                r->snap->touched[i] = 0;
+                sako__model_posterior_with(&now, NULL, &e->decay, ref, root, means, demand,
+                                           (uint32_t)i, &post[i]);
+                sako__domains_item_changed(&now, (uint32_t)i, SAKO_NONE, e->items[i].active);
+                redone++;
+            }
+            pthread_rwlock_unlock(&e->lock);
+        }
+        if (e->refresh_round_hook)
+            e->refresh_round_hook(e, e->refresh_hook_arg);
+        if (redone < REFRESH_CHUNK / 16)
+            break;
+    }
 }
 
 static void *refresh_main(void *arg)
@@ -499,7 +558,10 @@ static void *refresh_main(void *arg)
         memset(&v->personal, 0, sizeof v->personal);
         sako__snapshot_free(v);
     }
+    if (rc == SAKO_OK && domains)
+        refresh_catch_up(e, r, root, means, demand, post, domains);
     pthread_mutex_lock(&e->write_mutex);
+    double held = retrain_clock();
     /* Dropped (and started again by a later update) if the catalog changed shape,
      * another epoch was published, or a decay rebase rescaled the evidence while it
      * was being copied (offsets only grow: an equal offset means no rebase). */
@@ -508,6 +570,9 @@ static void *refresh_main(void *arg)
         e->personal.decay.offset == r->snap->personal_decay.offset)
         refresh_finish(e, r, root, means, &demand, &post, &domains);
     sako__snapshot_evidence_end(e, r->snap);
+    held = retrain_clock() - held;
+    if (held > e->refresh_hold_max_s)
+        e->refresh_hold_max_s = held;
     pthread_mutex_unlock(&e->write_mutex);
     sako__domains_free(domains);
     sako__demand_free(demand);
@@ -586,10 +651,22 @@ int sako__retrain_checkpoint(sako_engine *e)
     if (rc)
         return rc;
     SAKO_KILL_POINT("checkpoint.before_write");
-    if ((rc = write_checkpoint(e, NULL, &e->decay)) || (rc = sako__store_commit(&e->store))) {
+    double t0 = retrain_clock();
+    if ((rc = write_checkpoint(e, NULL, &e->decay))) {
         sako__store_rollback(&e->store);
         return rc;
     }
+    double t1 = retrain_clock();
+    if ((rc = sako__store_commit(&e->store))) {
+        sako__store_rollback(&e->store);
+        return rc;
+    }
+    double t2 = retrain_clock();
+    if (t1 - t0 > e->checkpoint_rows_max_s)
+        e->checkpoint_rows_max_s = t1 - t0;
+    if (t2 - t1 > e->checkpoint_commit_max_s)
+        e->checkpoint_commit_max_s = t2 - t1;
+    e->n_checkpoints++;
     SAKO_KILL_POINT("checkpoint.committed");
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
@@ -1260,8 +1337,11 @@ static int job_finish(sako_engine *e, retrain_job *j)
         if (memcmp(&fs->counts[i], &e->items[i].counts, sizeof fs->counts[i]) != 0)
             fix = fs->counts;
     }
-    if ((rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, &j->ver, j->root, j->means,
-                          j->demand, fs->since)))
+    double t0 = retrain_clock();
+    rc = epoch_write(e, fix, &fs->decay, fs->epoch_at, &j->ver, j->root, j->means, j->demand,
+                     fs->since);
+    e->retrain_commit_s = retrain_clock() - t0;
+    if (rc)
         return rc;
     epoch_swap(e, fix, &fs->decay, fs->epoch_at, 1, j->root, j->means, &j->demand, &j->post,
                j->domains, &fs->personal, fs->since);
@@ -1514,6 +1594,8 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
         rc = factors_store(e, j.factors, 0, &mf_serial);
     SAKO_KILL_POINT("retrain.before_publish");
     pthread_mutex_lock(&e->write_mutex);
+    double held = retrain_clock();
+    e->retrain_commit_s = 0;
     if (rc == SAKO_OK)
         rc = factors_publish(e, &j.factors, mf_serial);
     if (rc == SAKO_OK)
@@ -1532,6 +1614,7 @@ static int retrain_run(sako_engine *e, unsigned reasons, sako_at *at)
          * batch that made it due (unless a pinned or rolled-back version holds it) */
         sako__retrain_refresh(e);
     }
+    e->retrain_hold_s = retrain_clock() - held;
     pthread_mutex_unlock(&e->write_mutex);
     /* The replaced training's rows. After a failure the new rows stay until the next
      * retrain's (trimming now would wipe the failure's message). */

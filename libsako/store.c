@@ -7,6 +7,7 @@
  * and a reopen replays the tail after the checkpoint to come back exactly. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -973,6 +974,7 @@ int sako__store_open(sako_store *st, const char *path, int busy_timeout_ms, int 
 {
     st->in_memory = path == NULL || strcmp(path, ":memory:") == 0;
     st->lock_fd = -1;
+    st->durability = durability;
     int rc;
     int missing = 0;
     if (!st->in_memory &&
@@ -1022,8 +1024,11 @@ int sako__store_ready(const sako_store *st)
     return st->db && st->st_set_meta;
 }
 
+static void ckpt_stop(sako_store *st);
+
 void sako__store_close(sako_store *st)
 {
+    ckpt_stop(st);
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
                                &st->st_write_counts, &st->st_write_user, &st->st_next_seq,
                                &st->st_rollback };
@@ -1043,10 +1048,16 @@ void sako__store_close(sako_store *st)
     st->created_path = NULL;
 }
 
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages);
+
 void sako__store_open_done(sako_store *st)
 {
     if (st->db)
         sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    /* From now on the writer's commits do not checkpoint the WAL themselves (this
+     * hook replaces SQLite's automatic checkpoint): the checkpointer thread does. */
+    if (st->db && !st->in_memory)
+        sqlite3_wal_hook(st->db, wal_hook, st);
     free(st->lock_path);
     st->lock_path = NULL;
     free(st->created_path);
@@ -1688,9 +1699,152 @@ int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out
     return SAKO_OK;
 }
 
+/* ------------------------------------------------ the WAL checkpointer
+ *
+ * SQLite's automatic checkpoint runs in the commit that takes the WAL past 1000
+ * pages: that commit (some sako_update) copies every page the WAL holds into the
+ * database file and syncs it, after a large write (a state checkpoint of most of a
+ * 1M-item catalog, a retrain's last transaction) hundreds of milliseconds under the
+ * writer mutex. Instead, the writer's connection has a WAL hook in its place that
+ * wakes a thread of this store's: on a connection of its own it runs passive
+ * checkpoints, which take no lock a writer needs (the writer goes on appending to
+ * the WAL meanwhile; a later write restarts the WAL once a checkpoint has copied all
+ * of it). The thread starts on the first WAL past the bound, so a small database
+ * never has one; if it cannot start or open its connection, or the WAL grows past
+ * SAKO_STORE_WAL_PAGES_MAX all the same, the writer checkpoints as SQLite would.
+ * The close stops it before the writer's connection closes (and checkpoints). */
+
+struct sako_store_ckpt {
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    int pending, stop, failed;  /* under the mutex */
+    int durability;
+    long runs;                  /* atomic */
+    char path[];
+};
+
+/* The checkpointer's own connection, reading and writing the same file; NULL if it
+ * cannot be opened. It never checkpoints on close (the writer's close does). */
+static sqlite3 *ckpt_open(const sako_store_ckpt *c)
+{
+    static const char *const sync[] = { "PRAGMA synchronous = FULL", "PRAGMA synchronous = NORMAL",
+                                        "PRAGMA synchronous = OFF" };
+    sqlite3 *db = NULL;
+    int ok = sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+             sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL) == SQLITE_OK &&
+             sqlite3_exec(db, sync[c->durability], NULL, NULL, NULL) == SQLITE_OK &&
+             /* a first read opens the WAL: a checkpoint on a connection that has not
+              * read the file yet does nothing */
+             sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) {
+        sqlite3_close_v2(db);
+        return NULL;
+    }
+    return db;
+}
+
+static void *ckpt_main(void *arg)
+{
+    sako_store_ckpt *c = arg;
+    sqlite3 *db = ckpt_open(c);
+    pthread_mutex_lock(&c->mutex);
+    c->failed = db == NULL;
+    while (db) {
+        while (!c->pending && !c->stop)
+            pthread_cond_wait(&c->wake, &c->mutex);
+        if (c->stop)
+            break;
+        c->pending = 0;
+        pthread_mutex_unlock(&c->mutex);
+        /* Best effort: a failure leaves the pages in the WAL for the next one. */
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        __atomic_add_fetch(&c->runs, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&c->mutex);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    sqlite3_close_v2(db);
+    return NULL;
+}
+
+/* Wake the checkpointer, starting it the first time: 0 if there is none (the
+ * caller checkpoints itself). Called by the writer (under the engine's writer
+ * mutex). */
+static int ckpt_wake(sako_store *st)
+{
+    if (st->ckpt_failed)
+        return 0;
+    sako_store_ckpt *c = st->ckpt;
+    if (!c) {
+        const char *path = sqlite3_db_filename(st->db, "main");
+        size_t len = path ? strlen(path) : 0;
+        if (!len || !(c = calloc(1, sizeof *c + len + 1))) {
+            st->ckpt_failed = 1;
+            return 0;
+        }
+        memcpy(c->path, path, len + 1);
+        c->durability = st->durability;
+        c->pending = 1;
+        int made = pthread_mutex_init(&c->mutex, NULL) == 0;
+        made += made && pthread_cond_init(&c->wake, NULL) == 0;
+        made += made == 2 && pthread_create(&c->thread, NULL, ckpt_main, c) == 0;
+        if (made == 3) {
+            st->ckpt = c;
+            return 1;
+        }
+        if (made == 2)
+            pthread_cond_destroy(&c->wake);
+        if (made >= 1)
+            pthread_mutex_destroy(&c->mutex);
+        free(c);
+        st->ckpt_failed = 1;
+        return 0;
+    }
+    pthread_mutex_lock(&c->mutex);
+    int running = !c->failed;
+    c->pending = 1;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mutex);
+    return running;
+}
+
+static void ckpt_stop(sako_store *st)
+{
+    sako_store_ckpt *c = st->ckpt;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mutex);
+    c->stop = 1;
+    pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&c->mutex);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->wake);
+    pthread_mutex_destroy(&c->mutex);
+    free(c);
+    st->ckpt = NULL;
+}
+
+long sako__store_ckpt_runs(sako_store *st)
+{
+    return st->ckpt ? __atomic_load_n(&st->ckpt->runs, __ATOMIC_RELAXED) : 0;
+}
+
+/* In place of SQLite's automatic checkpoint, after each commit of the writer's
+ * connection (`pages`: the WAL's size in pages). */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    sako_store *st = arg;
+    if (pages < SAKO_STORE_WAL_PAGES || (pages < SAKO_STORE_WAL_PAGES_MAX && ckpt_wake(st)))
+        return SQLITE_OK;
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
 void sako__store_wal_checkpoint(sako_store *st)
 {
-    if (!st->in_memory)
+    if (st->in_memory)
+        return;
+    if (!st->ckpt || !ckpt_wake(st))
         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 

@@ -106,9 +106,15 @@ typedef struct sako_user_row {
     int64_t last_event_at;
 } sako_user_row;
 
+/* The WAL checkpointer (store.c): a thread with a connection of its own. */
+typedef struct sako_store_ckpt sako_store_ckpt;
+
 typedef struct sako_store {
     sqlite3 *db;
     int in_memory;
+    int durability;            /* SAKO_DURABLE_*: the checkpointer's synchronous setting too */
+    sako_store_ckpt *ckpt;     /* started on the first WAL past the bound, NULL until then */
+    int ckpt_failed;           /* it could not start: the writer checkpoints, as SQLite would */
     int lock_fd;               /* flock()ed "<path>-lock": one engine per file, -1 if none */
     /* Statements used per batch or per row, prepared once (the last four on first use). */
     sqlite3_stmt *st_set_meta;
@@ -265,10 +271,20 @@ typedef struct sako_store_log_info {
     int64_t file_bytes, free_bytes;
 } sako_store_log_info;
 int sako__store_log_info(sako_store *st, int64_t after, sako_store_log_info *out);
-/* Copy what the WAL holds into the database file now (passive, best effort), so
- * that a large write's pages are not left for the next commit's automatic
- * checkpoint to copy. */
+/* Copy what the WAL holds into the database file soon (passive, best effort): the
+ * checkpointer thread is woken when it runs, else the writer's connection copies it
+ * now. The writer's connection never checkpoints on its own commits (see
+ * sako__store_open_done): past SAKO_STORE_WAL_PAGES pages in the WAL, a commit wakes
+ * the checkpointer thread, which copies them on its own connection, so that no
+ * sako_update() pays for a large write's pages in its commit. */
 void sako__store_wal_checkpoint(sako_store *st);
+/* WAL pages after which a commit wakes the checkpointer (SQLite's default automatic
+ * checkpoint bound), and the bound past which the writer copies them itself (the
+ * checkpointer cannot keep up: the WAL must not grow without end). */
+#define SAKO_STORE_WAL_PAGES 1000
+#define SAKO_STORE_WAL_PAGES_MAX 65536
+/* Checkpoints the checkpointer thread ran (0 while it has not started): for tests. */
+long sako__store_ckpt_runs(sako_store *st);
 /* One integer of sako_meta (SAKO_CORRUPT when missing). */
 int sako__store_read_meta_int(sako_store *st, const char *key, int64_t *out);
 

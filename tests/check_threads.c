@@ -3,6 +3,7 @@
  * valid, and no reader ever sees half of a batch. Time-bounded; run under `make
  * tsan` for data races. */
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "check_sako.h"
 #include "engine_internal.h"
@@ -443,6 +444,59 @@ START_TEST(test_parallel_readers_distinct_streams)
 }
 END_TEST
 
+
+static int64_t file_bytes(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* The WAL is copied into the database file by the store's checkpointer thread, on a
+ * connection of its own, while the engine is open and the writer goes on: a log of
+ * some MiB reaches the database file before the close (the writer's commits do not
+ * checkpoint: without the thread it would stay in the -wal until then), and the
+ * reopen has every event. */
+START_TEST(test_wal_checkpointer)
+{
+    char path[512], wal[600];
+    sk_tmp_path(path, sizeof path, "threads-wal");
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    sako_options o = sk_opts(1);
+    o.durability = SAKO_DURABLE_NORMAL;
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    int64_t before = file_bytes(path);
+    ck_assert_int_eq(sako__store_ckpt_runs(&e->store), 0); /* a small WAL: no thread */
+    enum { N = 1000, BATCHES = 400 };
+    static sako_event ev[N];
+    uint64_t x = 7;
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < N; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            ev[i] = sk_ev(1 + (int64_t)(x >> 40) % 5000, sk_active_ids[(x >> 20) % SK_N_ACTIVE],
+                          SAKO_EVENT_IMPRESSION, 1000000 + b);
+        }
+        ck_assert_ok(sako_update(e, ev, N));
+    }
+    /* The log's pages (4 KiB each, 400k events) land in the database file while the
+     * engine is open; the thread may lag the writer, so wait for it (bounded). */
+    double deadline = sk_mono() + 60.0;
+    while (file_bytes(path) < before + (4 << 20) && sk_mono() < deadline) {
+        ck_assert_ok(sako_update(e, ev, 1)); /* a commit wakes the checkpointer */
+        usleep(20000);
+    }
+    ck_assert_int_gt(sako__store_ckpt_runs(&e->store), 0);
+    ck_assert_int_ge(file_bytes(path), before + (4 << 20));
+    uint64_t n = sk_stats(e).n_events;
+    sako_close(e);
+    ck_assert_int_lt(file_bytes(wal), 0); /* the close stopped it and checkpointed */
+    e = sk_open_opts(path, &o);
+    ck_assert_uint_eq(sk_stats(e).n_events, n);
+    sako_close(e);
+    sk_remove_db(path);
+}
+END_TEST
+
 Suite *suite_threads(void)
 {
     Suite *s = suite_create("threads");
@@ -453,6 +507,7 @@ Suite *suite_threads(void)
     tcase_add_test(tc, test_stress_personal);
     tcase_add_test(tc, test_stress_concurrent_retrain);
     tcase_add_test(tc, test_parallel_readers_distinct_streams);
+    tcase_add_test(tc, test_wal_checkpointer);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1888,17 +1888,21 @@ static void usage(void)
             "                   the purchase stream), memory, stall (stalls during a retrain:\n"
             "                   only when asked, tests/bench/bench_stall.c), factors (matrix\n"
             "                   factorisation: recommend with and without, retrain, recall;\n"
-            "                   only when asked, tests/bench/bench_factors.c)\n");
+            "                   only when asked, tests/bench/bench_factors.c)\n"
+            "  --items N        stall: one catalog of N items (default 50k, then 1M)\n"
+            "  --fill-cache DIR stall: keep filled files in DIR and reuse them\n");
 }
 
-int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path);
+int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path, size_t items,
+                const char *cache);
 int bench_factors(int quick, uint64_t seed, const char *dir, const char *md_path);
 
 int main(int argc, char **argv)
 {
     int quick = 0;
     uint64_t seed = 1;
-    const char *md_path = NULL, *only = NULL;
+    const char *md_path = NULL, *only = NULL, *fill_cache = NULL;
+    size_t stall_items = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
@@ -1908,6 +1912,10 @@ int main(int argc, char **argv)
             md_path = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--items") == 0 && i + 1 < argc)
+            stall_items = (size_t)strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--fill-cache") == 0 && i + 1 < argc)
+            fill_cache = argv[++i];
         else {
             usage();
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
@@ -1926,7 +1934,7 @@ int main(int argc, char **argv)
     progress("libsako %s on %s; temp dir %s", sako_version_string(), machine, tmp_dir);
 
     if (only && strcmp(only, "stall") == 0)
-        return bench_stall(quick, seed, tmp_dir, md_path);
+        return bench_stall(quick, seed, tmp_dir, md_path, stall_items, fill_cache);
     if (only && strcmp(only, "factors") == 0)
         return bench_factors(quick, seed, tmp_dir, md_path);
 #define RUN(part) (!only || strcmp(only, part) == 0)

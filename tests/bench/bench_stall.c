@@ -8,7 +8,14 @@
  * another, first for a baseline window without a retrain and then while the main
  * thread runs sako_retrain(). The longest and the 99th-percentile latency of each
  * loop in each window are reported, medians over the repetitions, and their
- * ratios (retrain / baseline). See docs/benchmarks.md. */
+ * ratios (retrain / baseline). See docs/benchmarks.md.
+ *
+ * --items N runs one catalog of N items. --fill-cache DIR keeps each filled file in
+ * DIR (stall-<items>-<events>-<seed>.db) and copies it from there on the next run
+ * instead of filling again, so that A/B runs of two builds (same file format) spend
+ * their time in the measured windows. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +24,7 @@
 #include <unistd.h>
 
 #include "sako.h"
+#include "engine_internal.h" /* the writer mutex's holds, instrumented */
 
 #define STALL_REPS 3
 #define STALL_FILL_BATCH 250000
@@ -98,6 +106,45 @@ static int stall_fill(const char *path, size_t n_items, uint64_t n_events, uint6
     free(ev);
     sako_close(e);
     return rc == SAKO_OK ? 0 : -1;
+}
+
+static int stall_copy(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY), out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    static char buf[1 << 20];
+    ssize_t n = 0;
+    while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    int rc = in < 0 || out < 0 || n < 0 ? -1 : 0;
+    if (rc)
+        fprintf(stderr, "bench_stall: copying %s to %s: %s\n", from, to, strerror(errno));
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The filled file at `path`: from the cache when it holds one, else filled (and
+ * copied into the cache). sako_close checkpointed it: it has no -wal. */
+static int stall_prepare(const char *path, const char *cache, size_t n_items,
+                         uint64_t n_events, uint64_t seed)
+{
+    char cached[700];
+    if (cache) {
+        snprintf(cached, sizeof cached, "%s/stall-%zu-%llu-%llu.db", cache, n_items,
+                 (unsigned long long)n_events, (unsigned long long)seed);
+        if (access(cached, R_OK) == 0) {
+            fprintf(stderr, "stall: copying %s\n", cached);
+            return stall_copy(cached, path);
+        }
+    }
+    if (stall_fill(path, n_items, n_events, seed))
+        return -1;
+    return cache ? stall_copy(path, cached) : 0;
 }
 
 typedef struct stall_loop {
@@ -183,8 +230,8 @@ typedef struct stall_row {
     size_t rec_n[2], upd_n[2];
 } stall_row;
 
-static int stall_one(const char *dir, size_t n_items, uint64_t n_events, uint64_t seed,
-                     stall_row *row)
+static int stall_one(const char *dir, const char *cache, size_t n_items, uint64_t n_events,
+                     uint64_t seed, stall_row *row)
 {
     char path[700];
     snprintf(path, sizeof path, "%s/stall-%zu.db", dir, n_items);
@@ -194,7 +241,7 @@ static int stall_one(const char *dir, size_t n_items, uint64_t n_events, uint64_
     fprintf(stderr, "stall: filling %zu items with %llu events\n", n_items,
             (unsigned long long)n_events);
     double t0 = stall_now();
-    if (stall_fill(path, n_items, n_events, seed))
+    if (stall_prepare(path, cache, n_items, n_events, seed))
         return -1;
     row->fill_s = stall_now() - t0;
     sako_options o = SAKO_OPTIONS_INIT;
@@ -244,6 +291,20 @@ static int stall_one(const char *dir, size_t n_items, uint64_t n_events, uint64_
         fprintf(stderr, "stall: %zu items, rep %d: retrain %.2f s; recommend max %.2f/%.2f ms, "
                 "update max %.2f/%.2f ms (baseline/retrain)\n", n_items, r, window, v[0][r], v[4][r],
                 v[2][r], v[6][r]);
+        fprintf(stderr, "stall: %zu items, rep %d: writer mutex held %.1f ms by the retrain's "
+                "final step (%.1f ms its transaction); state checkpoints so far %ld, longest "
+                "rows %.1f ms, commit %.1f ms\n", n_items, r, e->retrain_hold_s * 1e3,
+                e->retrain_commit_s * 1e3, e->n_checkpoints, e->checkpoint_rows_max_s * 1e3,
+                e->checkpoint_commit_max_s * 1e3);
+        fprintf(stderr, "stall: %zu items, rep %d: longest update phases since the last line: "
+                "mutex wait %.1f, reserve %.1f, write+commit %.1f, publish %.1f, housekeeping "
+                "%.1f ms; a prior refresh's last step held the mutex %.1f ms\n", n_items, r,
+                e->update_phase_max_s[0] * 1e3,
+                e->update_phase_max_s[1] * 1e3, e->update_phase_max_s[2] * 1e3,
+                e->update_phase_max_s[3] * 1e3, e->update_phase_max_s[4] * 1e3,
+                e->refresh_hold_max_s * 1e3);
+        memset(e->update_phase_max_s, 0, sizeof e->update_phase_max_s);
+        e->refresh_hold_max_s = 0;
         row->retrain_s += window / STALL_REPS;
     }
     __atomic_store_n(&rec.stop, 1, __ATOMIC_RELEASE);
@@ -289,16 +350,22 @@ static void stall_report(FILE *f, const stall_row *rows, int n)
     }
 }
 
-int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path)
+int bench_stall(int quick, uint64_t seed, const char *dir, const char *md_path, size_t items,
+                const char *cache)
 {
     stall_row rows[2];
     int n = 0, rc = 0;
-    if (stall_one(dir, 50000, quick ? 1000000 : 10000000, seed, &rows[n]) == 0)
+    if (items) {
+        if (stall_one(dir, cache, items, quick ? 1000000 : 10000000, seed, &rows[n]) == 0)
+            n++;
+        else
+            rc = 1;
+    } else if (stall_one(dir, cache, 50000, quick ? 1000000 : 10000000, seed, &rows[n]) == 0)
         n++;
     else
         rc = 1;
-    if (!quick) {
-        if (stall_one(dir, 1000000, 10000000, seed, &rows[n]) == 0)
+    if (!quick && !items) {
+        if (stall_one(dir, cache, 1000000, 10000000, seed, &rows[n]) == 0)
             n++;
         else
             rc = 1;
