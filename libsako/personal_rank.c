@@ -242,11 +242,15 @@ static int mf_scratch(sako_personal_scratch *s, const sako_factors *f, size_t wa
     return SAKO_OK;
 }
 
+static float clip01(float v)
+{
+    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+}
+
 /* x . y_item clipped to [0, 1]. */
 static float mf_score(const sako_factors *f, const float *x, uint32_t item)
 {
-    float v = sako__factor_index_dot(x, f->item + (size_t)item * f->k, f->k);
-    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    return clip01(sako__factor_index_dot(x, f->item + (size_t)item * f->k, f->k));
 }
 
 /* The factors' candidates and every candidate's factor score; the reference score. */
@@ -269,13 +273,24 @@ static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_perso
     if (want > 0 && pq->q->mode != SAKO_MODE_REPEAT && f->index) {
         size_t n = sako__factor_index_search(f->index, s->mf_user, e->opts.mf_probe, want, s->mf_index_scratch,
                                              s->mf_items, s->mf_scores);
-        for (size_t j = 0; j < n; j++)
-            if (!cand_get(s, s->mf_items[j], FROM_MF))
+        /* The index's score is the same dot product of the same floats (its copy of
+         * the vector): kept, not computed again. */
+        for (size_t j = 0; j < n; j++) {
+            candidate *c = cand_get(s, s->mf_items[j], FROM_MF);
+            if (!c)
                 return SAKO_NOMEM;
+            c->mf = clip01(s->mf_scores[j]);
+        }
     }
     for (size_t j = 0; j < s->n_cand; j++) {
         candidate *c = &s->cand[j];
-        if (c->from && c->item < f->n_items && f->has[c->item])
+        /* rows scattered over the item factors: ask for a later one's now */
+        if (j + 4 < s->n_cand && s->cand[j + 4].item < f->n_items) {
+            const char *row = (const char *)(f->item + (size_t)s->cand[j + 4].item * f->k);
+            for (size_t b = 0; b < f->k * sizeof(float); b += 64)
+                __builtin_prefetch(row + b);
+        }
+        if (c->from && c->mf < 0.0f && c->item < f->n_items && f->has[c->item])
             c->mf = mf_score(f, s->mf_user, c->item);
     }
     double ref = 0.0;
@@ -531,7 +546,9 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
         double mf = 1.0;
         if (use_mf && c->mf >= 0.0f && mf_w > 0.0) {
-            mf = pow((SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean), mf_w);
+            mf = (SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean);
+            if (mf_w != 1.0) /* (pow(x, 1) is x: the default weight skips the call) */
+                mf = pow(mf, mf_w);
             mf = mf < 0.1 ? 0.1 : mf > 10.0 ? 10.0 : mf;
         }
         double pi = qj * r * aff * ell * mf;
