@@ -228,8 +228,7 @@ void sako__factors_workspace_free(sako_factors_workspace *ws)
 {
     if (!ws)
         return;
-    free(ws->items);
-    free(ws->values);
+    free(ws->items); /* (the values share its block) */
     sako__mf_scratch_free(&ws->mf);
     memset(ws, 0, sizeof *ws);
 }
@@ -246,15 +245,14 @@ static int workspace_fit(sako_factors_workspace *ws, uint32_t k, size_t n)
             return SAKO_NOMEM;
         ws->k = k;
     }
-    if (n > ws->cap) {
+    if (n > ws->cap) { /* one block: the items, then the values */
         size_t cap = n + n / 2 + 16;
-        int32_t *items = realloc(ws->items, cap * sizeof *items);
-        if (items)
-            ws->items = items;
-        float *values = items ? realloc(ws->values, cap * sizeof *values) : NULL;
-        if (!values)
+        int32_t *block = malloc(cap * (sizeof *ws->items + sizeof *ws->values));
+        if (!block)
             return SAKO_NOMEM;
-        ws->values = values;
+        free(ws->items);
+        ws->items = block;
+        ws->values = (float *)(block + cap);
         ws->cap = cap;
     }
     return SAKO_OK;

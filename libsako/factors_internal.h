@@ -97,7 +97,7 @@ int sako__factors_load(sako_store *st, const sako_idmap *item_index, size_t n_it
 typedef struct sako_factors_workspace {
     uint32_t k;
     size_t cap;
-    int32_t *items;
+    int32_t *items;        /* cap entries, then `values` in the same block */
     float *values;
     sako_mf_scratch mf;
 } sako_factors_workspace;
