@@ -47,19 +47,25 @@ static uint64_t next_rand(uint64_t *s)
 
 /* Eight lanes at a time in GCC vector extensions (without -ffast-math the compiler
  * may not reorder a scalar sum into vector lanes; these lanes are ours, summed in a
- * fixed order, so the result does not depend on the instruction set). */
-typedef float fv8 __attribute__((vector_size(32)));
-typedef float fv8u __attribute__((vector_size(32), aligned(4), may_alias));
+ * fixed order, so the result does not depend on the instruction set). The eight lanes
+ * are two 16-byte halves: a 32-byte vector type on a target without 32-byte registers
+ * (x86-64's baseline, -O2) is lowered through the stack, three times the instructions;
+ * the halves keep the same lanes and the same sums on every target. */
+typedef float fv4 __attribute__((vector_size(16)));
+typedef float fv4u __attribute__((vector_size(16), aligned(4), may_alias));
 
 static inline float dot(const float *a, const float *b, uint32_t k)
 {
     uint32_t j = 0;
     float s = 0.0f;
     if (k >= 8) {
-        fv8 acc = *(const fv8u *)a * *(const fv8u *)b;
-        for (j = 8; j + 8 <= k; j += 8)
-            acc += *(const fv8u *)(a + j) * *(const fv8u *)(b + j);
-        s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        fv4 lo = *(const fv4u *)a * *(const fv4u *)b;
+        fv4 hi = *(const fv4u *)(a + 4) * *(const fv4u *)(b + 4);
+        for (j = 8; j + 8 <= k; j += 8) {
+            lo += *(const fv4u *)(a + j) * *(const fv4u *)(b + j);
+            hi += *(const fv4u *)(a + j + 4) * *(const fv4u *)(b + j + 4);
+        }
+        s = ((lo[0] + hi[0]) + (lo[1] + hi[1])) + ((lo[2] + hi[2]) + (lo[3] + hi[3]));
     }
     for (; j < k; j++)
         s += a[j] * b[j];
