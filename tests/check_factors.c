@@ -671,6 +671,38 @@ START_TEST(test_fold_in_cache_invalidation)
 }
 END_TEST
 
+/* The index's dot product is eight lanes summed in a fixed order, whatever the
+ * instruction set: the same float, to the bit, as this scalar statement of it (the
+ * personal engine keeps the index's scores as the candidates' factor scores). */
+START_TEST(test_dot_lanes)
+{
+    uint64_t s = 5;
+    float a[77], b[77];
+    for (int i = 0; i < 77; i++) {
+        a[i] = (float)((double)(rnd(&s) % 2000001) / 1e6 - 1.0);
+        b[i] = (float)((double)(rnd(&s) % 2000001) / 1e6 - 1.0);
+    }
+    uint32_t ks[] = {1, 7, 8, 9, 16, 63, 64, 77};
+    for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+        uint32_t k = ks[c], j = 0;
+        float want = 0.0f;
+        if (k >= 8) {
+            float acc[8];
+            for (int l = 0; l < 8; l++)
+                acc[l] = a[l] * b[l];
+            for (j = 8; j + 8 <= k; j += 8)
+                for (int l = 0; l < 8; l++)
+                    acc[l] += a[j + l] * b[j + l];
+            want = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        }
+        for (; j < k; j++)
+            want += a[j] * b[j];
+        float got = sako__factor_index_dot(a, b, k);
+        ck_assert_mem_eq(&got, &want, sizeof got);
+    }
+}
+END_TEST
+
 /* The one bounded top-k (topk_internal.h) against a full sort: values with many ties,
  * offered in a scrambled order; the kept set is the sort's first k (ties to the lower
  * id), sorted best first; a NaN offered to a full heap is not kept. */
@@ -884,6 +916,7 @@ Suite *suite_factors(void)
     tcase_add_test(tc, test_fold_in_uses_full_history);
     tcase_add_test(tc, test_fold_in_cache_invalidation);
     tcase_add_test(tc, test_topk_matches_sort);
+    tcase_add_test(tc, test_dot_lanes);
     tcase_add_test(tc, test_index_recall);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");
