@@ -7,37 +7,30 @@
  *   cc -O2 -g -std=gnu99 -Iinclude -Ilibsako -Itests/bench -o build/prof_factors \
  *      tests/prof_factors.c build/libsako.a -lsqlite3 -lm -lpthread
  *   valgrind --tool=callgrind --toggle-collect=prof_base --toggle-collect=prof_mf \
- *      build/prof_factors [items [iterations [queries [mf_candidates]]]]
+ *      build/prof_factors [items [iterations [mf_candidates]]]
  *   callgrind_annotate --inclusive=yes callgrind.out.<pid> | grep prof_
  *
- * Each phase calls its function twice, 50 then `queries` (300) recommends: divide a
- * function's inclusive count by 50 + queries. docs/benchmarks.md ("Serving speed"). */
+ * Each function runs bench_factors.c's 2,000 recommends (users in its order): divide
+ * its inclusive count by 2,000. docs/benchmarks.md ("Serving speed"). */
 #include <unistd.h>
 
 #include "bench_factors.c"
 
-static void run(sako_engine *e, int nq)
+/* bench_factors.c's 2,000 recommends (its latencies are not used here). */
+static void run(sako_engine *e)
 {
-    sako_rec r[20];
-    for (int q = 0; q < nq; q++) {
-        sako_query qu = SAKO_QUERY_INIT;
-        qu.user_id = 1 + (int64_t)((q * 7919) % F_USERS);
-        qu.k = 20;
-        qu.time = F_T0 + 40 * F_DAY;
-        size_t n = 0;
-        int rc = sako_recommend(e, &qu, r, 20, &n);
-        if (rc)
-            f_die("recommend", rc);
-    }
+    static double lat[F_QUERIES];
+    size_t n_mf = 0, n_all = 0;
+    f_queries(e, lat, &n_mf, &n_all);
 }
 
-__attribute__((noinline)) void prof_base(sako_engine *e, int nq) { run(e, nq); }
-__attribute__((noinline)) void prof_mf(sako_engine *e, int nq) { run(e, nq); }
+__attribute__((noinline)) void prof_base(sako_engine *e) { run(e); }
+__attribute__((noinline)) void prof_mf(sako_engine *e) { run(e); }
 
 int main(int argc, char **argv)
 {
     size_t n_items = argc > 1 ? (size_t)atol(argv[1]) : 50000;
-    int iterations = argc > 2 ? atoi(argv[2]) : 2, nq = argc > 3 ? atoi(argv[3]) : 300;
+    int iterations = argc > 2 ? atoi(argv[2]) : 2;
     sako_options o = SAKO_OPTIONS_INIT;
     o.seed = 1;
     o.durability = SAKO_DURABLE_OFF;
@@ -47,8 +40,8 @@ int main(int argc, char **argv)
     o.mf_regularization = 0.1;
     o.mf_threads = 2;
     o.mf_mode = SAKO_MF_ON;
-    if (argc > 4)
-        o.mf_candidates = (uint32_t)atoi(argv[4]);
+    if (argc > 3)
+        o.mf_candidates = (uint32_t)atoi(argv[3]);
     char path[64];
     snprintf(path, sizeof path, "/tmp/sako-prof-%d.db", (int)getpid());
     sako_engine *e = NULL;
@@ -56,12 +49,10 @@ int main(int argc, char **argv)
     if (rc)
         f_die("init", rc);
     f_fill(e, n_items, 1);
-    prof_base(e, 50);
-    prof_base(e, nq);
+    prof_base(e);
     if ((rc = sako_retrain(e)))
         f_die("retrain", rc);
-    prof_mf(e, 50);
-    prof_mf(e, nq);
+    prof_mf(e);
     sako_close(e);
     remove(path);
     return 0;
