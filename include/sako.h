@@ -213,6 +213,11 @@ typedef struct sako_options {
                                        posterior, finite, in [0, 10] (1.0) */
     uint32_t mf_candidates;       /**< products retrieved by factor score per query,
                                        0..10000 (200) */
+    /* Version 5 (issue 10, serving speed): run time, not stored; a version <= 4 struct
+     * gets the default. */
+    uint32_t mf_probe;            /**< lists of the factor index a query may scan, 0..4096;
+                                       0 = the index's default, 1/32 of its lists
+                                       clipped to [8, 64] (0). docs/c-api.md */
 } sako_options;
 
 /** When the personal engine uses the factors (::sako_options.mf_mode). */
@@ -223,12 +228,12 @@ typedef enum sako_mf_mode {
     SAKO_MF_ON = 2     /**< for every user with history, whenever factors exist */
 } sako_mf_mode;
 
-#define SAKO_OPTIONS_VERSION 4
+#define SAKO_OPTIONS_VERSION 5
 #define SAKO_OPTIONS_INIT \
     { SAKO_OPTIONS_VERSION, 0.7, 0.85, 1.0, 1.0, SAKO_PRIOR_CATEGORY, 20.0, 20.0, 1000, \
       0, SAKO_DURABLE_FULL, SAKO_UNKNOWN_REJECT, 5000, 0, \
       1, 100, 1, 1, 45.0, 1.0, 0.0, 0.2, 20.0, 5.0, 1800000, 0.0, 0, \
-      0, 15, 0.01, 1.0, 3, 0, 0, SAKO_MF_AUTO, 100, 3, 1.0, 200 }
+      0, 15, 0.01, 1.0, 3, 0, 0, SAKO_MF_AUTO, 100, 3, 1.0, 200, 0 }
 
 /** A category of products: a department (no parent) or an aisle (parent = department). */
 typedef struct sako_category {
@@ -782,8 +787,9 @@ SAKO_API int sako_stats_get(sako_engine *engine, sako_stats *out);
 /** The options in force: the model fields as stored in the database, the run-time
  *  fields as given to sako_init() (seed as actually used). Set out->version to
  *  SAKO_OPTIONS_VERSION first (or initialise with SAKO_OPTIONS_INIT) to get every
- *  field; version 2 gets the fields up to basket_gap_ms, any other value the
- *  version-1 fields only, so code built against 0.1 or 0.2 keeps working.
+ *  field; version 4 gets the fields up to mf_candidates, version 3 up to
+ *  create_empty, version 2 up to basket_gap_ms, any other value the version-1 fields
+ *  only, so code built against an older header keeps working.
  *  @return SAKO_OK or SAKO_MISUSE. @since 0.1 */
 SAKO_API int sako_options_get(sako_engine *engine, sako_options *out);
 

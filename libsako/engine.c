@@ -326,6 +326,10 @@ int sako_options_get(sako_engine *e, sako_options *out)
     pthread_rwlock_unlock(&e->lock);
     if (want == SAKO_OPTIONS_VERSION) {
         *out = o;
+    } else if (want == 4) {
+        /* A caller built against 0.5 has room up to mf_candidates. */
+        o.version = 4;
+        memcpy(out, &o, offsetof(sako_options, mf_probe));
     } else if (want == 3) {
         /* A caller built against 0.3 or 0.4 has room up to create_empty. */
         o.version = 3;
@@ -493,7 +497,7 @@ int sako_factors_vector(sako_engine *e, int64_t user_id, int64_t item_id, float 
             *n_out = f->k;
         }
     } else if (f) {
-        int got = sako__factors_user_vector(f, &e->personal.inter, x, out);
+        int got = sako__factors_user_vector(f, &e->personal.inter, x, NULL, out);
         if (got < 0)
             rc = got;
         else if (got)

@@ -92,7 +92,7 @@ static int by_id(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-static int build_index(sako_factors *f, const sako_item_state *items)
+static int build_index(sako_factors *f, const sako_item_state *items, unsigned threads)
 {
     id_row *v = malloc((f->n_items ? f->n_items : 1) * sizeof *v);
     uint32_t *order = malloc((f->n_items ? f->n_items : 1) * sizeof *order);
@@ -109,7 +109,7 @@ static int build_index(sako_factors *f, const sako_item_state *items)
         for (size_t i = 0; i < f->n_items; i++)
             order[i] = v[i].row;
         rc = sako__factor_index_build(f->item, f->has, order, f->n_items, f->k,
-                                      f->seed ^ 0x1DF5EED, &f->index);
+                                      f->seed ^ 0x1DF5EED, threads, &f->index);
     }
     free(v);
     free(order);
@@ -198,7 +198,7 @@ int sako__factors_train(const sako_interactions *inter, size_t n_users,
     options_of(f, threads, &o);
     if ((rc = sako_mf_fit(&csr, &o, f->user, f->item)) ||
         (rc = sako_mf_gram(f->item, n_items, k, f->gram)) ||
-        (rc = build_index(f, items)))
+        (rc = build_index(f, items, sako__mf_threads(&o))))
         goto done;
     /* The typical interaction's item vector: each item weighed by its users (the
      * matrix's column counts), summed in row order. */
@@ -224,39 +224,68 @@ done:
 
 /* ------------------------------------------------------------ fold-in */
 
-/* Solve u's row from its full history against the fixed item factors (exact). */
-static int fold_in(const sako_factors *f, const sako_user_interactions *row, float *x)
+void sako__factors_workspace_free(sako_factors_workspace *ws)
 {
-    int32_t *items = malloc((row->n ? row->n : 1) * sizeof *items);
-    float *values = malloc((row->n ? row->n : 1) * sizeof *values);
-    if (!items || !values) {
-        free(items);
-        free(values);
-        return sako__error(SAKO_NOMEM, "out of memory folding in a user of %u products", row->n);
+    if (!ws)
+        return;
+    free(ws->items); /* (the values share its block) */
+    sako__mf_scratch_free(&ws->mf);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Room for a fold-in of n entries at k factors; kept across calls (a request's
+ * scratch owns one), so that a fold-in allocates only when a longer history or a
+ * larger k than any before comes along. */
+static int workspace_fit(sako_factors_workspace *ws, uint32_t k, size_t n)
+{
+    if (ws->k != k) {
+        sako__mf_scratch_free(&ws->mf);
+        ws->k = 0;
+        if (sako__mf_scratch_init(&ws->mf, k, 1) != SAKO_OK)
+            return SAKO_NOMEM;
+        ws->k = k;
     }
+    if (n > ws->cap) { /* one block: the items, then the values */
+        size_t cap = n + n / 2 + 16;
+        int32_t *block = malloc(cap * (sizeof *ws->items + sizeof *ws->values));
+        if (!block)
+            return SAKO_NOMEM;
+        free(ws->items);
+        ws->items = block;
+        ws->values = (float *)(block + cap);
+        ws->cap = cap;
+    }
+    return SAKO_OK;
+}
+
+/* Solve u's row from its full history against the fixed item factors: the exact
+ * solve sako_mf_fold_in() performs, without its checks (the Gram matrix and the
+ * options were checked by the training, a history holds each product once). */
+static int fold_in(const sako_factors *f, const sako_user_interactions *row,
+                   sako_factors_workspace *ws, float *x)
+{
+    if (workspace_fit(ws, f->k, row->n) != SAKO_OK)
+        return sako__error(SAKO_NOMEM, "out of memory folding in a user of %u products", row->n);
     size_t n = 0;
     for (uint32_t j = 0; j < row->n; j++) {
         const sako_interaction *p = &row->v[j];
         double r = sako__interactions_value(p, f->reward);
         if (p->item >= f->n_items || !f->has[p->item] || !(r > 0.0))
             continue;
-        items[n] = (int32_t)p->item;
-        values[n++] = (float)r;
+        ws->items[n] = (int32_t)p->item;
+        ws->values[n++] = (float)r;
     }
-    int rc = SAKO_OK;
     memset(x, 0, f->k * sizeof *x);
-    if (n > 0) {
-        sako_mf_options o;
-        options_of(f, 1, &o);
-        rc = sako_mf_fold_in(f->item, f->n_items, f->gram, items, values, n, &o, 1, x);
-    }
-    free(items);
-    free(values);
-    return rc < 0 ? rc : n > 0;
+    if (n == 0)
+        return 0;
+    sako_mf_row r = { ws->items, ws->values, n };
+    int rc = sako__mf_solve_exact(f->gram, f->regularization, f->item, f->k, f->alpha, &r,
+                                  &ws->mf, x);
+    return rc < 0 ? rc : 1;
 }
 
 int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, uint32_t u,
-                              float *out)
+                              sako_factors_workspace *ws, float *out)
 {
     uint32_t events = u < inter->cap_users ? inter->users[u].events : 0;
     if (u < f->n_users && f->events[u] != SAKO_FACTORS_NO_VECTOR && f->events[u] == events) {
@@ -274,7 +303,9 @@ int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, u
         return 1;
     /* Solved outside the mutex (the history cannot change under the read lock); two
      * readers of one user may both solve it, to the same vector. */
-    int rc = fold_in(f, &inter->users[u], out);
+    sako_factors_workspace own = { 0 };
+    int rc = fold_in(f, &inter->users[u], ws ? ws : &own, out);
+    sako__factors_workspace_free(&own);
     if (rc <= 0)
         return rc;
     pthread_mutex_lock(&f->fold_mutex);
@@ -620,8 +651,11 @@ int sako__factors_load(sako_store *st, const sako_idmap *item_index, size_t n_it
                          (unsigned long long)ls.seen_user_chunks, (unsigned long long)ls.user_chunks,
                          ls.f->n_item_vectors, (unsigned long long)ls.item_records,
                          ls.f->n_user_vectors, (unsigned long long)ls.user_records);
-    if (rc == SAKO_OK && ls.f)
-        rc = build_index(ls.f, items);
+    if (rc == SAKO_OK && ls.f) {
+        sako_mf_options o = SAKO_MF_OPTIONS_INIT;
+        o.threads = 0; /* the online cores: the index does not depend on their number */
+        rc = build_index(ls.f, items, sako__mf_threads(&o));
+    }
     if (rc) {
         sako__factors_free(ls.f);
         return rc;

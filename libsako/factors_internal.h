@@ -16,6 +16,7 @@
 #include "factor_index_internal.h"
 #include "idmap_internal.h"
 #include "interactions_internal.h"
+#include "mf_internal.h"
 #include "store_internal.h"
 #include "users_internal.h"
 
@@ -91,12 +92,25 @@ void sako__factors_writer_free(sako_factors_writer *w);
 int sako__factors_load(sako_store *st, const sako_idmap *item_index, size_t n_items,
                        const sako_item_state *items, const sako_idmap *user_index,
                        size_t n_users, sako_factors **out);
+/* What a fold-in works in (the exact solve's k x k system, the history's entries):
+ * zero-initialised, kept by a caller across fold-ins, freed with _workspace_free. */
+typedef struct sako_factors_workspace {
+    uint32_t k;
+    size_t cap;
+    int32_t *items;        /* cap entries, then `values` in the same block */
+    float *values;
+    sako_mf_scratch mf;
+} sako_factors_workspace;
+void sako__factors_workspace_free(sako_factors_workspace *ws);
 /* User u's vector into out (k floats): the trained one while the user has not
- * interacted since, else one folded in from the full history (exact solve, cached).
- * Returns 1 with a vector, 0 without one (no interaction), < 0 on failure.
- * Caller holds the engine's read lock (inter does not change meanwhile). */
+ * interacted since, else the one folded in from the full history (exact solve)
+ * the last time the user's event count was what it is now (cached per user: an
+ * update of that user is what invalidates it), else a new fold-in, in `ws` (NULL: a
+ * workspace of its own). Returns 1 with a vector, 0 without one (no interaction),
+ * < 0 on failure. Caller holds the engine's read lock (inter does not change
+ * meanwhile). */
 int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, uint32_t u,
-                              float *out);
+                              sako_factors_workspace *ws, float *out);
 /* Bytes f holds (factors, Gram, index, fold-in cache). */
 size_t sako__factors_bytes(const sako_factors *f);
 void sako__factors_free(sako_factors *f);

@@ -21,6 +21,7 @@
 
 #include "engine_internal.h"
 #include "demand_internal.h"
+#include "factor_index_internal.h"
 #include "model_internal.h"
 
 /* A prior refresh also waits until the evidence grew by this share (see below). */
@@ -121,12 +122,13 @@ void sako__model_options_from_params(sako_options *o, const sako_model_params *p
 void sako__model_options_upgrade(sako_options *dst, const sako_options *src)
 {
     static const sako_options defaults = SAKO_OPTIONS_INIT;
-    if (src->version >= 1 && src->version <= 3) {
+    if (src->version >= 1 && src->version <= 4) {
         /* Only the fields an older struct has are read: it may end right there. */
         *dst = defaults;
         memcpy(dst, src, src->version == 1 ? offsetof(sako_options, organic_demand)
                          : src->version == 2 ? offsetof(sako_options, decay_half_life_days)
-                                             : offsetof(sako_options, mf_factors));
+                         : src->version == 3 ? offsetof(sako_options, mf_factors)
+                                             : offsetof(sako_options, mf_probe));
         dst->version = SAKO_OPTIONS_VERSION;
     } else {
         *dst = *src;
@@ -178,6 +180,9 @@ static int validate_mf(const sako_options *o)
     if (o->mf_candidates > 10000)
         return sako__error(SAKO_INVALID, "options: mf_candidates = %u is not in [0, 10000]",
                            o->mf_candidates);
+    if (o->mf_probe > SAKO_FACTOR_INDEX_LISTS_MAX)
+        return sako__error(SAKO_INVALID, "options: mf_probe = %u is not 0 (the index's default) "
+                           "or in [1, %d]", o->mf_probe, SAKO_FACTOR_INDEX_LISTS_MAX);
     return SAKO_OK;
 }
 
@@ -185,7 +190,7 @@ int sako__model_validate_options(const sako_options *o)
 {
     int rc;
     if (o->version != SAKO_OPTIONS_VERSION)
-        return sako__error(SAKO_INVALID, "options: version %u is not 1, 2, 3 or %d (use SAKO_OPTIONS_INIT)",
+        return sako__error(SAKO_INVALID, "options: version %u is not 1 to 4 or %d (use SAKO_OPTIONS_INIT)",
                            o->version, SAKO_OPTIONS_VERSION);
     if ((rc = check_weight("reward_click", o->reward_click, 0)) ||
         (rc = check_weight("reward_cart", o->reward_cart, 0)) ||

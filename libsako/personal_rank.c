@@ -37,6 +37,7 @@
 #include "engine_internal.h"
 #include "factors_internal.h"
 #include "personal_rank_internal.h"
+#include "topk_internal.h"
 
 #define SAKO_TOP_CATEGORIES 8
 #define SAKO_COPURCHASE_TOP 60
@@ -50,6 +51,7 @@ typedef struct candidate {
     uint32_t from;
     float lift_sum;        /* sum over the sources of (lift - 1), lift > 1 only */
     float mf;              /* its factor score clipped to [0, 1]; < 0: no vector */
+    uint8_t src;           /* the sako_source it is attributed to, once drawn */
     const sako_history_entry *own;
 } candidate;
 
@@ -66,9 +68,8 @@ struct sako_personal_scratch {
     uint32_t *cat_mark, *dept_mark;
     uint32_t *cat_touched;
     size_t n_touched, cap_categories;
-    double *heap_v;
+    double *heap_v;        /* the top k: draws and candidate indices */
     uint32_t *heap_i;
-    uint8_t *heap_src;
     /* matrix factorisation: the user's vector, the index's answer and its scratch */
     float *mf_user;
     uint32_t mf_k;
@@ -77,6 +78,7 @@ struct sako_personal_scratch {
     size_t cap_mf;
     void *mf_index_scratch;
     size_t cap_mf_index;
+    sako_factors_workspace mf_fold;  /* a fold-in's system and entries, kept */
 };
 
 void sako__personal_scratch_free(sako_personal_scratch *s)
@@ -94,11 +96,11 @@ void sako__personal_scratch_free(sako_personal_scratch *s)
     free(s->cat_touched);
     free(s->heap_v);
     free(s->heap_i);
-    free(s->heap_src);
     free(s->mf_user);
     free(s->mf_items);
     free(s->mf_scores);
     free(s->mf_index_scratch);
+    sako__factors_workspace_free(&s->mf_fold);
     free(s);
 }
 
@@ -111,9 +113,8 @@ static int scratch_fit(sako_personal_scratch **ps, size_t n_items, size_t n_cate
             return SAKO_NOMEM;
         s->heap_v = malloc(SAKO_MAX_K * sizeof *s->heap_v);
         s->heap_i = malloc(SAKO_MAX_K * sizeof *s->heap_i);
-        s->heap_src = malloc(SAKO_MAX_K * sizeof *s->heap_src);
         /* Kept only whole: a later call takes a kept scratch's heaps as there. */
-        if (!s->heap_v || !s->heap_i || !s->heap_src) {
+        if (!s->heap_v || !s->heap_i) {
             sako__personal_scratch_free(s);
             return SAKO_NOMEM;
         }
@@ -230,7 +231,7 @@ static int mf_scratch(sako_personal_scratch *s, const sako_factors *f, size_t wa
         s->mf_scores = v;
         s->cap_mf = want;
     }
-    size_t bytes = sako__factor_index_scratch_size(f->index);
+    size_t bytes = sako__factor_index_scratch_size(f->index, want);
     if (bytes > s->cap_mf_index) {
         void *p = realloc(s->mf_index_scratch, bytes);
         if (!p)
@@ -241,11 +242,15 @@ static int mf_scratch(sako_personal_scratch *s, const sako_factors *f, size_t wa
     return SAKO_OK;
 }
 
+static float clip01(float v)
+{
+    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+}
+
 /* x . y_item clipped to [0, 1]. */
 static float mf_score(const sako_factors *f, const float *x, uint32_t item)
 {
-    float v = sako__factor_index_dot(x, f->item + (size_t)item * f->k, f->k);
-    return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    return clip01(sako__factor_index_dot(x, f->item + (size_t)item * f->k, f->k));
 }
 
 /* The factors' candidates and every candidate's factor score; the reference score. */
@@ -256,7 +261,8 @@ static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_perso
     size_t want = e->params.mf_candidates;
     if (mf_scratch(s, f, want) != SAKO_OK)
         return SAKO_NOMEM;
-    int got = sako__factors_user_vector(f, &e->personal.inter, pq->user, s->mf_user);
+    int got = sako__factors_user_vector(f, &e->personal.inter, pq->user, &s->mf_fold,
+                                        s->mf_user);
     if (got == SAKO_NOMEM)
         return got;
     if (got <= 0) { /* no interaction, or a solve that failed: served without factors */
@@ -265,15 +271,26 @@ static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_perso
     }
     *used = 1;
     if (want > 0 && pq->q->mode != SAKO_MODE_REPEAT && f->index) {
-        size_t n = sako__factor_index_search(f->index, s->mf_user, 0, want, s->mf_index_scratch,
+        size_t n = sako__factor_index_search(f->index, s->mf_user, e->opts.mf_probe, want, s->mf_index_scratch,
                                              s->mf_items, s->mf_scores);
-        for (size_t j = 0; j < n; j++)
-            if (!cand_get(s, s->mf_items[j], FROM_MF))
+        /* The index's score is the same dot product of the same floats (its copy of
+         * the vector): kept, not computed again. */
+        for (size_t j = 0; j < n; j++) {
+            candidate *c = cand_get(s, s->mf_items[j], FROM_MF);
+            if (!c)
                 return SAKO_NOMEM;
+            c->mf = clip01(s->mf_scores[j]);
+        }
     }
     for (size_t j = 0; j < s->n_cand; j++) {
         candidate *c = &s->cand[j];
-        if (c->from && c->item < f->n_items && f->has[c->item])
+        /* rows scattered over the item factors: ask for a later one's now */
+        if (j + 4 < s->n_cand && s->cand[j + 4].item < f->n_items) {
+            const char *row = (const char *)(f->item + (size_t)s->cand[j + 4].item * f->k);
+            for (size_t b = 0; b < f->k * sizeof(float); b += 64)
+                __builtin_prefetch(row + b);
+        }
+        if (c->from && c->mf < 0.0f && c->item < f->n_items && f->has[c->item])
             c->mf = mf_score(f, s->mf_user, c->item);
     }
     double ref = 0.0;
@@ -392,77 +409,26 @@ static int add_partners(const sako_engine *e, const sako_history *h, const sako_
     return SAKO_OK;
 }
 
-typedef struct scored {
-    double value;
-    uint32_t index;
-} scored;
-
-static int by_value_desc(const void *a, const void *b)
+/* Keep the SAKO_COPURCHASE_TOP partners that came from nothing else, by l * q (a
+ * bounded heap: there can be thousands of them; ties go to the earlier candidate). */
+static void trim_partners(const sako_engine *e, sako_personal_scratch *s, size_t n_sources)
 {
-    const scored *x = a, *y = b;
-    if (x->value != y->value)
-        return x->value < y->value ? 1 : -1;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
-/* Keep the SAKO_COPURCHASE_TOP partners that came from nothing else, by l * q. */
-static int trim_partners(const sako_engine *e, sako_personal_scratch *s, size_t n_sources)
-{
+    double v[SAKO_COPURCHASE_TOP];
+    uint32_t id[SAKO_COPURCHASE_TOP];
+    sako_topk top = { v, id, 0, SAKO_COPURCHASE_TOP };
     size_t n_only = 0;
     for (size_t j = 0; j < s->n_cand; j++)
         n_only += s->cand[j].from == FROM_PARTNER;
     if (n_only <= SAKO_COPURCHASE_TOP)
-        return SAKO_OK;
-    scored *v = malloc(n_only * sizeof *v);
-    if (!v)
-        return SAKO_NOMEM;
-    size_t m = 0;
+        return;
     for (size_t j = 0; j < s->n_cand; j++)
         if (s->cand[j].from == FROM_PARTNER) {
             double ell = 1.0 + s->cand[j].lift_sum / (double)n_sources;
-            v[m].value = ell * sako__demand_rate(e, s->cand[j].item);
-            v[m++].index = (uint32_t)j;
+            sako__topk_push(&top, ell * sako__demand_rate(e, s->cand[j].item), (uint32_t)j);
+            s->cand[j].from = 0; /* dropped, unless kept below */
         }
-    qsort(v, m, sizeof *v, by_value_desc);
-    for (size_t j = SAKO_COPURCHASE_TOP; j < m; j++)
-        s->cand[v[j].index].from = 0; /* dropped */
-    free(v);
-    return SAKO_OK;
-}
-
-static void heap_offer(sako_personal_scratch *s, size_t *n, size_t k, double v, uint32_t item,
-                       uint8_t src)
-{
-    size_t i;
-    if (*n < k) {
-        i = (*n)++;
-        while (i > 0 && s->heap_v[(i - 1) / 2] > v) {
-            s->heap_v[i] = s->heap_v[(i - 1) / 2];
-            s->heap_i[i] = s->heap_i[(i - 1) / 2];
-            s->heap_src[i] = s->heap_src[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-    } else {
-        if (!(v > s->heap_v[0]))
-            return;
-        i = 0;
-        for (;;) {
-            size_t c = 2 * i + 1;
-            if (c >= *n)
-                break;
-            if (c + 1 < *n && s->heap_v[c + 1] < s->heap_v[c])
-                c++;
-            if (s->heap_v[c] >= v)
-                break;
-            s->heap_v[i] = s->heap_v[c];
-            s->heap_i[i] = s->heap_i[c];
-            s->heap_src[i] = s->heap_src[c];
-            i = c;
-        }
-    }
-    s->heap_v[i] = v;
-    s->heap_i[i] = item;
-    s->heap_src[i] = src;
+    for (size_t j = 0; j < top.n; j++)
+        s->cand[id[j]].from = FROM_PARTNER;
 }
 
 static int excluded(const uint32_t *ex, size_t n, uint32_t item)
@@ -498,8 +464,7 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
     /* Candidates. Partners first: their lift accumulates per candidate. */
     if (q->mode != SAKO_MODE_REPEAT && (rc = add_partners(e, h, q, s, mp->lift_strength, &n_sources)))
         goto nomem;
-    if ((rc = trim_partners(e, s, n_sources)))
-        goto nomem;
+    trim_partners(e, s, n_sources);
     for (uint32_t j = 0; j < h->n; j++) {
         candidate *c = cand_get(s, h->v[j].item, FROM_OWN);
         if (!c)
@@ -547,11 +512,11 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
     }
 
     /* One draw per eligible candidate; the top k by a heap. */
-    size_t n_heap = 0, k = (size_t)q->k;
+    sako_topk top = { s->heap_v, s->heap_i, 0, (size_t)q->k };
     double temp = mp->personal_temperature, kappa = mp->due_exponent;
     double scale = sako__demand_personal_scale(e);
     for (size_t j = 0; j < s->n_cand; j++) {
-        const candidate *c = &s->cand[j];
+        candidate *c = &s->cand[j];
         uint32_t i = c->item;
         /* Candidates are scattered over the catalog: ask for a later one's lines now. */
         if (j + 8 < s->n_cand) {
@@ -581,7 +546,9 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
         double mf = 1.0;
         if (use_mf && c->mf >= 0.0f && mf_w > 0.0) {
-            mf = pow((SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean), mf_w);
+            mf = (SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean);
+            if (mf_w != 1.0) /* (pow(x, 1) is x: the default weight skips the call) */
+                mf = pow(mf, mf_w);
             mf = mf < 0.1 ? 0.1 : mf > 10.0 ? 10.0 : mf;
         }
         double pi = qj * r * aff * ell * mf;
@@ -607,25 +574,26 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
             sako__beta_set(&b, strength * mu, strength * (1.0 - mu));
             v = sako__beta_sample(&b, rng);
         }
-        uint8_t src;
+        if (!sako__topk_push(&top, v, (uint32_t)j))
+            continue;
         if (c->own && n_uj >= a0 * pi)
-            src = SAKO_SOURCE_REPEAT;
+            c->src = SAKO_SOURCE_REPEAT;
         else if (mf > 1.0 && mf >= ell && mf >= aff)
-            src = SAKO_SOURCE_MF;
+            c->src = SAKO_SOURCE_MF;
         else if (ell > 1.0 && ell >= aff)
-            src = SAKO_SOURCE_COPURCHASE;
+            c->src = SAKO_SOURCE_COPURCHASE;
         else if (aff > 1.0)
-            src = SAKO_SOURCE_AFFINITY;
+            c->src = SAKO_SOURCE_AFFINITY;
         else
-            src = c->own ? SAKO_SOURCE_REPEAT : SAKO_SOURCE_DEMAND;
-        heap_offer(s, &n_heap, k, v, i, src);
+            c->src = c->own ? SAKO_SOURCE_REPEAT : SAKO_SOURCE_DEMAND;
     }
-    for (size_t j = 0; j < n_heap; j++) {
-        out[j].item_id = e->items[s->heap_i[j]].id;
-        out[j].score = s->heap_v[j];
-        out[j].source = s->heap_src[j];
+    for (size_t j = 0; j < top.n; j++) {
+        const candidate *c = &s->cand[top.id[j]];
+        out[j].item_id = e->items[c->item].id;
+        out[j].score = top.v[j];
+        out[j].source = c->src;
     }
-    *n_out = n_heap;
+    *n_out = top.n;
     rc = SAKO_OK;
     goto done;
 nomem:

@@ -8,6 +8,7 @@
  * entry carries everything its draw needs (64 bytes, one cache line), and a small
  * hash table maps member -> (bucket, index) for O(1) updates by swap-with-last. */
 #include "pruned_internal.h"
+#include "topk_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -349,65 +350,20 @@ int sako__pruned_rebuild(sako_pruned *p, double t)
 
 /* ------------------------------------------------------------------ heap */
 
-/* A min-heap of at most cap (value, member) pairs: the cap largest values pushed. */
-typedef struct pr_heap {
-    double *v;
-    uint32_t *m;
-    size_t n, cap;
-} pr_heap;
-
-static void heap_sift_down(pr_heap *h, size_t i)
-{
-    double v = h->v[i];
-    uint32_t m = h->m[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->v[c + 1] < h->v[c])
-            c++;
-        if (!(h->v[c] < v))
-            break;
-        h->v[i] = h->v[c];
-        h->m[i] = h->m[c];
-        i = c;
-    }
-    h->v[i] = v;
-    h->m[i] = m;
-}
+/* The cap largest values pushed (topk_internal.h), emptied largest first. */
+typedef sako_topk pr_heap;
 
 static void heap_push(pr_heap *h, double v, uint32_t m)
 {
-    if (h->n < h->cap) {
-        size_t i = h->n++;
-        while (i > 0 && v < h->v[(i - 1) / 2]) {
-            h->v[i] = h->v[(i - 1) / 2];
-            h->m[i] = h->m[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        h->v[i] = v;
-        h->m[i] = m;
-    } else if (v > h->v[0]) {
-        h->v[0] = v;
-        h->m[0] = m;
-        heap_sift_down(h, 0);
-    }
+    sako__topk_push(h, v, m);
 }
 
-/* Empties the heap into the outputs, largest first. */
 static size_t heap_drain(pr_heap *h, uint32_t *members_out, double *values_out)
 {
-    size_t n = h->n;
-    for (size_t i = n; i-- > 0;) {
-        members_out[i] = h->m[0];
-        values_out[i] = h->v[0];
-        h->n--;
-        if (h->n) {
-            h->v[0] = h->v[h->n];
-            h->m[0] = h->m[h->n];
-            heap_sift_down(h, 0);
-        }
-    }
+    size_t n = sako__topk_sort(h);
+    memcpy(members_out, h->id, n * sizeof *members_out);
+    memcpy(values_out, h->v, n * sizeof *values_out);
+    h->n = 0;
     return n;
 }
 
@@ -423,9 +379,9 @@ int sako__pruned_choose_threshold(const sako_pruned *p, int k_target, sako_rng *
     if (p->n < SAKO_PRUNED_SMALL || p->n <= m)
         return SAKO_OK; /* every member would be in S anyway */
     pr_heap h = {malloc(m * sizeof(double)), malloc(m * sizeof(uint32_t)), 0, m};
-    if (!h.v || !h.m) {
+    if (!h.v || !h.id) {
         free(h.v);
-        free(h.m);
+        free(h.id);
         return SAKO_NOMEM;
     }
     double tv[THRESHOLD_DRAWS];
@@ -442,7 +398,7 @@ int sako__pruned_choose_threshold(const sako_pruned *p, int k_target, sako_rng *
         }
     }
     free(h.v);
-    free(h.m);
+    free(h.id);
     *t_out = tv[THRESHOLD_DRAWS / 2];
     return SAKO_OK;
 }

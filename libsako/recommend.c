@@ -14,6 +14,7 @@
 #include "engine_internal.h"
 #include "personal_rank_internal.h"
 #include "recommend_internal.h"
+#include "topk_internal.h"
 
 /* ------------------------------------------------------------ scratch */
 
@@ -97,9 +98,7 @@ void sako__recommend_free_scratch(sako_engine *e)
 /* --------------------------------------------------------------- heap */
 
 typedef struct topk {
-    double *score;
-    uint32_t *item;
-    size_t n, k;
+    sako_topk h;
     const uint32_t *excluded;
     size_t n_excluded;
 } topk;
@@ -117,44 +116,10 @@ static int is_excluded(const topk *h, uint32_t item)
     return bsearch(&item, h->excluded, h->n_excluded, sizeof item, cmp_u32) != NULL;
 }
 
-static void sift_down(topk *h, size_t i)
-{
-    double s = h->score[i];
-    uint32_t it = h->item[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->score[c + 1] < h->score[c])
-            c++;
-        if (h->score[c] >= s)
-            break;
-        h->score[i] = h->score[c];
-        h->item[i] = h->item[c];
-        i = c;
-    }
-    h->score[i] = s;
-    h->item[i] = it;
-}
-
 static void offer(topk *h, double score, uint32_t item)
 {
-    if (h->n < h->k) {
-        if (is_excluded(h, item))
-            return;
-        size_t i = h->n++;
-        while (i > 0 && h->score[(i - 1) / 2] > score) {
-            h->score[i] = h->score[(i - 1) / 2];
-            h->item[i] = h->item[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        h->score[i] = score;
-        h->item[i] = item;
-    } else if (score > h->score[0] && !is_excluded(h, item)) {
-        h->score[0] = score;
-        h->item[0] = item;
-        sift_down(h, 0);
-    }
+    if (sako__topk_admits(&h->h, score) && !is_excluded(h, item))
+        sako__topk_push(&h->h, score, item);
 }
 
 /* -------------------------------------------------------------- draws */
@@ -249,11 +214,11 @@ static int answer_pruned(const sako_engine *e, sako_pruned *dom, const topk *h, 
                          sako_rng *rng, sako_rec *out, size_t *n_out)
 {
     size_t got = 0;
-    if (sako__pruned_topk(dom, (int)(h->k + h->n_excluded), rng, s->pruned, s->members,
+    if (sako__pruned_topk(dom, (int)(h->h.cap + h->n_excluded), rng, s->pruned, s->members,
                           s->values, &got))
         return sako__error(SAKO_NOMEM, "out of memory drawing recommendations");
     size_t w = 0;
-    for (size_t j = 0; j < got && w < h->k; j++) {
+    for (size_t j = 0; j < got && w < h->h.cap; j++) {
         if (is_excluded(h, s->members[j]))
             continue;
         out[w].item_id = e->items[s->members[j]].id;
@@ -278,12 +243,12 @@ static void answer_brute(const sako_engine *e, uint32_t cat, topk *h, sako_rng *
             draw_members(e, sub->members, sub->n_members, h, rng);
         }
     }
-    for (size_t j = 0; j < h->n; j++) {
-        out[j].item_id = e->items[h->item[j]].id;
-        out[j].score = h->score[j];
+    for (size_t j = 0; j < h->h.n; j++) {
+        out[j].item_id = e->items[h->h.id[j]].id;
+        out[j].score = h->h.v[j];
         out[j].source = SAKO_SOURCE_THOMPSON;
     }
-    *n_out = h->n;
+    *n_out = h->h.n;
 }
 
 /* The user's index when the personal engine serves this query, else SAKO_NONE. */
@@ -357,7 +322,7 @@ int sako_recommend(sako_engine *e, const sako_query *q_in, sako_rec *out, size_t
     }
     if (q->k == 0)
         goto done;
-    topk h = { s->heap_score, s->heap_item, 0, (size_t)q->k, s->excluded, 0 };
+    topk h = { { s->heap_score, s->heap_item, 0, (size_t)q->k }, s->excluded, 0 };
     for (size_t j = 0; j < q->n_exclude; j++) {
         uint32_t x = sako__idmap_get(&e->item_index, q->exclude[j]);
         if (x != SAKO_NONE)
@@ -366,7 +331,7 @@ int sako_recommend(sako_engine *e, const sako_query *q_in, sako_rec *out, size_t
     if (h.n_excluded > 1)
         qsort(s->excluded, h.n_excluded, sizeof *s->excluded, cmp_u32);
 
-    sako_pruned *dom = pick_domain(e, cat, h.k + h.n_excluded);
+    sako_pruned *dom = pick_domain(e, cat, h.h.cap + h.n_excluded);
     uint32_t user = personal_user(e, q);
     if (user != SAKO_NONE)
         rc = answer_personal(e, dom, q, user, cat, &h, s, &rng, out, n_out);

@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "check_sako.h"
+#include "engine_internal.h"
 #include "factor_index_internal.h"
+#include "factors_internal.h"
+#include "topk_internal.h"
 
 /* A world with structure the factors can find: N_GROUPS tastes; a user of group g
  * buys mostly the products of aisle g. Items 1000 + 100 g + j, users 1 .. N_USERS. */
@@ -133,7 +136,7 @@ START_TEST(test_bad_options_refused)
         {"mf_factors", NULL}, {"mf_iterations", NULL}, {"mf_regularization", NULL},
         {"mf_alpha", NULL}, {"mf_cg_steps", NULL}, {"mf_threads", NULL}, {"mf_mode", NULL},
         {"mf_min_users", NULL}, {"mf_min_user_items", NULL}, {"mf_weight", NULL},
-        {"mf_candidates", NULL},
+        {"mf_candidates", NULL}, {"mf_probe", NULL},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         sako_options o = mf_opts(1);
@@ -149,6 +152,7 @@ START_TEST(test_bad_options_refused)
         case 8: o.mf_min_user_items = 0; break;
         case 9: o.mf_weight = NAN; break;
         case 10: o.mf_candidates = 10001; break;
+        case 11: o.mf_probe = SAKO_FACTOR_INDEX_LISTS_MAX + 1; break;
         }
         sako_engine *e = NULL;
         ck_assert_rc(sako_init(&e, NULL, &o), SAKO_INVALID);
@@ -169,6 +173,35 @@ START_TEST(test_old_options_get_defaults)
     ck_assert_uint_eq(got.mf_factors, 0);
     ck_assert_uint_eq(got.mf_iterations, 15);
     ck_assert_int_eq(got.mf_mode, SAKO_MF_AUTO);
+    sako_close(e);
+}
+END_TEST
+
+/* A version-4 struct (0.5 callers) ends at mf_candidates: mf_probe takes its default,
+ * and sako_options_get() fills such a struct up to mf_candidates only. */
+START_TEST(test_v4_options_get_probe_default)
+{
+    sako_options o = mf_opts(1);
+    o.version = 4;
+    o.mf_candidates = 33;
+    o.mf_probe = 5000; /* beyond a version-4 struct: never read (it would be refused) */
+    sako_engine *e = sk_open_opts(NULL, &o);
+    sako_options got = options_of(e);
+    ck_assert_uint_eq(got.mf_candidates, 33);
+    ck_assert_uint_eq(got.mf_probe, 0);
+    sako_options v4;
+    memset(&v4, 0xA5, sizeof v4);
+    v4.version = 4;
+    ck_assert_ok(sako_options_get(e, &v4));
+    ck_assert_uint_eq(v4.version, 4);
+    ck_assert_uint_eq(v4.mf_candidates, 33);
+    ck_assert_uint_eq(v4.mf_probe, 0xA5A5A5A5u); /* not written */
+    sako_close(e);
+    /* A version-5 struct's probe is kept (run time: not stored). */
+    o = mf_opts(1);
+    o.mf_probe = 12;
+    e = sk_open_opts(NULL, &o);
+    ck_assert_uint_eq(options_of(e).mf_probe, 12);
     sako_close(e);
 }
 END_TEST
@@ -564,6 +597,156 @@ START_TEST(test_fold_in_uses_full_history)
 }
 END_TEST
 
+/* The fold-in cache: a second request of an unchanged user is served the cached
+ * vector; an update of that user invalidates it, and what is served then is what a
+ * fresh fold-in (no cache, a workspace of its own) and the public sako_mf_fold_in()
+ * on the same history give, to the bit. One workspace serves users of different
+ * history lengths in turn (it grows, it is never stale). */
+static void fresh_fold_in(sako_engine *e, uint32_t u, float *out)
+{
+    sako_factors *f = e->factors;
+    pthread_mutex_lock(&f->fold_mutex);
+    uint32_t kept = f->fold_events[u];
+    f->fold_events[u] = 0; /* never a hit */
+    pthread_mutex_unlock(&f->fold_mutex);
+    ck_assert_int_eq(sako__factors_user_vector(f, &e->personal.inter, u, NULL, out), 1);
+    pthread_mutex_lock(&f->fold_mutex);
+    f->fold_events[u] = kept;
+    pthread_mutex_unlock(&f->fold_mutex);
+}
+
+START_TEST(test_fold_in_cache_invalidation)
+{
+    sako_options o = mf_opts(3);
+    sako_engine *e = world(NULL, &o);
+    ck_assert_ok(sako_retrain(e));
+    sako_factors *f = e->factors;
+    sako_factors_workspace ws = { 0 };
+    int64_t t = 1700000000000LL + 20 * DAY;
+    for (int64_t user = 5; user <= 9; user++) {
+        uint32_t u = sako__idmap_get(&e->users.index, user);
+        ck_assert_uint_ne(u, SAKO_NONE);
+        for (int round = 0; round < 2; round++) {
+            /* `user` buys 1 + user % 3 products (+ round: a longer history each time) */
+            sako_event ev[4];
+            int n_ev = 1 + (int)(user % 3) + round;
+            for (int j = 0; j < n_ev; j++) {
+                sako_event x = {user, 1000 + 100 * ((user + j) % N_GROUPS) + 20 + j + round,
+                                SAKO_EVENT_PURCHASE, t + round * DAY, 0};
+                ev[j] = x;
+            }
+            ck_assert_ok(sako_update(e, ev, (size_t)n_ev));
+            uint64_t folded_before = f->n_folded;
+            float a[8], b[8], fresh[8], pub[8] = {0};
+            ck_assert_int_eq(sako__factors_user_vector(f, &e->personal.inter, u, &ws, a), 1);
+            ck_assert_uint_eq(f->n_folded, folded_before + 1); /* solved: the update invalidated */
+            ck_assert_int_eq(sako__factors_user_vector(f, &e->personal.inter, u, &ws, b), 1);
+            ck_assert_uint_eq(f->n_folded, folded_before + 1); /* cached */
+            ck_assert_mem_eq(a, b, sizeof a);
+            fresh_fold_in(e, u, fresh);
+            ck_assert_mem_eq(a, fresh, sizeof a);
+            /* the public fold-in on the same entries, the training's Gram matrix */
+            const sako_user_interactions *row = &e->personal.inter.users[u];
+            int32_t items[256];
+            float values[256];
+            size_t n = 0;
+            for (uint32_t j = 0; j < row->n && n < 256; j++) {
+                double r = sako__interactions_value(&row->v[j], f->reward);
+                if (f->has[row->v[j].item] && r > 0.0) {
+                    items[n] = (int32_t)row->v[j].item;
+                    values[n++] = (float)r;
+                }
+            }
+            sako_mf_options mo = SAKO_MF_OPTIONS_INIT;
+            mo.factors = 8;
+            mo.regularization = o.mf_regularization;
+            mo.alpha = o.mf_alpha;
+            ck_assert_ok(sako_mf_fold_in(f->item, f->n_items, f->gram, items, values, n, &mo, 1,
+                                         pub));
+            ck_assert_mem_eq(a, pub, sizeof a);
+        }
+    }
+    sako__factors_workspace_free(&ws);
+    sako_close(e);
+}
+END_TEST
+
+/* The index's dot product is eight lanes summed in a fixed order, whatever the
+ * instruction set: the same float, to the bit, as this scalar statement of it (the
+ * personal engine keeps the index's scores as the candidates' factor scores). */
+START_TEST(test_dot_lanes)
+{
+    uint64_t s = 5;
+    float a[77], b[77];
+    for (int i = 0; i < 77; i++) {
+        a[i] = (float)((double)(rnd(&s) % 2000001) / 1e6 - 1.0);
+        b[i] = (float)((double)(rnd(&s) % 2000001) / 1e6 - 1.0);
+    }
+    uint32_t ks[] = {1, 7, 8, 9, 16, 63, 64, 77};
+    for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+        uint32_t k = ks[c], j = 0;
+        float want = 0.0f;
+        if (k >= 8) {
+            float acc[8];
+            for (int l = 0; l < 8; l++)
+                acc[l] = a[l] * b[l];
+            for (j = 8; j + 8 <= k; j += 8)
+                for (int l = 0; l < 8; l++)
+                    acc[l] += a[j + l] * b[j + l];
+            want = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        }
+        for (; j < k; j++)
+            want += a[j] * b[j];
+        float got = sako__factor_index_dot(a, b, k);
+        ck_assert_mem_eq(&got, &want, sizeof got);
+    }
+}
+END_TEST
+
+/* The one bounded top-k (topk_internal.h) against a full sort: values with many ties,
+ * offered in a scrambled order; the kept set is the sort's first k (ties to the lower
+ * id), sorted best first; a NaN offered to a full heap is not kept. */
+START_TEST(test_topk_matches_sort)
+{
+    enum { N = 2000 };
+    static double v[N];
+    static uint32_t id[N];
+    uint64_t s = 99;
+    for (int i = 0; i < N; i++) {
+        v[i] = (double)(rnd(&s) % 50); /* 40 ties per value */
+        id[i] = (uint32_t)i;
+    }
+    /* the reference: by value descending, id ascending (insertion sort is enough) */
+    static uint32_t ref[N];
+    for (int i = 0; i < N; i++) {
+        int j = i;
+        while (j > 0 && (v[ref[j - 1]] < v[i] || (v[ref[j - 1]] == v[i] && ref[j - 1] > (uint32_t)i))) {
+            ref[j] = ref[j - 1];
+            j--;
+        }
+        ref[j] = (uint32_t)i;
+    }
+    size_t caps[] = {0, 1, 7, 20, 64, N, N + 5};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        double hv[N + 5];
+        uint32_t hi[N + 5];
+        sako_topk h = { hv, hi, 0, caps[c] };
+        for (int i = 0; i < N; i++) {
+            int at = (int)((size_t)i * 7919 % N); /* every index once, scrambled */
+            sako__topk_push(&h, v[at], id[at]);
+            if (i == N / 2 && caps[c] <= 64) /* full by now */
+                ck_assert_int_eq(sako__topk_push(&h, NAN, 4000000000u), 0);
+        }
+        size_t want = caps[c] < N ? caps[c] : N;
+        ck_assert_uint_eq(sako__topk_sort(&h), want);
+        for (size_t j = 0; j < want; j++) {
+            ck_assert_uint_eq(hi[j], ref[j]);
+            ck_assert(hv[j] == v[ref[j]]);
+        }
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------ retrieval */
 
 /* Recall@20 of the index against the exact scan on a clustered problem: 20,000 items
@@ -589,10 +772,10 @@ START_TEST(test_index_recall)
         order[i] = (uint32_t)i;
     }
     sako_factor_index *x = NULL;
-    ck_assert_ok(sako__factor_index_build(items, has, order, N, K, 1, &x));
+    ck_assert_ok(sako__factor_index_build(items, has, order, N, K, 1, 1, &x));
     ck_assert_ptr_nonnull(x);
-    ck_assert_uint_eq(sako__factor_index_lists(x), 140); /* ceil(sqrt(19,600)) */
-    void *scratch = malloc(sako__factor_index_scratch_size(x));
+    ck_assert_uint_eq(sako__factor_index_lists(x), 280); /* ceil(2 sqrt(19,600)) */
+    void *scratch = malloc(sako__factor_index_scratch_size(x, W));
     uint32_t got[W], want[W];
     float gs[W], ws[W];
     size_t hits = 0;
@@ -602,7 +785,7 @@ START_TEST(test_index_recall)
         for (int t = 0; t < K; t++)
             query[t] = centres[c * K + t] + 0.5f * GAUSS();
         size_t n = sako__factor_index_search(x, query, 0, W, scratch, got, gs);
-        size_t m = sako__factor_index_exact(x, query, W, want, ws);
+        size_t m = sako__factor_index_exact(x, query, W, scratch, want, ws);
         ck_assert_uint_eq(m, W);
         ck_assert_uint_eq(n, W);
         for (size_t i = 1; i < n; i++)
@@ -619,8 +802,30 @@ START_TEST(test_index_recall)
     }
     double recall = (double)hits / (Q * W);
     ck_assert_msg(recall >= 0.9, "recall@20 %.3f", recall);
+    /* Built over 3 threads: the same index (the same answers, to the bit). */
+    sako_factor_index *x3 = NULL;
+    ck_assert_ok(sako__factor_index_build(items, has, order, N, K, 1, 3, &x3));
+    for (int q = 0; q < 20; q++) {
+        uint32_t got3[W];
+        float gs3[W];
+        const float *query = items + (size_t)(q * 997 % N) * K;
+        size_t n = sako__factor_index_search(x, query, 0, W, scratch, got, gs);
+        ck_assert_uint_eq(sako__factor_index_search(x3, query, 0, W, scratch, got3, gs3), n);
+        ck_assert_mem_eq(got, got3, n * sizeof *got);
+        ck_assert_mem_eq(gs, gs3, n * sizeof *gs);
+    }
+    sako__factor_index_free(x3);
     free(scratch);
     sako__factor_index_free(x);
+    /* Two or three vectors: no more lists than vectors, and the search finds them all. */
+    for (size_t m = 1; m <= 3; m++) {
+        ck_assert_ok(sako__factor_index_build(items, has + 1, order, m, K, 1, 1, &x));
+        ck_assert_uint_eq(sako__factor_index_lists(x), m);
+        scratch = malloc(sako__factor_index_scratch_size(x, W));
+        ck_assert_uint_eq(sako__factor_index_search(x, items, 0, W, scratch, got, gs), m);
+        free(scratch);
+        sako__factor_index_free(x);
+    }
     free(items), free(centres), free(has), free(order);
 }
 END_TEST
@@ -698,6 +903,7 @@ Suite *suite_factors(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_bad_options_refused);
     tcase_add_test(tc, test_old_options_get_defaults);
+    tcase_add_test(tc, test_v4_options_get_probe_default);
     tcase_add_test(tc, test_options_stored);
     tcase_add_test(tc, test_no_factors_by_default);
     tcase_add_test(tc, test_retrain_trains);
@@ -708,6 +914,9 @@ Suite *suite_factors(void)
     tcase_add_test(tc, test_schema4_migrates);
     tcase_add_test(tc, test_compaction_keeps_interactions);
     tcase_add_test(tc, test_fold_in_uses_full_history);
+    tcase_add_test(tc, test_fold_in_cache_invalidation);
+    tcase_add_test(tc, test_topk_matches_sort);
+    tcase_add_test(tc, test_dot_lanes);
     tcase_add_test(tc, test_index_recall);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");

@@ -34,7 +34,7 @@ allow gate error model
 allow versions error store model retrain policy
 allow policy error store
 allow personal_rank error idmap personal demand beta rng factors factor
-allow factors error idmap store interactions factor
+allow factors error idmap store interactions factor mf
 allow factor_index error
 allow recommend error idmap pruned rng beta personal store
 allow events error idmap store model users domains catalog retrain personal snapshot policy replica

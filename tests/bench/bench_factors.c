@@ -202,7 +202,7 @@ static void f_run(size_t n_items, uint64_t seed, const char *dir, f_row *row)
     row->bytes_per_item = ((double)fi.bytes - row->bytes_per_user * (double)F_USERS) / (double)n_items;
     /* Recall of the index against the exact scan. */
     sako_factors *f = e->factors;
-    void *scratch = malloc(sako__factor_index_scratch_size(f->index));
+    void *scratch = malloc(sako__factor_index_scratch_size(f->index, 20));
     uint32_t got[20], want[20];
     float gs[20], ws[20], x[64];
     size_t hits = 0, total = 0;
@@ -210,7 +210,7 @@ static void f_run(size_t n_items, uint64_t seed, const char *dir, f_row *row)
     for (int u = 0; u < F_RECALL_USERS; u++) {
         memcpy(x, f->user + (size_t)(u * 37 % F_USERS) * f->k, sizeof x);
         size_t n = sako__factor_index_search(f->index, x, 0, 20, scratch, got, gs);
-        size_t m = sako__factor_index_exact(f->index, x, 20, want, ws);
+        size_t m = sako__factor_index_exact(f->index, x, 20, scratch, want, ws);
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < m; j++)
                 hits += got[i] == want[j];
@@ -226,7 +226,7 @@ static void f_run(size_t n_items, uint64_t seed, const char *dir, f_row *row)
             double t1 = f_now();
             size_t n = sako__factor_index_search(f->index, x, probes[p], 20, scratch, got, gs);
             t_us[u] = 1e6 * (f_now() - t1);
-            size_t m = sako__factor_index_exact(f->index, x, 20, want, ws);
+            size_t m = sako__factor_index_exact(f->index, x, 20, scratch, want, ws);
             for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < m; j++)
                     hits += got[i] == want[j];

@@ -56,7 +56,9 @@ FIELDS: Dict[str, Tuple[Tuple[Any, ...], ...]] = {
         ("mf_factors", "u4"), ("mf_iterations", "u4"), ("mf_regularization", "f8"),
         ("mf_alpha", "f8"), ("mf_cg_steps", "u4"), ("mf_threads", "u4"), ("mf_seed", "u8"),
         ("mf_mode", "i4"), ("mf_min_users", "u4"), ("mf_min_user_items", "u4"),
-        ("mf_weight", "f8"), ("mf_candidates", "u4")),
+        ("mf_weight", "f8"), ("mf_candidates", "u4"),
+        # version 5 (issue 10, serving speed): the factor index's probe (run time)
+        ("mf_probe", "u4")),
     "sako_category": (("id", "i8"), ("parent_id", "i8"), ("name", np.uintp)),  # a const char*
     "sako_item": (("id", "i8"), ("category_id", "i8"), ("active", "i4"), ("added_at", "i8")),
     "sako_event": (("user_id", "i8"), ("item_id", "i8"), ("type", "i4"), ("time", "i8"),
@@ -756,8 +758,8 @@ class Engine:
         factorisation's ``mf_factors`` (0 = off, the default), ``mf_iterations``,
         ``mf_regularization``, ``mf_alpha``, ``mf_cg_steps``, ``mf_threads`` (run time),
         ``mf_seed``, ``mf_mode`` (``"auto"``, ``"off"``, ``"on"``), ``mf_min_users``,
-        ``mf_min_user_items``, ``mf_weight`` and ``mf_candidates`` (docs/python.md,
-        "Matrix factorisation"). Unset fields keep the C defaults
+        ``mf_min_user_items``, ``mf_weight``, ``mf_candidates`` and ``mf_probe`` (run
+        time; 0 = the index's default) (docs/python.md, "Matrix factorisation"). Unset fields keep the C defaults
         (:func:`default_options`). The model fields of an existing database stay as
         stored unless ``reconfigure=1``.
 
