@@ -813,6 +813,22 @@ def replay(j: Journey, policies: list, seed: int = 1, k: int = K, progress=None)
                         seconds=secs, journey=j, wall=time.perf_counter() - t_all)
 
 
+def replay_keys(j: Journey, keys, seed: int, progress=None, inspect=None):
+    """Replay j through the policies of these keys, each row named by its key (the libsako
+    rows are named by version otherwise); ``inspect(policy)`` is called on each before it is
+    closed. Returns (ReplayResult, {key: inspect's value})."""
+    pols = make_policies(list(keys), seed)
+    if len(pols) != len(keys):
+        raise SystemExit("libsako is not built (make python)")
+    for p, key in zip(pols, keys):
+        p.name = key
+    res = replay(j, pols, seed=seed, progress=progress)
+    seen = {p.name: (inspect(p) if inspect else None) for p in pols}
+    for p in pols:
+        p.close()
+    return res, seen
+
+
 # ------------------------------------------------------------------ report
 
 def _f(x: float, pct: bool = False) -> str:

@@ -64,11 +64,9 @@ BASE, MF, ALS = "libsako-weekly", "libsako-mf", "als-same"
 #: mf_candidates, mf_mode)
 JOURNEY_GRID = [
     "mf_factors=64:mf_regularization=1:mf_alpha=1:mf_weight=1",
-    "mf_factors=64:mf_regularization=1:mf_alpha=1:mf_weight=0.5",
     "mf_factors=64:mf_regularization=1:mf_alpha=1:mf_weight=2",
+    "mf_factors=64:mf_regularization=1:mf_alpha=1:mf_weight=0.5",
     "mf_factors=64:mf_regularization=1:mf_alpha=10:mf_weight=1",
-    "mf_factors=64:mf_regularization=10:mf_alpha=10:mf_weight=1",
-    "mf_factors=32:mf_regularization=1:mf_alpha=1:mf_weight=1",
 ]
 
 
@@ -82,23 +80,19 @@ def _key(base: str, spec: str) -> str:
 
 # ------------------------------------------------------------------ journey
 
+def _inspect(p) -> dict:
+    """Scheduled retrains (libsako) or trainings (implicit), and the engine's factors."""
+    info = dict(retrains=int(getattr(p, "retrains", 0) or getattr(p, "trainings", 0)))
+    eng = getattr(p, "engine", None)
+    if eng is not None and hasattr(eng, "factors_info"):
+        fi = eng.factors_info()
+        info.update(factors=int(fi.factors), users=int(fi.n_users), items=int(fi.n_items),
+                    serving=int(fi.serving), bytes=int(fi.bytes))
+    return info
+
+
 def _replay(j, keys, seed, progress):
-    pols = J.make_policies(list(keys), seed)
-    if len(pols) != len(keys):
-        raise SystemExit("libsako is not built (make python)")
-    for p, key in zip(pols, keys):
-        p.name = key
-    res = J.replay(j, pols, seed=seed, progress=progress)
-    info = {}
-    for p in pols:
-        info[p.name] = dict(retrains=int(getattr(p, "retrains", 0) or getattr(p, "trainings", 0)))
-        eng = getattr(p, "engine", None)
-        if eng is not None and hasattr(eng, "factors_info"):
-            fi = eng.factors_info()
-            info[p.name].update(factors=int(fi.factors), users=int(fi.n_users), items=int(fi.n_items),
-                                serving=int(fi.serving), bytes=int(fi.bytes))
-        p.close()
-    return res, info
+    return J.replay_keys(j, keys, seed, progress, _inspect)
 
 
 def split_metrics(res, name, parity, lo=LO, hi=HI):
@@ -110,24 +104,43 @@ def split_metrics(res, name, parity, lo=LO, hi=HI):
     return res.metrics[name][sel], hh[sel]
 
 
-def journey_tune(grid=JOURNEY_GRID, households=J.QUICK_HOUSEHOLDS, seed=1, progress=None, log=print,
-                 journey=None):
-    """Replay the quick subset with ``libsako-weekly`` and ``libsako-mf`` at every grid
-    point; look at odd ids only. Returns (chosen spec, table rows)."""
-    j = journey if journey is not None else J.load_journey(households, seed)
-    keys = [BASE] + [_key(MF, g) for g in grid]
-    t0 = time.perf_counter()
-    res, info = _replay(j, keys, seed, progress)
+def _tune_part(args):
+    """Replay one share of the tuning keys (a process of its own under --jobs); odd ids."""
+    keys, households, seed, j = args
+    from .cli import _progress_factory
+    if j is None:
+        j = J.load_journey(households, seed)
+    res, info = _replay(j, keys, seed, _progress_factory(True))
     rows = []
     for key in keys:
         m, _ = split_metrics(res, key, 1)
         rows.append(dict(key=key, n=int(m.shape[0]), ndcg=float(m[:, 2].mean()), recall=float(m[:, 1].mean()),
                          hit=float(m[:, 0].mean()), seconds=float(res.seconds[key]), **info[key]))
-        log(f"  {key:70s} NDCG@20 {rows[-1]['ndcg']:.4f} recall@20 {rows[-1]['recall']:.4f} "
-            f"({rows[-1]['seconds']:.0f} s)")
+    return rows, int(j.n_baskets)
+
+
+def journey_tune(grid=JOURNEY_GRID, households=J.QUICK_HOUSEHOLDS, seed=1, progress=None, log=print,
+                 journey=None, jobs=1):
+    """Replay the quick subset with ``libsako-weekly`` and ``libsako-mf`` at every grid
+    point (``jobs`` processes, each replaying a share of them with the same seed, so the
+    same scored baskets); look at odd ids only. Returns (chosen spec, table)."""
+    keys = [BASE] + [_key(MF, g) for g in grid]
+    t0 = time.perf_counter()
+    parts = [keys[i::jobs] for i in range(jobs)] if jobs > 1 else [keys]
+    args = [(p, households, seed, journey) for p in parts if p]
+    if len(args) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=len(args)) as ex:
+            outs = list(ex.map(_tune_part, args))
+    else:
+        outs = [_tune_part(a) for a in args]
+    by_key = {r["key"]: r for rows, _ in outs for r in rows}
+    rows = [by_key[k] for k in keys]
+    for r in rows:
+        log(f"  {r['key']:70s} NDCG@20 {r['ndcg']:.4f} recall@20 {r['recall']:.4f} ({r['seconds']:.0f} s)")
     best = max(rows[1:], key=lambda r: r["ndcg"])
     return best["key"].split(":", 1)[1] if ":" in best["key"] else "", \
-        dict(rows=rows, seed=seed, households=households, wall=time.perf_counter() - t0, n_baskets=j.n_baskets)
+        dict(rows=rows, seed=seed, households=households, wall=time.perf_counter() - t0, n_baskets=outs[0][1])
 
 
 def _journey_seed(args):
@@ -138,7 +151,7 @@ def _journey_seed(args):
         j = J.load_journey(households, seed)
     keys = [BASE, _key(MF, spec)] + ([_key(ALS, spec)] if with_als else [])
     t0 = time.perf_counter()
-    res, info = _replay(j, keys, seed, _progress_factory(sys.stderr.isatty()))
+    res, info = _replay(j, keys, seed, _progress_factory(True))
     out = dict(seed=seed, n_baskets=int(j.n_baskets), n_households=int(j.n_households),
                wall=time.perf_counter() - t0, info=info, seconds={k: float(v) for k, v in res.seconds.items()},
                monthly={k: v.tolist() for k, v in res.ndcg_by_month(parity=0).items()})
@@ -159,19 +172,29 @@ def _journey_seed(args):
     return out
 
 
-def journey_report(spec, seeds, households=None, with_als=True, jobs=1, log=print, journey=None):
+def journey_report(spec, seeds, households=None, with_als=True, jobs=1, log=print, journey=None,
+                   on_result=None):
     """Replay (``households`` None: every household; ``journey``: this one instead) with the
-    chosen spec per seed; even ids."""
+    chosen spec per seed; even ids. ``on_result(results so far)`` after each seed (so a
+    long run leaves its finished seeds behind)."""
     args = [(spec, s, households, with_als, journey) for s in seeds]
-    if jobs > 1 and len(args) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            outs = list(ex.map(_journey_seed, args))
-    else:
-        outs = [_journey_seed(a) for a in args]
-    for r in outs:
+    outs = []
+
+    def done(r):
+        outs.append(r)
+        outs.sort(key=lambda x: x["seed"])
         log(f"report seed {r['seed']}: weekly {r['weekly']['ndcg']:.4f} mf {r['mf']['ndcg']:.4f}"
             + (f" als {r['als']['ndcg']:.4f}" if "als" in r else "") + f" ({r['wall']:.0f} s)")
+        if on_result is not None:
+            on_result(list(outs))
+    if jobs > 1 and len(args) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            for f in as_completed([ex.submit(_journey_seed, a) for a in args]):
+                done(f.result())
+    else:
+        for a in args:
+            done(_journey_seed(a))
     return outs
 
 
@@ -191,13 +214,7 @@ class MFRanker(R.Ranker):
 
     def fit(self, task):
         import sako
-        from scipy.sparse import csr_matrix
-        rows = task.train_rows
-        n_rows = max(int(rows[:, 0].max()) + 1, max(q.row for q in task.queries) + 1)
-        m = csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows[:, 0], rows[:, 1])),
-                       shape=(n_rows, task.n_items))
-        m.sum_duplicates()
-        self.x, self.y = sako.mf_fit(m, **self.kw)
+        self.x, self.y = sako.mf_fit(R.task_matrix(task), **self.kw)
         self.gram = sako.mf_gram(self.y)
 
     def user_vector(self, q):
@@ -421,7 +438,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--households", type=int, default=J.QUICK_HOUSEHOLDS,
                     help="journey: replay the quick subset of this many households (0 = every household)")
-    ap.add_argument("--jobs", type=int, default=1, help="journey-report: seeds replayed side by side")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="journey: processes side by side (report: one seed each; tune: a share of the grid each)")
     ap.add_argument("--no-als", action="store_true", help="journey-report: without the implicit row")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -436,16 +454,25 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     cmd = "python -m sako.eval.mfeval " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.command == "journey-tune":
-        spec, tab = journey_tune(households=hh, seed=args.seed, progress=progress)
+        spec, tab = journey_tune(households=hh, seed=args.seed, progress=progress, jobs=args.jobs)
         state["journey_tune"], state["journey_chosen"] = tab, spec
         state["journey_tune_command"] = cmd
     if args.command == "ranking-tune":
         tr = ranking_tune(seed=args.seed, progress=progress)
         state["ranking_tune"] = tr
         state["ranking_tune_command"] = cmd
+    if args.command == "report" and not state.get("ranking_tune"):
+        raise SystemExit("run ranking-tune first (it writes the chosen parameters into mf_quality.json)")
+
+    def save(reports):
+        state["journey_report"] = reports
+        state_path.write_text(json.dumps(state, indent=1, default=float), encoding="utf-8")
     if args.command in ("journey-report", "report"):
-        spec = state.get("journey_chosen", "")
-        state["journey_report"] = journey_report(spec, args.seeds, hh, not args.no_als, args.jobs)
+        if "journey_chosen" not in state:
+            raise SystemExit("run journey-tune first (it writes the chosen parameters into mf_quality.json)")
+        state.pop("journey_report", None)
+        state["journey_report_command"] = cmd
+        journey_report(state["journey_chosen"], args.seeds, hh, not args.no_als, args.jobs, on_result=save)
     if args.command in ("ranking-report", "report"):
         chosen = {n: tuple(d["chosen"]) for n, d in state.get("ranking_tune", {}).items()}
         if not chosen:

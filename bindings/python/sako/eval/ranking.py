@@ -271,6 +271,18 @@ class PolicyRanker(Ranker):
         return np.asarray(self.policy.recommend(q.user, k, rng, exclude=q.exclude), dtype=np.int64)
 
 
+def task_matrix(task: Task):
+    """The task's rows x items CSR matrix for matrix models: value = the number of training
+    rows of the pair; a row for every query too (test baskets have no training rows)."""
+    from scipy.sparse import csr_matrix
+    rows = task.train_rows
+    n_rows = max(int(rows[:, 0].max()) + 1, max(q.row for q in task.queries) + 1)
+    m = csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows[:, 0], rows[:, 1])),
+                   shape=(n_rows, task.n_items))
+    m.sum_duplicates()
+    return m
+
+
 class ALSRanker(Ranker):
     """implicit's ALS; test baskets are folded in (recalculate_user) from their given items.
 
@@ -291,12 +303,7 @@ class ALSRanker(Ranker):
 
     def fit(self, task):
         import implicit
-        from scipy.sparse import csr_matrix
-        rows = task.train_rows
-        n_rows = max(int(rows[:, 0].max()) + 1, max(q.row for q in task.queries) + 1)
-        m = csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows[:, 0], rows[:, 1])),
-                       shape=(n_rows, task.n_items))
-        m.sum_duplicates()
+        m = task_matrix(task)
         if self.sako_conf:
             m.data = (1.0 + self.alpha * m.data).astype(np.float32)
         self.m = m
