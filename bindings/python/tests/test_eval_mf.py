@@ -151,6 +151,21 @@ def test_journey_tune_and_report_on_synthetic_data():
         assert r["households"] <= 4                      # even ids only: 2, 4, 6, 8
     text = M.markdown(tab, spec, rep, None, None, "cmd", "abc", "machine", None)
     assert "even household ids" in text and "Tuning (odd household ids" in text
+    assert "| mean |" in text                               # two seeds: their mean row
+
+
+def test_ranking_markdown_marks_the_choice_and_averages_seeds():
+    tune = {"ml-100k": dict(chosen=[16, 0.1, 1.0], n_queries=3, rows=[
+        dict(factors=16, regularization=0.1, alpha=1.0, als_ndcg=0.2, mf_ndcg=0.21, als_recall=0.3, mf_recall=0.31),
+        dict(factors=64, regularization=0.1, alpha=1.0, als_ndcg=0.1, mf_ndcg=0.3, als_recall=0.2, mf_recall=0.4)])}
+    ci = [0.5, 0.4, 0.6]
+    rep = {"ml-100k": dict(params=[16, 0.1, 1.0], seeds=[
+        dict(seed=s, n=10, als_seconds=1.0, mf_seconds=1.0, als_recall=ci, mf_recall=ci, als_ndcg=ci,
+             mf_ndcg=[0.5 + d, 0.4, 0.6], diff_ndcg=[d, -0.1, 0.1]) for s, d in ((1, 0.02), (2, 0.04))])}
+    text = M.markdown(None, "", None, tune, rep, "cmd", "abc", "machine", None)
+    assert "| ml-100k | 16 | 0.1 | 1 | **0.2000** |" in text      # chosen by implicit's score
+    assert "| ml-100k | 64 | 0.1 | 1 | 0.1000 |" in text
+    assert "| ml-100k | | mean | | 0.5000 | 0.5000 | 0.5000 | 0.5300 | +0.0300 | |" in text
 
 
 def test_split_metrics_selects_months_and_parity():

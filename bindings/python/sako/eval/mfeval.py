@@ -359,6 +359,15 @@ def markdown(tune_j, chosen_spec, rep_j, tune_r, rep_r, command, commit, machine
                      + f" | {r['weekly']['recall']:.4f} / {r['mf']['recall']:.4f} / "
                      f"{als.get('recall', float('nan')):.4f} | "
                      + " / ".join(f"{v:.0f}" for v in sec.values()) + " |")
+        if len(rep_j) > 1:
+            def mean(f):
+                return float(np.mean([f(r) for r in rep_j]))
+            L.append(f"| mean | | {mean(lambda r: r['weekly']['ndcg']):.4f} | {mean(lambda r: r['mf']['ndcg']):.4f} | "
+                     + (f"{mean(lambda r: r['als']['ndcg']):.4f}" if "als" in r0 else "–")
+                     + f" | {mean(lambda r: r['mf-weekly_ndcg']['diff']):+.4f} | "
+                     + (f"{mean(lambda r: r['mf-als_ndcg']['diff']):+.4f}" if "mf-als_ndcg" in r0 else "–")
+                     + f" | {mean(lambda r: r['weekly']['recall']):.4f} / {mean(lambda r: r['mf']['recall']):.4f} / "
+                     + (f"{mean(lambda r: r['als']['recall']):.4f}" if "als" in r0 else "–") + " | |")
         L.append("")
         if figure:
             L.append(f"![NDCG@20 by month, report split]({figure})\n")
@@ -387,6 +396,11 @@ def markdown(tune_j, chosen_spec, rep_j, tune_r, rep_r, command, commit, machine
                 L.append(f"| {name} | {f}, {reg:g}, {a:g} | {r['seed']} | {r['n']} | {_ci(r['als_recall'])} | "
                          f"{_ci(r['mf_recall'])} | {_ci(r['als_ndcg'])} | {_ci(r['mf_ndcg'])} | "
                          f"{_sci(r['diff_ndcg'])} | {r['als_seconds']:.1f} / {r['mf_seconds']:.1f} |")
+            if len(d["seeds"]) > 1:
+                mean = {c: float(np.mean([r[c][0] for r in d["seeds"]]))
+                        for c in ("als_recall", "mf_recall", "als_ndcg", "mf_ndcg", "diff_ndcg")}
+                L.append(f"| {name} | | mean | | {mean['als_recall']:.4f} | {mean['mf_recall']:.4f} | "
+                         f"{mean['als_ndcg']:.4f} | {mean['mf_ndcg']:.4f} | {mean['diff_ndcg']:+.4f} | |")
         L.append("")
     if tune_r:
         L += ["### Ranking tuning (odd user ids; seed 1; chosen by implicit's NDCG@20, **bold**)\n",
@@ -432,7 +446,7 @@ def _machine() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sako.eval.mfeval")
     ap.add_argument("command", choices=("journey-tune", "journey-report", "ranking-tune", "ranking-report",
-                                        "report"))
+                                        "report", "render"))
     ap.add_argument("--out", default="docs/journey")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -478,7 +492,7 @@ def main(argv=None) -> int:
         if not chosen:
             raise SystemExit("run ranking-tune first (it writes the chosen parameters into mf_quality.json)")
         state["ranking_report"] = ranking_report(chosen, args.seeds)
-    if args.command in ("journey-report", "ranking-report", "report"):
+    if args.command in ("journey-report", "ranking-report", "report"):   # render: only the markdown
         state["report_command"] = cmd
         state["report_seconds"] = time.perf_counter() - t0
     state_path.write_text(json.dumps(state, indent=1, default=float), encoding="utf-8")
