@@ -41,7 +41,10 @@ GP-TopFreq (the household's most often bought products, filled by popularity), T
 personal engine) and ``libsako-personal`` (the personal engine with ``SAKO_CHOSEN``); by key
 also ``libsako-discover`` (the personal engine in discover mode), ``libsako`` (the library's
 defaults), ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
-``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
+``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``);
+issue 10's rows (``sako.eval.mfeval``): ``libsako-weekly`` (the personal engine retrained
+weekly, no factors), ``libsako-mf`` (the same with matrix factors, ``MF_CHOSEN``) and
+``als-same`` (implicit's ALS with libsako's model and the same ``mf_*`` parameters).
 libsako policies get the basket's time as query time, a recommendation id on the events of
 the products they recommended (rec_id 0, organic, on the others) and the basket as order
 id (``replay``, ``sako_adapter``). A key may carry options for a grid:
