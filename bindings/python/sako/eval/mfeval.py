@@ -323,6 +323,13 @@ def ranking_report(chosen: dict, seeds, n_boot=1000, log=print):
 
 # ------------------------------------------------------------------ report
 
+def _head(*cols, right=None) -> list:
+    """A markdown table's header and rule; columns right-aligned after the first, or the
+    ``right`` ones only."""
+    r = set(range(1, len(cols))) if right is None else set(right)
+    return ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if i in r else "---" for i in range(len(cols))) + "|"]
+
+
 def _ci(t, digits=4):
     return f"{t[0]:.{digits}f} [{t[1]:.{digits}f}, {t[2]:.{digits}f}]"
 
@@ -376,8 +383,7 @@ def markdown(tune_j, chosen_spec, rep_j, tune_r, rep_r, command, commit, machine
     if tune_j:
         L += [f"### Tuning (odd household ids, months 4-12, quick subset of {tune_j['households']} "
               f"households, seed {tune_j['seed']})\n",
-              "| policy key | scored baskets | NDCG@20 | recall@20 | hit rate | retrains | seconds |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              *_head("policy key", "scored baskets", "NDCG@20", "recall@20", "hit rate", "retrains", "seconds")]
         for r in tune_j["rows"]:
             mark = "**" if r["key"] == _key(MF, chosen_spec) else ""
             L.append(f"| {mark}`{r['key']}`{mark} | {r['n']:,} | {r['ndcg']:.4f} | {r['recall']:.4f} | "
@@ -389,9 +395,9 @@ def markdown(tune_j, chosen_spec, rep_j, tune_r, rep_r, command, commit, machine
               "parameters chosen by implicit's NDCG@20 on the odd ones (table below). Both rankers "
               "fit the same model (confidence 1 + alpha r; implicit fed 1 + alpha r with alpha 1), "
               "one thread, 15 iterations. Intervals: 95 % bootstrap over queries.\n",
-              "| task | factors, reg, alpha | seed | queries | recall@20 implicit | recall@20 libsako | "
-              "NDCG@20 implicit | NDCG@20 libsako | NDCG@20 libsako - implicit | fit+rank s (implicit / libsako) |",
-              "|---|---|---:|---:|---|---|---|---|---|---|"]
+              *_head("task", "factors, reg, alpha", "seed", "queries", "recall@20 implicit", "recall@20 libsako",
+                     "NDCG@20 implicit", "NDCG@20 libsako", "NDCG@20 libsako - implicit",
+                     "fit+rank s (implicit / libsako)", right=(2, 3))]
         for name, d in rep_r.items():
             f, reg, a = d["params"]
             for r in d["seeds"]:
@@ -406,8 +412,8 @@ def markdown(tune_j, chosen_spec, rep_j, tune_r, rep_r, command, commit, machine
         L.append("")
     if tune_r:
         L += ["### Ranking tuning (odd user ids; seed 1; chosen by implicit's NDCG@20, **bold**)\n",
-              "| task | factors | reg | alpha | NDCG@20 implicit | NDCG@20 libsako | recall@20 implicit | "
-              "recall@20 libsako |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              *_head("task", "factors", "reg", "alpha", "NDCG@20 implicit", "NDCG@20 libsako", "recall@20 implicit",
+                     "recall@20 libsako")]
         for name, d in tune_r.items():
             for r in d["rows"]:
                 ch = tuple(d["chosen"]) == (r["factors"], r["regularization"], r["alpha"])
