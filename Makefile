@@ -349,6 +349,18 @@ eval-lifecycle: venv
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
 	$(PY) -m sako.eval.lifecycle --out docs/journey
 
+# Matrix factors: quality (issue 10; docs/journey/mf_quality.md, docs/evaluation.md section 8):
+# reruns the report with the parameters chosen on the tuning splits (kept in
+# docs/journey/mf_quality.json by the tuning commands `python -m sako.eval.mfeval journey-tune
+# --households 200 --jobs 2` and `... ranking-tune`): the Complete Journey quick subset's even
+# ids (MF_HOUSEHOLDS households; 0 = the full year) and ml-100k / Instacart's even users, seeds
+# 1-3 (~45 min on 2 shared CPUs at 200 households).
+MF_HOUSEHOLDS ?= 200
+MF_JOBS ?= 3
+eval-mf: venv
+	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
+	$(PY) -m sako.eval.mfeval report --seeds 1 2 3 --households $(MF_HOUSEHOLDS) --jobs $(MF_JOBS) --out docs/journey
+
 # Decay and retraining against a simulated preference shift (docs/evaluation.md section 6).
 eval-drift: venv
 	$(PY) -m pip install --quiet -r bindings/python/requirements-eval.txt
@@ -376,4 +388,4 @@ clean:
 bench-replication: venv
 	SAKO_WITH_WRK=1 sh tests/install-deps.sh
 	$(PY) bindings/python/bench/replication.py $(REPL_BENCH_ARGS)
-.PHONY: all check asan tsan bench bench-stall bench-factors bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift bench-python
+.PHONY: all check asan tsan bench bench-stall bench-factors bench-backup example install clean crashtest crashtest-long faults faults-full fuzz fuzz-replay fuzz-build fuzz-deps fuzz-python deps venv python serve test coverage eval eval-journey eval-lifecycle eval-drift eval-mf bench-python

@@ -41,7 +41,10 @@ GP-TopFreq (the household's most often bought products, filled by popularity), T
 personal engine) and ``libsako-personal`` (the personal engine with ``SAKO_CHOSEN``); by key
 also ``libsako-discover`` (the personal engine in discover mode), ``libsako`` (the library's
 defaults), ``als`` (implicit's ALS retrained weekly, :class:`WeeklyALS`), ``demand-ts`` and
-``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``).
+``personal-proto`` (numpy research prototypes of issue 8, ``sako.eval.proto_personal``);
+issue 10's rows (``sako.eval.mfeval``): ``libsako-weekly`` (the personal engine retrained
+weekly, no factors), ``libsako-mf`` (the same with matrix factors, ``MF_CHOSEN``) and
+``als-same`` (implicit's ALS with libsako's model and the same ``mf_*`` parameters).
 libsako policies get the basket's time as query time, a recommendation id on the events of
 the products they recommended (rec_id 0, organic, on the others) and the basket as order
 id (``replay``, ``sako_adapter``). A key may carry options for a grid:
@@ -448,25 +451,37 @@ class WeeklyALS(_Counts):
     already-bought products included (repeat purchases are most of grocery). Before the
     first training, and for a household without purchases: popularity.
     Threads: ``num_threads`` (2) for implicit, BLAS limited to one.
+
+    ``weighting="sako"`` is libsako's matrix-factor model (docs/architecture.md, "Matrix
+    factorisation in the engine") in implicit: r_ui = 0.7·clicks + 1·purchases of every
+    event so far (the engine's default rewards; impressions do not enter), confidence
+    c_ui = 1 + alpha·r_ui. implicit 0.7's confidence is alpha·value (no "1 +"), so the
+    matrix holds 1 + alpha·r_ui and implicit gets alpha = 1 (docs/c-api.md, "The
+    implicit package"): with the same factors, regularization, iterations and alpha this
+    is the model libsako's ``mf_*`` options train.
     """
     name = "implicit ALS (weekly)"
 
     def __init__(self, factors: int = 64, regularization: float = 0.1, iterations: int = 15,
                  alpha: float = 10.0, retrain_ms: int = 7 * 86_400_000, num_threads: int = 2, seed: int = 1,
                  weighting: str = "count"):
-        if weighting not in ("count", "log"):
-            raise ValueError("weighting: count or log")
+        if weighting not in ("count", "log", "sako"):
+            raise ValueError("weighting: count, log or sako")
         self.weighting = weighting
+        self.alpha = float(alpha)
         self.kw = dict(factors=int(factors), regularization=float(regularization), iterations=int(iterations),
-                       alpha=float(alpha), random_state=int(seed), num_threads=int(num_threads))
+                       alpha=1.0 if weighting == "sako" else float(alpha), random_state=int(seed),
+                       num_threads=int(num_threads))
         self.retrain_ms = int(retrain_ms)
-        self.name = f"implicit ALS weekly ({factors} f, reg {regularization:g}, {iterations} it, alpha {alpha:g})"
+        self.name = f"implicit ALS weekly ({factors} f, reg {regularization:g}, {iterations} it, alpha {alpha:g}" + \
+            (", c = 1 + alpha r as libsako)" if weighting == "sako" else ")")
 
     def reset(self, catalog):
         super().reset(catalog)
         self.row_of: dict = {}
         self.rows_u: list = []
         self.rows_i: list = []
+        self.rows_w: list = []
         self.model = None
         self.trained_at = None
         self.trainings = 0
@@ -476,12 +491,20 @@ class WeeklyALS(_Counts):
 
     def update(self, users, items, types, times):
         super().update(users, items, types, times)
-        bought = np.unique(self._purchases(items, types))
+        if self.weighting == "sako":   # every click and purchase, weighted by its reward
+            types = np.asarray(types)
+            w = np.where(types == PURCHASE, 1.0, np.where(types == CLICK, 0.7, 0.0))
+            keep = w > 0
+            bought, wts = np.asarray(items, dtype=np.int64)[keep], w[keep]
+        else:
+            bought = np.unique(self._purchases(items, types))
+            wts = np.ones(bought.size)
         if bought.size:
             u = int(np.asarray(users)[0])  # one basket of one household per call
             r = self.row_of.setdefault(u, len(self.row_of))
             self.rows_u.append(np.full(bought.size, r, dtype=np.int32))
             self.rows_i.append(bought.astype(np.int32))
+            self.rows_w.append(wts.astype(np.float32))
             self._m = None
         if len(times):
             self.now = int(np.max(times))
@@ -491,13 +514,16 @@ class WeeklyALS(_Counts):
             from scipy.sparse import csr_matrix
             self.rows_u = [np.concatenate(self.rows_u)] if self.rows_u else []
             self.rows_i = [np.concatenate(self.rows_i)] if self.rows_i else []
+            self.rows_w = [np.concatenate(self.rows_w)] if self.rows_w else []
             u = self.rows_u[0] if self.rows_u else np.empty(0, dtype=np.int32)
             i = self.rows_i[0] if self.rows_i else np.empty(0, dtype=np.int32)
-            m = csr_matrix((np.ones(u.size, dtype=np.float32), (u, i)),
-                           shape=(len(self.row_of), self.catalog.n_items))
+            w = self.rows_w[0] if self.rows_w else np.empty(0, dtype=np.float32)
+            m = csr_matrix((w, (u, i)), shape=(len(self.row_of), self.catalog.n_items))
             m.sum_duplicates()
             if self.weighting == "log":
                 m.data = np.log1p(m.data)
+            elif self.weighting == "sako":
+                m.data = (1.0 + self.alpha * m.data).astype(np.float32)
             self._m = m
         return self._m
 
@@ -549,7 +575,26 @@ SAKO_VARIANTS = {
     "libsako-personal": ("personal", dict(organic_demand=1, personal=1, **SAKO_CHOSEN), "mixed"),
     "libsako-discover": ("personal, discover mode", dict(organic_demand=1, personal=1, **SAKO_CHOSEN),
                          "discover"),
+    # issue 10's quality rows: the personal engine retrained weekly (like WeeklyALS),
+    # without and with matrix factors (MF_CHOSEN; mf_factors=0 in the first)
+    "libsako-weekly": ("personal, retrained weekly, no factors",
+                       dict(organic_demand=1, personal=1, **SAKO_CHOSEN, retrain_days=7, mf_factors=0), "mixed"),
+    "libsako-mf": ("personal + factors, retrained weekly",
+                   dict(organic_demand=1, personal=1, **SAKO_CHOSEN, retrain_days=7), "mixed"),
 }
+#: matrix-factor options of ``libsako-mf`` and (mapped by ``als_same_params``) of ``als-same``:
+#: chosen on the tuning split (odd ids) of --quick runs; see docs/journey/mf.md.
+MF_CHOSEN = dict(mf_factors=64, mf_iterations=15, mf_regularization=1.0, mf_alpha=1.0, mf_mode="auto",
+                 mf_weight=1.0, mf_candidates=200, mf_threads=1)
+
+
+def als_same_params(params: dict) -> dict:
+    """WeeklyALS arguments with the same model as libsako's ``mf_*`` options (``params``
+    over ``MF_CHOSEN``): factors, regularization, iterations, alpha; ``weighting="sako"``."""
+    p = {**MF_CHOSEN, **params}
+    return dict(factors=p["mf_factors"], regularization=p["mf_regularization"],
+                iterations=p["mf_iterations"], alpha=p["mf_alpha"], weighting="sako",
+                num_threads=max(1, int(p.get("mf_threads", 1))))
 
 
 def _libsako(seed, key="libsako", name=None, **params):
@@ -559,6 +604,8 @@ def _libsako(seed, key="libsako", name=None, **params):
     if not sako_adapter.available():
         return None
     suffix, opts, mode = SAKO_VARIANTS[key]
+    if key == "libsako-mf":
+        opts = {**opts, **MF_CHOSEN}
     p = sako_adapter.SakoTreePolicy(prior="category", seed=seed + 1, mode=mode, **{**opts, **params})
     p.name = name or f"libsako {sako_adapter.version()} {suffix}"
     p.passive = False
@@ -591,6 +638,9 @@ POLICY_KEYS = {
     "libsako-population": lambda seed, **kw: _libsako(seed, "libsako-population"),
     "libsako-personal": lambda seed, **kw: _libsako(seed, "libsako-personal"),
     "libsako-discover": lambda seed, **kw: _libsako(seed, "libsako-discover"),
+    "libsako-weekly": lambda seed, **kw: _libsako(seed, "libsako-weekly"),
+    "libsako-mf": lambda seed, **kw: _libsako(seed, "libsako-mf"),
+    "als-same": lambda seed, **kw: WeeklyALS(**als_same_params({}), seed=seed),
     "demand-ts": lambda seed, **kw: _proto("demand-ts", seed),
     "personal-proto": lambda seed, **kw: _proto("personal-proto", seed),
 }
@@ -627,6 +677,8 @@ def make_policies(keys, seed: int = 1, ts_every_basket: bool = False, include_sa
             params = {a: _num(b) for a, b in (x.split("=", 1) for x in kv)}
             if base == "als":
                 p = WeeklyALS(**{**ALS_CHOSEN, "seed": seed, **params})
+            elif base == "als-same":    # the mf_* names of libsako-mf, mapped
+                p = WeeklyALS(**als_same_params(params), seed=seed)
             elif base in SAKO_VARIANTS:
                 if not include_sako:
                     continue
@@ -762,6 +814,22 @@ def replay(j: Journey, policies: list, seed: int = 1, k: int = K, progress=None)
     return ReplayResult(policies=names, scored=np.flatnonzero(scored),
                         metrics={n: np.asarray(v, dtype=np.float64).reshape(-1, 4) for n, v in out.items()},
                         seconds=secs, journey=j, wall=time.perf_counter() - t_all)
+
+
+def replay_keys(j: Journey, keys, seed: int, progress=None, inspect=None):
+    """Replay j through the policies of these keys, each row named by its key (the libsako
+    rows are named by version otherwise); ``inspect(policy)`` is called on each before it is
+    closed. Returns (ReplayResult, {key: inspect's value})."""
+    pols = make_policies(list(keys), seed)
+    if len(pols) != len(keys):
+        raise SystemExit("libsako is not built (make python)")
+    for p, key in zip(pols, keys):
+        p.name = key
+    res = replay(j, pols, seed=seed, progress=progress)
+    seen = {p.name: (inspect(p) if inspect else None) for p in pols}
+    for p in pols:
+        p.close()
+    return res, seen
 
 
 # ------------------------------------------------------------------ report

@@ -55,16 +55,7 @@ def _key(params: str) -> str:
 
 
 def _replay(j, keys, seed, progress):
-    pols = J.make_policies(list(keys), seed)
-    if len(pols) != len(keys):
-        raise SystemExit("libsako is not built (make python)")
-    for p, key in zip(pols, keys):
-        p.name = key        # name each row by its key (the base row is named by version otherwise)
-    res = J.replay(j, pols, seed=seed, progress=progress)
-    retrains = {p.name: getattr(p, "retrains_due", 0) for p in pols}
-    for p in pols:
-        p.close()
-    return res, retrains
+    return J.replay_keys(j, keys, seed, progress, lambda p: getattr(p, "retrains_due", 0))
 
 
 def _ndcg(res, name, parity):

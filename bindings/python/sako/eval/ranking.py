@@ -271,22 +271,41 @@ class PolicyRanker(Ranker):
         return np.asarray(self.policy.recommend(q.user, k, rng, exclude=q.exclude), dtype=np.int64)
 
 
-class ALSRanker(Ranker):
-    """implicit's ALS; test baskets are folded in (recalculate_user) from their given items."""
+def task_matrix(task: Task):
+    """The task's rows x items CSR matrix for matrix models: value = the number of training
+    rows of the pair; a row for every query too (test baskets have no training rows)."""
+    from scipy.sparse import csr_matrix
+    rows = task.train_rows
+    n_rows = max(int(rows[:, 0].max()) + 1, max(q.row for q in task.queries) + 1)
+    m = csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows[:, 0], rows[:, 1])),
+                   shape=(n_rows, task.n_items))
+    m.sum_duplicates()
+    return m
 
-    def __init__(self, factors=16, iterations=15, regularization=0.05, alpha=10.0, seed=0):
+
+class ALSRanker(Ranker):
+    """implicit's ALS; test baskets are folded in (recalculate_user) from their given items.
+
+    ``confidence="sako"``: libsako's model (c = 1 + alpha r, docs/c-api.md, "The implicit
+    package"): the matrix holds 1 + alpha r and implicit gets alpha 1; the default is
+    implicit's own (c = alpha r)."""
+
+    def __init__(self, factors=16, iterations=15, regularization=0.05, alpha=10.0, seed=0,
+                 confidence="implicit"):
+        if confidence not in ("implicit", "sako"):
+            raise ValueError("confidence: implicit or sako")
+        self.conf = 1.0 + float(alpha) if confidence == "sako" else 1.0   # value of a cell with r = 1
+        self.alpha = float(alpha)
+        self.sako_conf = confidence == "sako"
         self.kw = dict(factors=factors, iterations=iterations, regularization=regularization,
-                       alpha=alpha, random_state=seed, num_threads=1)
+                       alpha=1.0 if self.sako_conf else alpha, random_state=seed, num_threads=1)
         self.name = f"implicit ALS ({factors} factors, {iterations} it.)"
 
     def fit(self, task):
         import implicit
-        from scipy.sparse import csr_matrix
-        rows = task.train_rows
-        n_rows = max(int(rows[:, 0].max()) + 1, max(q.row for q in task.queries) + 1)
-        m = csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows[:, 0], rows[:, 1])),
-                       shape=(n_rows, task.n_items))
-        m.sum_duplicates()
+        m = task_matrix(task)
+        if self.sako_conf:
+            m.data = (1.0 + self.alpha * m.data).astype(np.float32)
         self.m = m
         self.n_items = task.n_items
         import warnings
@@ -306,7 +325,7 @@ class ALSRanker(Ranker):
     def rank(self, q, k, rng):
         from scipy.sparse import csr_matrix
         if q.given:
-            ui = csr_matrix((np.ones(len(q.given), dtype=np.float32),
+            ui = csr_matrix((np.full(len(q.given), self.conf, dtype=np.float32),
                              (np.zeros(len(q.given), dtype=np.int64), np.asarray(q.given))),
                             shape=(1, self.n_items))
             ids, _ = self.model.recommend(0, ui, N=k, filter_already_liked_items=True,

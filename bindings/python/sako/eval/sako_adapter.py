@@ -93,19 +93,26 @@ class SakoPolicy(Policy):
     accepts_logged = True   # update(..., logged=True): a bandit log's clicks are outcomes
 
     def __init__(self, prior: str = "category", seed: int = 1, retrain_every: int = 0,
-                 mode: str = "mixed", **options):
+                 mode: str = "mixed", retrain_days: float = 0.0, **options):
         """retrain_every > 0: call the engine's retrain() after every that many events (an
         operator's retrain schedule), on top of libsako's own prior refreshes. mode: the
         query mode ("mixed", "repeat", "discover"); options: ``sako.open`` options, and
         ``policy_<field>`` keys (``policy_every_events=50000``, ``policy_drift_fraction=0.8``,
         ...): the engine's retrain policy, obeyed after every update as the service's
-        background retrainer obeys it (retrain when ``retrain_due()`` says so)."""
+        background retrainer obeys it (retrain when ``retrain_due()`` says so).
+        retrain_days > 0: call retrain() before a recommend whose query time (``set_time``)
+        is that many days or more after the last such retrain, and before the first
+        recommend (the schedule of the journey's weekly ALS, so that libsako's matrix
+        factors are retrained as often as implicit's)."""
         self.prior = prior
         self.seed = seed
         self.retrain_policy = {k[len("policy_"):]: v for k, v in options.items() if k.startswith("policy_")}
         self.options = {k: v for k, v in options.items() if not k.startswith("policy_")}
         self.retrains_due = 0   # retrains the policy asked for in the last replay
         self.retrain_every = int(retrain_every)
+        self.retrain_ms = int(float(retrain_days) * 86_400_000)
+        self.retrained_at = None  # query time of the last scheduled retrain
+        self.retrains = 0         # scheduled retrains in the last replay
         self.mode = mode
         self.name = f"libsako ({prior} prior)"
         self.engine = None
@@ -137,6 +144,8 @@ class SakoPolicy(Policy):
         self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
         self._since_retrain = 0
         self.retrains_due = 0
+        self.retrained_at = None
+        self.retrains = 0
         if self.retrain_policy:
             self.engine.policy = self.retrain_policy
         upsert_tree(self.engine, catalog.aisle_dept)
@@ -148,7 +157,17 @@ class SakoPolicy(Policy):
         super().add_items(items)
         upsert_items(self.engine, np.asarray(items, dtype=np.int64), self.catalog.item_aisle, time_ms)
 
+    def _scheduled_retrain(self) -> None:
+        if not self.retrain_ms:
+            return
+        now = self._time
+        if self.retrained_at is None or now - self.retrained_at >= self.retrain_ms:
+            self.engine.retrain()
+            self.retrained_at = now
+            self.retrains += 1
+
     def recommend(self, user, k, rng, exclude=()):
+        self._scheduled_retrain()
         ex = (np.asarray(exclude, dtype=np.int64) + 1) if len(exclude) else ()
         if len(ex) > self.max_exclude:  # over SAKO_MAX_EXCLUDE: over-fetch and filter instead
             res = self._query(int(user) + 1, min(1000, k + len(ex)))
@@ -242,6 +261,8 @@ class SakoTreePolicy(SakoPolicy):
         self.engine = open_engine(prior=self.prior, seed=self.seed, **self.options)
         self._since_retrain = 0
         self.retrains_due = 0
+        self.retrained_at = None
+        self.retrains = 0
         if self.retrain_policy:
             self.engine.policy = self.retrain_policy
         self.engine.upsert_categories_arrays(np.asarray(catalog.tree_ids, dtype=np.int64),
