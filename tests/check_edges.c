@@ -3,6 +3,7 @@
  * arguments of batches, degenerate catalogs. Each asserts the status, its message,
  * and that a refused call changed nothing. */
 #include "check_sako.h"
+#include "truncbeta_internal.h"
 
 #define ED_T0 1700000000000LL
 
@@ -195,6 +196,59 @@ START_TEST(test_damaged_factor_chunks_refused)
 }
 END_TEST
 
+/* ------------------------------------------- the truncated Beta sampler at its limits */
+
+/* Thresholds outside [0, 1] are clamped; a member never above t (p = 0) accepts only
+ * SAKO_TB_NONE; an ordinary draw (SAKO_TB_ALL) serves t = 0 only; every envelope
+ * method refuses an empty domain (t = 1); below t = 0 there is nothing but 0, below
+ * t = 1 everything; a lower tail that underflows answers t itself. */
+START_TEST(test_truncbeta_limits)
+{
+    sako_tbeta_dom d;
+    sako__tbeta_dom_set(&d, 1.5);
+    ck_assert_double_eq(d.t, 1.0);
+    ck_assert_double_eq(d.s, 0.0);
+    sako__tbeta_dom_set(&d, -0.25);
+    ck_assert_double_eq(d.t, 0.0);
+    sako__tbeta_dom_set(&d, NAN);
+    ck_assert_double_eq(d.t, 0.0);
+    ck_assert_double_eq(d.s, 1.0);
+
+    sako_beta beta;
+    sako__beta_set(&beta, 2.0, 3.0);
+    double c = -1.0;
+    sako__tbeta_dom_set(&d, 0.4);
+    for (int m = 0; m < SAKO_TB_METHODS; m++) {
+        ck_assert_double_eq(sako__tbeta_accept(&beta, &d, 0.0, m, &c), m == SAKO_TB_NONE ? 1.0 : 0.0);
+        ck_assert_double_eq(c, 0.0);
+    }
+    ck_assert_double_eq(sako__tbeta_accept(&beta, &d, 0.5, SAKO_TB_ALL, &c), 0.0);
+    sako__tbeta_dom_set(&d, 0.0);
+    ck_assert_double_eq(sako__tbeta_accept(&beta, &d, 1.0, SAKO_TB_ALL, &c), 1.0);
+    sako__tbeta_dom_set(&d, 1.0);
+    for (int m = SAKO_TB_A1; m < SAKO_TB_METHODS; m++)
+        if (m != SAKO_TB_REJECT && m != SAKO_TB_SLOW)
+            ck_assert_double_eq(sako__tbeta_accept(&beta, &d, 1e-9, m, &c), 0.0);
+
+    sako_rng rng;
+    sako__rng_seed(&rng, 5);
+    sako__tbeta_dom_set(&d, 0.0);
+    ck_assert_double_eq(sako__tbeta_lower(&beta, &d, 1.0, &rng), 0.0);
+    sako__tbeta_dom_set(&d, 1.0);
+    for (int i = 0; i < 100; i++) {
+        double x = sako__tbeta_lower(&beta, &d, 0.0, &rng);
+        ck_assert(x >= 0.0 && x <= 1.0);
+    }
+    /* P(X <= 1e-300) of Beta(2000, 1) is 1e-600000: 0 in double; the draw is t. */
+    sako__beta_set(&beta, 2000.0, 1.0);
+    sako__tbeta_dom_set(&d, 1e-300);
+    ck_assert_double_eq(sako__tbeta_lower(&beta, &d, 1.0, &rng), 1e-300);
+    /* SAKO_TB_NONE above t: the limit t. */
+    sako__tbeta_dom_set(&d, 0.75);
+    ck_assert_double_eq(sako__tbeta_upper(&beta, &d, 0.0, SAKO_TB_NONE, 0.0, &rng), 0.75);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -203,6 +257,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_negative_log_position_refused);
     tcase_add_test(tc, test_order_id_out_of_range);
     tcase_add_test(tc, test_damaged_factor_chunks_refused);
+    tcase_add_test(tc, test_truncbeta_limits);
     suite_add_tcase(s, tc);
     return s;
 }
