@@ -249,6 +249,78 @@ START_TEST(test_truncbeta_limits)
 }
 END_TEST
 
+/* ------------------------------------------- reconfiguring one matrix option at a time */
+
+/* With `reconfigure`, each matrix factorisation option alone differing from the stored
+ * one replaces it (sako_options_get says so, and a plain reopen keeps it); without
+ * `reconfigure` the stored value wins. */
+START_TEST(test_reconfigure_each_mf_option)
+{
+    char path[512];
+    sk_tmp_path(path, sizeof path, "edges-reconf");
+    sako_options base = sk_opts(2);
+    base.mf_factors = 4;
+    base.mf_iterations = 3;
+    base.mf_cg_steps = 2;
+    base.mf_regularization = 0.1;
+    base.mf_alpha = 1.5;
+    base.mf_seed = 9;
+    base.mf_mode = SAKO_MF_ON;
+    base.mf_min_users = 10;
+    base.mf_min_user_items = 3;
+    base.mf_weight = 0.5;
+    base.mf_candidates = 50;
+    sako_engine *e = sk_open_opts(path, &base);
+    sk_catalog(e);
+    sako_close(e);
+    for (int f = 0; f < 11; f++) {
+        sako_options o = base;
+        switch (f) {
+        case 0: o.mf_factors = 6; break;
+        case 1: o.mf_iterations = 4; break;
+        case 2: o.mf_cg_steps = 3; break;
+        case 3: o.mf_regularization = 0.2; break;
+        case 4: o.mf_alpha = 2.5; break;
+        case 5: o.mf_seed = 10; break;
+        case 6: o.mf_mode = SAKO_MF_AUTO; break;
+        case 7: o.mf_min_users = 11; break;
+        case 8: o.mf_min_user_items = 4; break;
+        case 9: o.mf_weight = 0.75; break;
+        default: o.mf_candidates = 60; break;
+        }
+        /* Not asked to reconfigure: the stored options win. */
+        e = sk_open_opts(path, &o);
+        sako_options got = SAKO_OPTIONS_INIT;
+        ck_assert_ok(sako_options_get(e, &got));
+        ck_assert_uint_eq(got.mf_factors, base.mf_factors);
+        ck_assert_uint_eq(got.mf_candidates, base.mf_candidates);
+        ck_assert_double_eq(got.mf_weight, base.mf_weight);
+        sako_close(e);
+        o.reconfigure = 1;
+        e = sk_open_opts(path, &o);
+        sako_close(e);
+        sako_options plain = base; /* a plain reopen keeps what was stored */
+        e = sk_open_opts(path, &plain);
+        ck_assert_ok(sako_options_get(e, &got));
+        ck_assert_msg(got.mf_factors == o.mf_factors && got.mf_iterations == o.mf_iterations &&
+                      got.mf_cg_steps == o.mf_cg_steps &&
+                      got.mf_regularization == o.mf_regularization &&
+                      got.mf_alpha == o.mf_alpha && got.mf_seed == o.mf_seed &&
+                      got.mf_mode == o.mf_mode && got.mf_min_users == o.mf_min_users &&
+                      got.mf_min_user_items == o.mf_min_user_items &&
+                      got.mf_weight == o.mf_weight && got.mf_candidates == o.mf_candidates,
+                      "option %d not stored by reconfigure", f);
+        sako_close(e);
+        /* back to the base for the next option */
+        base.reconfigure = 1;
+        e = sk_open_opts(path, &base);
+        sako_close(e);
+        base.reconfigure = 0;
+    }
+    sk_remove_db(path);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -258,6 +330,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_order_id_out_of_range);
     tcase_add_test(tc, test_damaged_factor_chunks_refused);
     tcase_add_test(tc, test_truncbeta_limits);
+    tcase_add_test(tc, test_reconfigure_each_mf_option);
     suite_add_tcase(s, tc);
     return s;
 }
