@@ -321,6 +321,61 @@ START_TEST(test_reconfigure_each_mf_option)
 }
 END_TEST
 
+/* ------------------------------------------- sampling domains after an item moves */
+
+static int ed_recommends(sako_engine *e, int64_t category, int64_t item, int queries)
+{
+    int seen = 0;
+    for (int q = 0; q < queries; q++) {
+        sako_query qu = SAKO_QUERY_INIT;
+        qu.k = 20;
+        qu.category_id = category;
+        sako_rec out[20];
+        size_t n = 0;
+        ck_assert_ok(sako_recommend(e, &qu, out, 20, &n));
+        ck_assert_uint_eq(n, 20);
+        for (size_t i = 0; i < n; i++)
+            seen += out[i].item_id == item;
+    }
+    return seen;
+}
+
+/* Two departments large enough for sampling domains of their own (>= 256 active
+ * items each): an item moved from one to the other leaves the first's domain and
+ * joins the second's; a deactivated one leaves every domain. Item 1000 has 60
+ * purchases (posterior mean near 1), so wherever it may be recommended it is. */
+START_TEST(test_domains_follow_moved_items)
+{
+    sako_engine *e = sk_open_mem(4);
+    sako_category c[2] = { { 1, 0, "one" }, { 2, 0, "two" } };
+    ck_assert_ok(sako_categories_upsert(e, c, 2));
+    static sako_item items[600];
+    for (int i = 0; i < 600; i++)
+        items[i] = (sako_item){ 1000 + i, i < 300 ? 1 : 2, 1, 1000 };
+    ck_assert_ok(sako_items_upsert(e, items, 600));
+    sako_event ev[120];
+    for (int j = 0; j < 120; j++)
+        ev[j] = (sako_event){ 1 + j, j < 60 ? 1000 : 1001, SAKO_EVENT_PURCHASE, ED_T0 + j, 0 };
+    ck_assert_ok(sako_update(e, ev, 120));
+    ck_assert_ok(sako_retrain(e));
+    ck_assert_int_eq(ed_recommends(e, 1, 1000, 5), 5);
+    ck_assert_int_eq(ed_recommends(e, 2, 1000, 5), 0);
+    /* 1000 moves to department 2. */
+    sako_item moved = { 1000, 2, 1, 1000 };
+    ck_assert_ok(sako_items_upsert(e, &moved, 1));
+    ck_assert_int_eq(ed_recommends(e, 1, 1000, 5), 0);
+    ck_assert_int_eq(ed_recommends(e, 2, 1000, 5), 5);
+    /* 1001 (also strong) deactivated: gone from its department and from the root. */
+    ck_assert_int_eq(ed_recommends(e, 1, 1001, 5), 5);
+    sako_item off = { 1001, 1, 0, 1000 };
+    ck_assert_ok(sako_items_upsert(e, &off, 1));
+    ck_assert_int_eq(ed_recommends(e, 1, 1001, 5), 0);
+    ck_assert_int_eq(ed_recommends(e, 0, 1001, 5), 0);
+    ck_assert_int_eq(ed_recommends(e, 0, 1000, 5), 5);
+    sako_close(e);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -331,6 +386,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_damaged_factor_chunks_refused);
     tcase_add_test(tc, test_truncbeta_limits);
     tcase_add_test(tc, test_reconfigure_each_mf_option);
+    tcase_add_test(tc, test_domains_follow_moved_items);
     suite_add_tcase(s, tc);
     return s;
 }
