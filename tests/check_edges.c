@@ -7,13 +7,6 @@
 
 #define ED_T0 1700000000000LL
 
-static sako_stats ed_stats(sako_engine *e)
-{
-    sako_stats st;
-    ck_assert_ok(sako_stats_get(e, &st));
-    return st;
-}
-
 /* A stored log position below zero (a damaged or hand-edited file) is refused at open,
  * naming it, and the file is left as it was; put back, the file opens at it. */
 START_TEST(test_negative_log_position_refused)
@@ -38,7 +31,7 @@ START_TEST(test_negative_log_position_refused)
     int64_t pos = 0;
     ck_assert_ok(sako_log_position(e, &pos));
     ck_assert_int_eq(pos, 5);
-    ck_assert_uint_eq(ed_stats(e).n_events, 1);
+    ck_assert_uint_eq(sk_stats(e).n_events, 1);
     sako_close(e);
     sk_remove_db(path);
 }
@@ -58,11 +51,11 @@ START_TEST(test_order_id_out_of_range)
         ck_assert_rc(sako_update_orders(e, ev, orders, 3), SAKO_INVALID);
         ck_assert_errmsg_index(2);
         ck_assert_ptr_nonnull(strstr(sako_errmsg(), "order_id"));
-        ck_assert_uint_eq(ed_stats(e).n_events, 0);
+        ck_assert_uint_eq(sk_stats(e).n_events, 0);
     }
     int64_t orders[3] = { 10, 9007199254740991LL, 0 };
     ck_assert_ok(sako_update_orders(e, ev, orders, 3));
-    ck_assert_uint_eq(ed_stats(e).n_events, 3);
+    ck_assert_uint_eq(sk_stats(e).n_events, 3);
     sako_close(e);
 }
 END_TEST
