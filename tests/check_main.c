@@ -32,6 +32,7 @@ int main(void)
     srunner_add_suite(sr, suite_versions());
     srunner_add_suite(sr, suite_mf());
     srunner_add_suite(sr, suite_replica());
+    srunner_add_suite(sr, suite_edges());
     if (suite_pruned)
         srunner_add_suite(sr, suite_pruned());
     if (suite_factors)

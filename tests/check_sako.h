@@ -40,6 +40,7 @@ Suite *suite_decay(void);
 Suite *suite_compact(void);
 Suite *suite_mf(void);
 Suite *suite_replica(void);
+Suite *suite_edges(void);
 
 /* The schema this library writes (store.c). */
 #define SK_SCHEMA_VERSION 5

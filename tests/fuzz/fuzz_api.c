@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fuzz_file.h"
+#include "memdb.h"
 #include "provider.h"
 #include "sako.h"
 
@@ -219,29 +220,28 @@ static void op_policy(sako_engine *e, provider *in)
 
 /* The engine: new and in memory, as the target always had; or, when bit 7 of the
  * first byte is set, on a file, so that the file-only paths (the retrain reading the
- * log on a second connection, the WAL, the checkpoint at close) are fuzzed too. A file
- * engine opens a copy of a file created once per set of stored options (what a file
- * keeps: the model fields; the seed and unknown_items are given at each open) rather
- * than creating one per input (which runs the whole schema). Speed was the first
- * reason (docs/reliability.md, "Fuzzing"): a new database's schema is ~85 % of a short
- * input, but on the corpus a run grows (longer programs) a file engine's writes cost
- * more than that saves, so memory stays the default. */
+ * log on a second connection, the WAL, the checkpoint at close) are fuzzed too. Either
+ * starts from a template made once per set of stored options (what a database keeps:
+ * the model fields; the seed and unknown_items are given at each open): a file engine
+ * opens a copy of the file a new engine made, an in-memory engine a copy of the image
+ * a new in-memory engine had (memdb.h). Running the schema per input cost ~85 % of a
+ * short input and held the target under 100 executions a second (docs/reliability.md,
+ * "Fuzzing"). */
 typedef struct template_key {
     double reward_click, decay_half_life_days;
     uint64_t prior_refresh_events, demand_min_purchases;
-    int prior, personal, organic_demand;
+    int prior, personal, organic_demand, in_memory;
 } template_key;
 
 #define TEMPLATES 64
 
 static struct template {
     template_key key;
-    unsigned char *db;
-    size_t len;
+    memdb_image img;
 } templates[TEMPLATES];
 static size_t n_templates, next_template;
 
-static template_key key_of(const sako_options *o)
+static template_key key_of(const sako_options *o, int in_memory)
 {
     template_key k;
     memset(&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
@@ -252,41 +252,42 @@ static template_key key_of(const sako_options *o)
     k.prior = o->prior;
     k.personal = o->personal;
     k.organic_demand = o->organic_demand;
+    k.in_memory = in_memory;
     return k;
 }
 
-/* The file a new engine with these options makes, or NULL when sako_init refuses the
- * options (its status checked here). */
-static struct template *template_for(const sako_options *o, const char *path)
+/* The database a new engine with these options makes (in memory or on `path`), or
+ * NULL when sako_init refuses the options (its status checked here). */
+static struct template *template_for(const sako_options *o, int in_memory, const char *path)
 {
-    template_key k = key_of(o);
+    template_key k = key_of(o, in_memory);
     for (size_t i = 0; i < n_templates; i++)
         if (memcmp(&templates[i].key, &k, sizeof k) == 0)
             return &templates[i];
-    fuzz_remove(path);
+    memdb_install();
+    if (!in_memory)
+        fuzz_remove(path);
     sako_engine *e = NULL;
-    int rc = sako_init(&e, path, o);
+    int rc = sako_init(&e, in_memory ? NULL : path, o);
     check_status(rc, "sako_init");
     if (rc != SAKO_OK) {
         CHECK(e == NULL, "a failed sako_init set *out");
-        fuzz_remove(path);
+        if (!in_memory)
+            fuzz_remove(path);
         return NULL;
     }
+    memdb_image img = { NULL, 0 };
+    if (in_memory)
+        img = memdb_capture(memdb_last); /* the engine's connection, opened last */
     sako_close(e);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "template %s", path);
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *db = malloc(len);
-    CHECK(db && fread(db, 1, len, f) == len, "template read");
-    fclose(f);
-    fuzz_remove(path);
+    if (!in_memory) {
+        img = fuzz_read(path);
+        fuzz_remove(path);
+    }
     struct template *t = &templates[n_templates < TEMPLATES ? n_templates++ : next_template++ % TEMPLATES];
-    free(t->db);
+    free(t->img.bytes);
     t->key = k;
-    t->db = db;
-    t->len = len;
+    t->img = img;
     return t;
 }
 
@@ -309,23 +310,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *path = fuzz_path();
     sako_engine *e = NULL;
     int rc;
-    if (in_memory) {
-        rc = sako_init(&e, NULL, &o);
-        check_status(rc, "sako_init");
-        if (rc != SAKO_OK) {
-            CHECK(e == NULL, "a failed sako_init set *out");
-            return 0;
-        }
-    } else {
+    if (!in_memory)
         o.durability = SAKO_DURABLE_OFF; /* a scratch copy: durability is not tested here */
-        struct template *t = template_for(&o, path);
-        if (!t)
-            return 0;
+    struct template *t = template_for(&o, in_memory, path);
+    if (!t)
+        return 0;
+    if (in_memory) {
+        rc = memdb_open(&e, &t->img, &o);
+    } else {
         fuzz_remove(path);
-        fuzz_write(path, t->db, t->len);
+        fuzz_write(path, t->img.bytes, t->img.len);
         rc = sako_init(&e, path, &o);
-        CHECK(rc == SAKO_OK, "sako_init on a copy of a new database: %s", sako_errstr(rc));
     }
+    CHECK(rc == SAKO_OK, "sako_init on a copy of a new database: %s", sako_errstr(rc));
     for (int ops = 0; in.n > 0 && ops < 64; ops++) {
         switch (take_u8(&in) % 8) {
         case 0: op_catalog(e, &in); break;

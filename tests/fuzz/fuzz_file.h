@@ -49,27 +49,11 @@ static inline int fuzz_status_ok(int rc)
     return rc <= 0 && rc >= SAKO_VERSION && (rc == SAKO_OK || sako_errmsg()[0]);
 }
 
-/* Verify the file, then open it; if it opens, use it (read, write, retrain) and close
- * it. Both must return documented statuses with messages. */
-static inline void fuzz_use_file(const char *path)
+/* What every file target does with an engine that opened: a read, a recommendation,
+ * a batch, a retrain and another recommendation, each a documented status; then close. */
+static inline void fuzz_use_engine(sako_engine *e)
 {
-    sako_options o = SAKO_OPTIONS_INIT;
-    o.seed = 7;
-    o.durability = SAKO_DURABLE_OFF;
-    sako_verify_report rep;
-    int vrc = sako_verify(path, &rep);
-    FCHECK(fuzz_status_ok(vrc), "sako_verify returned %d", vrc);
-    sako_engine *e = NULL;
-    int rc = sako_init(&e, path, &o);
-    FCHECK(fuzz_status_ok(rc), "sako_init returned %d", rc);
-    FCHECK((rc == SAKO_OK) == (e != NULL), "sako_init %d with out %p", rc, (void *)e);
-    /* sako_verify checks the file's integrity and every batch's checksum and encoding,
-     * not what the events mean: a batch naming an item the catalog lacks (possible
-     * only if written by hand, as here) verifies, and open refuses it (SAKO_CORRUPT). */
-    FCHECK(vrc != SAKO_OK || rc == SAKO_OK || rc == SAKO_NOMEM || rc == SAKO_CORRUPT,
-           "the file verifies but open says %s", sako_errstr(rc));
-    if (rc != SAKO_OK)
-        return;
+    int rc;
     sako_stats st;
     FCHECK(sako_stats_get(e, &st) == SAKO_OK, "stats");
     sako_rec out[10];
@@ -87,6 +71,37 @@ static inline void fuzz_use_file(const char *path)
     rc = sako_recommend(e, &q, out, 10, &n);
     FCHECK(fuzz_status_ok(rc), "recommend %d", rc);
     sako_close(e);
+}
+
+/* The options the file targets open with. */
+static inline sako_options fuzz_options(void)
+{
+    sako_options o = SAKO_OPTIONS_INIT;
+    o.seed = 7;
+    o.durability = SAKO_DURABLE_OFF;
+    return o;
+}
+
+/* Verify the file, then open it; if it opens, use it (read, write, retrain) and close
+ * it. Both must return documented statuses with messages. Returns open's status. */
+static inline int fuzz_use_file(const char *path)
+{
+    sako_options o = fuzz_options();
+    sako_verify_report rep;
+    int vrc = sako_verify(path, &rep);
+    FCHECK(fuzz_status_ok(vrc), "sako_verify returned %d", vrc);
+    sako_engine *e = NULL;
+    int rc = sako_init(&e, path, &o);
+    FCHECK(fuzz_status_ok(rc), "sako_init returned %d", rc);
+    FCHECK((rc == SAKO_OK) == (e != NULL), "sako_init %d with out %p", rc, (void *)e);
+    /* sako_verify checks the file's integrity and every batch's checksum and encoding,
+     * not what the events mean: a batch naming an item the catalog lacks (possible
+     * only if written by hand, as here) verifies, and open refuses it (SAKO_CORRUPT). */
+    FCHECK(vrc != SAKO_OK || rc == SAKO_OK || rc == SAKO_NOMEM || rc == SAKO_CORRUPT,
+           "the file verifies but open says %s", sako_errstr(rc));
+    if (rc == SAKO_OK)
+        fuzz_use_engine(e);
+    return rc;
 }
 
 #endif

@@ -103,11 +103,13 @@ static void put64(unsigned char *p, int64_t v)
  * the events (33 bytes each: user, item, time, rec_id, type), the order ids. */
 static void seeds_eventlog(const char *dir)
 {
-    for (int n = 0; n <= 3; n++) {
-        for (int with_orders = 0; with_orders < 2; with_orders++) {
+    /* flags 0x70: fuzz_eventlog runs the batch on a file too (for n = 1 and 3) */
+    for (int v = 0; v < 12; v++) {
+        int n = v < 8 ? v / 2 : 1 + 2 * ((v - 8) / 2), with_orders = v % 2, on_file = v >= 8;
+        {
             unsigned char buf[512];
             size_t len = 0;
-            buf[len++] = (unsigned char)with_orders;
+            buf[len++] = (unsigned char)(with_orders | (on_file ? 0x70 : 0));
             buf[len++] = (unsigned char)n;
             buf[len++] = 0;
             memset(buf + len, 0, 4);
@@ -126,7 +128,8 @@ static void seeds_eventlog(const char *dir)
             for (int i = 0; with_orders && i < n; i++, len += 8)
                 put64(buf + len, 200 + i / 2);
             char path[1100];
-            snprintf(path, sizeof path, "%s/batch-%d-%d", dir, n, with_orders);
+            snprintf(path, sizeof path, "%s/batch-%d-%d%s", dir, n, with_orders,
+                     on_file ? "-file" : "");
             write_file(path, buf, len);
         }
     }
