@@ -782,6 +782,21 @@ fail:
 
 static int adopt_current_model(sako_store *st);
 
+/* A migration's SQL fails with a plain SQL error ("table mf_factors already exists",
+ * "no such table") only when the file's tables are not those of the version its header
+ * claims: that is a damaged or forged file, not an internal error (found by fuzz_open). */
+static int exec_migration(sako_store *st, const char *sql, int64_t from)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        return SAKO_OK;
+    if ((rc & 0xff) == SQLITE_ERROR)
+        return sako__error(SAKO_CORRUPT,
+                           "the tables do not match schema version %lld in the file's header "
+                           "(migrating: %s)", (long long)from, sqlite3_errmsg(st->db));
+    return sako__error_sqlite(st->db, rc, "migrating the schema");
+}
+
 static int migrate(sako_store *st, int64_t from)
 {
     for (int64_t v = from; v < SAKO_SCHEMA_VERSION; v++) {
@@ -791,7 +806,7 @@ static int migrate(sako_store *st, int64_t from)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %lld;", (long long)(v + 1));
         int rc = sako__store_begin(st);
         st->before_mf = v < 4;
-        if (rc == SAKO_OK && !(rc = exec(st, migrations[v - 1], "migrating the schema")) &&
+        if (rc == SAKO_OK && !(rc = exec_migration(st, migrations[v - 1], v)) &&
             !(rc = exec(st, sql, "migrating the schema")) &&
             !(rc = v == 3 ? adopt_current_model(st) : SAKO_OK))
             rc = sako__store_commit(st);
