@@ -373,6 +373,18 @@ END_TEST
 
 /* ------------------------------------------------------------ lock files */
 
+/* A closed database with the demo catalog and no lock file beside it, so that a test
+ * can tell whether a refused open leaves one behind. */
+static void closed_db_without_lock(const char *path, const sako_options *o)
+{
+    sako_engine *e = sk_open_opts(path, o);
+    sk_catalog(e);
+    sako_close(e);
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    unlink(lock);
+}
+
 /* A refusal after the lock was taken (here a newer schema) removes the lock file it
  * created; one that finds another engine's lock leaves it, and that engine goes on. */
 START_TEST(test_lock_file_removed_on_refusal)
@@ -380,12 +392,7 @@ START_TEST(test_lock_file_removed_on_refusal)
     char path[512];
     sk_tmp_path(path, sizeof path, "lockrm");
     sako_options o = sk_opts(9);
-    sako_engine *e = sk_open_opts(path, &o);
-    sk_catalog(e);
-    sako_close(e);
-    char lock[600];
-    snprintf(lock, sizeof lock, "%s-lock", path);
-    unlink(lock);
+    closed_db_without_lock(path, &o);
     foreign_exec(path, "PRAGMA user_version = 99;", 0);
     ck_assert_int_eq(refuse(path, &o), SAKO_VERSION);
     ck_assert_msg(!side_exists(path, "-lock"), "%s-lock left behind", path);
@@ -393,7 +400,7 @@ START_TEST(test_lock_file_removed_on_refusal)
 
     /* Held by another engine: SAKO_BUSY, its lock file stays, it keeps working, and
      * after it closes the file opens again. */
-    e = sk_open_opts(path, &o);
+    sako_engine *e = sk_open_opts(path, &o);
     ck_assert(side_exists(path, "-lock"));
     ck_assert_int_eq(refuse(path, &o), SAKO_BUSY);
     ck_assert(side_exists(path, "-lock"));
@@ -418,19 +425,14 @@ START_TEST(test_header_older_than_tables)
     char path[512];
     sk_tmp_path(path, sizeof path, "oldhdr");
     sako_options o = sk_opts(9);
-    sako_engine *e = sk_open_opts(path, &o);
-    sk_catalog(e);
-    sako_close(e);
-    char lock[600];
-    snprintf(lock, sizeof lock, "%s-lock", path);
-    unlink(lock);
+    closed_db_without_lock(path, &o);
     foreign_exec(path, "PRAGMA user_version = 4;", 0);
     ck_assert_int_eq(refuse(path, &o), SAKO_CORRUPT);
     ck_assert_msg(strstr(sako_errmsg(), "schema version 4") != NULL, "%s", sako_errmsg());
     ck_assert_int_eq(foreign_int(path, "PRAGMA user_version"), 4);
     ck_assert_msg(!side_exists(path, "-lock"), "%s-lock left behind", path);
     foreign_exec(path, "PRAGMA user_version = " SK_STR(SK_SCHEMA_VERSION) ";", 0);
-    e = sk_open_opts(path, &o);
+    sako_engine *e = sk_open_opts(path, &o);
     sako_item_info info;
     ck_assert_ok(sako_item_get(e, 101, &info));
     sako_close(e);
