@@ -475,6 +475,19 @@ static void during_refresh(sako_engine *e, void *arg)
     traffic_part(e, 1, 3, 5); /* changes items the refresh must see as they were */
 }
 
+/* A file engine on the catalog whose prior refreshes run on the background thread
+ * even for this small catalog (every 50 events, with demand from 10 purchases). */
+static sako_engine *background_refresh_engine(const char *path, sako_options *o)
+{
+    *o = personal_opts(8);
+    o->demand_min_purchases = 10;
+    o->prior_refresh_events = 50;
+    sako_engine *e = sk_open_opts(path, o);
+    sk_catalog(e);
+    e->refresh_sync_items = 0;
+    return e;
+}
+
 /* A prior refresh on a background thread (forced here on a small catalog) uses the
  * evidence of the batch that made it due, even when updates change it before the
  * thread has copied it, and gives the items those updates touched their posterior
@@ -483,12 +496,8 @@ START_TEST(test_background_refresh_exact)
 {
     char path[512];
     sk_tmp_path(path, sizeof path, "personal-refresh.db");
-    sako_options o = personal_opts(8);
-    o.demand_min_purchases = 10;
-    o.prior_refresh_events = 50;
-    sako_engine *e = sk_open_opts(path, &o);
-    sk_catalog(e);
-    e->refresh_sync_items = 0;
+    sako_options o;
+    sako_engine *e = background_refresh_engine(path, &o);
     int sent = 0;
     e->refresh_hook = during_refresh;
     e->refresh_hook_arg = &sent;
@@ -538,12 +547,8 @@ START_TEST(test_background_refresh_catch_up)
 {
     char path[512];
     sk_tmp_path(path, sizeof path, "personal-refresh-rounds.db");
-    sako_options o = personal_opts(8);
-    o.demand_min_purchases = 10;
-    o.prior_refresh_events = 50;
-    sako_engine *e = sk_open_opts(path, &o);
-    sk_catalog(e);
-    e->refresh_sync_items = 0;
+    sako_options o;
+    sako_engine *e = background_refresh_engine(path, &o);
     int sent = 0;
     e->refresh_hook = during_refresh_first;
     e->refresh_round_hook = after_round;
