@@ -62,6 +62,7 @@ struct sako_engine {
     uint64_t n_events;
     uint64_t events_since_refresh;
     uint64_t events_since_checkpoint;
+    size_t n_dirty_items;        /* items whose `dirty` is set (users.n_dirty: users') */
     int64_t checkpoint_batch;    /* last event batch folded into the stored counts */
     int64_t compact_batch;       /* the log checkpoint's batch: the log starts after it
                                     (0: never compacted; writer mutex) */

@@ -16,6 +16,12 @@
 #ifndef SAKO_CHECKPOINT_EVENTS /* the crash test's build sets it lower */
 #define SAKO_CHECKPOINT_EVENTS 500000
 #endif
+/* ...and as soon as this many item and user rows are dirty: a checkpoint writes them
+ * all in one transaction under the writer mutex, so this bounds the stall of the
+ * update batch that runs it (docs/architecture.md, "Checkpoints"). */
+#ifndef SAKO_CHECKPOINT_ROWS
+#define SAKO_CHECKPOINT_ROWS 8192
+#endif
 
 /* Monotonic seconds: sako_update's phases, for benchmarks. */
 static double update_clock(void)
@@ -205,7 +211,8 @@ static void event_publish(sako_engine *e, event_batch *b)
 static void event_housekeeping(sako_engine *e)
 {
     sako__retrain_refresh(e);
-    if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS)
+    if (e->events_since_checkpoint >= SAKO_CHECKPOINT_EVENTS ||
+        e->n_dirty_items + e->users.n_dirty >= SAKO_CHECKPOINT_ROWS)
         sako__retrain_checkpoint(e);
     sako__error_clear();
 }
