@@ -98,8 +98,10 @@ struct sako_engine {
     double checkpoint_rows_max_s, checkpoint_commit_max_s;
     long n_checkpoints;
     /* sako_update's longest phases (writer mutex wait, reserve, log write and commit,
-     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks. */
+     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks:
+     * timed only while time_update_phases is set (six clock reads per batch). */
     double update_phase_max_s[5];
+    int time_update_phases;
     /* The longest hold of the writer mutex by a background prior refresh's last step
      * (refresh_main), seconds. Benchmarks. */
     double refresh_hold_max_s;
