@@ -1,5 +1,5 @@
-/* What the state checkpoints cost durable ingest (docs/benchmarks.md, "Checkpoints
- * bounded by rows"): a file filled by bench_stall (`--fill-cache DIR`) is copied,
+/* What the state checkpoints cost durable ingest (docs/benchmarks.md, "Branch
+ * `stall2`: checkpoints bounded by rows"): a file filled by bench_stall (`--fill-cache DIR`) is copied,
  * opened with SAKO_DURABLE_FULL, and fed batches of events with bench_stall's skew
  * (item 1 + n * u^3) until `events` were sent; prints the events per second, the
  * state checkpoints that ran, the longest one (rows, commit) and the events logged
