@@ -197,7 +197,7 @@ END_TEST
  * 500,000-event one. */
 enum { ROWS_BATCH = 1000, ROWS_BATCHES = 12, ROWS_CHECKPOINT_AT = 9 };
 
-static void rows_run(sako_engine *e, int from, int to)
+static void rows_run(sako_engine *e, int from, int to, int64_t step_ms)
 {
     static sako_event ev[ROWS_BATCH];
     for (int b = from; b < to; b++) {
@@ -207,7 +207,7 @@ static void rows_run(sako_engine *e, int from, int to)
             int64_t item = 1 + (int64_t)(sako__rng_uniform(&r) * WL_ITEMS);
             double u = sako__rng_uniform(&r);
             ev[i] = sk_ev((int64_t)b * ROWS_BATCH + i + 1, item > WL_ITEMS ? WL_ITEMS : item,
-                          u < 0.8 ? 0 : u < 0.93 ? 1 : u < 0.97 ? 2 : 3, 5000 + b * 2000 + i);
+                          u < 0.8 ? 0 : u < 0.93 ? 1 : u < 0.97 ? 2 : 3, 5000 + b * step_ms + i);
         }
         ck_assert_ok(sako_update(e, ev, ROWS_BATCH));
     }
@@ -218,41 +218,50 @@ static void rows_run(sako_engine *e, int from, int to)
  * replayed tail) is the engine that saw every batch, bit for bit. */
 START_TEST(test_row_bounded_checkpoint_reopens_same)
 {
-    char path[512];
-    sk_tmp_path(path, sizeof path, "rows");
-    sako_options o = wl_opts(SAKO_DURABLE_NORMAL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        sako_engine *e = NULL;
-        if (sako_init(&e, path, &o) != SAKO_OK)
-            _exit(3);
-        wl_catalog(e);
-        rows_run(e, 0, ROWS_BATCHES);
-        raise(SIGKILL);
-        _exit(6);
+    /* Without decay, and with a half-life of a day and batches 10 days apart: the
+     * decay frame rebases (every 64 half-lives) between checkpoints too. */
+    static const double half_life[2] = {0, 1};
+    static const int64_t step[2] = {2000, 10 * 86400000LL};
+    for (int v = 0; v < 2; v++) {
+        char path[512];
+        sk_tmp_path(path, sizeof path, "rows");
+        sako_options o = wl_opts(SAKO_DURABLE_NORMAL);
+        o.decay_half_life_days = half_life[v];
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            sako_engine *e = NULL;
+            if (sako_init(&e, path, &o) != SAKO_OK)
+                _exit(3);
+            wl_catalog(e);
+            rows_run(e, 0, ROWS_BATCHES, step[v]);
+            raise(SIGKILL);
+            _exit(6);
+        }
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x",
+                      status);
+        /* One checkpoint, by rows: at the batch whose users made 8192 + dirty rows. */
+        int64_t first = sk_sql_int(path, "SELECT min(seq) FROM event_batches");
+        ck_assert_int_eq(
+            sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'checkpoint_batch'"),
+            first + ROWS_CHECKPOINT_AT - 1);
+        ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM users"),
+                         ROWS_CHECKPOINT_AT * ROWS_BATCH);
+        sako_engine *ref = sk_open_opts(NULL, &o);
+        wl_catalog(ref);
+        rows_run(ref, 0, ROWS_BATCHES, step[v]);
+        sako_engine *e = sk_open_opts(path, &o);
+        expect_same_engine(ref, e);
+        /* And it goes on exactly like the reference, through the next checkpoint. */
+        rows_run(ref, ROWS_BATCHES, 2 * ROWS_BATCHES, step[v]);
+        rows_run(e, ROWS_BATCHES, 2 * ROWS_BATCHES, step[v]);
+        expect_same_engine(ref, e);
+        sako_close(e);
+        sako_close(ref);
+        sk_remove_db(path);
     }
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
-    /* One checkpoint, by rows: at the batch whose users made 8192 + dirty rows. */
-    int64_t first = sk_sql_int(path, "SELECT min(seq) FROM event_batches");
-    ck_assert_int_eq(sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'checkpoint_batch'"),
-                     first + ROWS_CHECKPOINT_AT - 1);
-    ck_assert_int_eq(sk_sql_int(path, "SELECT count(*) FROM users"),
-                     ROWS_CHECKPOINT_AT * ROWS_BATCH);
-    sako_engine *ref = sk_open_opts(NULL, &o);
-    wl_catalog(ref);
-    rows_run(ref, 0, ROWS_BATCHES);
-    sako_engine *e = sk_open_opts(path, &o);
-    expect_same_engine(ref, e);
-    /* And it goes on exactly like the reference, through the next checkpoint. */
-    rows_run(ref, ROWS_BATCHES, 2 * ROWS_BATCHES);
-    rows_run(e, ROWS_BATCHES, 2 * ROWS_BATCHES);
-    expect_same_engine(ref, e);
-    sako_close(e);
-    sako_close(ref);
-    sk_remove_db(path);
 }
 END_TEST
 
