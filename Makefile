@@ -151,7 +151,7 @@ install: all
 # point) and a checkpoint every 2,000 events instead of 500,000, so that checkpoints
 # are killed too. The list of points is read from the SAKO_KILL_POINT calls in
 # libsako/*.c: a point added there is tested without touching the test.
-KP_CFLAGS := -DSAKO_KILL_POINTS -DSAKO_CHECKPOINT_EVENTS=2000
+KP_CFLAGS := -DSAKO_KILL_POINTS -DSAKO_CHECKPOINT_EVENTS=2000 -DSAKO_CHECKPOINT_ROWS=600
 KP_OBJ    := $(LIB_SRC:libsako/%.c=$(BUILD)/kp/obj/%.o)
 
 $(BUILD)/kp/obj/%.o: libsako/%.c $(LIB_HDR)

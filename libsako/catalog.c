@@ -111,6 +111,7 @@ uint32_t sako__catalog_add_item(sako_engine *e, int64_t id, uint32_t category, i
     e->item_class[i].category = category;
     e->item_class[i].active = it->active;
     it->dirty = 1;
+    e->n_dirty_items++;
     sako__idmap_put(&e->item_index, id, i);
     member_add(e, i);
     if (it->active)
@@ -265,7 +266,8 @@ static int item_row(void *payload, const sako_item_row *r)
     uint32_t i = sako__catalog_add_item(e, r->id, c, r->active, r->added_at);
     e->items[i].counts = r->counts;
     e->items[i].last_event_at = r->last_event_at;
-    e->items[i].dirty = 0;
+    e->items[i].dirty = 0; /* as stored */
+    e->n_dirty_items--;
     return SAKO_OK;
 }
 

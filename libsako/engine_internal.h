@@ -62,6 +62,7 @@ struct sako_engine {
     uint64_t n_events;
     uint64_t events_since_refresh;
     uint64_t events_since_checkpoint;
+    size_t n_dirty_items;        /* items whose `dirty` is set (users.n_dirty: users') */
     int64_t checkpoint_batch;    /* last event batch folded into the stored counts */
     int64_t compact_batch;       /* the log checkpoint's batch: the log starts after it
                                     (0: never compacted; writer mutex) */
@@ -97,8 +98,10 @@ struct sako_engine {
     double checkpoint_rows_max_s, checkpoint_commit_max_s;
     long n_checkpoints;
     /* sako_update's longest phases (writer mutex wait, reserve, log write and commit,
-     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks. */
+     * publish, housekeeping), seconds; written under the writer mutex. Benchmarks:
+     * timed only while time_update_phases is set (six clock reads per batch). */
     double update_phase_max_s[5];
+    int time_update_phases;
     /* The longest hold of the writer mutex by a background prior refresh's last step
      * (refresh_main), seconds. Benchmarks. */
     double refresh_hold_max_s;

@@ -461,11 +461,15 @@ void sako__model_apply_event(sako_engine *e, const sako_event *ev, uint32_t item
                 e->items[i].counts.n[t] = sako__decay_shrink(e->items[i].counts.n[t], delta);
             e->items[i].dirty = 1;
         }
+        e->n_dirty_items = e->n_items;
     }
     it->counts.n[ev->type] += sako__decay_weight(&e->decay, ev->time);
     if (ev->time > it->last_event_at)
         it->last_event_at = ev->time;
-    it->dirty = 1;
+    if (!it->dirty) {
+        it->dirty = 1;
+        e->n_dirty_items++;
+    }
     sako__model_update_posterior(e, item);
 }
 

@@ -274,6 +274,7 @@ static void epoch_swap(sako_engine *e, const sako_counts *counts, const sako_dec
             e->items[i].counts = counts[i];
             e->items[i].dirty = 0;
         }
+        e->n_dirty_items = 0;
         sako__users_clean(&e->users);
         e->events_since_checkpoint = 0;
     }
@@ -671,6 +672,7 @@ int sako__retrain_checkpoint(sako_engine *e)
     pthread_rwlock_wrlock(&e->lock);
     for (size_t i = 0; i < e->n_items; i++)
         e->items[i].dirty = 0;
+    e->n_dirty_items = 0;
     sako__users_clean(&e->users);
     e->events_since_checkpoint = 0;
     pthread_rwlock_unlock(&e->lock);

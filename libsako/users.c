@@ -37,7 +37,10 @@ void sako__users_apply(sako_users *u, const sako_event *ev)
     us->n_events++;
     if (ev->time > us->last_event_at)
         us->last_event_at = ev->time;
-    us->dirty = 1;
+    if (!us->dirty) {
+        us->dirty = 1;
+        u->n_dirty++;
+    }
 }
 
 int sako__users_indices(const sako_users *u, const sako_event *ev, size_t n, uint32_t *out,
@@ -117,6 +120,7 @@ void sako__users_clean(sako_users *u)
 {
     for (size_t i = 0; i < u->n; i++)
         u->v[i].dirty = 0;
+    u->n_dirty = 0;
 }
 
 void sako__users_free(sako_users *u)

@@ -18,6 +18,7 @@ typedef struct sako_user_state {
 typedef struct sako_users {
     sako_user_state *v;
     size_t n, cap;
+    size_t n_dirty;            /* users whose `dirty` is set */
     sako_idmap index;
 } sako_users;
 

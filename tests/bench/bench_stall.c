@@ -252,6 +252,7 @@ static int stall_one(const char *dir, const char *cache, size_t n_items, uint64_
         fprintf(stderr, "bench_stall: reopen: %s\n", sako_errmsg());
         return -1;
     }
+    e->time_update_phases = 1; /* before the loops' threads start */
     /* The samplers of a large catalog are built after open: wait for fast answers. */
     for (int fast = 0; fast < 50;) {
         sako_query q = SAKO_QUERY_INIT;
