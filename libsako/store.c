@@ -24,25 +24,12 @@
 #define SAKO_SCHEMA_VERSION 5          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
-static const char *const schema_v1 =
-    "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
-    "CREATE TABLE categories(id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL,"
-    "  name TEXT NOT NULL, prior_mean REAL NOT NULL);"
-    "CREATE TABLE items(id INTEGER PRIMARY KEY, category_id INTEGER NOT NULL,"
-    "  active INTEGER NOT NULL, added_at INTEGER NOT NULL,"
-    "  n_impression REAL NOT NULL DEFAULT 0, n_click REAL NOT NULL DEFAULT 0,"
-    "  n_cart REAL NOT NULL DEFAULT 0, n_purchase REAL NOT NULL DEFAULT 0,"
-    "  last_event_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE users(id INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
-    "  last_event_at INTEGER NOT NULL);"
-    /* One row per acknowledged sako_update() batch; events packed, see encode below. */
-    "CREATE TABLE event_batches(seq INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
-    "  created_at INTEGER NOT NULL, events BLOB NOT NULL);"
-    "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
-    "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);";
+/* Version 1's tables (libsako 0.1), which the migrations below start from, are kept in
+ * tests/check_sako.h (SK_SCHEMA_V1): a new database no longer runs them. */
 
-/* Migrations from schema version i to i+1. A new database is created as version 1
- * and migrated, so that both paths run the same statements. */
+/* Migrations from schema version i to i+1, for existing files. A new database is made
+ * in one step (schema_current below); tests/check_files.c checks that a version-1 file
+ * migrated has the same tables, columns, indexes and metadata rows. */
 static const char *const migrations[] = {
     /* 1 -> 2 (libsako 0.2): order ids in the log; the personal engine's parameters,
      * with organic_demand off so that a 0.1 database keeps its posteriors. */
@@ -139,6 +126,56 @@ static const char *const migrations[] = {
     " ('mf_mode', 0), ('mf_min_users', 100), ('mf_min_user_items', 3), ('mf_weight', 1.0),"
     " ('mf_candidates', 200), ('mf_serial', 0);",
 };
+
+/* The current schema of a new database in one step: the tables as the migrations above
+ * leave them (the columns an ALTER TABLE adds at the end, in the same order) and the
+ * metadata rows they insert that the options do not set (sako__store_write_params
+ * writes those). Four migrations' ALTER TABLEs reparse the schema each: making a new
+ * database this way costs a fraction of version 1 plus migrations. Keep the two in step:
+ * a change of schema is a migration and the same change here. */
+static const char *const schema_current =
+    "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
+    "CREATE TABLE categories(id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL, prior_mean REAL NOT NULL,"
+    "  demand_mean REAL NOT NULL DEFAULT 0, demand_strength REAL NOT NULL DEFAULT 0,"
+    "  demand_share REAL NOT NULL DEFAULT 0, checksum INTEGER);"
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, category_id INTEGER NOT NULL,"
+    "  active INTEGER NOT NULL, added_at INTEGER NOT NULL,"
+    "  n_impression REAL NOT NULL DEFAULT 0, n_click REAL NOT NULL DEFAULT 0,"
+    "  n_cart REAL NOT NULL DEFAULT 0, n_purchase REAL NOT NULL DEFAULT 0,"
+    "  last_event_at INTEGER NOT NULL DEFAULT 0, checksum INTEGER);"
+    "CREATE TABLE users(id INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
+    "  last_event_at INTEGER NOT NULL, checksum INTEGER);"
+    "CREATE TABLE event_batches(seq INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, events BLOB NOT NULL, order_ids BLOB, checksum INTEGER);"
+    "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);"
+    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(batch, part, chunk));"
+    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL,"
+    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL,"
+    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL,"
+    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL,"
+    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(serial, part, chunk));"
+    /* 1 -> 2's demand state; 2 -> 3's policy (every trigger off, activated now with
+     * no events and no batch), decay frame and checksum start; 3 -> 4's compaction,
+     * gate and keep-N; 4 -> 5's factor serial. */
+    "INSERT INTO sako_meta(key, value) VALUES ('demand_active', 0), ('demand_calibration', 1.0),"
+    " ('demand_baskets', 1.0), ('demand_root_mean', 0.0), ('demand_root_strength', 1.0),"
+    " ('policy_every_events', 0), ('policy_every_seconds', 0), ('policy_drift_fraction', 0.0),"
+    " ('policy_drift_window', 25000), ('policy_drift_min_impressions', 12500),"
+    " ('policy_activated_at', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)),"
+    " ('policy_activated_events', 0), ('policy_activated_batch', 0),"
+    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0),"
+    " ('checksum_from_batch', 1), ('compact_batch', 0), ('compact_events', 0),"
+    " ('policy_gate_margin', 0.01), ('policy_gate_holdout_events', 50000),"
+    " ('policy_gate_holdout_fraction', 0.05), ('policy_gate_min_baskets', 200),"
+    " ('policy_keep_versions', 10), ('mf_serial', 0);";
 
 /* The last batch logged: the log's, or the log checkpoint's when compaction deleted
  * every batch (sequence numbers never go back, so a batch is never taken for one
@@ -761,12 +798,9 @@ static int create_schema(sako_store *st, const sako_model_params *params)
         return rc;
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d;",
              SAKO_APPLICATION_ID, SAKO_SCHEMA_VERSION);
-    if ((rc = exec(st, schema_v1, "creating the schema")) ||
+    if ((rc = exec(st, schema_current, "creating the schema")) ||
         (rc = exec(st, sql, "stamping the schema")) || (rc = prepare_meta(st)))
         goto fail;
-    for (size_t v = 0; v + 1 < SAKO_SCHEMA_VERSION; v++)
-        if ((rc = exec(st, migrations[v], "creating the schema")))
-            goto fail;
     if ((rc = sako__store_write_params(st, params)) ||
         (rc = sako__store_set_meta_real(st, "root_mean", 0.5)) ||
         (rc = sako__store_set_meta_int(st, "n_events", 0)) ||
