@@ -311,6 +311,31 @@ static int exec(sako_store *st, const char *sql, const char *what)
     return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
 }
 
+/* A statement kept for the connection's life (sqlite3_prepare_v3 with
+ * SQLITE_PREPARE_PERSISTENT), prepared on first use. Parsing is most of the cost of a
+ * short statement: BEGIN or COMMIT through sqlite3_exec cost ~30k instructions a call. */
+static int cached(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
+{
+    if (*slot)
+        return SAKO_OK;
+    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
+}
+
+static int step_done(sako_store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
+}
+
+/* A kept statement without parameters or rows (BEGIN IMMEDIATE, COMMIT) run once. */
+static int run_kept(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
+{
+    int rc = cached(st, slot, sql, what);
+    return rc ? rc : step_done(st, *slot, what);
+}
+
 int sako__store_begin(sako_store *st)
 {
     /* A ROLLBACK that could not run (out of memory) left its transaction open: end it
@@ -320,12 +345,12 @@ int sako__store_begin(sako_store *st)
         if (rc)
             return rc;
     }
-    return exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    return run_kept(st, &st->st_begin, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
 int sako__store_commit(sako_store *st)
 {
-    int rc = exec(st, "COMMIT", "committing");
+    int rc = run_kept(st, &st->st_commit, "COMMIT", "committing");
     if (rc)
         sako__store_rollback(st);
     return rc;
@@ -350,21 +375,6 @@ void sako__store_settle(sako_store *st)
         sako__store_rollback(st);
 }
 
-static int step_done(sako_store *st, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
-}
-
-/* A statement kept for the engine's life, prepared on first use. */
-static int cached(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
-{
-    if (*slot)
-        return SAKO_OK;
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, slot, NULL);
-    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
-}
 
 /* Run a statement prepared for one batch over n rows, `bind` filling row i. */
 static int run_rows(sako_store *st, const char *sql, size_t n, const char *what,
@@ -672,10 +682,9 @@ int sako__store_write_user(sako_store *st, const sako_user_row *u)
     return step_done(st, st->st_write_user, "writing a checkpoint");
 }
 
-static int query_int(sako_store *st, const char *sql, int64_t *out)
+/* The first column of a query's first row. */
+static int query_one(sako_store *st, sqlite3_stmt *s, int rc, int64_t *out)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
@@ -683,15 +692,38 @@ static int query_int(sako_store *st, const char *sql, int64_t *out)
             rc = SQLITE_OK;
         }
     }
-    sqlite3_finalize(s);
     return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "reading the database header");
+}
+
+static int query_int(sako_store *st, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = query_one(st, s, sqlite3_prepare_v2(st->db, sql, -1, &s, NULL), out);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* The one-value queries run on every open, update or retrain, kept in st->st_query. */
+enum kept_query { Q_LAST_BATCH, Q_CHECKED_FROM, Q_VERSIONS_HOLD, Q_VERSION_ACTIVE, Q_FIRST_BATCH,
+                  Q_KEPT };
+typedef char kept_queries_fit[Q_KEPT == sizeof ((sako_store *)0)->st_query / sizeof (sqlite3_stmt *)
+                              ? 1 : -1];
+
+static int query_kept(sako_store *st, enum kept_query q, const char *sql, int64_t *out)
+{
+    sqlite3_stmt **slot = &st->st_query[q];
+    int rc = *slot ? SQLITE_OK
+                   : sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    int status = query_one(st, *slot, rc, out);
+    sqlite3_reset(*slot); /* (a NULL statement is a harmless no-op) */
+    return status;
 }
 
 /* Every batch logged so far is now folded into the stored counts. */
 int sako__store_checkpoint_done(sako_store *st)
 {
     int64_t last_batch = 0;
-    int rc = query_int(st, "SELECT " LAST_BATCH_SQL, &last_batch);
+    int rc = query_kept(st, Q_LAST_BATCH, "SELECT " LAST_BATCH_SQL, &last_batch);
     return rc ? rc : sako__store_set_meta_int(st, "checkpoint_batch", last_batch);
 }
 
@@ -774,7 +806,7 @@ int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
 
 int sako__store_last_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT " LAST_BATCH_SQL, out);
+    return query_kept(st, Q_LAST_BATCH, "SELECT " LAST_BATCH_SQL, out);
 }
 
 /* --------------------------------------------------------------- open */
@@ -1075,16 +1107,26 @@ int sako__store_ready(const sako_store *st)
 
 static void ckpt_stop(sako_store *st);
 
-void sako__store_close(sako_store *st)
+/* Finalizes the statements kept on st->db, before the connection closes. */
+static void forget_statements(sako_store *st)
 {
-    ckpt_stop(st);
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
                                &st->st_write_counts, &st->st_write_user, &st->st_next_seq,
-                               &st->st_rollback };
+                               &st->st_rollback, &st->st_begin, &st->st_commit };
     for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
         sqlite3_finalize(*cache[i]);
         *cache[i] = NULL;
     }
+    for (size_t i = 0; i < Q_KEPT; i++) {
+        sqlite3_finalize(st->st_query[i]);
+        st->st_query[i] = NULL;
+    }
+}
+
+void sako__store_close(sako_store *st)
+{
+    ckpt_stop(st);
+    forget_statements(st);
     if (st->db)
         sqlite3_close_v2(st->db);
     st->db = NULL;
@@ -1384,7 +1426,8 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
     if (last_out)
         *last_out = upto_batch;
     int64_t checked_from = 0;
-    int rc = query_int(st, "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
+    int rc = query_kept(st, Q_CHECKED_FROM,
+                        "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
                        &checked_from);
     if (rc)
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
@@ -2256,6 +2299,7 @@ int sako__store_verify(const char *path, sako_store_verify *out)
         sqlite3_db_config(st.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         rc = verify_open(&st, path, out);
     }
+    forget_statements(&st); /* (read_batches keeps a query on it) */
     sqlite3_close_v2(st.db);
     st.db = NULL;
     /* A crashed engine's -wal was read in place; the -shm that reading made goes. */
@@ -2613,7 +2657,8 @@ int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out
 int sako__store_versions_hold(sako_store *st, int *hold_out)
 {
     int64_t hold = 0;
-    int rc = query_int(st, "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
+    int rc = query_kept(st, Q_VERSIONS_HOLD,
+                        "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
                        " AND (a.pinned OR EXISTS(SELECT 1 FROM model_versions AS b"
                        " WHERE b.version > a.version)))", &hold);
     *hold_out = hold != 0;
@@ -2622,13 +2667,14 @@ int sako__store_versions_hold(sako_store *st, int *hold_out)
 
 int sako__store_version_active(sako_store *st, int64_t *version_out)
 {
-    return query_int(st, "SELECT coalesce((SELECT version FROM model_versions WHERE status = 1), 0)",
-                     version_out);
+    return query_kept(st, Q_VERSION_ACTIVE,
+                      "SELECT coalesce((SELECT version FROM model_versions WHERE status = 1), 0)",
+                      version_out);
 }
 
 int sako__store_first_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT coalesce(min(seq), 0) FROM event_batches", out);
+    return query_kept(st, Q_FIRST_BATCH, "SELECT coalesce(min(seq), 0) FROM event_batches", out);
 }
 
 int sako__store_events_between(sako_store *st, int64_t after, int64_t upto, uint64_t *events_out)
