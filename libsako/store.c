@@ -698,7 +698,8 @@ static int query_one(sako_store *st, sqlite3_stmt *s, int rc, int64_t *out)
 static int query_int(sako_store *st, const char *sql, int64_t *out)
 {
     sqlite3_stmt *s = NULL;
-    int rc = query_one(st, s, sqlite3_prepare_v2(st->db, sql, -1, &s, NULL), out);
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    rc = query_one(st, s, rc, out);
     sqlite3_finalize(s);
     return rc;
 }
