@@ -27,9 +27,28 @@
 /* Version 1's tables (libsako 0.1), which the migrations below start from, are kept in
  * tests/check_sako.h (SK_SCHEMA_V1): a new database no longer runs them. */
 
+/* The tables a migration creates as they still are, shared with schema_current below
+ * (a later change to one of them is a new migration, and schema_current changes). */
+#define LOG_CHECKPOINT_TABLE \
+    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL," \
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL," \
+    "  PRIMARY KEY(batch, part, chunk));"
+#define MODEL_VERSIONS_TABLE \
+    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL," \
+    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL," \
+    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL," \
+    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL," \
+    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL," \
+    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+#define MF_FACTORS_TABLE \
+    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL," \
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL," \
+    "  PRIMARY KEY(serial, part, chunk));"
+
 /* Migrations from schema version i to i+1, for existing files. A new database is made
- * in one step (schema_current below); tests/check_files.c checks that a version-1 file
- * migrated has the same tables, columns, indexes and metadata rows. */
+ * in one step (schema_current below); persist/test_new_schema_equals_migrated_v1
+ * checks that a version-1 file migrated has the same tables, columns, indexes and
+ * metadata rows. */
 static const char *const migrations[] = {
     /* 1 -> 2 (libsako 0.2): order ids in the log; the personal engine's parameters,
      * with organic_demand off so that a 0.1 database keeps its posteriors. */
@@ -78,9 +97,7 @@ static const char *const migrations[] = {
      * yet deleted: open ignores them. compact_events counts the events of the
      * deleted batches. Until a first compaction (compact_batch 0) the file behaves
      * as schema 3. */
-    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(batch, part, chunk));"
+    LOG_CHECKPOINT_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('compact_batch', 0), ('compact_events', 0);"
     /* The regular checkpoint's rows (item counts, user totals, category priors and
      * demand) get a CRC-32C each (row_checksum below, computed by SQL functions this
@@ -101,12 +118,7 @@ static const char *const migrations[] = {
      * below). The gate's and keep-N settings join the retrain policy. A 0.3 file's
      * model in force becomes version `model_version` (adopt_current_model, run in
      * the same transaction); its older `models` rows stay as history only. */
-    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
-    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL,"
-    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL,"
-    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL,"
-    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL,"
-    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+    MODEL_VERSIONS_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('policy_gate_margin', 0.01),"
     " ('policy_gate_holdout_events', 50000), ('policy_gate_holdout_fraction', 0.05),"
     " ('policy_gate_min_baskets', 200), ('policy_keep_versions', 10);"
@@ -118,9 +130,7 @@ static const char *const migrations[] = {
      * one served: a new training's rows are written beside it in short transactions,
      * switched to in one, and the old rows deleted afterwards (as the log checkpoint's);
      * every chunk's checksum covers its serial. */
-    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(serial, part, chunk));"
+    MF_FACTORS_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('mf_factors', 0), ('mf_iterations', 15),"
     " ('mf_regularization', 0.01), ('mf_alpha', 1.0), ('mf_cg_steps', 3), ('mf_seed', 0),"
     " ('mf_mode', 0), ('mf_min_users', 100), ('mf_min_user_items', 3), ('mf_weight', 1.0),"
@@ -150,18 +160,9 @@ static const char *const schema_current =
     "  created_at INTEGER NOT NULL, events BLOB NOT NULL, order_ids BLOB, checksum INTEGER);"
     "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
     "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);"
-    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(batch, part, chunk));"
-    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
-    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL,"
-    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL,"
-    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL,"
-    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL,"
-    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
-    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(serial, part, chunk));"
+    LOG_CHECKPOINT_TABLE
+    MODEL_VERSIONS_TABLE
+    MF_FACTORS_TABLE
     /* 1 -> 2's demand state; 2 -> 3's policy (every trigger off, activated now with
      * no events and no batch), decay frame and checksum start; 3 -> 4's compaction,
      * gate and keep-N; 4 -> 5's factor serial. */
