@@ -24,25 +24,31 @@
 #define SAKO_SCHEMA_VERSION 5          /* PRAGMA user_version written by this library */
 #define SAKO_APPLICATION_ID 0x53414B4F /* 'SAKO' in PRAGMA application_id */
 
-static const char *const schema_v1 =
-    "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
-    "CREATE TABLE categories(id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL,"
-    "  name TEXT NOT NULL, prior_mean REAL NOT NULL);"
-    "CREATE TABLE items(id INTEGER PRIMARY KEY, category_id INTEGER NOT NULL,"
-    "  active INTEGER NOT NULL, added_at INTEGER NOT NULL,"
-    "  n_impression REAL NOT NULL DEFAULT 0, n_click REAL NOT NULL DEFAULT 0,"
-    "  n_cart REAL NOT NULL DEFAULT 0, n_purchase REAL NOT NULL DEFAULT 0,"
-    "  last_event_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE users(id INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
-    "  last_event_at INTEGER NOT NULL);"
-    /* One row per acknowledged sako_update() batch; events packed, see encode below. */
-    "CREATE TABLE event_batches(seq INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
-    "  created_at INTEGER NOT NULL, events BLOB NOT NULL);"
-    "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
-    "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);";
+/* Version 1's tables (libsako 0.1), which the migrations below start from, are kept in
+ * tests/check_sako.h (SK_SCHEMA_V1): a new database no longer runs them. */
 
-/* Migrations from schema version i to i+1. A new database is created as version 1
- * and migrated, so that both paths run the same statements. */
+/* The tables a migration creates as they still are, shared with schema_current below
+ * (a later change to one of them is a new migration, and schema_current changes). */
+#define LOG_CHECKPOINT_TABLE \
+    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL," \
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL," \
+    "  PRIMARY KEY(batch, part, chunk));"
+#define MODEL_VERSIONS_TABLE \
+    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL," \
+    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL," \
+    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL," \
+    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL," \
+    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL," \
+    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+#define MF_FACTORS_TABLE \
+    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL," \
+    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL," \
+    "  PRIMARY KEY(serial, part, chunk));"
+
+/* Migrations from schema version i to i+1, for existing files. A new database is made
+ * in one step (schema_current below); persist/test_new_schema_equals_migrated_v1
+ * checks that a version-1 file migrated has the same tables, columns, indexes and
+ * metadata rows. */
 static const char *const migrations[] = {
     /* 1 -> 2 (libsako 0.2): order ids in the log; the personal engine's parameters,
      * with organic_demand off so that a 0.1 database keeps its posteriors. */
@@ -91,9 +97,7 @@ static const char *const migrations[] = {
      * yet deleted: open ignores them. compact_events counts the events of the
      * deleted batches. Until a first compaction (compact_batch 0) the file behaves
      * as schema 3. */
-    "CREATE TABLE log_checkpoint(batch INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(batch, part, chunk));"
+    LOG_CHECKPOINT_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('compact_batch', 0), ('compact_events', 0);"
     /* The regular checkpoint's rows (item counts, user totals, category priors and
      * demand) get a CRC-32C each (row_checksum below, computed by SQL functions this
@@ -114,12 +118,7 @@ static const char *const migrations[] = {
      * below). The gate's and keep-N settings join the retrain policy. A 0.3 file's
      * model in force becomes version `model_version` (adopt_current_model, run in
      * the same transaction); its older `models` rows stay as history only. */
-    "CREATE TABLE model_versions(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
-    "  status INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, reasons INTEGER NOT NULL,"
-    "  verdict TEXT NOT NULL, first_batch INTEGER NOT NULL, last_batch INTEGER NOT NULL,"
-    "  n_events INTEGER NOT NULL, champion INTEGER NOT NULL, scored INTEGER NOT NULL,"
-    "  score REAL NOT NULL, champion_score REAL NOT NULL, holdout_events INTEGER NOT NULL,"
-    "  holdout_baskets INTEGER NOT NULL, fit BLOB NOT NULL, checksum INTEGER NOT NULL);"
+    MODEL_VERSIONS_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('policy_gate_margin', 0.01),"
     " ('policy_gate_holdout_events', 50000), ('policy_gate_holdout_fraction', 0.05),"
     " ('policy_gate_min_baskets', 200), ('policy_keep_versions', 10);"
@@ -131,14 +130,53 @@ static const char *const migrations[] = {
      * one served: a new training's rows are written beside it in short transactions,
      * switched to in one, and the old rows deleted afterwards (as the log checkpoint's);
      * every chunk's checksum covers its serial. */
-    "CREATE TABLE mf_factors(serial INTEGER NOT NULL, part INTEGER NOT NULL,"
-    "  chunk INTEGER NOT NULL, data BLOB NOT NULL, checksum INTEGER NOT NULL,"
-    "  PRIMARY KEY(serial, part, chunk));"
+    MF_FACTORS_TABLE
     "INSERT INTO sako_meta(key, value) VALUES ('mf_factors', 0), ('mf_iterations', 15),"
     " ('mf_regularization', 0.01), ('mf_alpha', 1.0), ('mf_cg_steps', 3), ('mf_seed', 0),"
     " ('mf_mode', 0), ('mf_min_users', 100), ('mf_min_user_items', 3), ('mf_weight', 1.0),"
     " ('mf_candidates', 200), ('mf_serial', 0);",
 };
+
+/* The current schema of a new database in one step: the tables as the migrations above
+ * leave them (the columns an ALTER TABLE adds at the end, in the same order) and the
+ * metadata rows they insert that the options do not set (sako__store_write_params
+ * writes those). Four migrations' ALTER TABLEs reparse the schema each: making a new
+ * database this way costs a fraction of version 1 plus migrations. Keep the two in step:
+ * a change of schema is a migration and the same change here. */
+static const char *const schema_current =
+    "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);"
+    "CREATE TABLE categories(id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL, prior_mean REAL NOT NULL,"
+    "  demand_mean REAL NOT NULL DEFAULT 0, demand_strength REAL NOT NULL DEFAULT 0,"
+    "  demand_share REAL NOT NULL DEFAULT 0, checksum INTEGER);"
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, category_id INTEGER NOT NULL,"
+    "  active INTEGER NOT NULL, added_at INTEGER NOT NULL,"
+    "  n_impression REAL NOT NULL DEFAULT 0, n_click REAL NOT NULL DEFAULT 0,"
+    "  n_cart REAL NOT NULL DEFAULT 0, n_purchase REAL NOT NULL DEFAULT 0,"
+    "  last_event_at INTEGER NOT NULL DEFAULT 0, checksum INTEGER);"
+    "CREATE TABLE users(id INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
+    "  last_event_at INTEGER NOT NULL, checksum INTEGER);"
+    "CREATE TABLE event_batches(seq INTEGER PRIMARY KEY, n_events INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, events BLOB NOT NULL, order_ids BLOB, checksum INTEGER);"
+    "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL,"
+    "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);"
+    LOG_CHECKPOINT_TABLE
+    MODEL_VERSIONS_TABLE
+    MF_FACTORS_TABLE
+    /* 1 -> 2's demand state; 2 -> 3's policy (every trigger off, activated now with
+     * no events and no batch), decay frame and checksum start; 3 -> 4's compaction,
+     * gate and keep-N; 4 -> 5's factor serial. */
+    "INSERT INTO sako_meta(key, value) VALUES ('demand_active', 0), ('demand_calibration', 1.0),"
+    " ('demand_baskets', 1.0), ('demand_root_mean', 0.0), ('demand_root_strength', 1.0),"
+    " ('policy_every_events', 0), ('policy_every_seconds', 0), ('policy_drift_fraction', 0.0),"
+    " ('policy_drift_window', 25000), ('policy_drift_min_impressions', 12500),"
+    " ('policy_activated_at', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)),"
+    " ('policy_activated_events', 0), ('policy_activated_batch', 0),"
+    " ('decay_offset', 0), ('decay_latest', 0), ('decay_epoch_at', 0),"
+    " ('checksum_from_batch', 1), ('compact_batch', 0), ('compact_events', 0),"
+    " ('policy_gate_margin', 0.01), ('policy_gate_holdout_events', 50000),"
+    " ('policy_gate_holdout_fraction', 0.05), ('policy_gate_min_baskets', 200),"
+    " ('policy_keep_versions', 10), ('mf_serial', 0);";
 
 /* The last batch logged: the log's, or the log checkpoint's when compaction deleted
  * every batch (sequence numbers never go back, so a batch is never taken for one
@@ -274,6 +312,31 @@ static int exec(sako_store *st, const char *sql, const char *what)
     return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
 }
 
+/* A statement kept for the connection's life (sqlite3_prepare_v3 with
+ * SQLITE_PREPARE_PERSISTENT), prepared on first use. Parsing is most of the cost of a
+ * short statement: BEGIN or COMMIT through sqlite3_exec cost ~30k instructions a call. */
+static int cached(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
+{
+    if (*slot)
+        return SAKO_OK;
+    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
+}
+
+static int step_done(sako_store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
+}
+
+/* A kept statement without parameters or rows (BEGIN IMMEDIATE, COMMIT) run once. */
+static int run_kept(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
+{
+    int rc = cached(st, slot, sql, what);
+    return rc ? rc : step_done(st, *slot, what);
+}
+
 int sako__store_begin(sako_store *st)
 {
     /* A ROLLBACK that could not run (out of memory) left its transaction open: end it
@@ -283,12 +346,12 @@ int sako__store_begin(sako_store *st)
         if (rc)
             return rc;
     }
-    return exec(st, "BEGIN IMMEDIATE", "starting a transaction");
+    return run_kept(st, &st->st_begin, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
 int sako__store_commit(sako_store *st)
 {
-    int rc = exec(st, "COMMIT", "committing");
+    int rc = run_kept(st, &st->st_commit, "COMMIT", "committing");
     if (rc)
         sako__store_rollback(st);
     return rc;
@@ -313,21 +376,6 @@ void sako__store_settle(sako_store *st)
         sako__store_rollback(st);
 }
 
-static int step_done(sako_store *st, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
-}
-
-/* A statement kept for the engine's life, prepared on first use. */
-static int cached(sako_store *st, sqlite3_stmt **slot, const char *sql, const char *what)
-{
-    if (*slot)
-        return SAKO_OK;
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, slot, NULL);
-    return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, what);
-}
 
 /* Run a statement prepared for one batch over n rows, `bind` filling row i. */
 static int run_rows(sako_store *st, const char *sql, size_t n, const char *what,
@@ -635,10 +683,9 @@ int sako__store_write_user(sako_store *st, const sako_user_row *u)
     return step_done(st, st->st_write_user, "writing a checkpoint");
 }
 
-static int query_int(sako_store *st, const char *sql, int64_t *out)
+/* The first column of a query's first row. */
+static int query_one(sako_store *st, sqlite3_stmt *s, int rc, int64_t *out)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
@@ -646,15 +693,39 @@ static int query_int(sako_store *st, const char *sql, int64_t *out)
             rc = SQLITE_OK;
         }
     }
-    sqlite3_finalize(s);
     return rc == SQLITE_OK ? SAKO_OK : sako__error_sqlite(st->db, rc, "reading the database header");
+}
+
+static int query_int(sako_store *st, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    rc = query_one(st, s, rc, out);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* The one-value queries run on every open, update or retrain, kept in st->st_query. */
+enum kept_query { Q_LAST_BATCH, Q_CHECKED_FROM, Q_VERSIONS_HOLD, Q_VERSION_ACTIVE, Q_FIRST_BATCH,
+                  Q_KEPT };
+typedef char kept_queries_fit[Q_KEPT == sizeof ((sako_store *)0)->st_query / sizeof (sqlite3_stmt *)
+                              ? 1 : -1];
+
+static int query_kept(sako_store *st, enum kept_query q, const char *sql, int64_t *out)
+{
+    sqlite3_stmt **slot = &st->st_query[q];
+    int rc = *slot ? SQLITE_OK
+                   : sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    int status = query_one(st, *slot, rc, out);
+    sqlite3_reset(*slot); /* (a NULL statement is a harmless no-op) */
+    return status;
 }
 
 /* Every batch logged so far is now folded into the stored counts. */
 int sako__store_checkpoint_done(sako_store *st)
 {
     int64_t last_batch = 0;
-    int rc = query_int(st, "SELECT " LAST_BATCH_SQL, &last_batch);
+    int rc = query_kept(st, Q_LAST_BATCH, "SELECT " LAST_BATCH_SQL, &last_batch);
     return rc ? rc : sako__store_set_meta_int(st, "checkpoint_batch", last_batch);
 }
 
@@ -737,7 +808,7 @@ int sako__store_write_activation(sako_store *st, const sako_store_activation *a)
 
 int sako__store_last_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT " LAST_BATCH_SQL, out);
+    return query_kept(st, Q_LAST_BATCH, "SELECT " LAST_BATCH_SQL, out);
 }
 
 /* --------------------------------------------------------------- open */
@@ -761,12 +832,9 @@ static int create_schema(sako_store *st, const sako_model_params *params)
         return rc;
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d;",
              SAKO_APPLICATION_ID, SAKO_SCHEMA_VERSION);
-    if ((rc = exec(st, schema_v1, "creating the schema")) ||
+    if ((rc = exec(st, schema_current, "creating the schema")) ||
         (rc = exec(st, sql, "stamping the schema")) || (rc = prepare_meta(st)))
         goto fail;
-    for (size_t v = 0; v + 1 < SAKO_SCHEMA_VERSION; v++)
-        if ((rc = exec(st, migrations[v], "creating the schema")))
-            goto fail;
     if ((rc = sako__store_write_params(st, params)) ||
         (rc = sako__store_set_meta_real(st, "root_mean", 0.5)) ||
         (rc = sako__store_set_meta_int(st, "n_events", 0)) ||
@@ -1041,16 +1109,26 @@ int sako__store_ready(const sako_store *st)
 
 static void ckpt_stop(sako_store *st);
 
-void sako__store_close(sako_store *st)
+/* Finalizes the statements kept on st->db, before the connection closes. */
+static void forget_statements(sako_store *st)
 {
-    ckpt_stop(st);
     sqlite3_stmt **cache[] = { &st->st_set_meta, &st->st_insert_batch, &st->st_write_category,
                                &st->st_write_counts, &st->st_write_user, &st->st_next_seq,
-                               &st->st_rollback };
+                               &st->st_rollback, &st->st_begin, &st->st_commit };
     for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
         sqlite3_finalize(*cache[i]);
         *cache[i] = NULL;
     }
+    for (size_t i = 0; i < Q_KEPT; i++) {
+        sqlite3_finalize(st->st_query[i]);
+        st->st_query[i] = NULL;
+    }
+}
+
+void sako__store_close(sako_store *st)
+{
+    ckpt_stop(st);
+    forget_statements(st);
     if (st->db)
         sqlite3_close_v2(st->db);
     st->db = NULL;
@@ -1350,7 +1428,8 @@ int sako__store_read_batch_range(sako_store *st, int64_t after_batch, int64_t up
     if (last_out)
         *last_out = upto_batch;
     int64_t checked_from = 0;
-    int rc = query_int(st, "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
+    int rc = query_kept(st, Q_CHECKED_FROM,
+                        "SELECT value FROM sako_meta WHERE key = 'checksum_from_batch'",
                        &checked_from);
     if (rc)
         return rc == SAKO_ERROR ? SAKO_CORRUPT : rc;
@@ -2222,6 +2301,7 @@ int sako__store_verify(const char *path, sako_store_verify *out)
         sqlite3_db_config(st.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         rc = verify_open(&st, path, out);
     }
+    forget_statements(&st); /* (read_batches keeps a query on it) */
     sqlite3_close_v2(st.db);
     st.db = NULL;
     /* A crashed engine's -wal was read in place; the -shm that reading made goes. */
@@ -2579,7 +2659,8 @@ int sako__store_version_fit(sako_store *st, int64_t version, sako_store_fit *out
 int sako__store_versions_hold(sako_store *st, int *hold_out)
 {
     int64_t hold = 0;
-    int rc = query_int(st, "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
+    int rc = query_kept(st, Q_VERSIONS_HOLD,
+                        "SELECT EXISTS(SELECT 1 FROM model_versions AS a WHERE a.status = 1"
                        " AND (a.pinned OR EXISTS(SELECT 1 FROM model_versions AS b"
                        " WHERE b.version > a.version)))", &hold);
     *hold_out = hold != 0;
@@ -2588,13 +2669,14 @@ int sako__store_versions_hold(sako_store *st, int *hold_out)
 
 int sako__store_version_active(sako_store *st, int64_t *version_out)
 {
-    return query_int(st, "SELECT coalesce((SELECT version FROM model_versions WHERE status = 1), 0)",
-                     version_out);
+    return query_kept(st, Q_VERSION_ACTIVE,
+                      "SELECT coalesce((SELECT version FROM model_versions WHERE status = 1), 0)",
+                      version_out);
 }
 
 int sako__store_first_batch(sako_store *st, int64_t *out)
 {
-    return query_int(st, "SELECT coalesce(min(seq), 0) FROM event_batches", out);
+    return query_kept(st, Q_FIRST_BATCH, "SELECT coalesce(min(seq), 0) FROM event_batches", out);
 }
 
 int sako__store_events_between(sako_store *st, int64_t after, int64_t upto, uint64_t *events_out)

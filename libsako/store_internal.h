@@ -128,6 +128,11 @@ typedef struct sako_store {
     sqlite3_stmt *st_rollback; /* ROLLBACK, prepared at open: running it needs no new memory */
     int64_t next_seq;          /* the next batch's seq once known, 0 when it must be asked */
     int before_mf;             /* migrating below schema 5: sako_meta has no mf_* keys yet */
+    /* Kept for the connection's life, prepared on first use: BEGIN IMMEDIATE and COMMIT
+     * (every write) and the one-value queries of the open, update and retrain paths
+     * (store.c, enum kept_query); finalized by sako__store_close. */
+    sqlite3_stmt *st_begin, *st_commit;
+    sqlite3_stmt *st_query[5];
 } sako_store;
 
 /* The time stored rows carry: unix milliseconds, wall clock. */

@@ -850,6 +850,134 @@ START_TEST(test_disk_full_io)
 }
 END_TEST
 
+/* ------------------------------------------------ schema of a new file */
+
+/* Everything a file's schema is, one line per row, in a fixed order: the header's
+ * version and application id, each table's columns (name, type, NOT NULL, default,
+ * primary key, in column order), each index's columns (the tables' automatic ones
+ * included), any other schema object's SQL, and the metadata rows (key, value with its
+ * type) but for `policy_activated_at`, the creation time, given as its type. */
+static char *schema_text(const char *path)
+{
+    static const char *const queries[] = {
+        "SELECT 'user_version', user_version FROM pragma_user_version",
+        "SELECT 'application_id', application_id FROM pragma_application_id",
+        "SELECT m.name, p.cid, p.name, p.type, p.\"notnull\", quote(p.dflt_value), p.pk, p.hidden"
+        " FROM sqlite_schema m, pragma_table_xinfo(m.name) p WHERE m.type = 'table'"
+        " ORDER BY m.name, p.cid",
+        "SELECT m.name, m.tbl_name, m.sql, i.seqno, i.cid, i.name, i.desc, i.coll, i.key"
+        " FROM sqlite_schema m, pragma_index_xinfo(m.name) i WHERE m.type = 'index'"
+        " ORDER BY m.name, i.seqno",
+        "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE type NOT IN ('table', 'index')"
+        " ORDER BY name",
+        "SELECT key, CASE key WHEN 'policy_activated_at' THEN typeof(value) ELSE quote(value) END"
+        " FROM sako_meta ORDER BY key",
+    };
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_str *out = sqlite3_str_new(db);
+    for (size_t q = 0; q < sizeof queries / sizeof *queries; q++) {
+        sqlite3_stmt *st = NULL;
+        ck_assert_msg(sqlite3_prepare_v2(db, queries[q], -1, &st, NULL) == SQLITE_OK, "%s: %s",
+                      queries[q], sqlite3_errmsg(db));
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                const unsigned char *v = sqlite3_column_text(st, c);
+                sqlite3_str_appendf(out, "%s%s", c ? "|" : "", v ? (const char *)v : "NULL");
+            }
+            sqlite3_str_appendchar(out, 1, '\n');
+        }
+        ck_assert_int_eq(rc, SQLITE_DONE);
+        sqlite3_finalize(st);
+    }
+    char *text = sqlite3_str_finish(out);
+    ck_assert_ptr_nonnull(text);
+    sqlite3_close(db);
+    return text;
+}
+
+/* Two schema texts are equal; else the first line that differs is the failure. */
+static void assert_same_schema(const char *a, const char *b)
+{
+    size_t i = 0, line = 0;
+    while (a[i] && a[i] == b[i])
+        i++;
+    if (!a[i] && !b[i])
+        return;
+    while (i > line && a[i - 1] != '\n')
+        i--;
+    line = i;
+    ck_abort_msg("new file: \"%.120s\"\nmigrated: \"%.120s\"", a + line, b + line);
+}
+
+/* The creation time a new or migrated file stamps (`policy_activated_at`, ms). */
+static void assert_activated_between(const char *path, int64_t t0, int64_t t1)
+{
+    int64_t at = sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'policy_activated_at'");
+    ck_assert_msg(at >= t0 - 1000 && at <= t1 + 1000, "policy_activated_at %lld not in [%lld, %lld]",
+                  (long long)at, (long long)t0, (long long)t1);
+}
+
+/* A new database is made in one step (the current schema), an existing one by the
+ * migrations from its version: a file made as version 1 (0.1's tables and metadata)
+ * and migrated must be the same as a new one made with the options the migrated file
+ * reports — tables, columns in order, defaults, indexes, metadata rows and values. */
+START_TEST(test_new_schema_equals_migrated_v1)
+{
+    char fresh[512], v1[512], ref[512];
+    sk_tmp_path(fresh, sizeof fresh, "schemanew");
+    sk_tmp_path(v1, sizeof v1, "schemav1");
+    sk_tmp_path(ref, sizeof ref, "schemaref");
+    int64_t t0 = sk_now_ms();
+    /* 0.1's creation metadata, with the values a new file has for them */
+    sako_options o = sk_opts(31);
+    sako_close(sk_open_opts(ref, &o));
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             SK_SCHEMA_V1 "PRAGMA application_id = 1396788047; /* 'SAKO' */ PRAGMA user_version = 1;"
+             "ATTACH '%s' AS ref;"
+             "INSERT INTO sako_meta SELECT key, value FROM ref.sako_meta WHERE key IN ("
+             SK_META_V1_KEYS ");", ref);
+    sk_sql_exec(v1, sql);
+    ck_assert_int_eq(sk_sql_int(v1, "SELECT count(*) FROM sako_meta"), 13);
+    sako_engine *e = sk_open_opts(v1, &o);
+    sako_options migrated = SAKO_OPTIONS_INIT;
+    ck_assert_ok(sako_options_get(e, &migrated));
+    sako_close(e);
+    migrated.seed = o.seed;
+    migrated.durability = o.durability;
+    sako_close(sk_open_opts(fresh, &migrated));
+    int64_t t1 = sk_now_ms();
+
+    char *a = schema_text(fresh), *b = schema_text(v1);
+    assert_same_schema(a, b);
+    ck_assert_ptr_nonnull(strstr(a, "user_version|" SK_STR(SK_SCHEMA_VERSION) "\n"));
+    ck_assert_ptr_nonnull(strstr(a, "mf_factors|4|checksum|INTEGER|1|NULL|0|0\n"));
+    ck_assert_ptr_nonnull(strstr(a, "items|9|checksum|INTEGER|0|NULL|0|0\n"));
+    ck_assert_ptr_nonnull(strstr(a, "\npolicy_activated_at|integer\n"));
+    assert_activated_between(fresh, t0, t1);
+    assert_activated_between(v1, t0, t1);
+    sqlite3_free(a);
+    sqlite3_free(b);
+    /* and the new file works as one: a batch, a retrain, a reopen */
+    e = sk_open_opts(fresh, &migrated);
+    sk_catalog(e);
+    sako_event ev = sk_ev(7, 101, SAKO_EVENT_PURCHASE, 1000);
+    ck_assert_ok(sako_update(e, &ev, 1));
+    ck_assert_ok(sako_retrain(e));
+    sako_close(e);
+    e = sk_open_opts(fresh, &migrated);
+    ck_assert(sk_info(e, 101).purchases == 1.0);
+    sako_close(e);
+    sako_verify_report r;
+    ck_assert_ok(sako_verify(fresh, &r));
+    sk_remove_db(fresh);
+    sk_remove_db(v1);
+    sk_remove_db(ref);
+}
+END_TEST
+
 Suite *suite_persist(void)
 {
     Suite *s = suite_create("persist");
@@ -869,6 +997,7 @@ Suite *suite_persist(void)
     tcase_add_test(tc, test_busy);
     tcase_add_test(tc, test_second_engine_busy);
     tcase_add_test(tc, test_disk_full_io);
+    tcase_add_test(tc, test_new_schema_equals_migrated_v1);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("refused");

@@ -47,6 +47,29 @@ Suite *suite_edges(void);
 #define SK_STR_(x) #x
 #define SK_STR(x) SK_STR_(x)
 
+/* Version 1's tables as libsako 0.1 made them (the migrations in libsako/store.c start
+ * from these; a new database is made in one step since), and the metadata keys 0.1
+ * wrote at creation. */
+#define SK_SCHEMA_V1 \
+    "CREATE TABLE sako_meta(key TEXT PRIMARY KEY, value NOT NULL);" \
+    "CREATE TABLE categories(id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL," \
+    "  name TEXT NOT NULL, prior_mean REAL NOT NULL);" \
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, category_id INTEGER NOT NULL," \
+    "  active INTEGER NOT NULL, added_at INTEGER NOT NULL," \
+    "  n_impression REAL NOT NULL DEFAULT 0, n_click REAL NOT NULL DEFAULT 0," \
+    "  n_cart REAL NOT NULL DEFAULT 0, n_purchase REAL NOT NULL DEFAULT 0," \
+    "  last_event_at INTEGER NOT NULL DEFAULT 0);" \
+    "CREATE TABLE users(id INTEGER PRIMARY KEY, n_events INTEGER NOT NULL," \
+    "  last_event_at INTEGER NOT NULL);" \
+    "CREATE TABLE event_batches(seq INTEGER PRIMARY KEY, n_events INTEGER NOT NULL," \
+    "  created_at INTEGER NOT NULL, events BLOB NOT NULL);" \
+    "CREATE TABLE models(version INTEGER PRIMARY KEY, created_at INTEGER NOT NULL," \
+    "  n_events INTEGER NOT NULL, kind TEXT NOT NULL);"
+#define SK_META_V1_KEYS \
+    "'reward_click', 'reward_cart', 'reward_purchase', 'penalty_impression', 'prior'," \
+    " 'prior_strength', 'category_shrinkage', 'prior_refresh_events', 'root_mean', 'n_events'," \
+    " 'events_since_refresh', 'checkpoint_batch', 'model_version'"
+
 /* SQL that turns a new file back into schema 4: the 4 -> 5 migration's matrix
  * factorisation (its table and meta keys). */
 #define SK_SCHEMA5_TO_4 \

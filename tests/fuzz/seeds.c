@@ -1,6 +1,7 @@
 /* Writes the fuzz targets' seed corpora (no binary files in the repository): real
  * small databases for fuzz_open, well-formed batches for fuzz_eventlog, call sequences
  * for fuzz_api. usage: fuzz_seeds DIR  (makes DIR/open, DIR/eventlog, DIR/api) */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,25 @@ static void remove_db(const char *path)
     }
 }
 
-/* Databases: new and empty; a catalog with a logged history; the same retrained. */
+/* A current database turned back into schema 1 (libsako 0.1): the tables, columns and
+ * metadata the migrations add are removed, and the file compacted. */
+#define SCHEMA_BACK_TO_V1 \
+    "DROP TABLE mf_factors; DROP TABLE log_checkpoint; DROP TABLE model_versions;" \
+    "ALTER TABLE items DROP COLUMN checksum; ALTER TABLE users DROP COLUMN checksum;" \
+    "ALTER TABLE categories DROP COLUMN checksum;" \
+    "ALTER TABLE categories DROP COLUMN demand_mean;" \
+    "ALTER TABLE categories DROP COLUMN demand_strength;" \
+    "ALTER TABLE categories DROP COLUMN demand_share;" \
+    "ALTER TABLE event_batches DROP COLUMN checksum;" \
+    "ALTER TABLE event_batches DROP COLUMN order_ids;" \
+    "DELETE FROM sako_meta WHERE key NOT IN ('reward_click', 'reward_cart', 'reward_purchase'," \
+    " 'penalty_impression', 'prior', 'prior_strength', 'category_shrinkage'," \
+    " 'prior_refresh_events', 'root_mean', 'n_events', 'events_since_refresh'," \
+    " 'checkpoint_batch', 'model_version');" \
+    "PRAGMA journal_mode = DELETE; PRAGMA user_version = 1; VACUUM;"
+
+/* Databases: new and empty; a catalog with a logged history (and the same in schema 1);
+ * the same retrained. */
 static void seeds_open(const char *dir)
 {
     char db[1024], out[1100];
@@ -85,6 +104,22 @@ static void seeds_open(const char *dir)
     sako_close(e);
     snprintf(out, sizeof out, "%s/history.db", dir);
     copy_file(db, out);
+    /* the same history as libsako 0.1 stored it (schema 1): a new database is made in
+     * one step now, so this is what runs the four migrations under the fuzzer */
+    snprintf(out, sizeof out, "%s/history-v1.db", dir);
+    copy_file(db, out);
+    sqlite3 *sdb;
+    if (sqlite3_open(out, &sdb) != SQLITE_OK ||
+        sqlite3_exec(sdb, SCHEMA_BACK_TO_V1, NULL, NULL, NULL) != SQLITE_OK || sqlite3_close(sdb))
+        die("schema 1");
+    if (sako_init(&e, out, &o))
+        die("schema 1 open");
+    sako_close(e);
+    remove_db(out);
+    copy_file(db, out); /* (the open migrated it: back to the bytes of schema 1) */
+    if (sqlite3_open(out, &sdb) != SQLITE_OK ||
+        sqlite3_exec(sdb, SCHEMA_BACK_TO_V1, NULL, NULL, NULL) != SQLITE_OK || sqlite3_close(sdb))
+        die("schema 1");
     if (sako_init(&e, db, &o) || sako_retrain(e))
         die("retrain");
     sako_close(e);
