@@ -369,6 +369,81 @@ START_TEST(test_domains_follow_moved_items)
 }
 END_TEST
 
+/* Stored metadata out of its range (a damaged or hand-edited file): open refuses it
+ * with SAKO_CORRUPT and its message, leaves the file as it was (the value still
+ * there, no new lock file), and with the value put back the file opens to the
+ * same state. */
+START_TEST(test_damaged_meta_values_refused)
+{
+    static const struct { const char *key, *bad, *msg; } cases[] = {
+        { "root_mean", "0", "invalid model parameters" },
+        { "root_mean", "1", "invalid model parameters" },
+        { "checkpoint_batch", "-1", "invalid model parameters" },
+        { "model_version", "-1", "invalid model parameters" },
+        { "compact_batch", "-1", "invalid model parameters" },
+        { "compact_events", "-1", "invalid model parameters" },
+        { "compact_batch", "1000000", "invalid model parameters" }, /* past the checkpoint */
+        { "demand_calibration", "0", "invalid demand epoch" },
+        { "demand_baskets", "0.5", "invalid demand epoch" },
+        { "demand_root_mean", "1.5", "invalid demand epoch" },
+        { "demand_root_strength", "-1", "invalid demand epoch" },
+        { "policy_activated_batch", "-1", "invalid retrain policy" },
+        { "policy_activated_at", "-1", "invalid retrain policy" },
+    };
+    char path[512], sql[256], lock[600];
+    sk_tmp_path(path, sizeof path, "edges-meta");
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    sako_options o = sk_opts(3);
+    sako_engine *e = sk_open_opts(path, &o);
+    sk_catalog(e);
+    sako_event ev[4] = { { 7, 101, SAKO_EVENT_PURCHASE, ED_T0, 0 },
+                         { 7, 102, SAKO_EVENT_CLICK, ED_T0 + 1, 0 },
+                         { 8, 101, SAKO_EVENT_IMPRESSION, ED_T0 + 2, 0 },
+                         { 8, 103, SAKO_EVENT_PURCHASE, ED_T0 + 3, 0 } };
+    ck_assert_ok(sako_update(e, ev, 4));
+    ck_assert_ok(sako_retrain(e));
+    sako_stats want = sk_stats(e);
+    sako_close(e);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM sako_meta WHERE key = '%s'", cases[i].key);
+        ck_assert_msg(sk_sql_int(path, sql) == 1, "no meta key %s", cases[i].key);
+        /* the value as stored, text, to put back exactly */
+        sqlite3 *db;
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        sqlite3_stmt *st;
+        snprintf(sql, sizeof sql, "SELECT quote(value) FROM sako_meta WHERE key = '%s'", cases[i].key);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        char old[64];
+        snprintf(old, sizeof old, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+
+        snprintf(sql, sizeof sql, "UPDATE sako_meta SET value = %s WHERE key = '%s'", cases[i].bad,
+                 cases[i].key);
+        sk_sql_exec(path, sql);
+        int had_lock = access(lock, F_OK) == 0; /* a clean close leaves the lock file */
+        ck_assert_msg(sako_init(&e, path, &o) == SAKO_CORRUPT, "%s = %s: %s", cases[i].key,
+                      cases[i].bad, sako_errmsg());
+        ck_assert_ptr_null(e);
+        ck_assert_msg(strstr(sako_errmsg(), cases[i].msg), "%s = %s: %s", cases[i].key,
+                      cases[i].bad, sako_errmsg());
+        ck_assert_int_eq(access(lock, F_OK) == 0, had_lock);
+        snprintf(sql, sizeof sql, "SELECT value = %s FROM sako_meta WHERE key = '%s'", cases[i].bad,
+                 cases[i].key);
+        ck_assert_int_eq(sk_sql_int(path, sql), 1);
+        snprintf(sql, sizeof sql, "UPDATE sako_meta SET value = %s WHERE key = '%s'", old,
+                 cases[i].key);
+        sk_sql_exec(path, sql);
+        e = sk_open_opts(path, &o);
+        sako_stats got = sk_stats(e);
+        ck_assert(sk_same_stats(&want, &got));
+        sako_close(e);
+    }
+    sk_remove_db(path);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -380,6 +455,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_truncbeta_limits);
     tcase_add_test(tc, test_reconfigure_each_mf_option);
     tcase_add_test(tc, test_domains_follow_moved_items);
+    tcase_add_test(tc, test_damaged_meta_values_refused);
     suite_add_tcase(s, tc);
     return s;
 }
