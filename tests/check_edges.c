@@ -444,6 +444,120 @@ START_TEST(test_damaged_meta_values_refused)
 }
 END_TEST
 
+/* The sides of range checks no other test reached (mostly the upper bounds): each
+ * value refused with SAKO_INVALID naming the field (SAKO_MISUSE for a NULL list),
+ * nothing opened, stored or changed; the bound itself accepted where it is cheap to
+ * show. */
+static void ed_set_iter(sako_options *o) { o->mf_iterations = 10001; }
+static void ed_set_reg_nan(sako_options *o) { o->mf_regularization = NAN; }
+static void ed_set_reg_big(sako_options *o) { o->mf_regularization = 2e6; }
+static void ed_set_alpha_nan(sako_options *o) { o->mf_alpha = NAN; }
+static void ed_set_alpha_big(sako_options *o) { o->mf_alpha = 2e6; }
+static void ed_set_cg0(sako_options *o) { o->mf_cg_steps = 0; }
+static void ed_set_min_users(sako_options *o) { o->mf_min_users = 1000000001; }
+static void ed_set_min_items(sako_options *o) { o->mf_min_user_items = 1000001; }
+static void ed_set_weight_neg(sako_options *o) { o->mf_weight = -0.5; }
+static void ed_set_weight_big(sako_options *o) { o->mf_weight = 10.5; }
+
+START_TEST(test_range_sides_refused)
+{
+    static const struct { const char *field; void (*set)(sako_options *); } opts[] = {
+        { "mf_iterations", ed_set_iter },       { "mf_regularization", ed_set_reg_nan },
+        { "mf_regularization", ed_set_reg_big }, { "mf_alpha", ed_set_alpha_nan },
+        { "mf_alpha", ed_set_alpha_big },       { "mf_cg_steps", ed_set_cg0 },
+        { "mf_min_users", ed_set_min_users },   { "mf_min_user_items", ed_set_min_items },
+        { "mf_weight", ed_set_weight_neg },     { "mf_weight", ed_set_weight_big },
+    };
+    char path[512];
+    sk_tmp_path(path, sizeof path, "edges-range");
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        sako_options o = sk_opts(1);
+        opts[i].set(&o);
+        sako_engine *e = (sako_engine *)1;
+        ck_assert_rc(sako_init(&e, path, &o), SAKO_INVALID);
+        ck_assert_ptr_null(e);
+        ck_assert_msg(strstr(sako_errmsg(), opts[i].field), "%s: %s", opts[i].field, sako_errmsg());
+        ck_assert_msg(access(path, F_OK) != 0, "%s: a refused open created the file", opts[i].field);
+    }
+
+    sako_engine *e = sk_open_mem(1);
+    sk_catalog(e);
+    sako_event ev = { 7, 101, SAKO_EVENT_PURCHASE, ED_T0, 0 };
+    ck_assert_ok(sako_update(e, &ev, 1));
+    sako_stats before = sk_stats(e);
+
+    /* events: a time past 9999-12-31 */
+    sako_event late[2] = { { 7, 102, SAKO_EVENT_CLICK, ED_T0, 0 },
+                           { 7, 102, SAKO_EVENT_CLICK, SAKO_TIME_MAX + 1, 0 } };
+    ck_assert_rc(sako_update(e, late, 2), SAKO_INVALID);
+    ck_assert_errmsg_index(1);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "time"));
+    late[1].time = SAKO_TIME_MAX;
+    ck_assert_ok(sako_update(e, late, 2));
+    before = sk_stats(e);
+
+    /* queries: a negative mode, a time past the limit, a NULL recent list */
+    sako_rec out[5];
+    size_t n = 77;
+    sako_query q = SAKO_QUERY_INIT;
+    q.k = 5;
+    q.mode = -1;
+    ck_assert_rc(sako_recommend(e, &q, out, 5, &n), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "mode -1"));
+    q.mode = 0;
+    q.time = SAKO_TIME_MAX + 1;
+    ck_assert_rc(sako_recommend(e, &q, out, 5, &n), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "time"));
+    q.time = 0;
+    q.n_recent = 2; /* recent left NULL */
+    ck_assert_rc(sako_recommend(e, &q, out, 5, &n), SAKO_MISUSE);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "NULL list"));
+
+    /* compaction: keep_days past 1e6 */
+    sako_compact_options co = SAKO_COMPACT_OPTIONS_INIT;
+    co.keep_days = 1.5e6;
+    sako_compact_report cr;
+    ck_assert_rc(sako_compact(e, &co, &cr), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "keep_days"));
+
+    /* the retrain policy: the gate's counts above 2^53-1 */
+    sako_policy was = SAKO_POLICY_INIT;
+    ck_assert_ok(sako_policy_get(e, &was));
+    for (int which = 0; which < 2; which++) {
+        sako_policy p = SAKO_POLICY_INIT;
+        if (which == 0)
+            p.gate_holdout_events = SAKO_POLICY_MAX + 1;
+        else
+            p.gate_min_baskets = SAKO_POLICY_MAX + 1;
+        ck_assert_rc(sako_policy_set(e, &p), SAKO_INVALID);
+        ck_assert_ptr_nonnull(strstr(sako_errmsg(), "gate_holdout_events or gate_min_baskets"));
+        sako_policy now = SAKO_POLICY_INIT;
+        ck_assert_ok(sako_policy_get(e, &now));
+        ck_assert_uint_eq(now.gate_holdout_events, was.gate_holdout_events);
+        ck_assert_uint_eq(now.gate_min_baskets, was.gate_min_baskets);
+    }
+
+    sako_stats after = sk_stats(e);
+    ck_assert(sk_same_stats(&before, &after));
+    sako_close(e);
+
+    /* the standalone solver: alpha past 1e12 */
+    sako_mf_options mo = SAKO_MF_OPTIONS_INIT;
+    mo.factors = 2;
+    mo.cg_steps = 1;
+    mo.alpha = 2e12;
+    int64_t indptr[2] = { 0, 1 };
+    int32_t indices[1] = { 0 };
+    float values[1] = { 1.0f };
+    sako_csr r = { 1, 1, indptr, indices, values };
+    float uf[2] = { 5, 5 }, itf[2] = { 5, 5 };
+    ck_assert_rc(sako_mf_fit(&r, &mo, uf, itf), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "alpha"));
+    mo.alpha = 1e12;
+    ck_assert_ok(sako_mf_fit(&r, &mo, uf, itf));
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -456,6 +570,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_reconfigure_each_mf_option);
     tcase_add_test(tc, test_domains_follow_moved_items);
     tcase_add_test(tc, test_damaged_meta_values_refused);
+    tcase_add_test(tc, test_range_sides_refused);
     suite_add_tcase(s, tc);
     return s;
 }
