@@ -558,6 +558,43 @@ START_TEST(test_range_sides_refused)
 }
 END_TEST
 
+/* A database whose path holds the characters a "file:" URI would read as an escape,
+ * a query or a fragment ('%', '?', '#'): sako_verify (which opens the file through an
+ * immutable URI) checks that file, not another, and counts its batches. */
+START_TEST(test_verify_path_with_uri_characters)
+{
+    char plain[512], odd[600];
+    sk_tmp_path(plain, sizeof plain, "edges-uri");
+    snprintf(odd, sizeof odd, "%.*s%%41?immutable=0#x.db", (int)(strlen(plain) - 3), plain);
+    sk_remove_db(odd);
+    sako_options o = sk_opts(1);
+    sako_engine *e = sk_open_opts(odd, &o);
+    sk_catalog(e);
+    sako_event ev[3] = { { 7, 101, SAKO_EVENT_PURCHASE, ED_T0, 0 },
+                         { 8, 102, SAKO_EVENT_CLICK, ED_T0 + 1, 0 },
+                         { 9, 103, SAKO_EVENT_IMPRESSION, ED_T0 + 2, 0 } };
+    ck_assert_ok(sako_update(e, ev, 2));
+    ck_assert_ok(sako_update(e, ev + 2, 1));
+    sako_close(e);
+    size_t len_before = 0;
+    unsigned char *before = sk_read_file(odd, &len_before);
+    sako_verify_report rep;
+    memset(&rep, 0, sizeof rep);
+    ck_assert_ok(sako_verify(odd, &rep));
+    ck_assert_uint_eq(rep.n_batches, 2);
+    ck_assert_uint_eq(rep.n_events, 3);
+    size_t len_after = 0;
+    unsigned char *after = sk_read_file(odd, &len_after);
+    ck_assert_uint_eq(len_after, len_before);
+    ck_assert_int_eq(memcmp(before, after, len_before), 0);
+    free(before);
+    free(after);
+    /* the plain prefix is another (absent) file: the URI did not cut the path short */
+    ck_assert_int_ne(access(plain, F_OK), 0);
+    sk_remove_db(odd);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -571,6 +608,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_domains_follow_moved_items);
     tcase_add_test(tc, test_damaged_meta_values_refused);
     tcase_add_test(tc, test_range_sides_refused);
+    tcase_add_test(tc, test_verify_path_with_uri_characters);
     suite_add_tcase(s, tc);
     return s;
 }
