@@ -595,6 +595,40 @@ START_TEST(test_verify_path_with_uri_characters)
 }
 END_TEST
 
+/* sako_options_get for a caller built against 0.3 or 0.4 (struct version 3): the
+ * fields it has are filled, the bytes past them (beyond its struct) left alone; and
+ * sako_user_item_get refuses ids out of range on either side. */
+START_TEST(test_options_v3_and_user_item_ids)
+{
+    sako_options o = sk_opts(5);
+    o.half_life_days = 12.5;
+    o.mf_factors = 16; /* a 0.5 field: a version-3 caller has no room for it */
+    sako_engine *e = sk_open_opts(NULL, &o);
+    sako_options got;
+    memset(&got, 0xA5, sizeof got);
+    got.version = 3;
+    ck_assert_ok(sako_options_get(e, &got));
+    ck_assert_uint_eq(got.version, 3);
+    ck_assert_uint_eq(got.seed, 5);
+    ck_assert(got.half_life_days == 12.5);
+    const unsigned char *tail = (const unsigned char *)&got + offsetof(sako_options, mf_factors);
+    for (size_t i = 0; i < sizeof got - offsetof(sako_options, mf_factors); i++)
+        ck_assert_msg(tail[i] == 0xA5, "byte %zu past a version-3 struct was written", i);
+
+    sk_catalog(e);
+    sako_event ev = { 7, 101, SAKO_EVENT_PURCHASE, ED_T0, 0 };
+    ck_assert_ok(sako_update(e, &ev, 1));
+    sako_user_item ui;
+    ck_assert_rc(sako_user_item_get(e, 0, 101, &ui), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "out of range"));
+    ck_assert_rc(sako_user_item_get(e, 7, -101, &ui), SAKO_INVALID);
+    ck_assert_rc(sako_user_item_get(e, 9007199254740992LL, 101, &ui), SAKO_INVALID);
+    ck_assert_ok(sako_user_item_get(e, 7, 101, &ui));
+    ck_assert_int_eq(ui.item_id, 101);
+    sako_close(e);
+}
+END_TEST
+
 Suite *suite_edges(void)
 {
     Suite *s = suite_create("edges");
@@ -609,6 +643,7 @@ Suite *suite_edges(void)
     tcase_add_test(tc, test_damaged_meta_values_refused);
     tcase_add_test(tc, test_range_sides_refused);
     tcase_add_test(tc, test_verify_path_with_uri_characters);
+    tcase_add_test(tc, test_options_v3_and_user_item_ids);
     suite_add_tcase(s, tc);
     return s;
 }
