@@ -374,7 +374,7 @@ bench-python: venv
 # Line and branch coverage of libsako/*.c (gcov): by the C suite, then with the fault
 # sweep added (tests/faults: the short sweep's modes, but at most ~COVERAGE_FAULT_POINTS
 # fault points per step and mode instead of 40, so that the later allocations of each
-# call fail too; ~15 min at load 10 on 2 vCPUs). Tables in build-cov/coverage-{check,faults}.txt.
+# call fail too; the sweep took 22 min at load 13-20 on 2 vCPUs). Tables in build-cov/coverage-{check,faults}.txt.
 # SAKO_MF_NO_CLONES: one copy of the matrix kernels, not an AVX2 and a default clone
 # of which a machine runs one (the other's branches could never be taken).
 COVERAGE_FAULT_POINTS ?= 200
