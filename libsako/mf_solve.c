@@ -67,6 +67,60 @@ SAKO_MF_INLINE void symv(const float *g, const float *v, uint32_t k, float *out)
         axpy(out, v[b], g + (size_t)b * k, k);
 }
 
+/* p = r + beta p */
+SAKO_MF_INLINE void xpby(float *p, const float *r, float beta, uint32_t k)
+{
+    sako_v8 vb = SAKO_V8_SET1(beta);
+    uint32_t j = 0;
+    for (; j + 8 <= k; j += 8)
+        SAKO_V8_STORE(p + j, SAKO_V8_LOAD(r + j) + vb * SAKO_V8_LOAD(p + j));
+    for (; j < k; j++)
+        p[j] = r[j] + beta * p[j];
+}
+
+/* The same four kernels for k a multiple of 16 (the unrolled sizes 32, 64 and 128):
+ * whole blocks only, so no remainder loop that could never run; for such k the
+ * arithmetic is the same as above, operation for operation. */
+SAKO_MF_INLINE float dot16(const float *a, const float *b, uint32_t k)
+{
+    sako_v8 s0 = SAKO_V8_SET1(0.0f), s1 = s0;
+    for (uint32_t j = 0; j < k; j += 16) {
+        s0 += SAKO_V8_LOAD(a + j) * SAKO_V8_LOAD(b + j);
+        s1 += SAKO_V8_LOAD(a + j + 8) * SAKO_V8_LOAD(b + j + 8);
+    }
+    s0 += s1;
+    return hsum(&s0);
+}
+
+SAKO_MF_INLINE void axpy16(float *y, float a, const float *x, uint32_t k)
+{
+    sako_v8 va = SAKO_V8_SET1(a);
+    for (uint32_t j = 0; j < k; j += 8)
+        SAKO_V8_STORE(y + j, SAKO_V8_LOAD(y + j) + va * SAKO_V8_LOAD(x + j));
+}
+
+SAKO_MF_INLINE void symv16(const float *g, const float *v, uint32_t k, float *out)
+{
+    memset(out, 0, (size_t)k * sizeof *out);
+    for (uint32_t b = 0; b < k; b += 4) {
+        const float *g0 = g + (size_t)b * k, *g1 = g0 + k, *g2 = g1 + k, *g3 = g2 + k;
+        sako_v8 w0 = SAKO_V8_SET1(v[b]), w1 = SAKO_V8_SET1(v[b + 1]);
+        sako_v8 w2 = SAKO_V8_SET1(v[b + 2]), w3 = SAKO_V8_SET1(v[b + 3]);
+        for (uint32_t j = 0; j < k; j += 8) {
+            sako_v8 acc = (w0 * SAKO_V8_LOAD(g0 + j) + w1 * SAKO_V8_LOAD(g1 + j)) +
+                          (w2 * SAKO_V8_LOAD(g2 + j) + w3 * SAKO_V8_LOAD(g3 + j));
+            SAKO_V8_STORE(out + j, SAKO_V8_LOAD(out + j) + acc);
+        }
+    }
+}
+
+SAKO_MF_INLINE void xpby16(float *p, const float *r, float beta, uint32_t k)
+{
+    sako_v8 vb = SAKO_V8_SET1(beta);
+    for (uint32_t j = 0; j < k; j += 8)
+        SAKO_V8_STORE(p + j, SAKO_V8_LOAD(r + j) + vb * SAKO_V8_LOAD(p + j));
+}
+
 float sako__mf_dot(const float *a, const float *b, uint32_t k)
 {
     return dot(a, b, k);
@@ -111,62 +165,28 @@ SAKO_MF_INLINE void prefetch_row(const float *yi, uint32_t k)
         __builtin_prefetch(yi + j);
 }
 
-/* CG on A x = b with A = G + Y_u^T diag(alpha r) Y_u and b = Y_u^T (1 + alpha r),
- * A applied as G v plus one dot and one axpy per entry of the row: O(k^2 + n k)
- * per step instead of O(n k^2) to form A. Always inlined, so that the calls below
- * with a constant k get their loops unrolled for the usual sizes. */
-SAKO_MF_INLINE void cg_body(const float *g, const float *y, uint32_t k, float alpha,
-                            const sako_mf_row *row, uint32_t steps, sako_mf_scratch *s,
-                            float *x)
-{
-    float *r = s->r, *p = s->p, *ap = s->ap;
-    const int32_t *cols = row->cols;
-    const float *vals = row->vals;
-    size_t n = row->n;
+/* CG on A x = b (mf_cg_internal.h), twice: over any k with the kernels above, and
+ * over k a multiple of 16 with the whole-block ones. */
+#define CG_NAME cg_body
+#define CG_DOT dot
+#define CG_AXPY axpy
+#define CG_SYMV symv
+#define CG_XPBY xpby
+#include "mf_cg_internal.h"
+#define CG_NAME cg_body16
+#define CG_DOT dot16
+#define CG_AXPY axpy16
+#define CG_SYMV symv16
+#define CG_XPBY xpby16
+#include "mf_cg_internal.h"
 
-    for (size_t e = 0; e < n && e < PREFETCH_AHEAD; e++)
-        prefetch_row(y + (size_t)cols[e] * k, k);
-    /* r = b - A x = -G x + sum_i (c_i - (c_i - 1) y_i.x) y_i */
-    symv(g, x, k, r);
-    for (uint32_t j = 0; j < k; j++)
-        r[j] = -r[j];
-    for (size_t e = 0; e < n; e++) {
-        const float *yi = y + (size_t)cols[e] * k;
-        if (e + PREFETCH_AHEAD < n)
-            prefetch_row(y + (size_t)cols[e + PREFETCH_AHEAD] * k, k);
-        float cm1 = alpha * vals[e];
-        axpy(r, 1.0f + cm1 * (1.0f - dot(yi, x, k)), yi, k);
-    }
-    memcpy(p, r, (size_t)k * sizeof *p);
-    float rs = dot(r, r, k);
-    for (uint32_t step = 0; step < steps && rs >= CG_EPS; step++) {
-        for (size_t e = 0; e < n && e < PREFETCH_AHEAD; e++)
-            prefetch_row(y + (size_t)cols[e] * k, k);
-        symv(g, p, k, ap);
-        for (size_t e = 0; e < n; e++) {
-            const float *yi = y + (size_t)cols[e] * k;
-            if (e + PREFETCH_AHEAD < n)
-                prefetch_row(y + (size_t)cols[e + PREFETCH_AHEAD] * k, k);
-            axpy(ap, alpha * vals[e] * dot(yi, p, k), yi, k);
-        }
-        float pap = dot(p, ap, k);
-        if (!(pap > 0.0f))
-            break; /* A singular along p (regularization 0): stop where we are */
-        float a = rs / pap;
-        axpy(x, a, p, k);
-        axpy(r, -a, ap, k);
-        float rs_new = dot(r, r, k);
-        float beta = rs_new / rs;
-        /* p = r + beta p */
-        sako_v8 vb = SAKO_V8_SET1(beta);
-        uint32_t j = 0;
-        for (; j + 8 <= k; j += 8)
-            SAKO_V8_STORE(p + j, SAKO_V8_LOAD(r + j) + vb * SAKO_V8_LOAD(p + j));
-        for (; j < k; j++)
-            p[j] = r[j] + beta * p[j];
-        rs = rs_new;
-    }
-}
+/* cg_body16 for a constant K, which the compiler checks is a multiple of 16 (the
+ * kernels' contract): a K that is not fails to compile (negative array size). */
+#define CG_WHOLE(K)                                                                   \
+    do {                                                                              \
+        (void)sizeof(char[(K) % 16 == 0 ? 1 : -1]);                                   \
+        cg_body16(g, y, (K), alpha, row, steps, s, x);                                \
+    } while (0)
 
 SAKO_MF_CLONES
 void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
@@ -175,13 +195,13 @@ void sako__mf_solve_cg(const float *g, const float *y, uint32_t k, float alpha,
     /* the same arithmetic in every case: only the loop bounds become constants */
     switch (k) {
     case 32:
-        cg_body(g, y, 32, alpha, row, steps, s, x);
+        CG_WHOLE(32);
         break;
     case 64:
-        cg_body(g, y, 64, alpha, row, steps, s, x);
+        CG_WHOLE(64);
         break;
     case 128:
-        cg_body(g, y, 128, alpha, row, steps, s, x);
+        CG_WHOLE(128);
         break;
     default:
         cg_body(g, y, k, alpha, row, steps, s, x);

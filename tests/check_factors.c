@@ -326,6 +326,92 @@ START_TEST(test_auto_waits_for_users)
 }
 END_TEST
 
+/* Auto, per user: once the platform qualifies, a user's answers mix in the factors
+ * only when that user interacted with mf_min_user_items products; the options are
+ * what decides (the factors trained are the same). */
+static int mf_sourced(sako_engine *e, int64_t first, int64_t last)
+{
+    int n_mf = 0;
+    sako_rec r[20];
+    for (int64_t u = first; u <= last; u++) {
+        size_t n = recommend(e, u, r);
+        for (size_t i = 0; i < n; i++)
+            n_mf += r[i].source == SAKO_SOURCE_MF;
+    }
+    return n_mf;
+}
+
+START_TEST(test_auto_serves_by_user_history)
+{
+    /* every user of the world bought more than 5 products; none 1e6 */
+    static const uint32_t min_items[2] = { 5, 1000000 };
+    for (int i = 0; i < 2; i++) {
+        sako_options o = mf_opts(3);
+        o.mf_mode = SAKO_MF_AUTO;
+        o.mf_min_users = N_USERS;
+        o.mf_min_user_items = min_items[i];
+        sako_engine *e = world(NULL, &o);
+        ck_assert_ok(sako_retrain(e));
+        ck_assert_int_eq(info_of(e).serving, 1);
+        ck_assert_int_eq(mf_sourced(e, 1, 30) > 0, i == 0);
+        sako_close(e);
+    }
+}
+END_TEST
+
+/* The factor calls' refusals: each its documented status and message, the output
+ * untouched where the header says so, and nothing changed in the engine. */
+START_TEST(test_factor_calls_refused)
+{
+    sako_options o = mf_opts(3);
+    sako_engine *e = world(NULL, &o);
+    ck_assert_ok(sako_retrain(e));
+    sako_factors_info before = info_of(e);
+    sako_factors_info fi;
+    fi.version = SAKO_FACTORS_INFO_VERSION;
+    ck_assert_rc(sako_factors_info_get(NULL, &fi), SAKO_MISUSE);
+    ck_assert_rc(sako_factors_info_get(e, NULL), SAKO_MISUSE);
+    fi.version = SAKO_FACTORS_INFO_VERSION + 1;
+    fi.factors = 77;
+    ck_assert_rc(sako_factors_info_get(e, &fi), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "version"));
+    ck_assert_uint_eq(fi.factors, 77);
+
+    float v[64];
+    size_t n = 99;
+    ck_assert_rc(sako_factors_vector(NULL, 1, 0, v, 64, &n), SAKO_MISUSE);
+    ck_assert_rc(sako_factors_vector(e, 1, 0, v, 64, NULL), SAKO_MISUSE);
+    ck_assert_rc(sako_factors_vector(e, 1, 0, NULL, 64, &n), SAKO_MISUSE);
+    ck_assert_uint_eq(n, 99);
+    ck_assert_rc(sako_factors_vector(e, 1, 1000, v, 64, &n), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "exactly one"));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_rc(sako_factors_vector(e, 0, 0, v, 64, &n), SAKO_INVALID);
+    ck_assert_rc(sako_factors_vector(e, -4, 0, v, 64, &n), SAKO_INVALID);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "out of range"));
+    ck_assert_rc(sako_factors_vector(e, 0, 9007199254740992LL, v, 64, &n), SAKO_INVALID);
+    ck_assert_rc(sako_factors_vector(e, 777777, 0, v, 64, &n), SAKO_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "unknown user 777777"));
+    ck_assert_rc(sako_factors_vector(e, 0, 5, v, 64, &n), SAKO_NOTFOUND);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "unknown item 5"));
+    ck_assert_rc(sako_factors_vector(e, 0, 1000, v, 7, &n), SAKO_RANGE);
+    ck_assert_ptr_nonnull(strstr(sako_errmsg(), "8 needed"));
+    ck_assert_uint_eq(n, 0);
+    /* cap 0 with a NULL output asks nothing of the output: the size check answers */
+    ck_assert_rc(sako_factors_vector(e, 1, 0, NULL, 0, &n), SAKO_RANGE);
+    /* the exact size is enough */
+    ck_assert_ok(sako_factors_vector(e, 0, 1000, v, 8, &n));
+    ck_assert_uint_eq(n, 8);
+
+    sako_factors_info after = info_of(e);
+    ck_assert_uint_eq(after.n_folded, before.n_folded);
+    ck_assert_uint_eq(after.n_users, before.n_users);
+    ck_assert_uint_eq(after.n_items, before.n_items);
+    ck_assert_int_eq(after.last_batch, before.last_batch);
+    sako_close(e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ persistence */
 
 /* Slots 0..19: trained users 1..20 (1..10 active since); 20..29: users 116..125
@@ -909,6 +995,8 @@ Suite *suite_factors(void)
     tcase_add_test(tc, test_retrain_trains);
     tcase_add_test(tc, test_mode_off_serves_none);
     tcase_add_test(tc, test_auto_waits_for_users);
+    tcase_add_test(tc, test_auto_serves_by_user_history);
+    tcase_add_test(tc, test_factor_calls_refused);
     tcase_add_test(tc, test_reopen_restores_factors);
     tcase_add_test(tc, test_damaged_factors_refused);
     tcase_add_test(tc, test_schema4_migrates);

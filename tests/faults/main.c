@@ -1,11 +1,13 @@
 /* Fault-injection driver: allocation, I/O and power-loss faults over every public
  * function (tests/faults/README in docs/reliability.md).
  *
- * usage: faults [--full] [--only SUBSTRING] [--mode NAME] [--no-powerloss] [dir]
+ * usage: faults [--full] [--points N] [--only SUBSTRING] [--mode NAME] [--no-powerloss] [dir]
  *   default: a short sweep (at most ~40 fault points per step and mode; one-shot
  *   faults, and persistent allocation faults; a power-loss run over ~60 crash points
  *   per durability and loss model), for `make test`.
  *   --full: every fault point, one-shot and persistent faults, every crash point.
+ *   --points N: the short sweep's modes with at most ~N fault points per step and
+ *   mode instead of 40 (make coverage; 0 = every point).
  * Ends with "N passed, N failed" (one test per step and mode, and per power-loss run). */
 #include <limits.h>
 #include <stdio.h>
@@ -35,10 +37,13 @@ int main(int argc, char **argv)
     fault_vfs_install();
 
     int full = 0, powerloss = 1;
+    long points = 40;
     const char *only = NULL, *only_mode = NULL, *dir_arg = "build/tmp/faults";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full"))
             full = 1;
+        else if (!strcmp(argv[i], "--points") && i + 1 < argc)
+            points = atol(argv[++i]);
         else if (!strcmp(argv[i], "--no-powerloss"))
             powerloss = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
@@ -81,7 +86,7 @@ int main(int argc, char **argv)
     const sweep_mode *modes = full ? full_modes : short_modes;
     size_t n_modes = full ? sizeof full_modes / sizeof *full_modes
                           : sizeof short_modes / sizeof *short_modes;
-    sweep_env env = { dir, base, full ? 0 : 40 };
+    sweep_env env = { dir, base, full ? 0 : points };
 
     int passed = 0, failed = 0;
     long total_runs = 0, total_faults = 0;

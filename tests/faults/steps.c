@@ -281,6 +281,127 @@ static int run_retrain_at(step_ctx *c)
     return sako_retrain_at(c->e, 20, SAKO_RETRAIN_MANUAL, NULL);
 }
 
+/* The matrix factors' calls on an engine whose retrains trained them (the scenario's
+ * mf options): what they report, a stored item's vector and a user's, folded in. */
+static int run_factors_info(step_ctx *c)
+{
+    sako_factors_info info = { .version = SAKO_FACTORS_INFO_VERSION };
+    int rc = sako_factors_info_get(c->e, &info);
+    return rc ? rc : info.factors == 4 ? SAKO_OK : SAKO_ERROR; /* the scenario trained k = 4 */
+}
+
+static int run_factors_vector(step_ctx *c)
+{
+    float v[8];
+    size_t n = 0;
+    int rc = sako_factors_vector(c->e, 0, 4, v, 8, &n);
+    if (rc == SAKO_OK)
+        rc = sako_factors_vector(c->e, 3, 0, v, 8, &n);
+    return rc;
+}
+
+/* The standalone matrix calls (no engine). A user x item matrix of 130 rows, so that
+ * sako_mf_fit() solves rows on two threads (64 rows a chunk); its results are
+ * deterministic, so a call that met a fault and still succeeded must give exactly
+ * the factors of the first run (made before any fault, by the sweep's counting run),
+ * and a failed sako_mf_fold_in() must leave x as it was (the header's promise). */
+#define MF_ROWS 130
+#define MF_COLS 20
+#define MF_K 4
+
+static void mf_matrix(sako_csr *r)
+{
+    static int64_t ptr[MF_ROWS + 1];
+    static int32_t idx[MF_ROWS * 3];
+    static float val[MF_ROWS * 3];
+    for (int u = 0; u < MF_ROWS; u++) {
+        ptr[u + 1] = ptr[u] + 3;
+        for (int j = 0; j < 3; j++) {
+            idx[3 * u + j] = (u + 7 * j) % MF_COLS; /* ascending for j = 0..2 when no wrap */
+            val[3 * u + j] = 1.0f + (float)((u + j) % 4);
+        }
+        /* columns ascending: sort the three */
+        for (int a = 0; a < 3; a++)
+            for (int b = a + 1; b < 3; b++)
+                if (idx[3 * u + b] < idx[3 * u + a]) {
+                    int32_t t = idx[3 * u + a];
+                    idx[3 * u + a] = idx[3 * u + b];
+                    idx[3 * u + b] = t;
+                }
+    }
+    *r = (sako_csr){ MF_ROWS, MF_COLS, ptr, idx, val };
+}
+
+static sako_mf_options mf_options(void)
+{
+    sako_mf_options o = SAKO_MF_OPTIONS_INIT;
+    o.factors = MF_K;
+    o.iterations = 2;
+    o.cg_steps = 2;
+    o.threads = 2;
+    return o;
+}
+
+/* 1 the first time (the reference is kept), else whether got equals it. */
+static int same_as_first(float *ref, int *have, const float *got, size_t n)
+{
+    if (!*have) {
+        memcpy(ref, got, n * sizeof *ref);
+        *have = 1;
+        return 1;
+    }
+    return memcmp(ref, got, n * sizeof *ref) == 0;
+}
+
+static int run_mf_fit(step_ctx *c)
+{
+    (void)c;
+    static float ref[(MF_ROWS + MF_COLS) * MF_K];
+    static int have;
+    static float x[(MF_ROWS + MF_COLS) * MF_K];
+    sako_csr r;
+    mf_matrix(&r);
+    sako_mf_options o = mf_options();
+    int rc = sako_mf_fit(&r, &o, x, x + MF_ROWS * MF_K);
+    if (rc == SAKO_OK && !same_as_first(ref, &have, x, sizeof x / sizeof *x))
+        return SAKO_ERROR; /* succeeded with other factors */
+    return rc;
+}
+
+static int run_mf_gram(step_ctx *c)
+{
+    (void)c;
+    static float y[MF_COLS * MF_K];
+    for (size_t i = 0; i < sizeof y / sizeof *y; i++)
+        y[i] = 0.01f * (float)(i % 13) + 0.001f;
+    double g[MF_K * MF_K];
+    return sako_mf_gram(y, MF_COLS, MF_K, g);
+}
+
+static int run_mf_fold_in(step_ctx *c)
+{
+    (void)c;
+    static float y[MF_COLS * MF_K];
+    for (size_t i = 0; i < sizeof y / sizeof *y; i++)
+        y[i] = 0.01f * (float)(i % 13) + 0.001f;
+    int32_t items[3] = { 5, 1, 12 };
+    float values[3] = { 1.0f, 3.0f, 2.0f };
+    sako_mf_options o = mf_options();
+    static float ref[2][MF_K];
+    static int have[2];
+    for (int exact = 0; exact <= 1; exact++) {
+        float x[MF_K] = { 0.1f, 0.2f, 0.3f, 0.4f }, before[MF_K];
+        memcpy(before, x, sizeof x);
+        /* gram NULL: the call computes it (its allocations are failed too) */
+        int rc = sako_mf_fold_in(y, MF_COLS, NULL, items, values, 3, &o, exact, x);
+        if (rc != SAKO_OK)
+            return memcmp(x, before, sizeof x) ? SAKO_ERROR : rc; /* x must be unchanged */
+        if (!same_as_first(ref[exact], &have[exact], x, MF_K))
+            return SAKO_ERROR;
+    }
+    return SAKO_OK;
+}
+
 static int run_diagnostics(step_ctx *c)
 {
     (void)c;
@@ -328,6 +449,11 @@ const step steps[] = {
     { "sako_items_upsert_at", STEP_ON_ENGINE, 1, run_items_at },
     { "sako_categories_upsert_at", STEP_ON_ENGINE, 1, run_categories_at },
     { "sako_retrain_at", STEP_ON_ENGINE, 1, run_retrain_at },
+    { "sako_factors_info_get", STEP_ON_ENGINE, 0, run_factors_info },
+    { "sako_factors_vector", STEP_ON_ENGINE, 0, run_factors_vector },
+    { "sako_mf_fit", STEP_NO_ENGINE, 0, run_mf_fit },
+    { "sako_mf_gram", STEP_NO_ENGINE, 0, run_mf_gram },
+    { "sako_mf_fold_in", STEP_NO_ENGINE, 0, run_mf_fold_in },
     { "diagnostics (version, errstr, errmsg, threadsafe)", STEP_NO_ENGINE, 0, run_diagnostics },
 };
 const size_t n_steps = sizeof steps / sizeof *steps;
