@@ -1,7 +1,8 @@
 /* An inverted-file index over item factors: k-means lists, probed by inner product.
  *
- * Why this method: a per-user candidate list would have to be refreshed for every
- * folded-in user and costs memory per user; the lists here cost one copy of the
+ * Why this method: a per-user candidate list for every user would have to be
+ * refreshed for every folded-in user and costs memory per user (factors.c caches the
+ * answers of recently served users only, bounded); the lists here cost one copy of the
  * vectors (contiguous per list) plus 2 sqrt(n) centroids and radii, are built once per
  * training, and a query costs O(sqrt(n) k + probe * n/sqrt(n) * k). Clusters are found
  * by Lloyd's k-means (L2) on a sample, then every vector goes to its nearest centroid;

@@ -29,12 +29,15 @@ static int64_t wall_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+#define CAND_EMPTY SAKO_FACTORS_CAND_EMPTY
+
 static sako_factors *factors_new(uint32_t k, size_t n_items, size_t n_users)
 {
     sako_factors *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     pthread_mutex_init(&f->fold_mutex, NULL);
+    pthread_mutex_init(&f->cand_mutex, NULL);
     f->k = k;
     f->n_items = n_items;
     f->n_users = n_users;
@@ -58,6 +61,10 @@ void sako__factors_free(sako_factors *f)
     if (!f)
         return;
     pthread_mutex_destroy(&f->fold_mutex);
+    pthread_mutex_destroy(&f->cand_mutex);
+    free(f->cand_slot);
+    free(f->cand_items);
+    free(f->cand_scores);
     free(f->item);
     free(f->has);
     free(f->user);
@@ -70,14 +77,19 @@ void sako__factors_free(sako_factors *f)
     free(f);
 }
 
-size_t sako__factors_bytes(const sako_factors *f)
+size_t sako__factors_bytes(sako_factors *f)
 {
     if (!f)
         return 0;
+    pthread_mutex_lock(&f->cand_mutex);
+    size_t cand_sets = f->cand_sets, cand_want = f->cand_want;
+    pthread_mutex_unlock(&f->cand_mutex);
     return sizeof *f + f->n_items * (f->k * sizeof(float) + 1) +
            f->n_users * (f->k * sizeof(float) + sizeof(uint32_t)) +
            ((size_t)f->k * f->k + f->k) * sizeof(double) + sako__factor_index_bytes(f->index) +
-           f->cap_fold * (f->k * sizeof(float) + sizeof(uint32_t));
+           f->cap_fold * (f->k * sizeof(float) + sizeof(uint32_t)) +
+           2 * cand_sets * (sizeof(struct sako_cand_slot) +
+                            cand_want * (sizeof(uint32_t) + sizeof(float)));
 }
 
 /* Item rows in id order: the index must not depend on the order indices were given. */
@@ -332,6 +344,103 @@ int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, u
     }
     pthread_mutex_unlock(&f->fold_mutex);
     return 1;
+}
+
+/* ------------------------------------------------------- candidate cache */
+
+/* The cache's slots, sized for answers of `want` entries within
+ * SAKO_FACTORS_CAND_BYTES (a power of two of sets of two), at its first use. Out of
+ * memory, or answers too long for two slots: no cache (every request searches).
+ * Caller holds cand_mutex. */
+static void cand_alloc(sako_factors *f, size_t want)
+{
+    size_t slot_bytes = sizeof(struct sako_cand_slot) + want * (sizeof(uint32_t) + sizeof(float));
+    size_t sets = 1;
+    while (4 * sets * slot_bytes <= SAKO_FACTORS_CAND_BYTES)
+        sets *= 2;
+    if (2 * sets * slot_bytes > SAKO_FACTORS_CAND_BYTES)
+        return;
+    struct sako_cand_slot *slot = malloc(2 * sets * sizeof *slot);
+    uint32_t *items = malloc(2 * sets * want * sizeof *items);
+    float *scores = malloc(2 * sets * want * sizeof *scores);
+    if (!slot || !items || !scores) {
+        free(slot), free(items), free(scores);
+        return;
+    }
+    for (size_t s = 0; s < 2 * sets; s++)
+        slot[s].user = CAND_EMPTY;
+    f->cand_slot = slot;
+    f->cand_items = items;
+    f->cand_scores = scores;
+    f->cand_sets = sets;
+    f->cand_want = want;
+}
+
+static size_t cand_set(const sako_factors *f, uint32_t u)
+{
+    return (size_t)(((uint64_t)u * 0x9E3779B97F4A7C15ull) >> 32) & (f->cand_sets - 1);
+}
+
+static int cand_matches(const struct sako_cand_slot *s, uint32_t u, uint32_t events,
+                        size_t probe, size_t want)
+{
+    return s->user == u && s->events == events && s->probe == probe && s->want == want;
+}
+
+size_t sako__factors_candidates(sako_factors *f, const sako_interactions *inter, uint32_t u,
+                                const float *x, size_t probe, size_t want, void *scratch,
+                                uint32_t *items, float *scores)
+{
+    if (!f->index || want == 0)
+        return 0;
+    uint32_t events = u < inter->cap_users ? inter->users[u].events : 0;
+    size_t n;
+    pthread_mutex_lock(&f->cand_mutex);
+    if (!f->cand_slot)
+        cand_alloc(f, want);
+    int usable = f->cand_slot && want <= f->cand_want && u != CAND_EMPTY;
+    if (usable) {
+        size_t set = cand_set(f, u);
+        for (size_t s = 2 * set; s < 2 * set + 2; s++) {
+            struct sako_cand_slot *c = &f->cand_slot[s];
+            if (!cand_matches(c, u, events, probe, want))
+                continue;
+            n = c->n;
+            memcpy(items, f->cand_items + s * f->cand_want, n * sizeof *items);
+            memcpy(scores, f->cand_scores + s * f->cand_want, n * sizeof *scores);
+            c->used = ++f->cand_tick;
+            f->n_cand_hits++;
+            pthread_mutex_unlock(&f->cand_mutex);
+            return n;
+        }
+    }
+    f->n_cand_misses++;
+    pthread_mutex_unlock(&f->cand_mutex);
+    /* Searched outside the mutex; two requests of one user may both search, to the
+     * same answer. */
+    n = sako__factor_index_search(f->index, x, probe, want, scratch, items, scores);
+    if (!usable)
+        return n;
+    pthread_mutex_lock(&f->cand_mutex);
+    size_t set = cand_set(f, u), s = 2 * set;
+    struct sako_cand_slot *a = &f->cand_slot[s], *b = a + 1;
+    if (!cand_matches(a, u, events, probe, want) && !cand_matches(b, u, events, probe, want)) {
+        /* the user's older answer if it is there, else an empty slot, else the one
+         * served least recently */
+        if (b->user == u || (a->user != u && (b->user == CAND_EMPTY ||
+                                              (a->user != CAND_EMPTY && b->used < a->used))))
+            s++, a = b;
+        a->user = u;
+        a->events = events;
+        a->probe = (uint32_t)probe;
+        a->want = (uint32_t)want;
+        a->n = (uint32_t)n;
+        a->used = ++f->cand_tick;
+        memcpy(f->cand_items + s * f->cand_want, items, n * sizeof *items);
+        memcpy(f->cand_scores + s * f->cand_want, scores, n * sizeof *scores);
+    }
+    pthread_mutex_unlock(&f->cand_mutex);
+    return n;
 }
 
 /* ------------------------------------------------------------ persistence */

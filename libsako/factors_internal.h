@@ -23,6 +23,16 @@
 /* A user's vector is stale when its interaction count moved past this. */
 #define SAKO_FACTORS_NO_VECTOR UINT32_MAX
 
+/* One user's cached index answer: the key (user, event count, probe, want), when it
+ * was last served (cand_tick), and its n entries at slot * cand_want. */
+struct sako_cand_slot {
+    uint32_t user;       /* SAKO_FACTORS_CAND_EMPTY: no answer held */
+    uint32_t events;
+    uint32_t probe, want, n;
+    uint64_t used;
+};
+#define SAKO_FACTORS_CAND_EMPTY UINT32_MAX
+
 typedef struct sako_factors {
     uint32_t k;
     /* the training: its parameters, the rewards r_ui was weighed with, the log it saw */
@@ -55,7 +65,20 @@ typedef struct sako_factors {
     uint32_t *fold_events;
     size_t cap_fold;
     uint64_t n_folded;
+    /* the index's answer per recently served user (sako__factors_candidates): a
+     * 2-way set-associative cache of n_sets * 2 slots, allocated at its first use,
+     * under its own mutex */
+    pthread_mutex_t cand_mutex;
+    struct sako_cand_slot *cand_slot;
+    uint32_t *cand_items;          /* slot s: cand_want entries from s * cand_want */
+    float *cand_scores;
+    size_t cand_sets, cand_want;
+    uint64_t cand_tick;
+    uint64_t n_cand_hits, n_cand_misses;
 } sako_factors;
+
+/* What the candidate cache may hold, in bytes (at mf_candidates 200: 4,096 users). */
+#define SAKO_FACTORS_CAND_BYTES (8u << 20)
 
 /* The log range a training saw. */
 typedef struct sako_factors_range {
@@ -111,8 +134,20 @@ void sako__factors_workspace_free(sako_factors_workspace *ws);
  * meanwhile). */
 int sako__factors_user_vector(sako_factors *f, const sako_interactions *inter, uint32_t u,
                               sako_factors_workspace *ws, float *out);
-/* Bytes f holds (factors, Gram, index, fold-in cache). */
-size_t sako__factors_bytes(const sako_factors *f);
+/* The index's best `want` items for user u (rows into items, scores into scores,
+ * best first; returns how many), x being u's vector at the user's current event
+ * count (sako__factors_user_vector's answer). The answer of a user served before at
+ * the same event count, probe and want is copied from a bounded per-user cache (the
+ * least recently served of two users sharing a set is replaced); the vector only
+ * changes when the event count does (a fold-in) or with a new training (a new
+ * sako_factors, a new cache), so a cached answer is the one a search would give, to
+ * the bit. `scratch` is sako__factor_index_scratch_size(f->index, want) bytes.
+ * Caller holds the engine's read lock. */
+size_t sako__factors_candidates(sako_factors *f, const sako_interactions *inter, uint32_t u,
+                                const float *x, size_t probe, size_t want, void *scratch,
+                                uint32_t *items, float *scores);
+/* Bytes f holds (factors, Gram, index, fold-in and candidate caches). */
+size_t sako__factors_bytes(sako_factors *f);
 void sako__factors_free(sako_factors *f);
 
 #endif

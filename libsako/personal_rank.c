@@ -271,8 +271,11 @@ static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_perso
     }
     *used = 1;
     if (want > 0 && pq->q->mode != SAKO_MODE_REPEAT && f->index) {
-        size_t n = sako__factor_index_search(f->index, s->mf_user, e->opts.mf_probe, want, s->mf_index_scratch,
-                                             s->mf_items, s->mf_scores);
+        /* The user's vector changes only at a fold-in (a new event count) or with a
+         * new training: the answer is cached per user (factors.c). */
+        size_t n = sako__factors_candidates(f, &e->personal.inter, pq->user, s->mf_user,
+                                            e->opts.mf_probe, want, s->mf_index_scratch,
+                                            s->mf_items, s->mf_scores);
         /* The index's score is the same dot product of the same floats (its copy of
          * the vector): kept, not computed again. */
         for (size_t j = 0; j < n; j++) {

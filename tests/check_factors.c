@@ -757,6 +757,156 @@ START_TEST(test_fold_in_cache_invalidation)
 }
 END_TEST
 
+/* The per-user cache of the index's answer (sako__factors_candidates): a user's
+ * first request searches and keeps the answer, which is what the search gives for
+ * the user's vector, to the bit; a second request of the unchanged user is served
+ * from the cache, with the same recommendations as a search would give; an update
+ * of the user (a fold-in, a new vector) and a retrain (new factors) are never
+ * served an older answer. */
+static void search_of(sako_engine *e, uint32_t u, float *x, uint32_t *items, float *scores,
+                      size_t *n)
+{
+    sako_factors *f = e->factors;
+    ck_assert_int_eq(sako__factors_user_vector(f, &e->personal.inter, u, NULL, x), 1);
+    size_t want = e->params.mf_candidates;
+    void *scratch = malloc(sako__factor_index_scratch_size(f->index, want));
+    *n = sako__factor_index_search(f->index, x, e->opts.mf_probe, want, scratch, items, scores);
+    free(scratch);
+}
+
+/* The slot holding user u's answer, and how many slots hold one of u (at most 1). */
+static const struct sako_cand_slot *cached_of(const sako_factors *f, uint32_t u, size_t *at,
+                                              int *copies)
+{
+    const struct sako_cand_slot *found = NULL;
+    *copies = 0;
+    for (size_t s = 0; f->cand_slot && s < 2 * f->cand_sets; s++)
+        if (f->cand_slot[s].user == u) {
+            found = &f->cand_slot[s];
+            *at = s;
+            ++*copies;
+        }
+    return found;
+}
+
+static void assert_cached_is_search(sako_engine *e, uint32_t u)
+{
+    sako_factors *f = e->factors;
+    float x[8];
+    uint32_t items[64];
+    float scores[64];
+    size_t n = 0, at = 0;
+    int copies = 0;
+    search_of(e, u, x, items, scores, &n);
+    const struct sako_cand_slot *c = cached_of(f, u, &at, &copies);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(copies, 1);
+    ck_assert_uint_eq(c->events, e->personal.inter.users[u].events);
+    ck_assert_uint_eq(c->n, n);
+    ck_assert_uint_gt(n, 0);
+    ck_assert_mem_eq(f->cand_items + at * f->cand_want, items, n * sizeof *items);
+    ck_assert_mem_eq(f->cand_scores + at * f->cand_want, scores, n * sizeof *scores);
+}
+
+START_TEST(test_candidate_cache)
+{
+    sako_options o = mf_opts(3);
+    sako_engine *a = world(NULL, &o), *b = world(NULL, &o);
+    ck_assert_ok(sako_retrain(a));
+    ck_assert_ok(sako_retrain(b));
+    int64_t user = 5;
+    uint32_t u = sako__idmap_get(&a->users.index, user);
+    sako_factors *f = a->factors;
+    sako_rec ra[20], rb[20];
+    /* the first request searches and keeps the answer */
+    ck_assert_uint_eq(f->n_cand_misses, 0);
+    size_t na = recommend(a, user, ra), nb = recommend(b, user, rb);
+    ck_assert_uint_eq(f->n_cand_misses, 1);
+    ck_assert_uint_eq(f->n_cand_hits, 0);
+    assert_cached_is_search(a, u);
+    /* the memory bound: two slots per set, within SAKO_FACTORS_CAND_BYTES */
+    ck_assert_uint_eq(f->cand_want, o.mf_candidates);
+    ck_assert_uint_le(2 * f->cand_sets * (sizeof(struct sako_cand_slot) + f->cand_want * 8),
+                      SAKO_FACTORS_CAND_BYTES);
+    /* again: a is served from its cache, b (its cache emptied) searches; the same
+     * recommendations (the same seed, the same request number) */
+    for (size_t s = 0; s < 2 * b->factors->cand_sets; s++)
+        b->factors->cand_slot[s].user = SAKO_FACTORS_CAND_EMPTY;
+    na = recommend(a, user, ra);
+    nb = recommend(b, user, rb);
+    ck_assert_uint_eq(f->n_cand_hits, 1);
+    ck_assert_uint_eq(f->n_cand_misses, 1);
+    ck_assert_uint_eq(b->factors->n_cand_misses, 2);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_mem_eq(ra, rb, na * sizeof *ra);
+    /* an update of the user: a new vector, a new answer (the old one is replaced) */
+    float before[8], after[8];
+    uint32_t items[64];
+    float scores[64];
+    size_t n = 0;
+    search_of(a, u, before, items, scores, &n);
+    sako_event ev[3] = {
+        {user, 1000 + 100 * ((user + 1) % N_GROUPS) + 3, SAKO_EVENT_PURCHASE, 1700000000000LL + 20 * DAY, 0},
+        {user, 1000 + 100 * ((user + 1) % N_GROUPS) + 4, SAKO_EVENT_PURCHASE, 1700000000000LL + 20 * DAY, 0},
+        {user, 1000 + 100 * ((user + 1) % N_GROUPS) + 5, SAKO_EVENT_PURCHASE, 1700000000000LL + 20 * DAY, 0},
+    };
+    ck_assert_ok(sako_update(a, ev, 3));
+    search_of(a, u, after, items, scores, &n);
+    ck_assert_mem_ne(before, after, sizeof before);
+    recommend(a, user, ra);
+    ck_assert_uint_eq(f->n_cand_misses, 2);
+    assert_cached_is_search(a, u);
+    recommend(a, user, ra);
+    ck_assert_uint_eq(f->n_cand_hits, 2);
+    /* a retrain: new factors, a new (empty) cache */
+    ck_assert_ok(sako_retrain(a));
+    ck_assert_ptr_ne(a->factors, f);
+    f = a->factors;
+    ck_assert_uint_eq(f->n_cand_misses + f->n_cand_hits, 0);
+    recommend(a, user, ra);
+    ck_assert_uint_eq(f->n_cand_misses, 1);
+    assert_cached_is_search(a, u);
+    /* Two slots per set: a third user of a set replaces the one served least
+     * recently. Users are offered until three have landed in one set. */
+    float x[8];
+    search_of(a, u, x, items, scores, &n);
+    size_t want = a->params.mf_candidates, sets = f->cand_sets;
+    void *scratch = malloc(sako__factor_index_scratch_size(f->index, want));
+    uint32_t first_of[8192];
+    uint32_t second_of[8192];
+    ck_assert_uint_le(sets, 8192);
+    for (size_t s = 0; s < sets; s++)
+        first_of[s] = second_of[s] = SAKO_FACTORS_CAND_EMPTY;
+    int evicted = 0;
+    for (uint32_t v = 1000000; v < 1000000 + 4 * sets && !evicted; v++) {
+        sako__factors_candidates(f, &a->personal.inter, v, x, a->opts.mf_probe, want, scratch,
+                                 items, scores);
+        size_t at = 0;
+        int copies = 0;
+        ck_assert_ptr_nonnull(cached_of(f, v, &at, &copies));
+        size_t set = at / 2;
+        if (first_of[set] == SAKO_FACTORS_CAND_EMPTY) {
+            first_of[set] = v;
+        } else if (second_of[set] == SAKO_FACTORS_CAND_EMPTY) {
+            second_of[set] = v;
+            /* the first is served again: the second is now the least recent */
+            uint64_t hits = f->n_cand_hits;
+            sako__factors_candidates(f, &a->personal.inter, first_of[set], x, a->opts.mf_probe,
+                                     want, scratch, items, scores);
+            ck_assert_uint_eq(f->n_cand_hits, hits + 1);
+        } else {
+            ck_assert_ptr_nonnull(cached_of(f, first_of[set], &at, &copies));
+            ck_assert_ptr_null(cached_of(f, second_of[set], &at, &copies));
+            evicted = 1;
+        }
+    }
+    ck_assert(evicted);
+    free(scratch);
+    sako_close(a);
+    sako_close(b);
+}
+END_TEST
+
 /* The index's dot product is eight lanes summed in a fixed order, whatever the
  * instruction set: the same float, to the bit, as this scalar statement of it (the
  * personal engine keeps the index's scores as the candidates' factor scores). */
@@ -1003,6 +1153,7 @@ Suite *suite_factors(void)
     tcase_add_test(tc, test_compaction_keeps_interactions);
     tcase_add_test(tc, test_fold_in_uses_full_history);
     tcase_add_test(tc, test_fold_in_cache_invalidation);
+    tcase_add_test(tc, test_candidate_cache);
     tcase_add_test(tc, test_topk_matches_sort);
     tcase_add_test(tc, test_dot_lanes);
     tcase_add_test(tc, test_index_recall);

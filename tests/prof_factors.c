@@ -2,11 +2,14 @@
  * `valgrind --tool=callgrind` (load-independent, unlike the latencies of
  * bench_factors.c). The world is bench_factors.c's (included), at 50k items by default
  * with 2 ALS iterations (the counts do not need a converged model); prof_base() runs
- * the recommends before any training, prof_mf() the same ones with the factors served.
+ * the recommends before any training, prof_mf() the same ones with the factors served
+ * (each user's first request since the training: the index is searched), then
+ * prof_mf_again() once more (the index's answers come from the per-user cache).
  *
  *   cc -O2 -g -std=gnu99 -Iinclude -Ilibsako -Itests/bench -o build/prof_factors \
  *      tests/prof_factors.c build/libsako.a -lsqlite3 -lm -lpthread
  *   valgrind --tool=callgrind --toggle-collect=prof_base --toggle-collect=prof_mf \
+ *      --toggle-collect=prof_mf_again \
  *      build/prof_factors [items [iterations [mf_candidates]]]
  *   callgrind_annotate --inclusive=yes callgrind.out.<pid> | grep prof_
  *
@@ -26,6 +29,7 @@ static void run(sako_engine *e)
 
 __attribute__((noinline)) void prof_base(sako_engine *e) { run(e); }
 __attribute__((noinline)) void prof_mf(sako_engine *e) { run(e); }
+__attribute__((noinline)) void prof_mf_again(sako_engine *e) { run(e); }
 
 int main(int argc, char **argv)
 {
@@ -53,6 +57,7 @@ int main(int argc, char **argv)
     if ((rc = sako_retrain(e)))
         f_die("retrain", rc);
     prof_mf(e);
+    prof_mf_again(e);
     sako_close(e);
     remove(path);
     return 0;
