@@ -42,15 +42,22 @@ static sako_options mf_opts(uint64_t seed)
     return o;
 }
 
-static void world_catalog(sako_engine *e)
+/* n top-level categories ("aisles") with ids first_id, first_id + 1, ... */
+static void aisles(sako_engine *e, int64_t first_id, int n)
 {
-    sako_category cats[N_GROUPS];
-    for (int g = 0; g < N_GROUPS; g++) {
-        cats[g].id = 10 + g;
+    sako_category cats[16];
+    ck_assert_int_le(n, 16);
+    for (int g = 0; g < n; g++) {
+        cats[g].id = first_id + g;
         cats[g].parent_id = 0;
         cats[g].name = "aisle";
     }
-    ck_assert_ok(sako_categories_upsert(e, cats, N_GROUPS));
+    ck_assert_ok(sako_categories_upsert(e, cats, (size_t)n));
+}
+
+static void world_catalog(sako_engine *e)
+{
+    aisles(e, 10, N_GROUPS);
     sako_item items[N_GROUPS * PER_GROUP];
     for (int g = 0; g < N_GROUPS; g++)
         for (int j = 0; j < PER_GROUP; j++) {
@@ -924,13 +931,7 @@ static sako_engine *block_world(sako_options *o)
 {
     o->personal = 1;
     sako_engine *e = sk_open_opts(NULL, o);
-    sako_category cats[B_CATS];
-    for (int c = 0; c < B_CATS; c++) {
-        cats[c].id = 50 + c;
-        cats[c].parent_id = 0;
-        cats[c].name = "aisle";
-    }
-    ck_assert_ok(sako_categories_upsert(e, cats, B_CATS));
+    aisles(e, 50, B_CATS);
     sako_item items[B_BLOCKS * B_PER];
     for (int b = 0; b < B_BLOCKS; b++)
         for (int j = 0; j < B_PER; j++) {
