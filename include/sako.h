@@ -210,7 +210,9 @@ typedef struct sako_options {
     uint32_t mf_min_user_items;   /**< auto: distinct products a user interacted with before
                                        that user is served factors, 1..1e6 (3) */
     double mf_weight;             /**< exponent of the factor signal in the personal
-                                       posterior, finite, in [0, 10] (1.0) */
+                                       posterior of products new to the user (the
+                                       user's own are left to their history),
+                                       finite, in [0, 10] (1.0) */
     uint32_t mf_candidates;       /**< products retrieved by factor score per query,
                                        0..10000 (200) */
     /* Version 5 (issue 10, serving speed): run time, not stored; a version <= 4 struct

@@ -28,7 +28,12 @@
  * reference depends on the user and the training only, never on which other
  * candidates a request has), e = SAKO_MF_EPS and
  * w = mf_weight; and the mf_candidates products with the best factor scores (the
- * index's answer) join the candidates. */
+ * index's answer) join the candidates. m_uj applies to products new to the user only
+ * (m = 1 for the user's own): for a product the user bought, n_uj and due_uj are the
+ * user's own evidence, and the factors' reconstruction of that row only re-ranked the
+ * staples by what similar users buy, which cost NDCG on the Complete Journey's tuning
+ * split at every weight (docs/journey/mf_quality.md); the factors' job is the products
+ * the user's history cannot rate. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +298,7 @@ static int mf_candidates(const sako_engine *e, sako_factors *f, const sako_perso
             for (size_t b = 0; b < f->k * sizeof(float); b += 64)
                 __builtin_prefetch(row + b);
         }
-        if (c->from && c->mf < 0.0f && c->item < f->n_items && f->has[c->item])
+        if (c->from && !c->own && c->mf < 0.0f && c->item < f->n_items && f->has[c->item])
             c->mf = mf_score(f, s->mf_user, c->item);
     }
     double ref = 0.0;
@@ -548,7 +553,7 @@ int sako__personal_rank(const sako_engine *e, const sako_personal_query *pq,
         }
         double ell = n_sources ? 1.0 + c->lift_sum / (double)n_sources : 1.0;
         double mf = 1.0;
-        if (use_mf && c->mf >= 0.0f && mf_w > 0.0) {
+        if (use_mf && !c->own && c->mf >= 0.0f && mf_w > 0.0) {
             mf = (SAKO_MF_EPS + c->mf) / (SAKO_MF_EPS + mf_mean);
             if (mf_w != 1.0) /* (pow(x, 1) is x: the default weight skips the call) */
                 mf = pow(mf, mf_w);

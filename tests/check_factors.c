@@ -42,15 +42,22 @@ static sako_options mf_opts(uint64_t seed)
     return o;
 }
 
-static void world_catalog(sako_engine *e)
+/* n top-level categories ("aisles") with ids first_id, first_id + 1, ... */
+static void aisles(sako_engine *e, int64_t first_id, int n)
 {
-    sako_category cats[N_GROUPS];
-    for (int g = 0; g < N_GROUPS; g++) {
-        cats[g].id = 10 + g;
+    sako_category cats[16];
+    ck_assert_int_le(n, 16);
+    for (int g = 0; g < n; g++) {
+        cats[g].id = first_id + g;
         cats[g].parent_id = 0;
         cats[g].name = "aisle";
     }
-    ck_assert_ok(sako_categories_upsert(e, cats, N_GROUPS));
+    ck_assert_ok(sako_categories_upsert(e, cats, (size_t)n));
+}
+
+static void world_catalog(sako_engine *e)
+{
+    aisles(e, 10, N_GROUPS);
     sako_item items[N_GROUPS * PER_GROUP];
     for (int g = 0; g < N_GROUPS; g++)
         for (int j = 0; j < PER_GROUP; j++) {
@@ -1132,6 +1139,166 @@ START_TEST(test_retrain_concurrent)
 }
 END_TEST
 
+/* ------------------------------------------------------------ what the factors add */
+
+/* A world where only the factors can know a user's taste. B_BLOCKS taste blocks of
+ * B_PER products; every category holds the same number of each block's products
+ * (category j % B_CATS), so the category affinity cannot tell the blocks apart; every
+ * order holds one product, so there is no co-purchase lift; users are spread evenly
+ * over the blocks, so demand does not either. B_USERS users buy B_BOUGHT products of
+ * their block; a probe user (2001 + b) bought B_PROBE products of block b. In discover
+ * mode (products new to the user) the factors are the one signal that knows the rest
+ * of its block. */
+#define B_BLOCKS 4
+#define B_PER 40
+#define B_CATS 8
+#define B_USERS 120
+#define B_BOUGHT 12
+#define B_PROBE 3
+#define B_K 10
+#define B_QUERIES 5
+
+static int64_t block_item(int b, int j)
+{
+    return 5000 + 100 * b + j;
+}
+
+static sako_engine *block_world(sako_options *o)
+{
+    o->personal = 1;
+    sako_engine *e = sk_open_opts(NULL, o);
+    aisles(e, 50, B_CATS);
+    sako_item items[B_BLOCKS * B_PER];
+    for (int b = 0; b < B_BLOCKS; b++)
+        for (int j = 0; j < B_PER; j++) {
+            sako_item it = {block_item(b, j), 50 + j % B_CATS, 1, 1000};
+            items[b * B_PER + j] = it;
+        }
+    ck_assert_ok(sako_items_upsert(e, items, B_BLOCKS * B_PER));
+    size_t cap = (size_t)B_USERS * B_BOUGHT + B_BLOCKS * B_PROBE, n = 0;
+    sako_event *ev = malloc(cap * sizeof *ev);
+    int64_t *orders = malloc(cap * sizeof *orders);
+    uint64_t s = 11;
+    for (int64_t u = 1; u <= B_USERS + B_BLOCKS; u++) {
+        int64_t user = u <= B_USERS ? u : 2000 + (u - B_USERS);
+        int b = (int)(user % B_BLOCKS), want = u <= B_USERS ? B_BOUGHT : B_PROBE;
+        int picked[B_PER] = {0};
+        for (int m = 0; m < want;) {
+            int j = (int)(rnd(&s) % B_PER);
+            if (picked[j])
+                continue;
+            picked[j] = 1;
+            sako_event x = {user, block_item(b, j), SAKO_EVENT_PURCHASE,
+                            1700000000000LL + m * DAY + user * 1000, 0};
+            ev[n] = x;
+            orders[n++] = user * 100 + m++;
+        }
+    }
+    ck_assert_ok(sako_update_orders(e, ev, orders, n));
+    free(ev);
+    free(orders);
+    ck_assert_ok(sako_retrain(e));
+    return e;
+}
+
+/* Of the probes' discover-mode answers: how many are of the probe's block, how many
+ * attributed to the factors, and how many of those are of the probe's block. */
+static void block_answers(sako_engine *e, int *in_block, int *n_all, int *n_mf, int *mf_in_block)
+{
+    *in_block = *n_all = *n_mf = *mf_in_block = 0;
+    for (int b = 0; b < B_BLOCKS; b++)
+        for (int r = 0; r < B_QUERIES; r++) {
+            sako_query q = SAKO_QUERY_INIT;
+            q.user_id = 2000 + b + (b == 0 ? B_BLOCKS : 0); /* user % B_BLOCKS == b */
+            q.k = B_K;
+            q.mode = SAKO_MODE_DISCOVER;
+            q.time = 1700000000000LL + (30 + r) * DAY;
+            sako_rec out[B_K];
+            size_t n = 0;
+            ck_assert_ok(sako_recommend(e, &q, out, B_K, &n));
+            for (size_t i = 0; i < n; i++) {
+                int own_block = (int)((out[i].item_id - 5000) / 100) == b;
+                *in_block += own_block;
+                *n_mf += out[i].source == SAKO_SOURCE_MF;
+                *mf_in_block += own_block && out[i].source == SAKO_SOURCE_MF;
+            }
+            *n_all += (int)n;
+        }
+}
+
+START_TEST(test_factors_find_the_block)
+{
+    sako_options o = mf_opts(5);
+    sako_engine *e = block_world(&o);
+    int in_block, n_all, n_mf, mf_in_block;
+    block_answers(e, &in_block, &n_all, &n_mf, &mf_in_block);
+    ck_assert_int_eq(n_all, B_BLOCKS * B_QUERIES * B_K);
+    /* Without the factors every block is alike to the engine: an answer is of the
+     * probe's block with probability 1/B_BLOCKS (mean n/4 = 50, sd sqrt(n 1/4 3/4) =
+     * 6.1 for n = 200). With them, the block's 37 unbought products rank first up to
+     * the draw's noise: at least 3/4 of the answers (16 sd above that mean). */
+    ck_assert_msg(4 * in_block >= 3 * n_all, "%d of %d answers in the probe's block", in_block, n_all);
+    /* ... and they are attributed to the factors (their multiplier is their largest
+     * signal: no lift, an affinity that is the same for every block). */
+    ck_assert_msg(4 * mf_in_block >= 3 * in_block, "%d of the %d in the block attributed to mf",
+                  mf_in_block, in_block);
+    ck_assert_msg(mf_in_block * 10 >= n_mf * 9, "%d of %d mf answers in the block", mf_in_block, n_mf);
+    sako_close(e);
+
+    /* The same world with the factors trained but pinned off: back to chance. */
+    o.mf_mode = SAKO_MF_OFF;
+    e = block_world(&o);
+    block_answers(e, &in_block, &n_all, &n_mf, &mf_in_block);
+    ck_assert_int_eq(n_mf, 0);
+    /* mean 50, sd 6.1: within 4 sd of chance, far from the 150 above */
+    ck_assert_msg(in_block >= 26 && in_block <= 74, "%d of %d in the block without factors", in_block,
+                  n_all);
+    sako_close(e);
+}
+END_TEST
+
+/* The factor signal leaves the user's own products alone: a "buy it again" answer
+ * ranked by the posterior (temperature 0) is the same with the factors served and
+ * with them pinned off, score for score (docs/journey/mf_quality.md: re-ranking the
+ * staples by what similar users buy cost NDCG at every weight). */
+START_TEST(test_factors_leave_own_products)
+{
+    sako_engine *e[2];
+    for (int m = 0; m < 2; m++) {
+        sako_options o = mf_opts(3);
+        o.personal = 1;
+        o.personal_temperature = 0.0;
+        o.mf_mode = m ? SAKO_MF_ON : SAKO_MF_OFF;
+        e[m] = world(NULL, &o);
+        ck_assert_ok(sako_retrain(e[m]));
+    }
+    ck_assert_int_eq(info_of(e[1]).serving, 1);
+    size_t compared = 0;
+    for (int64_t u = 1; u <= 30; u++) {
+        sako_rec r[2][20];
+        size_t n[2];
+        for (int m = 0; m < 2; m++) {
+            sako_query q = SAKO_QUERY_INIT;
+            q.user_id = u;
+            q.k = 20;
+            q.mode = SAKO_MODE_REPEAT;
+            q.time = 1700000000000LL + 30 * DAY;
+            ck_assert_ok(sako_recommend(e[m], &q, r[m], 20, &n[m]));
+        }
+        ck_assert_uint_eq(n[0], n[1]);
+        for (size_t i = 0; i < n[0]; i++) {
+            ck_assert_int_eq(r[0][i].item_id, r[1][i].item_id);
+            ck_assert_float_eq(r[0][i].score, r[1][i].score);
+            ck_assert_int_ne(r[1][i].source, SAKO_SOURCE_MF);
+        }
+        compared += n[0];
+    }
+    ck_assert_uint_ge(compared, 30 * 10);
+    sako_close(e[0]);
+    sako_close(e[1]);
+}
+END_TEST
+
 Suite *suite_factors(void)
 {
     Suite *s = suite_create("factors");
@@ -1157,6 +1324,8 @@ Suite *suite_factors(void)
     tcase_add_test(tc, test_topk_matches_sort);
     tcase_add_test(tc, test_dot_lanes);
     tcase_add_test(tc, test_index_recall);
+    tcase_add_test(tc, test_factors_find_the_block);
+    tcase_add_test(tc, test_factors_leave_own_products);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");
     tcase_set_timeout(threads, 300);

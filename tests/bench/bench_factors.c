@@ -10,8 +10,10 @@
  *      it as the engine reports it);
  *   3. the same recommends with the factors served (mf_mode on), twice: each user's
  *      first request since the training (the index is searched), then again (its
- *      answer comes from the per-user candidate cache): medians, p99 and the ratio
- *      to the baseline;
+ *      answer comes from the per-user candidate cache): medians, p99, the ratio to
+ *      the baseline, and which source the results are attributed to; then the same
+ *      queries in discover mode (new products only), for the factors' share where the
+ *      user's own products cannot take the slots;
  *   4. recall@20 of the retrieval index against the exact scan over the trained item
  *      factors, for 500 users' vectors, at the default probe.
  * Memory of the factors and the index per item and per user comes from
@@ -74,7 +76,9 @@ typedef struct f_row {
     double retrain_s, train_s, recall;
     size_t probe, lists;
     double bytes_per_item, bytes_per_user;
-    double mf_share;     /* results attributed to the factors */
+    double mf_share;     /* results attributed to the factors (mixed mode) */
+    double repeat_share; /* results attributed to repeat purchases (mixed mode) */
+    double mf_share_discover, aff_share_discover; /* discover mode: factors, affinity */
     size_t probes[6];    /* recall@20 and the search's median time at other probes */
     double recall_at[6], search_us[6];
     int n_probes;
@@ -130,14 +134,18 @@ static void f_fill(sako_engine *e, size_t n_items, uint64_t seed)
     free(orders);
 }
 
-static void f_queries(sako_engine *e, double *lat, size_t *n_mf, size_t *n_all)
+/* Recommends for F_QUERIES users in `mode`: latencies, and the results' sources
+ * (by_src[source], their total in by_src[0]). */
+static void f_queries(sako_engine *e, int mode, double *lat, size_t by_src[8])
 {
+    memset(by_src, 0, 8 * sizeof *by_src);
     sako_rec r[20];
     for (int q = 0; q < F_QUERIES; q++) {
         sako_query qu = SAKO_QUERY_INIT;
         qu.user_id = 1 + (int64_t)((q * 7919) % F_USERS);
         qu.k = 20;
         qu.time = F_T0 + 40 * F_DAY;
+        qu.mode = mode;
         size_t n = 0;
         double t0 = f_now();
         int rc = sako_recommend(e, &qu, r, 20, &n);
@@ -145,8 +153,8 @@ static void f_queries(sako_engine *e, double *lat, size_t *n_mf, size_t *n_all)
         if (rc)
             f_die("recommend", rc);
         for (size_t j = 0; j < n; j++)
-            *n_mf += r[j].source == SAKO_SOURCE_MF;
-        *n_all += n;
+            by_src[r[j].source < 8 ? r[j].source : 0]++;
+        by_src[0] += n;
     }
 }
 
@@ -174,10 +182,9 @@ static void f_run(size_t n_items, uint64_t seed, const char *dir, f_row *row)
     row->n_items = n_items;
     double *base = malloc(F_QUERIES * sizeof *base), *with = malloc(F_QUERIES * sizeof *with);
     double *first = malloc(F_QUERIES * sizeof *first);
-    size_t n_mf = 0, n_all = 0;
-    f_queries(e, base, &n_mf, &n_all); /* warm-up */
-    n_mf = n_all = 0;
-    f_queries(e, base, &n_mf, &n_all);
+    size_t src[8];
+    f_queries(e, SAKO_MODE_MIXED, base, src); /* warm-up */
+    f_queries(e, SAKO_MODE_MIXED, base, src);
     t0 = f_now();
     if ((rc = sako_retrain(e)))
         f_die("retrain", rc);
@@ -190,11 +197,19 @@ static void f_run(size_t n_items, uint64_t seed, const char *dir, f_row *row)
     row->bytes_per_item = (double)fi.bytes / (double)n_items;
     fprintf(stderr, "[factors %zu] retrain %.1f s (training %.1f s)\n", n_items, row->retrain_s,
             row->train_s);
-    n_mf = n_all = 0;
-    f_queries(e, first, &n_mf, &n_all); /* each user's first request since the training */
-    n_mf = n_all = 0;
-    f_queries(e, with, &n_mf, &n_all);
-    row->mf_share = n_all ? (double)n_mf / (double)n_all : 0.0;
+    f_queries(e, SAKO_MODE_MIXED, first, src); /* each user's first request since the training */
+    f_queries(e, SAKO_MODE_MIXED, with, src);   /* again: from the per-user candidate cache */
+    double all = src[0] ? (double)src[0] : 1.0;
+    row->mf_share = (double)src[SAKO_SOURCE_MF] / all;
+    row->repeat_share = (double)src[SAKO_SOURCE_REPEAT] / all;
+    /* Why the share above is what it is: the same users asking for new products only
+     * (latencies of this pass are not reported). */
+    double *disc = malloc(F_QUERIES * sizeof *disc);
+    f_queries(e, SAKO_MODE_DISCOVER, disc, src);
+    all = src[0] ? (double)src[0] : 1.0;
+    row->mf_share_discover = (double)src[SAKO_SOURCE_MF] / all;
+    row->aff_share_discover = (double)src[SAKO_SOURCE_AFFINITY] / all;
+    free(disc);
     row->base_med = f_quantile(base, F_QUERIES, 0.5);
     row->base_p99 = f_quantile(base, F_QUERIES, 0.99);
     row->mf_med = f_quantile(with, F_QUERIES, 0.5);
@@ -264,16 +279,20 @@ int bench_factors(int quick, uint64_t seed, const char *dir, const char *md_path
             continue;
         fprintf(f, "\n| items | recommend, no factors (median / p99) | with factors, a user's first "
                    "request (median / p99) | ratio | with factors, again (median / p99) "
-                   "| ratio | results from the factors | retrain | of it training | index lists "
-                   "| probed | recall@20 | bytes/item | bytes/user |\n"
-                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                   "| ratio | results from the factors / from repeat purchases "
+                   "| discover mode: from the factors / from affinity | retrain | of it training "
+                   "| index lists | probed | recall@20 | bytes/item | bytes/user |\n"
+                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int r = 0; r < n_rows; r++) {
             f_row *x = &rows[r];
             fprintf(f, "| %zu | %.1f / %.1f µs | %.1f / %.1f µs | %.2f | %.1f / %.1f µs | %.2f "
-                       "| %.1f %% | %.1f s | %.1f s | %zu | %zu | %.3f | %.0f | %.0f |\n",
+                       "| %.1f %% / %.1f %% | %.1f %% / %.1f %% | %.1f s | %.1f s | %zu | %zu "
+                       "| %.3f | %.0f | %.0f |\n",
                     x->n_items, 1e6 * x->base_med, 1e6 * x->base_p99, 1e6 * x->first_med,
                     1e6 * x->first_p99, x->first_med / x->base_med, 1e6 * x->mf_med,
-                    1e6 * x->mf_p99, x->mf_med / x->base_med, 100 * x->mf_share, x->retrain_s,
+                    1e6 * x->mf_p99, x->mf_med / x->base_med, 100 * x->mf_share,
+                    100 * x->repeat_share, 100 * x->mf_share_discover,
+                    100 * x->aff_share_discover, x->retrain_s,
                     x->train_s, x->lists, x->probe, x->recall, x->bytes_per_item,
                     x->bytes_per_user);
         }
