@@ -4,24 +4,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint_internal.h"
 #include "engine_internal.h"
 #include "killpoint_internal.h"
 #include "model_internal.h"
 #include "replica_internal.h"
 #include "retrain_internal.h"
 #include "snapshot_internal.h"
-
-/* Write every dirty item back (a checkpoint) at least this often, so that a reopen
- * replays a bounded tail of the event log. */
-#ifndef SAKO_CHECKPOINT_EVENTS /* the crash test's build sets it lower */
-#define SAKO_CHECKPOINT_EVENTS 500000
-#endif
-/* ...and as soon as this many item and user rows are dirty: a checkpoint writes them
- * all in one transaction under the writer mutex, so this bounds the stall of the
- * update batch that runs it (docs/architecture.md, "Checkpoints"). */
-#ifndef SAKO_CHECKPOINT_ROWS
-#define SAKO_CHECKPOINT_ROWS 8192
-#endif
 
 /* Monotonic seconds: sako_update's phases, for benchmarks (0 unless `timed`: the
  * reads cost ~40 ns each, 1-2 % of a one-event batch in memory). */

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "check_sako.h"
+#include "checkpoint_internal.h"
 #include "sampler_internal.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -193,9 +194,19 @@ END_TEST
 
 /* Batches of events each by a user never seen before, so that dirty user rows pile up
  * far faster than events: the batch that brings the dirty rows to the budget
- * (SAKO_CHECKPOINT_ROWS, 8192 in this build) writes a checkpoint, long before the
- * 500,000-event one. */
-enum { ROWS_BATCH = 1000, ROWS_BATCHES = 12, ROWS_CHECKPOINT_AT = 9 };
+ * (SAKO_CHECKPOINT_ROWS) writes a checkpoint, long before the 500,000-event one. Each
+ * batch dirties its 1,000 users and some of the WL_ITEMS items, so with the budget's
+ * remainder below 1000 - WL_ITEMS the budget is reached by batch ROWS_CHECKPOINT_AT
+ * (1-based) and not before. */
+enum {
+    ROWS_BATCH = 1000,
+    ROWS_CHECKPOINT_AT = SAKO_CHECKPOINT_ROWS / ROWS_BATCH + 1,
+    ROWS_BATCHES = ROWS_CHECKPOINT_AT + 3
+};
+_Static_assert(SAKO_CHECKPOINT_ROWS % ROWS_BATCH + WL_ITEMS < ROWS_BATCH,
+               "the row budget is reached by users alone at ROWS_CHECKPOINT_AT");
+_Static_assert((ROWS_BATCHES + 1) * ROWS_BATCH < SAKO_CHECKPOINT_EVENTS,
+               "the 500,000-event checkpoint does not come first");
 
 static void rows_run(sako_engine *e, int from, int to, int64_t step_ms)
 {
@@ -242,7 +253,7 @@ START_TEST(test_row_bounded_checkpoint_reopens_same)
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x",
                       status);
-        /* One checkpoint, by rows: at the batch whose users made 8192 + dirty rows. */
+        /* One checkpoint, by rows: at the batch whose users brought the dirty rows to the budget. */
         int64_t first = sk_sql_int(path, "SELECT min(seq) FROM event_batches");
         ck_assert_int_eq(
             sk_sql_int(path, "SELECT value FROM sako_meta WHERE key = 'checkpoint_batch'"),
