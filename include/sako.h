@@ -49,11 +49,11 @@ extern "C" {
 /* ---------------------------------------------------------------- versions */
 
 #define SAKO_VERSION_MAJOR 0
-#define SAKO_VERSION_MINOR 6
+#define SAKO_VERSION_MINOR 7
 #define SAKO_VERSION_PATCH 0
 #define SAKO_VERSION_NUMBER \
     (SAKO_VERSION_MAJOR * 10000 + SAKO_VERSION_MINOR * 100 + SAKO_VERSION_PATCH)
-#define SAKO_VERSION_STRING "0.6.0"
+#define SAKO_VERSION_STRING "0.7.0"
 
 #if defined(_WIN32)
 #define SAKO_API
